@@ -1,0 +1,31 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod fence;
+mod guard;
+mod lease;
+mod locker;
+mod memory;
+mod name;
+mod options;
+mod store;
+mod token;
+pub mod wait;
+mod wake;
+mod watchdog;
+
+pub use error::{BoxError, Error, ErrorKind, LossReason, Operation};
+pub use fence::{FenceGate, Fenced};
+pub use guard::LockGuard;
+pub use lease::{HolderId, Lease, LeaseInfo, TtlLimits, safety_margin};
+pub use locker::Locker;
+pub use memory::MemoryLeaseStore;
+pub use name::{IntoLockName, LockName};
+pub use options::{AcquireOptions, Renewal, Wait};
+pub use store::LeaseStore;
+pub use token::FencingToken;
+pub use wait::WaitPolicy;
+pub use wake::{ReleaseWatch, WakeupHub};
+
+/// Re-exported so backends and users name the same `async_trait`.
+pub use async_trait::async_trait;

@@ -1,0 +1,215 @@
+//! `Locker`: the client users call. Waiting, renewal, loss signals and regression checks live
+//! here once, over any `LeaseStore`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::guard::GuardState;
+use crate::wait::WaitPolicy;
+use crate::watchdog::Watchdog;
+use crate::{
+    AcquireOptions, Error, FencingToken, IntoLockName, Lease, LeaseStore, LockGuard, LockName, Wait,
+};
+
+/// Takes locks on a [`LeaseStore`] and keeps them: the client most users want.
+///
+/// ```
+/// use std::time::Duration;
+/// use fencelock_core::{AcquireOptions, FenceGate, Locker, MemoryLeaseStore};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), fencelock_core::Error> {
+/// let locker = Locker::new(MemoryLeaseStore::new());
+/// let gate = FenceGate::new(); // stands in for your database's fenced write
+/// let guard = locker
+///     .acquire("jobs/nightly", AcquireOptions::new().with_ttl(Duration::from_secs(10)))
+///     .await?;
+/// gate.admit("report", guard.token())?; // every write carries the token
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Cloning is cheap; clones share the store and the regression memory.
+#[derive(Clone, Debug)]
+pub struct Locker {
+    store: Arc<dyn LeaseStore>,
+    seen: Arc<Mutex<HashMap<LockName, FencingToken>>>,
+}
+
+impl Locker {
+    /// A locker over `store`.
+    pub fn new(store: impl LeaseStore + 'static) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// A locker over a shared store.
+    pub fn from_arc(store: Arc<dyn LeaseStore>) -> Self {
+        Self {
+            store,
+            seen: Arc::default(),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn LeaseStore> {
+        &self.store
+    }
+
+    /// Takes `name`, waiting as `options` say, and starts its watchdog.
+    ///
+    /// Cancel-safe while waiting: dropping the future leaves nothing held.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when the wait ran out (or, with [`Wait::No`], the lock is held);
+    /// [`Error::InvalidInput`] for a bad name, TTL or renew interval; [`Error::TokenRegression`]
+    /// when the store granted a token not above one this locker saw before (the grant is
+    /// released, not used); the store's errors otherwise.
+    pub async fn acquire(
+        &self,
+        name: impl IntoLockName,
+        options: AcquireOptions,
+    ) -> Result<LockGuard, Error> {
+        let name = name.into_lock_name()?;
+        let started = Instant::now();
+        match self.try_acquire(&name, options).await? {
+            Some(guard) => Ok(guard),
+            None => Err(Error::Timeout {
+                name,
+                waited: started.elapsed(),
+            }),
+        }
+    }
+
+    /// Like [`Locker::acquire`], but contention is a value: `Ok(None)` when the lock stayed held
+    /// for as long as `options` allow waiting.
+    ///
+    /// # Errors
+    /// As [`Locker::acquire`], except that a timeout is `Ok(None)`.
+    pub async fn try_acquire(
+        &self,
+        name: impl IntoLockName,
+        options: AcquireOptions,
+    ) -> Result<Option<LockGuard>, Error> {
+        let name = name.into_lock_name()?;
+        let ttl = self.store.ttl_limits().check(options.ttl())?;
+        let every = options.renew_every()?;
+        let poll_interval = options.checked_poll_interval()?;
+        let span = tracing::info_span!(
+            "fencelock.acquire",
+            lock = %name,
+            backend = self.store.backend(),
+            ttl_ms = ttl.as_millis() as u64,
+            token = tracing::field::Empty,
+        );
+        async {
+            let started = Instant::now();
+            let lease = match options.wait() {
+                Wait::No => self.store.try_acquire(&name, ttl).await?,
+                wait => {
+                    let until = match wait {
+                        Wait::Timeout(timeout) => {
+                            Some(started.checked_add(timeout).unwrap_or(started))
+                        }
+                        _ => None,
+                    };
+                    let policy = WaitPolicy {
+                        until,
+                        poll_interval,
+                    };
+                    self.store.acquire_waiting(&name, ttl, policy).await?
+                }
+            };
+            let waited_ms = started.elapsed().as_millis() as u64;
+            let Some(lease) = lease else {
+                tracing::debug!(waited_ms, "not acquired");
+                return Ok(None);
+            };
+            tracing::Span::current().record("token", lease.token().get());
+            if let Err(error) = self.record_token(&lease) {
+                tracing::error!(%error, "token regression");
+                let store = Arc::clone(&self.store);
+                tokio::spawn(async move { store.release(&lease).await });
+                return Err(error);
+            }
+            tracing::debug!(waited_ms, "acquired");
+            Ok(Some(self.guard(lease, ttl, every)))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs `work` under `name`: acquires, hands `work` the fencing token, cancels `work` if the
+    /// lease is lost, and releases when it finishes.
+    ///
+    /// # Errors
+    /// The errors of [`Locker::acquire`]; [`Error::LostDuringWork`] with the token when the lease
+    /// was lost before `work` finished (compensate for what it did).
+    pub async fn with_lock<F, Fut>(
+        &self,
+        name: impl IntoLockName,
+        options: AcquireOptions,
+        work: F,
+    ) -> Result<Fut::Output, Error>
+    where
+        F: FnOnce(FencingToken) -> Fut,
+        Fut: Future,
+    {
+        let guard = self.acquire(name, options).await?;
+        let out = guard.run(work(guard.token())).await?;
+        if let Err(error) = guard.release().await {
+            // The work finished while the lease held; its writes carried the token.
+            tracing::warn!(%error, "work finished but the release failed");
+        }
+        Ok(out)
+    }
+
+    /// The highest token this locker has seen for `name`.
+    pub fn last_token(&self, name: &LockName) -> Option<FencingToken> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .copied()
+    }
+
+    fn record_token(&self, lease: &Lease) -> Result<(), Error> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match seen.get(lease.name()) {
+            Some(&prev) if lease.token() <= prev => Err(Error::TokenRegression {
+                name: lease.name().clone(),
+                seen: prev,
+                got: lease.token(),
+            }),
+            _ => {
+                seen.insert(lease.name().clone(), lease.token());
+                Ok(())
+            }
+        }
+    }
+
+    fn guard(
+        &self,
+        lease: Lease,
+        ttl: std::time::Duration,
+        every: Option<std::time::Duration>,
+    ) -> LockGuard {
+        let (tx, rx) = watch::channel(GuardState { lease, lost: None });
+        let stop = CancellationToken::new();
+        let ended = CancellationToken::new();
+        let watchdog = Watchdog {
+            store: Arc::clone(&self.store),
+            state: tx,
+            ttl,
+            every,
+            stop: stop.clone(),
+            ended: ended.clone(),
+        };
+        let handle = tokio::spawn(watchdog.run());
+        LockGuard::new(Arc::clone(&self.store), rx, ended, stop, handle)
+    }
+}

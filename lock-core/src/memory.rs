@@ -1,0 +1,191 @@
+//! `MemoryLeaseStore`: the in-process reference backend.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::{
+    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, LossReason, Operation,
+    ReleaseWatch, TtlLimits, WakeupHub,
+};
+
+/// An in-process [`LeaseStore`] with the same guarantees as the networked backends, within one
+/// process: exclusive grants, tokens that only rise, compare-on-renew and -release, push
+/// wake-ups. Its clock is tokio's, so client tests can run it under paused time.
+///
+/// Clones share the same locks. Per-name token counters are kept for the life of the store
+/// (that is what keeps tokens rising), so memory grows with the number of distinct names.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryLeaseStore {
+    state: Arc<Mutex<HashMap<LockName, Slot>>>,
+    hub: Arc<WakeupHub>,
+    limits: TtlLimits,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    last_token: u64,
+    held: Option<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    holder: HolderId,
+    token: FencingToken,
+    expires_at: Instant,
+}
+
+impl Slot {
+    /// The current grant, if it has not expired by `now`.
+    fn live(&self, now: Instant) -> Option<&Held> {
+        self.held.as_ref().filter(|h| h.expires_at > now)
+    }
+
+    /// Why `lease` does not hold here (or `None` if it does).
+    fn loss_of(&self, lease: &Lease, now: Instant) -> Option<LossReason> {
+        match self.live(now) {
+            Some(h) if h.holder == lease.holder() && h.token == lease.token() => None,
+            Some(h) if h.token > lease.token() => Some(LossReason::Superseded { by: h.token }),
+            _ => Some(LossReason::NotHeld),
+        }
+    }
+}
+
+const STORE: &str = "memory";
+
+impl MemoryLeaseStore {
+    /// An empty store with the default TTL limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the largest TTL accepted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a maximum outside 1 ms..=10 years.
+    pub fn with_max_ttl(mut self, max: Duration) -> Result<Self, Error> {
+        self.limits = TtlLimits::with_max(max)?;
+        Ok(self)
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<LockName, Slot>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn expiry(now: Instant, ttl: Duration) -> Result<Instant, Error> {
+    now.checked_add(ttl)
+        .ok_or_else(|| Error::invalid("ttl", format!("{ttl:?} overflows the clock")))
+}
+
+#[async_trait]
+impl LeaseStore for MemoryLeaseStore {
+    fn backend(&self) -> &'static str {
+        STORE
+    }
+
+    fn ttl_limits(&self) -> TtlLimits {
+        self.limits
+    }
+
+    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+        let ttl = self.limits.check(ttl)?;
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        let mut slots = self.slots();
+        let slot = slots.entry(name.clone()).or_default();
+        if slot.live(now).is_some() {
+            return Ok(None);
+        }
+        let next = slot
+            .last_token
+            .checked_add(1)
+            .filter(|t| *t <= FencingToken::MAX_EXACT)
+            .ok_or_else(|| {
+                Error::backend(
+                    STORE,
+                    Operation::Acquire,
+                    format!("token counter of `{name}` is exhausted"),
+                )
+            })?;
+        slot.last_token = next;
+        let token = FencingToken::new(next);
+        let holder = HolderId::random();
+        slot.held = Some(Held {
+            holder,
+            token,
+            expires_at,
+        });
+        Ok(Some(Lease::granted(name.clone(), token, holder, ttl, now)))
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        let ttl = self.limits.check(ttl)?;
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        let mut slots = self.slots();
+        let Some(slot) = slots.get_mut(lease.name()) else {
+            return Err(Error::lost(lease, LossReason::NotHeld));
+        };
+        if let Some(reason) = slot.loss_of(lease, now) {
+            return Err(Error::lost(lease, reason));
+        }
+        if let Some(held) = slot.held.as_mut() {
+            held.expires_at = expires_at;
+        }
+        Ok(lease.renewed(ttl, now))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        let now = Instant::now();
+        {
+            let mut slots = self.slots();
+            let Some(slot) = slots.get_mut(lease.name()) else {
+                return Err(Error::lost(lease, LossReason::NotHeld));
+            };
+            if let Some(reason) = slot.loss_of(lease, now) {
+                return Err(Error::lost(lease, reason));
+            }
+            slot.held = None;
+        }
+        self.hub.notify(lease.name().as_str());
+        Ok(())
+    }
+
+    async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
+        let now = Instant::now();
+        let slots = self.slots();
+        Ok(slots
+            .get(name)
+            .and_then(|slot| slot.live(now))
+            .map(|h| LeaseInfo {
+                token: h.token,
+                holder: Some(h.holder),
+                remaining: h.expires_at.saturating_duration_since(now),
+            }))
+    }
+
+    async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
+        let now = Instant::now();
+        let broken = {
+            let mut slots = self.slots();
+            let Some(slot) = slots.get_mut(name) else {
+                return Ok(None);
+            };
+            let token = slot.live(now).map(|h| h.token);
+            slot.held = None;
+            token
+        };
+        if broken.is_some() {
+            self.hub.notify(name.as_str());
+        }
+        Ok(broken)
+    }
+
+    async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        Ok(Some(self.hub.subscribe(name)))
+    }
+}

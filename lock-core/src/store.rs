@@ -1,0 +1,150 @@
+//! The `LeaseStore` contract: the small surface every backend implements.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::wait::{self, WaitPolicy};
+use crate::{Error, FencingToken, Lease, LeaseInfo, LockName, ReleaseWatch, TtlLimits};
+
+/// A store that grants leases with a TTL and issues fencing tokens.
+///
+/// Backends implement this; users normally go through [`crate::Locker`], which adds waiting,
+/// renewal, loss signals and regression checks on top. Every `# Behavior` bullet below has a
+/// conformance case of the same name in `fencelock-conformance`.
+///
+/// Expiry is judged by the **store's** clock, never by comparing client wall clocks. Contention
+/// is a value (`Ok(None)`), failure is an [`Error`] that classifies itself
+/// ([`Error::kind`]).
+#[async_trait]
+pub trait LeaseStore: Send + Sync + fmt::Debug {
+    /// A short name of the backend for errors, logs and metrics (`"memory"`, `"redis"`, …).
+    fn backend(&self) -> &'static str;
+
+    /// The TTLs this store accepts.
+    fn ttl_limits(&self) -> TtlLimits;
+
+    /// Tries once to take `name` for `ttl`.
+    ///
+    /// # Behavior
+    /// - `acquire_grants_when_free`: a free name is granted; the lease carries the TTL the server
+    ///   granted and a local deadline measured from the moment the request was sent.
+    /// - `acquire_is_exclusive`: while a grant holds, every other attempt gets `Ok(None)`.
+    /// - `concurrent_acquire_single_winner`: of many simultaneous attempts, exactly one wins.
+    /// - `tokens_increase_across_release`, `tokens_increase_across_expiry`: a granted token is
+    ///   strictly greater than every token ever granted for that name.
+    /// - `ttl_validation`: zero, sub-millisecond and above-maximum TTLs are `InvalidInput`, and
+    ///   nothing is sent.
+    /// - `hostile_names_round_trip_and_stay_isolated`: any valid [`LockName`] maps to its own lock.
+    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error>;
+
+    /// Extends `lease` to `ttl` from now, if this exact grant (holder id + token) still holds.
+    ///
+    /// # Behavior
+    /// - `renew_extends`: renewing before expiry keeps the grant past its original TTL.
+    /// - `renew_after_expiry_is_lost`: after the grant expired, renew is `LeaseLost` and does not
+    ///   bring it back, even if nobody took the name in between.
+    /// - `renew_with_forged_holder_is_lost`: a lease whose holder id or token differs from the
+    ///   current grant is `LeaseLost`.
+    /// - `ttl_validation`: invalid TTLs are `InvalidInput`.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error>;
+
+    /// Frees `lease`, if this exact grant still holds.
+    ///
+    /// # Behavior
+    /// - `stale_release_never_frees_newer_holder`: releasing a grant that expired and was taken
+    ///   over is `LeaseLost` and leaves the newer holder in place.
+    /// - `double_release_is_reported`: releasing twice is `LeaseLost` the second time.
+    async fn release(&self, lease: &Lease) -> Result<(), Error>;
+
+    /// The current holder of `name`, if any.
+    ///
+    /// # Behavior
+    /// - `inspect_reports_holder_and_remaining`: shows the holder's token and the time left by the
+    ///   server's clock; `None` once released.
+    async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error>;
+
+    /// Breaks the current grant of `name`, whoever holds it (an operator's tool). Returns the
+    /// token of the grant that was broken.
+    ///
+    /// # Behavior
+    /// - `force_release_frees_and_reports_token`: the broken holder's renew is `LeaseLost`, the next
+    ///   grant has a greater token, and breaking a free name returns `None`.
+    async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error>;
+
+    /// Subscribes to "`name` may be free now" notifications, for waiters.
+    ///
+    /// `Ok(None)` means the store has no push notifications and waiters poll with jitter.
+    /// Subscribe *before* the attempt that failed, so that a release in between is not missed.
+    ///
+    /// # Behavior
+    /// - `waiter_acquires_after_release`: a waiter learns of a release without waiting out the
+    ///   holder's TTL.
+    async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        let _ = name;
+        Ok(None)
+    }
+
+    /// Waits until `name` is granted or `policy.until` passes (`Ok(None)`).
+    ///
+    /// The default subscribes with [`LeaseStore::watch_released`], tries, and sleeps until a
+    /// notification, the holder's remaining TTL, or the poll interval, whichever comes first.
+    /// Backends with a native queue (etcd) override it. Dropping the future while it waits
+    /// leaves nothing held.
+    ///
+    /// # Behavior
+    /// - `waiter_times_out`: returns `Ok(None)` once the deadline passes.
+    /// - `dropped_waiter_leaves_nothing_held`: cancelling a wait leaves no grant behind.
+    async fn acquire_waiting(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        policy: WaitPolicy,
+    ) -> Result<Option<Lease>, Error> {
+        wait::acquire_with_polling(self, name, ttl, policy).await
+    }
+}
+
+macro_rules! forward_lease_store {
+    ($($ptr:ident),*) => {$(
+        #[async_trait]
+        impl<T: LeaseStore + ?Sized> LeaseStore for $ptr<T> {
+            fn backend(&self) -> &'static str {
+                (**self).backend()
+            }
+            fn ttl_limits(&self) -> TtlLimits {
+                (**self).ttl_limits()
+            }
+            async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+                (**self).try_acquire(name, ttl).await
+            }
+            async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+                (**self).renew(lease, ttl).await
+            }
+            async fn release(&self, lease: &Lease) -> Result<(), Error> {
+                (**self).release(lease).await
+            }
+            async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
+                (**self).inspect(name).await
+            }
+            async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
+                (**self).force_release(name).await
+            }
+            async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+                (**self).watch_released(name).await
+            }
+            async fn acquire_waiting(
+                &self,
+                name: &LockName,
+                ttl: Duration,
+                policy: WaitPolicy,
+            ) -> Result<Option<Lease>, Error> {
+                (**self).acquire_waiting(name, ttl, policy).await
+            }
+        }
+    )*};
+}
+
+forward_lease_store!(Arc, Box);

@@ -1,0 +1,113 @@
+//! Waiting for a lock: the one generic loop (push wake-ups, holder TTL, jittered polling).
+
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::{Instant, sleep_until};
+
+use crate::{Error, Lease, LeaseStore, LockName};
+
+/// How a waiting acquire behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitPolicy {
+    /// Give up at this instant; `None` waits forever.
+    pub until: Option<Instant>,
+    /// The longest a waiter sleeps between attempts when nothing wakes it. With push wake-ups
+    /// this only matters if a notification is lost; without them it caps the polling backoff.
+    pub poll_interval: Duration,
+}
+
+impl WaitPolicy {
+    /// The default poll interval (1 s).
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+    /// Waits until `until` (or forever) with the default poll interval.
+    pub fn until(until: Option<Instant>) -> Self {
+        Self {
+            until,
+            poll_interval: Self::DEFAULT_POLL_INTERVAL,
+        }
+    }
+}
+
+/// The first sleep of a waiter without push wake-ups; doubles up to the poll interval.
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+
+/// The generic waiting acquire behind [`LeaseStore::acquire_waiting`].
+///
+/// Subscribes first, then loops: try; if held, learn the holder's remaining TTL and sleep until
+/// a notification, that TTL (plus jitter), the backoff or the deadline. Cancel-safe while it
+/// sleeps; a drop during a request in flight is like a lost reply (the grant, if any, expires).
+pub async fn acquire_with_polling<S: LeaseStore + ?Sized>(
+    store: &S,
+    name: &LockName,
+    ttl: Duration,
+    policy: WaitPolicy,
+) -> Result<Option<Lease>, Error> {
+    let mut watch = match store.watch_released(name).await {
+        Ok(watch) => watch,
+        Err(error) => {
+            tracing::warn!(lock = %name, %error, "push wake-ups unavailable; polling");
+            None
+        }
+    };
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        if let Some(lease) = store.try_acquire(name, ttl).await? {
+            return Ok(Some(lease));
+        }
+        let now = Instant::now();
+        if policy.until.is_some_and(|until| now >= until) {
+            return Ok(None);
+        }
+        let holder_left = store
+            .inspect(name)
+            .await?
+            .map_or(Duration::ZERO, |info| info.remaining);
+        let nap = if watch.is_some() {
+            holder_left.min(policy.poll_interval)
+        } else {
+            let nap = holder_left.min(backoff);
+            backoff = (backoff * 2).min(policy.poll_interval);
+            nap
+        };
+        let mut wake_at = now.checked_add(with_jitter(nap)).unwrap_or(now);
+        if let Some(until) = policy.until {
+            wake_at = wake_at.min(until);
+        }
+        tracing::trace!(lock = %name, nap_ms = nap.as_millis() as u64, "waiting");
+        match watch.as_mut() {
+            Some(w) => {
+                tokio::select! {
+                    open = w.notified() => if !open {
+                        tracing::debug!(lock = %name, "push wake-ups closed; polling");
+                        watch = None;
+                    },
+                    () = sleep_until(wake_at) => {}
+                }
+            }
+            None => sleep_until(wake_at).await,
+        }
+    }
+}
+
+/// `d` plus up to 10 % (at least 1 ms) of random jitter, so waiters do not poll in lockstep.
+pub fn with_jitter(d: Duration) -> Duration {
+    let spread = (d / 10).max(Duration::from_millis(1));
+    let extra = rand::rng().random_range(Duration::ZERO..=spread);
+    d + extra
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..100 {
+            let d = with_jitter(Duration::from_millis(100));
+            assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(110));
+        }
+        assert!(with_jitter(Duration::ZERO) <= Duration::from_millis(1));
+    }
+}
