@@ -111,10 +111,9 @@ impl Locker {
             let lease = match options.wait() {
                 Wait::No => self.store.try_acquire(&name, ttl).await?,
                 wait => {
+                    // A timeout too large for the clock means "forever", never "no wait".
                     let until = match wait {
-                        Wait::Timeout(timeout) => {
-                            Some(started.checked_add(timeout).unwrap_or(started))
-                        }
+                        Wait::Timeout(timeout) => started.checked_add(timeout),
                         _ => None,
                     };
                     let policy = WaitPolicy {

@@ -30,6 +30,9 @@ impl WaitPolicy {
     }
 }
 
+/// The longest single sleep of a waiter (it re-checks at least this often).
+const MAX_NAP: Duration = Duration::from_secs(3600);
+
 /// The first sleep of a waiter without push wake-ups; doubles up to the poll interval.
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 
@@ -71,7 +74,9 @@ pub async fn acquire_with_polling<S: LeaseStore + ?Sized>(
             backoff = (backoff * 2).min(policy.poll_interval);
             nap
         };
-        let mut wake_at = now.checked_add(with_jitter(nap)).unwrap_or(now);
+        // Bounded so that no poll interval, however large, can overflow the clock.
+        let nap = nap.min(MAX_NAP);
+        let mut wake_at = now + with_jitter(nap);
         if let Some(until) = policy.until {
             wake_at = wake_at.min(until);
         }
