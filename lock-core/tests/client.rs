@@ -1,4 +1,5 @@
 //! Client logic over the in-memory store, under paused tokio time: the watchdog, the lost
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! signal, guarded runs, cancellation and regression detection.
 
 use std::sync::Arc;
