@@ -1,6 +1,6 @@
 //! Client logic over the in-memory store, under paused tokio time: the watchdog, the lost
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! signal, guarded runs, cancellation and regression detection.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
