@@ -41,31 +41,66 @@ async fn main() -> Result<(), Error> {
         balance: Mutex::new(100),
     });
 
-    println!("fencelock quickstart: a lock that expires early, and the fencing token that makes it safe\n");
+    println!(
+        "fencelock quickstart: a lock that expires early, and the fencing token that makes it safe\n"
+    );
 
     // A frozen process renews nothing, so worker A runs without a watchdog here.
     let a = locker
-        .acquire("invoice-batch", AcquireOptions::new().with_ttl(ttl).without_renewal())
+        .acquire(
+            "invoice-batch",
+            AcquireOptions::new().with_ttl(ttl).without_renewal(),
+        )
         .await?;
-    say("worker A", format!("took lock `invoice-batch` with token {} (TTL {ttl:?})", a.token()));
+    say(
+        "worker A",
+        format!(
+            "took lock `invoice-batch` with token {} (TTL {ttl:?})",
+            a.token()
+        ),
+    );
     let seen_by_a = storage.balance();
-    say("worker A", format!("read balance = {seen_by_a}, plans to write {}", seen_by_a - 10));
-    say("worker A", "stalls: a GC pause, a VM migration, a slow disk; it cannot renew".into());
+    say(
+        "worker A",
+        format!(
+            "read balance = {seen_by_a}, plans to write {}",
+            seen_by_a - 10
+        ),
+    );
+    say(
+        "worker A",
+        "stalls: a GC pause, a VM migration, a slow disk; it cannot renew".into(),
+    );
 
     let b = {
         let (locker, storage) = (locker.clone(), storage.clone());
         tokio::spawn(async move {
             let waited = Instant::now();
             let b = locker
-                .acquire("invoice-batch", AcquireOptions::new().with_ttl(ttl * 5).with_timeout(ttl * 5))
+                .acquire(
+                    "invoice-batch",
+                    AcquireOptions::new()
+                        .with_ttl(ttl * 5)
+                        .with_timeout(ttl * 5),
+                )
                 .await?;
             say(
                 "worker B",
-                format!("took the lock after A's lease expired ({:.1}s wait), token {}", waited.elapsed().as_secs_f64(), b.token()),
+                format!(
+                    "took the lock after A's lease expired ({:.1}s wait), token {}",
+                    waited.elapsed().as_secs_f64(),
+                    b.token()
+                ),
             );
             let balance = storage.balance() + 50;
             storage.write(b.token(), balance)?;
-            say("worker B", format!("wrote balance = {balance} with token {}: accepted", b.token()));
+            say(
+                "worker B",
+                format!(
+                    "wrote balance = {balance} with token {}: accepted",
+                    b.token()
+                ),
+            );
             b.release().await?;
             say("worker B", "released the lock".into());
             Ok::<(), Error>(())
@@ -73,13 +108,27 @@ async fn main() -> Result<(), Error> {
     };
 
     tokio::time::sleep(ttl * 8 / 5).await;
-    say("worker A", format!("wakes up; its guard says valid = {}", a.is_valid()));
-    say("worker A", format!("writes balance = {} with its old token {} anyway", seen_by_a - 10, a.token()));
+    say(
+        "worker A",
+        format!("wakes up; its guard says valid = {}", a.is_valid()),
+    );
+    say(
+        "worker A",
+        format!(
+            "writes balance = {} with its old token {} anyway",
+            seen_by_a - 10,
+            a.token()
+        ),
+    );
     match storage.write(a.token(), seen_by_a - 10) {
         Err(e) => say("storage", format!("REJECTED: {e}")),
-        Ok(()) => say("storage", "accepted the stale write (this must never happen)".into()),
+        Ok(()) => say(
+            "storage",
+            "accepted the stale write (this must never happen)".into(),
+        ),
     }
-    b.await.map_err(|e| Error::invalid("worker", e.to_string()))??;
+    b.await
+        .map_err(|e| Error::invalid("worker", e.to_string()))??;
     if let Err(e) = a.release().await {
         say("worker A", format!("release reports: {e}"));
     }

@@ -96,7 +96,9 @@ pub async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, Error> {
 fn missing_feature(feature: &str) -> Error {
     Error::invalid(
         "store url",
-        format!("this build of fencelock has no `{feature}` backend; enable the `{feature}` feature"),
+        format!(
+            "this build of fencelock has no `{feature}` backend; enable the `{feature}` feature"
+        ),
     )
 }
 
