@@ -50,6 +50,7 @@ impl FenceGate {
         if let Some(&high_water) = marks.get(resource)
             && token < high_water
         {
+            crate::metrics::stale_write_rejected("memory");
             return Err(Error::StaleToken {
                 resource: resource.to_owned(),
                 presented: token,
@@ -98,6 +99,7 @@ impl<T> Fenced<T> {
         if let Some(high_water) = inner.0
             && token < high_water
         {
+            crate::metrics::stale_write_rejected("memory");
             return Err(Error::StaleToken {
                 resource: std::any::type_name::<T>().to_owned(),
                 presented: token,

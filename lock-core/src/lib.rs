@@ -6,6 +6,7 @@ mod guard;
 mod lease;
 mod locker;
 mod memory;
+pub mod metrics;
 mod name;
 mod options;
 mod store;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::guard::GuardState;
+use crate::metrics;
 use crate::wait::WaitPolicy;
 use crate::watchdog::Watchdog;
 use crate::{
@@ -108,29 +109,28 @@ impl Locker {
         );
         async {
             let started = Instant::now();
-            let lease = match options.wait() {
-                Wait::No => self.store.try_acquire(&name, ttl).await?,
-                wait => {
-                    // A timeout too large for the clock means "forever", never "no wait".
-                    let until = match wait {
-                        Wait::Timeout(timeout) => started.checked_add(timeout),
-                        _ => None,
-                    };
-                    let policy = WaitPolicy {
-                        until,
-                        poll_interval,
-                    };
-                    self.store.acquire_waiting(&name, ttl, policy).await?
-                }
+            let backend = self.store.backend();
+            let result = self
+                .acquire_lease(&name, ttl, options.wait(), poll_interval, started)
+                .await;
+            let outcome = match &result {
+                Ok(Some(_)) => "acquired",
+                Ok(None) => "timeout",
+                Err(_) => "error",
             };
+            metrics::acquire_finished(backend, outcome, started.elapsed());
             let waited_ms = started.elapsed().as_millis() as u64;
-            let Some(lease) = lease else {
+            let Some(lease) = result? else {
                 tracing::debug!(waited_ms, "not acquired");
                 return Ok(None);
             };
+            if options.wait() != Wait::No {
+                metrics::waited(backend, started.elapsed());
+            }
             tracing::Span::current().record("token", lease.token().get());
             if let Err(error) = self.record_token(&lease) {
                 tracing::error!(%error, "token regression");
+                metrics::token_regression(backend);
                 let store = Arc::clone(&self.store);
                 tokio::spawn(async move { store.release(&lease).await });
                 return Err(error);
@@ -140,6 +140,27 @@ impl Locker {
         }
         .instrument(span)
         .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &LockName,
+        ttl: std::time::Duration,
+        wait: Wait,
+        poll_interval: std::time::Duration,
+        started: Instant,
+    ) -> Result<Option<Lease>, Error> {
+        let until = match wait {
+            Wait::No => return self.store.try_acquire(name, ttl).await,
+            // A timeout too large for the clock means "forever", never "no wait".
+            Wait::Timeout(timeout) => started.checked_add(timeout),
+            Wait::Forever => None,
+        };
+        let policy = WaitPolicy {
+            until,
+            poll_interval,
+        };
+        self.store.acquire_waiting(name, ttl, policy).await
     }
 
     /// Runs `work` under `name`: acquires, hands `work` the fencing token, cancels `work` if the

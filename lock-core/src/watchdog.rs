@@ -11,6 +11,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::guard::GuardState;
+use crate::metrics;
 use crate::{Error, ErrorKind, LeaseStore, LossReason};
 
 /// The first retry delay after a transient renewal error; doubles up to the renew interval.
@@ -30,6 +31,7 @@ impl Watchdog {
     pub(crate) async fn run(self) {
         let state = self.state.clone();
         let ended = self.ended.clone();
+        let self_backend = self.store.backend();
         let outcome = AssertUnwindSafe(self.renew_loop()).catch_unwind().await;
         let reason = match outcome {
             Ok(None) => None,
@@ -39,6 +41,7 @@ impl Watchdog {
             }),
         };
         if let Some(reason) = reason {
+            metrics::lease_lost(self_backend, &reason);
             let lease = state.borrow().lease.clone();
             tracing::warn!(lock = %lease.name(), token = %lease.token(), %reason, "lease lost");
             state.send_modify(|s| s.lost = Some(reason));
@@ -74,6 +77,11 @@ impl Watchdog {
             match renewed {
                 Err(_elapsed) => return Some(LossReason::DeadlineReached),
                 Ok(Ok(new)) => {
+                    metrics::renewal(self.store.backend(), "ok");
+                    metrics::renew_lag(
+                        self.store.backend(),
+                        deadline.saturating_duration_since(sent_at),
+                    );
                     tracing::trace!(
                         left_ms = deadline.saturating_duration_since(sent_at).as_millis() as u64,
                         "renewed"
@@ -84,11 +92,15 @@ impl Watchdog {
                     retry = FIRST_RETRY;
                 }
                 Ok(Err(error)) if error.is_transient() => {
+                    metrics::renewal(self.store.backend(), "retry");
                     tracing::warn!(%error, retry_ms = retry.as_millis() as u64, "renewal failed; retrying while the lease is locally valid");
                     next_renew = Instant::now().checked_add(retry);
                     retry = (retry * 2).min(every);
                 }
-                Ok(Err(error)) => return Some(loss_reason(error)),
+                Ok(Err(error)) => {
+                    metrics::renewal(self.store.backend(), "lost");
+                    return Some(loss_reason(error));
+                }
             }
         }
     }
