@@ -44,9 +44,12 @@ pub(crate) async fn enqueue(
             TxnOp::get(key, None),
             TxnOp::get(keys.prefix(), Some(queue_range())),
         ]);
-    let mut client = store.client.clone();
     let resp = store
-        .rpc(client.txn(txn))
+        .rpc
+        .call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
         .await
         .map_err(|e| classify(Operation::Acquire, e))?;
     let read_at = resp.header().map_or(0, |h| h.revision());
@@ -81,7 +84,7 @@ pub(crate) async fn try_acquire(
     let keys = store.queue_keys(name);
     let granted = leases::grant(store, ttl, Operation::Acquire).await?;
     // From here on, every way out but a grant (error, contention, cancellation) revokes it.
-    let ticket = QueueTicket::new(store.client.clone(), store.op_timeout(), granted);
+    let ticket = QueueTicket::new(store.rpc.clone(), granted);
     let enqueued = enqueue(store, &keys, granted.id).await?;
     if enqueued.queue.owner().map(|m| m.create_revision) != Some(enqueued.revision) {
         ticket.leave().await;

@@ -34,9 +34,12 @@ pub(crate) async fn inspect(
             remaining: Duration::MAX,
         }));
     }
-    let mut client = store.client.clone();
     let ttl = store
-        .rpc(client.lease_time_to_live(owner.lease, None))
+        .rpc
+        .call(|mut c| {
+            let lease = owner.lease;
+            async move { c.lease_time_to_live(lease, None).await }
+        })
         .await
         .map_err(|e| classify(Operation::Inspect, e))?
         .ttl();
@@ -69,16 +72,19 @@ pub(crate) async fn force_release(
                 owner.create_revision,
             )])
             .and_then([TxnOp::delete(owner.key.clone(), None)]);
-        let mut client = store.client.clone();
         let resp = store
-            .rpc(client.txn(txn))
+            .rpc
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
             .await
             .map_err(|e| classify(Operation::ForceRelease, e))?;
         if !resp.succeeded() {
             continue; // released or broken meanwhile: look again
         }
         if owner.lease != 0 {
-            leases::revoke(&store.client, store.op_timeout(), owner.lease)
+            leases::revoke(&store.rpc, owner.lease)
                 .await
                 .map_err(|e| classify(Operation::ForceRelease, e))?;
         }

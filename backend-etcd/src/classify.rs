@@ -46,6 +46,11 @@ pub(crate) fn is_lease_gone(err: &EtcdError) -> bool {
     verdict(err) == Verdict::LeaseGone
 }
 
+/// Whether the request provably never reached Raft, so sending it again is safe.
+pub(crate) fn is_not_sent(err: &EtcdError) -> bool {
+    verdict(err) == Verdict::NotSent
+}
+
 /// Our own per-operation timeout, shaped like the driver's: the request was sent.
 pub(crate) fn timed_out(after: std::time::Duration) -> EtcdError {
     EtcdError::GRpcStatus(tonic::Status::deadline_exceeded(format!(

@@ -67,9 +67,12 @@ impl EtcdLeaseStore {
                 TxnOp::put(key.clone(), value, None),
                 TxnOp::put(mark, encoded, None),
             ]);
-        let mut client = self.client.clone();
         let resp = self
-            .rpc(client.txn(txn))
+            .rpc
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
             .await
             .map_err(|e| classify(Operation::FencedWrite, e))?;
         if !resp.succeeded() {
@@ -109,9 +112,12 @@ impl EtcdLeaseStore {
         let mut mark = key.clone();
         mark.extend_from_slice(FENCE_TOKEN_SUFFIX.as_bytes());
         let txn = Txn::new().and_then([TxnOp::get(key, None), TxnOp::get(mark, None)]);
-        let mut client = self.client.clone();
         let resp = self
-            .rpc(client.txn(txn))
+            .rpc
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
             .await
             .map_err(|e| classify(Operation::Inspect, e))?;
         let ops = resp.op_responses();

@@ -46,7 +46,7 @@ pub(crate) async fn renew(
     store.ttl_limits_checked(ttl)?;
     let (lease_id, revision) = ids_of(lease)?;
     let sent_at = Instant::now();
-    leases::keep_alive_once(&store.client, store.op_timeout(), lease_id)
+    leases::keep_alive_once(&store.rpc, lease_id)
         .await
         .map_err(|e| classify_for(lease, Operation::Renew, e))?;
     // The key was attached to the lease before this keepalive was sent, so if it still exists
@@ -79,9 +79,12 @@ pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(),
         )])
         .and_then([TxnOp::delete(key, None)])
         .or_else([TxnOp::get(keys.prefix(), Some(queue_range()))]);
-    let mut client = store.client.clone();
     let resp = store
-        .rpc(client.txn(txn))
+        .rpc
+        .call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
         .await
         .map_err(|e| classify(Operation::Release, e))?;
     if !resp.succeeded() {
@@ -92,10 +95,10 @@ pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(),
         let reason = loss_in(&queue, revision, Operation::Release)?;
         return Err(Error::lost(lease, reason));
     }
-    if let Err(e) = leases::revoke(&store.client, store.op_timeout(), lease_id).await {
+    if let Err(e) = leases::revoke(&store.rpc, lease_id).await {
         // The key is gone, so the lock is free; the bare lease just runs out.
         tracing::debug!(lock = %lease.name(), error = %e, "revoking a released lease failed");
-        leases::spawn_revoke(store.client.clone(), store.op_timeout(), lease_id);
+        leases::spawn_revoke(store.rpc.clone(), lease_id);
     }
     Ok(())
 }

@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use etcd_client::Client;
 use fencelock_core::{Error, Operation};
 use tokio::time::Instant;
 
 use crate::EtcdLeaseStore;
 use crate::classify::{classify, is_lease_gone};
-use crate::store::rpc;
+use crate::rpc::Rpc;
 
 /// A lease etcd granted.
 #[derive(Clone, Copy, Debug)]
@@ -34,10 +33,10 @@ pub(crate) async fn grant(
     ttl: Duration,
     op: Operation,
 ) -> Result<Granted, Error> {
-    let mut client = store.client.clone();
     let sent_at = Instant::now();
     let resp = store
-        .rpc(client.lease_grant(ttl_seconds(ttl), None))
+        .rpc
+        .call(|mut c| async move { c.lease_grant(ttl_seconds(ttl), None).await })
         .await
         .map_err(|e| classify(op, e))?;
     let granted = u64::try_from(resp.ttl())
@@ -59,25 +58,19 @@ pub(crate) async fn grant(
 
 /// Sends one keepalive for lease `id` and waits for its answer. A lease etcd no longer knows
 /// (TTL 0) is an error for which [`is_lease_gone`] holds; a stream that ends is an error too.
-pub(crate) async fn keep_alive_once(
-    client: &Client,
-    timeout: Duration,
-    id: i64,
-) -> Result<(), etcd_client::Error> {
-    let mut client = client.clone();
+pub(crate) async fn keep_alive_once(rpc: &Rpc, id: i64) -> Result<(), etcd_client::Error> {
     // `lease_keep_alive` sends the first keepalive and fails on TTL 0 or a closed stream.
-    rpc(timeout, client.lease_keep_alive(id)).await.map(drop)
+    rpc.call(|mut c| async move { c.lease_keep_alive(id).await.map(drop) })
+        .await
 }
 
 /// Revokes lease `id` (and with it every key attached to it). A lease that is already gone
 /// counts as revoked.
-pub(crate) async fn revoke(
-    client: &Client,
-    timeout: Duration,
-    id: i64,
-) -> Result<(), etcd_client::Error> {
-    let mut client = client.clone();
-    match rpc(timeout, client.lease_revoke(id)).await {
+pub(crate) async fn revoke(rpc: &Rpc, id: i64) -> Result<(), etcd_client::Error> {
+    match rpc
+        .call(|mut c| async move { c.lease_revoke(id).await })
+        .await
+    {
         Err(e) if !is_lease_gone(&e) => Err(e),
         _ => Ok(()),
     }
@@ -85,7 +78,7 @@ pub(crate) async fn revoke(
 
 /// Revokes lease `id` in the background, retrying a few times; if that never succeeds the lease
 /// still expires after its TTL. Needs a tokio runtime; without one only the TTL is left.
-pub(crate) fn spawn_revoke(client: Client, timeout: Duration, id: i64) {
+pub(crate) fn spawn_revoke(rpc: Rpc, id: i64) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         tracing::warn!(
             lease = id,
@@ -96,7 +89,7 @@ pub(crate) fn spawn_revoke(client: Client, timeout: Duration, id: i64) {
     runtime.spawn(async move {
         let mut pause = Duration::from_millis(50);
         for attempt in 1..=5 {
-            match revoke(&client, timeout, id).await {
+            match revoke(&rpc, id).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::debug!(lease = id, attempt, error = %e, "revoking a lease failed");

@@ -9,6 +9,7 @@ mod grant;
 mod keys;
 mod leases;
 mod queue;
+mod rpc;
 mod store;
 mod ticket;
 

@@ -54,7 +54,7 @@ async fn pass(
 ) -> Result<Pass, Error> {
     let granted = leases::grant(store, ttl, Operation::Acquire).await?;
     // Dropping the ticket (cancellation, error) revokes the lease and so dequeues the key.
-    let mut ticket = QueueTicket::new(store.client.clone(), store.op_timeout(), granted);
+    let mut ticket = QueueTicket::new(store.rpc.clone(), granted);
     ticket.keep_alive_while_waiting();
     let enqueued = enqueue(store, keys, granted.id).await?;
     let mine = enqueued.revision;
@@ -140,12 +140,15 @@ async fn wait_deleted(
     from: i64,
 ) -> Result<(), Error> {
     let Some(key) = key else { return Ok(()) };
-    let mut client = store.client.clone();
     let options = WatchOptions::new()
         .with_start_revision(from)
         .with_filters([WatchFilterType::NoPut]);
     let mut stream = store
-        .rpc(client.watch(key, Some(options)))
+        .rpc
+        .call(|mut c| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { c.watch(key, Some(options)).await }
+        })
         .await
         .map_err(|e| classify(Operation::Watch, e))?;
     loop {

@@ -2,7 +2,6 @@
 //! protocol modules.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +12,9 @@ use fencelock_core::{
 };
 
 use crate::EtcdConfig;
-use crate::classify::{STORE, classify, timed_out};
+use crate::classify::{STORE, classify};
 use crate::keys::{Queue, QueueKeys};
+use crate::rpc::Rpc;
 
 /// A [`LeaseStore`] on etcd: one etcd lease and one key per holder, the key's create revision
 /// as the fencing token, FIFO waiters that watch their predecessor — the protocol of etcd's own
@@ -39,10 +39,9 @@ use crate::keys::{Queue, QueueKeys};
 /// ```
 #[derive(Clone)]
 pub struct EtcdLeaseStore {
-    pub(crate) client: Client,
+    pub(crate) rpc: Rpc,
     key_prefix: Arc<str>,
     limits: TtlLimits,
-    op_timeout: Duration,
 }
 
 impl fmt::Debug for EtcdLeaseStore {
@@ -51,7 +50,7 @@ impl fmt::Debug for EtcdLeaseStore {
         f.debug_struct("EtcdLeaseStore")
             .field("key_prefix", &self.key_prefix)
             .field("max_ttl", &self.limits.max())
-            .field("op_timeout", &self.op_timeout)
+            .field("op_timeout", &self.rpc.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -80,10 +79,12 @@ impl EtcdLeaseStore {
     /// default options: empty key prefix, 24 h maximum TTL, 5 s operation timeout.
     pub fn from_client(client: Client) -> Self {
         Self {
-            client,
+            rpc: Rpc {
+                client,
+                timeout: Self::DEFAULT_OP_TIMEOUT,
+            },
             key_prefix: Arc::from(""),
             limits: TtlLimits::default(),
-            op_timeout: Self::DEFAULT_OP_TIMEOUT,
         }
     }
 
@@ -118,7 +119,7 @@ impl EtcdLeaseStore {
                 "it is zero; give requests time to answer",
             ));
         }
-        self.op_timeout = timeout;
+        self.rpc.timeout = timeout;
         Ok(self)
     }
 
@@ -129,7 +130,7 @@ impl EtcdLeaseStore {
 
     /// The underlying client, e.g. for your own fenced transactions.
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.rpc.client
     }
 
     /// The keys of `name`'s queue.
@@ -137,20 +138,8 @@ impl EtcdLeaseStore {
         QueueKeys::new(&self.key_prefix, name)
     }
 
-    pub(crate) fn op_timeout(&self) -> Duration {
-        self.op_timeout
-    }
-
     pub(crate) fn ttl_limits_checked(&self, ttl: Duration) -> Result<Duration, Error> {
         self.limits.check(ttl)
-    }
-
-    /// Runs one etcd request under the operation timeout.
-    pub(crate) async fn rpc<T>(
-        &self,
-        request: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, etcd_client::Error> {
-        rpc(self.op_timeout, request).await
     }
 
     /// The queue of `keys` and the revision it was read at.
@@ -159,24 +148,16 @@ impl EtcdLeaseStore {
         keys: &QueueKeys,
         op: Operation,
     ) -> Result<(Queue, i64), Error> {
-        let mut client = self.client.clone();
         let resp = self
-            .rpc(client.get(keys.prefix(), Some(queue_range())))
+            .rpc
+            .call(|mut c| {
+                let prefix = keys.prefix().to_vec();
+                async move { c.get(prefix, Some(queue_range())).await }
+            })
             .await
             .map_err(|e| classify(op, e))?;
         let revision = resp.header().map_or(0, |h| h.revision());
         Ok((Queue::from_kvs(keys, resp.kvs()), revision))
-    }
-}
-
-/// Runs `request` for at most `timeout`; a late answer counts as an unknown outcome.
-pub(crate) async fn rpc<T>(
-    timeout: Duration,
-    request: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, etcd_client::Error> {
-    match tokio::time::timeout(timeout, request).await {
-        Ok(result) => result,
-        Err(_) => Err(timed_out(timeout)),
     }
 }
 

@@ -5,18 +5,17 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use etcd_client::Client;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::classify::is_lease_gone;
 use crate::leases::{self, Granted};
+use crate::rpc::Rpc;
 
 /// See the module docs.
 pub(crate) struct QueueTicket {
-    client: Client,
-    op_timeout: Duration,
+    rpc: Rpc,
     lease: Granted,
     /// The send instant of the latest keepalive etcd confirmed (or of the grant).
     confirmed: Arc<Mutex<Instant>>,
@@ -25,10 +24,9 @@ pub(crate) struct QueueTicket {
 }
 
 impl QueueTicket {
-    pub(crate) fn new(client: Client, op_timeout: Duration, lease: Granted) -> Self {
+    pub(crate) fn new(rpc: Rpc, lease: Granted) -> Self {
         Self {
-            client,
-            op_timeout,
+            rpc,
             confirmed: Arc::new(Mutex::new(lease.sent_at)),
             lease,
             keepalive: None,
@@ -42,8 +40,7 @@ impl QueueTicket {
     pub(crate) fn keep_alive_while_waiting(&mut self) {
         let lost = CancellationToken::new();
         let task = tokio::spawn(keep_alive_loop(
-            self.client.clone(),
-            self.op_timeout,
+            self.rpc.clone(),
             self.lease,
             Arc::clone(&self.confirmed),
             lost.clone(),
@@ -74,7 +71,7 @@ impl QueueTicket {
     /// retries in the background.
     pub(crate) async fn leave(mut self) {
         self.stop_keepalive();
-        match leases::revoke(&self.client, self.op_timeout, self.lease.id).await {
+        match leases::revoke(&self.rpc, self.lease.id).await {
             Ok(()) => self.armed = false,
             Err(e) => {
                 tracing::debug!(lease = self.lease.id, error = %e, "revoke failed; retrying in the background")
@@ -93,14 +90,13 @@ impl Drop for QueueTicket {
     fn drop(&mut self) {
         self.stop_keepalive();
         if self.armed {
-            leases::spawn_revoke(self.client.clone(), self.op_timeout, self.lease.id);
+            leases::spawn_revoke(self.rpc.clone(), self.lease.id);
         }
     }
 }
 
 async fn keep_alive_loop(
-    client: Client,
-    op_timeout: Duration,
+    rpc: Rpc,
     lease: Granted,
     confirmed: Arc<Mutex<Instant>>,
     lost: CancellationToken,
@@ -109,7 +105,7 @@ async fn keep_alive_loop(
     loop {
         tokio::time::sleep(every).await;
         let sent_at = Instant::now();
-        match leases::keep_alive_once(&client, op_timeout, lease.id).await {
+        match leases::keep_alive_once(&rpc, lease.id).await {
             Ok(()) => *confirmed.lock().unwrap_or_else(PoisonError::into_inner) = sent_at,
             Err(e) if is_lease_gone(&e) => {
                 tracing::debug!(lease = lease.id, "the waiting lease expired");
