@@ -65,8 +65,8 @@ pub(crate) async fn renew(
 }
 
 /// [`fencelock_core::LeaseStore::release`]: deletes the holder key iff its create revision
-/// still matches (one txn), then revokes the lease. Waiters watch that delete; nothing else is
-/// published.
+/// still matches (one txn), then revokes the lease in the background. Waiters watch that
+/// delete; nothing else is published.
 pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(), Error> {
     let (lease_id, revision) = ids_of(lease)?;
     let keys: QueueKeys = store.queue_keys(lease.name());
@@ -95,10 +95,8 @@ pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(),
         let reason = loss_in(&queue, revision, Operation::Release)?;
         return Err(Error::lost(lease, reason));
     }
-    if let Err(e) = leases::revoke(&store.rpc, lease_id).await {
-        // The key is gone, so the lock is free; the bare lease just runs out.
-        tracing::debug!(lock = %lease.name(), error = %e, "revoking a released lease failed");
-        leases::spawn_revoke(store.rpc.clone(), lease_id);
-    }
+    // The key is gone, so the lock is free and waiters are already woken: the bare lease holds
+    // nothing, so it is revoked off the caller's path (if that never happens, it runs out).
+    leases::spawn_revoke(store.rpc.clone(), lease_id);
     Ok(())
 }

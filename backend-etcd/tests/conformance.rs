@@ -1,5 +1,6 @@
 //! The whole conformance suite against a real single-node etcd and a real 3-node cluster, both
 //! started by the harness (or `FENCELOCK_ETCD_ENDPOINTS` for the single node).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::OnceLock;
 use std::time::Duration;
