@@ -88,11 +88,16 @@ pub async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, Error> {
         StoreUrl::Memory => Ok(Arc::new(MemoryLeaseStore::new())),
         StoreUrl::Redis(_) => Err(missing_feature("redis")),
         StoreUrl::Postgres(_) => Err(missing_feature("postgres")),
+        #[cfg(feature = "etcd")]
+        StoreUrl::Etcd(endpoints) => Ok(Arc::new(
+            fencelock_etcd::EtcdLeaseStore::connect(endpoints).await?,
+        )),
+        #[cfg(not(feature = "etcd"))]
         StoreUrl::Etcd(_) => Err(missing_feature("etcd")),
     }
 }
 
-#[allow(dead_code)]
+#[allow(dead_code)] // unused once every backend feature is on
 fn missing_feature(feature: &str) -> Error {
     Error::invalid(
         "store url",

@@ -5,6 +5,10 @@ mod connect;
 pub use connect::{StoreUrl, connect};
 pub use fencelock_core::*;
 
+/// The etcd backend (feature `etcd`).
+#[cfg(feature = "etcd")]
+pub use fencelock_etcd as etcd;
+
 /// The workspace README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
