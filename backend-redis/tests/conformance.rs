@@ -1,6 +1,8 @@
 //! The whole conformance suite against a real redis-server started by the harness (or the
 //! server named by `FENCELOCK_REDIS_URL`).
 
+#![allow(clippy::panic)]
+
 use fencelock_conformance::Fixture;
 use fencelock_conformance::harness::shared_redis;
 use fencelock_redis::RedisLeaseStore;

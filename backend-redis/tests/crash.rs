@@ -1,6 +1,8 @@
 //! Tokens never go backwards across a crash (kill -9) and restart of the server, with and
 //! without persistence.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Push wake-ups over pub/sub: fast, one subscriber connection per store, and a fallback to
 //! polling when the subscription breaks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
