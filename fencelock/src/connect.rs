@@ -86,6 +86,11 @@ impl StoreUrl {
 pub async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, Error> {
     match StoreUrl::parse(url)? {
         StoreUrl::Memory => Ok(Arc::new(MemoryLeaseStore::new())),
+        #[cfg(feature = "redis")]
+        StoreUrl::Redis(url) => Ok(Arc::new(
+            fencelock_redis::RedisLeaseStore::connect(&url).await?,
+        )),
+        #[cfg(not(feature = "redis"))]
         StoreUrl::Redis(_) => Err(missing_feature("redis")),
         StoreUrl::Postgres(_) => Err(missing_feature("postgres")),
         #[cfg(feature = "etcd")]

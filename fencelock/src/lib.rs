@@ -5,6 +5,10 @@ mod connect;
 pub use connect::{StoreUrl, connect};
 pub use fencelock_core::*;
 
+/// The Redis backend (feature `redis`).
+#[cfg(feature = "redis")]
+pub use fencelock_redis as redis;
+
 /// The etcd backend (feature `etcd`).
 #[cfg(feature = "etcd")]
 pub use fencelock_etcd as etcd;

@@ -44,8 +44,12 @@ impl Watchdog {
             metrics::lease_lost(self_backend, &reason);
             let lease = state.borrow().lease.clone();
             tracing::warn!(lock = %lease.name(), token = %lease.token(), %reason, "lease lost");
-            state.send_modify(|s| s.lost = Some(reason));
-            ended.cancel();
+            // Cancel while the state is locked for writing: whoever sees the loss (woken by
+            // the state change, or reading it) also sees the cancellation token fired.
+            state.send_modify(|s| {
+                s.lost = Some(reason);
+                ended.cancel();
+            });
         }
     }
 
