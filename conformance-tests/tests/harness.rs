@@ -177,7 +177,7 @@ async fn postgres_durable_keeps_table_across_kill_9() {
     pg.psql("CREATE TABLE t (x int); INSERT INTO t VALUES (42)")
         .await
         .unwrap();
-    // Keep a backend around, so the kill has a whole process group to kill.
+    // Keep a backend around: kill() must take it down with the postmaster.
     let mut idle = TcpStream::connect(pg.addr()).unwrap();
     idle.write_all(&[0, 0, 0, 8, 4, 210, 22, 47]).unwrap(); // SSLRequest
 
@@ -194,6 +194,16 @@ async fn postgres_durable_keeps_table_across_kill_9() {
     assert_eq!(pg.psql("SELECT count(*) FROM t").await.unwrap().trim(), "1");
 }
 
+/// A protocol 3.0 startup packet for user and database `postgres`.
+fn startup_packet() -> Vec<u8> {
+    let body = b"user\0postgres\0database\0postgres\0\0";
+    let len = u32::try_from(8 + body.len()).unwrap();
+    let mut packet = len.to_be_bytes().to_vec();
+    packet.extend_from_slice(&196_608u32.to_be_bytes());
+    packet.extend_from_slice(body);
+    packet
+}
+
 #[tokio::test]
 async fn postgres_pause_stops_answers_until_resume() {
     let pg = PostgresServer::start(PostgresConfig::default())
@@ -201,21 +211,30 @@ async fn postgres_pause_stops_answers_until_resume() {
         .unwrap();
     assert_eq!(pg.psql("SHOW fsync").await.unwrap().trim(), "off");
     let ssl_request = [0, 0, 0, 8, 4, 210, 22, 47];
-    let mut conn = TcpStream::connect(pg.addr()).unwrap();
+    // A connection whose backend already exists (backends call setsid(), so
+    // pausing the postmaster's process group alone would not stop it).
+    let mut existing = TcpStream::connect(pg.addr()).unwrap();
     assert_eq!(
-        exchange(&mut conn, &ssl_request, 1, Duration::from_secs(5)).unwrap(),
+        exchange(&mut existing, &ssl_request, 1, Duration::from_secs(5)).unwrap(),
         b"N"
     );
 
     pg.pause().unwrap();
-    let mut conn = TcpStream::connect(pg.addr()).unwrap();
-    let err = exchange(&mut conn, &ssl_request, 1, SILENT).unwrap_err();
+    let err = exchange(&mut existing, &startup_packet(), 1, SILENT).unwrap_err();
+    assert!(is_timeout(&err), "{err}");
+    let mut new = TcpStream::connect(pg.addr()).unwrap();
+    let err = exchange(&mut new, &ssl_request, 1, SILENT).unwrap_err();
     assert!(is_timeout(&err), "{err}");
 
     pg.resume().unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0; 1];
-    conn.read_exact(&mut buf).unwrap();
+    existing
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    existing.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"R"); // AuthenticationOk (trust)
+    new.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    new.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"N");
     assert_eq!(pg.psql("SELECT 1").await.unwrap().trim(), "1");
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
@@ -19,7 +19,7 @@ use super::binaries;
 use super::blocking;
 use super::error::{HarnessError, Result, ResultExt};
 use super::spawner;
-use super::tempdirs::{stat_pgrp, stat_state};
+use super::tempdirs::{stat_pgrp, stat_ppid, stat_state};
 
 /// How long to wait for a killed server's process group to disappear.
 const GONE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,9 +57,10 @@ struct Inner {
 
 /// A server running as a child process of the test process.
 ///
-/// The server runs in its own process group (all signals go to the whole
-/// group, so e.g. PostgreSQL backends are killed, stopped and continued with
-/// the postmaster), in a temporary directory that holds its data and its log
+/// The server runs in its own process group; signals go to that group and to
+/// every descendant of the server (PostgreSQL backends leave the group with
+/// `setsid()`, and must be killed, stopped and continued with the
+/// postmaster). It runs in a temporary directory that holds its data and its log
 /// (stdout and stderr, appended across restarts).
 ///
 /// Dropping the handle kills the server with SIGKILL, reaps it and removes
@@ -131,7 +132,7 @@ impl ServerProcess {
     }
 
     /// The process id of the running server (which is also its process
-    /// group id), or `None` after [`Self::kill`].
+    /// group id; for PostgreSQL, the postmaster), or `None` after [`Self::kill`].
     pub fn pid(&self) -> Option<u32> {
         self.inner.lock().as_ref().map(Child::id)
     }
@@ -160,20 +161,20 @@ impl ServerProcess {
         self.inner.log_tail(0)
     }
 
-    /// SIGKILL the server's process group, reap it, and wait until every
-    /// process of the group is gone. Killing a server that is not running
+    /// SIGKILL the server and all its descendants at once (like a crash),
+    /// reap it, and wait until every one of them is gone. Killing a server that is not running
     /// is a no-op. The data directory is kept for [`Self::restart`].
     pub fn kill(&self) -> Result<()> {
         self.inner.kill()
     }
 
-    /// SIGSTOP the server's process group: it stops answering but keeps its
+    /// SIGSTOP the server and its descendants: it stops answering but keeps its
     /// connections open, like a long GC pause or a frozen VM.
     pub fn pause(&self) -> Result<()> {
         self.inner.signal(Signal::SIGSTOP)
     }
 
-    /// SIGCONT the server's process group after [`Self::pause`].
+    /// SIGCONT the server and its descendants after [`Self::pause`].
     pub fn resume(&self) -> Result<()> {
         self.inner.signal(Signal::SIGCONT)
     }
@@ -265,11 +266,11 @@ impl Inner {
                 )));
             };
             if let Some(status) = child.try_wait().ctx(|| format!("wait for {}", self.name))? {
-                let pgid = child.id();
+                let pid = child.id();
                 *guard = None;
                 drop(guard);
-                let _ = signal_group(pgid, Signal::SIGKILL);
-                let _ = wait_group_gone(pgid, GONE_TIMEOUT);
+                let tree = signal_tree(pid, Signal::SIGKILL);
+                let _ = wait_gone(pid, &tree, GONE_TIMEOUT);
                 let tail = self.log_tail(log_offset);
                 let message = format!(
                     "{} exited during startup ({status}); log {}:\n{tail}",
@@ -325,20 +326,30 @@ impl Inner {
         let Some(mut child) = self.lock().take() else {
             return Ok(());
         };
-        let pgid = child.id();
-        let _ = signal_group(pgid, Signal::SIGKILL);
+        let pid = child.id();
+        // Freeze the tree first (twice: to catch a fork racing the first
+        // listing), so nothing forks or exits while it is listed, then kill
+        // all of it at once, like a crash.
+        signal_tree(pid, Signal::SIGSTOP);
+        signal_tree(pid, Signal::SIGSTOP);
+        let tree = signal_tree(pid, Signal::SIGKILL);
         let _ = child.kill();
         child
             .wait()
-            .ctx(|| format!("reap {} (pid {pgid})", self.name))?;
-        wait_group_gone(pgid, GONE_TIMEOUT).map_err(|e| e.context(&self.name))
+            .ctx(|| format!("reap {} (pid {pid})", self.name))?;
+        wait_gone(pid, &tree, GONE_TIMEOUT).map_err(|e| e.context(&self.name))
     }
 
     fn signal(&self, signal: Signal) -> Result<()> {
         let pid = self.lock().as_ref().map(Child::id).ok_or_else(|| {
             HarnessError::new(format!("{} is not running, cannot {signal}", self.name))
         })?;
-        signal_group(pid, signal).map_err(|e| e.context(&self.name))
+        signal_tree(pid, signal);
+        if signal == Signal::SIGSTOP {
+            // Again, for a child forked while the first listing was made.
+            signal_tree(pid, signal);
+        }
+        Ok(())
     }
 
     fn log_tail(&self, offset: u64) -> String {
@@ -346,47 +357,90 @@ impl Inner {
     }
 }
 
-/// Send `signal` to the process group `pgid`.
-fn signal_group(pgid: u32, signal: Signal) -> Result<()> {
-    let pgid = i32::try_from(pgid).ctx(|| format!("process group {pgid}"))?;
-    killpg(Pid::from_raw(pgid), signal).ctx(|| format!("{signal} process group {pgid}"))
+/// Send `signal` to the process group of `root` (the server runs in its own
+/// group) and to every descendant of `root`: PostgreSQL backends call
+/// `setsid()`, so they are in groups of their own. Returns the descendants.
+fn signal_tree(root: u32, signal: Signal) -> Vec<u32> {
+    // List first: once the root is dead its children are orphans, no longer
+    // findable as its descendants.
+    let tree = descendants(root);
+    if let Ok(pgid) = i32::try_from(root) {
+        let _ = killpg(Pid::from_raw(pgid), signal);
+    }
+    for &pid in &tree {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+    tree
 }
 
-/// Wait until no live (non-zombie) process is left in process group `pgid`.
-/// Zombies are ignored: orphans are reparented to init, which may never reap
-/// them, and they hold no ports, files or shared memory.
-fn wait_group_gone(pgid: u32, timeout: Duration) -> Result<()> {
+/// Every process whose parent chain leads to `root`.
+fn descendants(root: u32) -> Vec<u32> {
+    let processes = processes();
+    let mut tree = Vec::new();
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for p in processes.iter().filter(|p| p.ppid == parent) {
+            if !tree.contains(&p.pid) {
+                tree.push(p.pid);
+                parents.push(p.pid);
+            }
+        }
+    }
+    tree
+}
+
+struct ProcInfo {
+    pid: u32,
+    ppid: u32,
+    pgrp: i32,
+    live: bool,
+}
+
+/// All processes, from `/proc`.
+fn processes() -> Vec<ProcInfo> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some(ProcInfo {
+                pid,
+                ppid: stat_ppid(&stat)?,
+                pgrp: stat_pgrp(&stat)?,
+                live: !matches!(stat_state(&stat), Some('Z' | 'X') | None),
+            })
+        })
+        .collect()
+}
+
+/// Wait until no live (non-zombie) process is left in the process group
+/// `pgid` or among `pids`. Zombies are ignored: orphans are reparented to
+/// init, which may never reap them, and they hold no ports, files or shared
+/// memory.
+fn wait_gone(pgid: u32, pids: &[u32], timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
+    let pgid_i32 = i32::try_from(pgid).unwrap_or(-1);
     loop {
-        let left = live_group_members(pgid);
+        let left: Vec<u32> = processes()
+            .into_iter()
+            .filter(|p| p.live && (p.pgrp == pgid_i32 || pids.contains(&p.pid)))
+            .map(|p| p.pid)
+            .collect();
         if left.is_empty() {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(HarnessError::new(format!(
-                "processes {left:?} of group {pgid} still alive {timeout:?} after SIGKILL"
+                "processes {left:?} of server {pgid} still alive {timeout:?} after SIGKILL"
             )));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn live_group_members(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let Ok(pgid) = i32::try_from(pgid) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                stat_pgrp(&stat) == Some(pgid) && !matches!(stat_state(&stat), Some('Z' | 'X'))
-            })
-        })
-        .collect()
 }
 
 /// The last `lines` lines of the file at `path`, from byte `offset` on.

@@ -69,3 +69,9 @@ pub(crate) fn stat_pgrp(stat: &str) -> Option<i32> {
     // Fields after comm: state ppid pgrp ...
     after_comm.split_whitespace().nth(2)?.parse().ok()
 }
+
+/// The parent pid of a `/proc/<pid>/stat` line.
+pub(crate) fn stat_ppid(stat: &str) -> Option<u32> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(1)?.parse().ok()
+}
