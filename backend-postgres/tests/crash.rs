@@ -141,3 +141,40 @@ async fn live_lease_blocks_until_its_ttl_after_a_crash() {
     );
     assert!(next.token() > lease.token());
 }
+
+/// The control for the tests above: with durable grants turned off on a server whose default is
+/// `synchronous_commit = off`, the same crash forgets acknowledged grants (measured: every time).
+/// So the tests above would catch a store that stopped forcing durable commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_durable_grants_the_same_crash_forgets_grants() {
+    let server = support::own_server(PostgresConfig {
+        durable: true,
+        settings: vec![("synchronous_commit".into(), "off".into())],
+        ..PostgresConfig::default()
+    })
+    .await;
+    let mut forgotten = 0;
+    for round in 0..3 {
+        let store = PgLeaseStore::builder()
+            .with_durable_grants(false)
+            .connect(&server.url())
+            .await
+            .unwrap();
+        let name = LockName::new(format!("crash/async/{round}")).unwrap();
+        let lease = store
+            .try_acquire(&name, Duration::from_secs(600))
+            .await
+            .unwrap()
+            .unwrap();
+        server.kill().unwrap();
+        server.restart().await.unwrap();
+        let after = PgLeaseStore::connect(&server.url()).await.unwrap();
+        if after.inspect(&name).await.unwrap().map(|i| i.token) != Some(lease.token()) {
+            forgotten += 1;
+        }
+    }
+    assert!(
+        forgotten > 0,
+        "asynchronous commits all survived kill -9; the control proves nothing here"
+    );
+}
