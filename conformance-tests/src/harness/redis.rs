@@ -1,0 +1,198 @@
+//! `redis-server` as a child process.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::error::{HarnessError, Result};
+use super::process::{Launch, ServerProcess};
+use super::{binaries, blocking, ports, resp, retry_addr_in_use, tempdirs};
+
+/// Timeout of one command sent by the harness.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server may take to answer PING after start.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new replica may take to finish its first sync.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a Redis server persists its data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedisPersistence {
+    /// Nothing (`--save "" --appendonly no`): a restart loses everything.
+    #[default]
+    None,
+    /// Append-only file, fsynced on every write
+    /// (`--appendonly yes --appendfsync always`): a SIGKILL loses nothing.
+    AofAlways,
+}
+
+/// How to start a [`RedisServer`].
+#[derive(Debug, Clone, Default)]
+pub struct RedisConfig {
+    /// Persistence mode.
+    pub persistence: RedisPersistence,
+    /// A fixed port instead of a free one.
+    pub port: Option<u16>,
+    /// More `redis-server` arguments, e.g. `["--maxmemory", "10mb"]`.
+    pub extra_args: Vec<String>,
+}
+
+impl RedisConfig {
+    /// No persistence.
+    pub fn ephemeral() -> Self {
+        Self::default()
+    }
+
+    /// AOF with `appendfsync always`.
+    pub fn aof() -> Self {
+        Self {
+            persistence: RedisPersistence::AofAlways,
+            ..Self::default()
+        }
+    }
+}
+
+/// A `redis-server` child process on 127.0.0.1; see [`ServerProcess`] for
+/// kill/restart/pause/resume (reachable through `Deref`).
+#[derive(Debug)]
+pub struct RedisServer {
+    process: ServerProcess,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Start a server and wait until it answers PING.
+    pub async fn start(config: RedisConfig) -> Result<Self> {
+        blocking(move || Self::start_blocking(config)).await
+    }
+
+    /// [`Self::start`], blocking the calling thread.
+    pub fn start_blocking(config: RedisConfig) -> Result<Self> {
+        let program = binaries::find("redis-server")?;
+        retry_addr_in_use(|| {
+            let port = match config.port {
+                Some(port) => port,
+                None => ports::free_port()?,
+            };
+            let dir = tempdirs::server_dir("redis")?;
+            let mut args: Vec<OsString> = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+                "--save",
+                "",
+            ]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+            args.push("--dir".into());
+            args.push(dir.path().into());
+            let persistence: &[&str] = match config.persistence {
+                RedisPersistence::None => &["--appendonly", "no"],
+                RedisPersistence::AofAlways => &["--appendonly", "yes", "--appendfsync", "always"],
+            };
+            args.extend(persistence.iter().map(OsString::from));
+            args.extend(config.extra_args.iter().map(OsString::from));
+            let addr = addr(port);
+            let process = ServerProcess::new(
+                "redis-server",
+                dir,
+                Launch {
+                    program: program.clone(),
+                    args,
+                    run_as: None,
+                },
+                Arc::new(move || ping(addr)),
+                READY_TIMEOUT,
+            );
+            process.start_blocking()?;
+            Ok(Self { process, port })
+        })
+    }
+
+    /// Start a server replicating `primary` (`--replicaof`), and wait until
+    /// its first sync is done (`master_link_status:up`).
+    pub async fn start_replica_of(primary: &RedisServer) -> Result<Self> {
+        let primary_port = primary.port();
+        blocking(move || {
+            let replica = Self::start_blocking(RedisConfig {
+                extra_args: vec![
+                    "--replicaof".into(),
+                    "127.0.0.1".into(),
+                    primary_port.to_string(),
+                ],
+                ..RedisConfig::default()
+            })?;
+            let deadline = Instant::now() + SYNC_TIMEOUT;
+            loop {
+                let info = replica.command_blocking(&["INFO", "replication"])?;
+                if info.contains("master_link_status:up") {
+                    return Ok(replica);
+                }
+                if Instant::now() >= deadline {
+                    return Err(HarnessError::new(format!(
+                        "replica of port {primary_port} not in sync after {SYNC_TIMEOUT:?}: {info}"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .await
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        addr(self.port)
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Send one command over a fresh connection and return the raw RESP reply
+    /// frame, e.g. `"+OK\r\n"`, `"-READONLY …\r\n"`, `":1\r\n"`,
+    /// `"$3\r\nbar\r\n"`, `"$-1\r\n"`. A Redis error reply is `Ok` (it starts
+    /// with `-`); only I/O failures are errors.
+    pub async fn command(&self, args: &[&str]) -> Result<String> {
+        let addr = self.addr();
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        blocking(move || resp::command(addr, &args, COMMAND_TIMEOUT)).await
+    }
+
+    /// [`Self::command`], blocking the calling thread.
+    pub fn command_blocking(&self, args: &[&str]) -> Result<String> {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        resp::command(self.addr(), &args, COMMAND_TIMEOUT)
+    }
+}
+
+impl Deref for RedisServer {
+    type Target = ServerProcess;
+
+    fn deref(&self) -> &ServerProcess {
+        &self.process
+    }
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// `true` once the server answers PING with PONG (not `-LOADING`).
+fn ping(addr: SocketAddr) -> bool {
+    resp::command(addr, &["PING".to_owned()], Duration::from_millis(250))
+        .is_ok_and(|reply| reply == "+PONG\r\n")
+}
