@@ -101,12 +101,17 @@ pub(crate) fn clap_error(error: &clap::Error) -> ExitCode {
             ExitCode::from(status::USAGE)
         }
         _ => {
+            // clap's first paragraph, on one line ("required arguments were not provided:
+            // <PROGRAM>").
             let rendered = error.render().to_string();
-            let first = rendered
+            let paragraph: Vec<&str> = rendered
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid usage");
-            let first = first.trim().trim_start_matches("error: ");
+                .map(str::trim)
+                .skip_while(|l| l.is_empty())
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let joined = paragraph.join(" ");
+            let first = joined.trim_start_matches("error: ");
             Failure::usage(format!("{first} (see `fencelock --help`)")).report()
         }
     }
