@@ -169,6 +169,15 @@ impl PgLeaseStoreBuilder {
 }
 
 fn parse_url(url: &str) -> Result<PgConnectOptions, Error> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(Error::invalid(
+            "postgres url",
+            format!(
+                "{} does not start with postgres:// or postgresql://",
+                crate::config::redact(url)
+            ),
+        ));
+    }
     url.parse::<PgConnectOptions>().map_err(|e| {
         Error::invalid(
             "postgres url",

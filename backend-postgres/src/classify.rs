@@ -16,6 +16,12 @@ pub(crate) const STORE: &str = "postgres";
 /// Maps a driver error from operation `op` to its fencelock classification.
 pub(crate) fn classify(op: Operation, err: sqlx::Error) -> Error {
     match &err {
+        // Opening a connection applies nothing, whatever broke.
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Database(_)
+            if op == Operation::Connect && !is_auth_or_config(&err) =>
+        {
+            Error::unavailable(STORE, op, err)
+        }
         sqlx::Error::Configuration(_) => Error::invalid(
             "postgres configuration",
             format!("{err}; check the connection URL and options"),
@@ -36,6 +42,14 @@ pub(crate) fn classify(op: Operation, err: sqlx::Error) -> Error {
         },
         _ => Error::backend(STORE, op, err),
     }
+}
+
+/// Connect failures that retrying cannot fix: bad password, unknown database or role.
+fn is_auth_or_config(err: &sqlx::Error) -> bool {
+    sqlstate(err).is_some_and(|code| {
+        code.starts_with("28") // invalid_authorization_specification, invalid_password
+            || code == "3D000" // invalid_catalog_name (no such database)
+    })
 }
 
 /// I/O failures that happen before a request can leave this process.
@@ -189,6 +203,27 @@ mod tests {
         for (err, kind) in cases {
             let shown = err.to_string();
             let got = classify(Operation::Acquire, err);
+            assert_eq!(got.kind(), kind, "{shown} became {got}");
+        }
+    }
+
+    #[test]
+    fn connecting_applies_nothing() {
+        let cases: Vec<(sqlx::Error, ErrorKind)> = vec![
+            (io(io::ErrorKind::UnexpectedEof), ErrorKind::Unavailable),
+            (io(io::ErrorKind::Other), ErrorKind::Unavailable),
+            (
+                sqlx::Error::Protocol("garbled".into()),
+                ErrorKind::Unavailable,
+            ),
+            (db("57P03"), ErrorKind::Unavailable),
+            (db("53300"), ErrorKind::Unavailable),
+            (db("28P01"), ErrorKind::Backend),
+            (db("3D000"), ErrorKind::Backend),
+        ];
+        for (err, kind) in cases {
+            let shown = err.to_string();
+            let got = classify(Operation::Connect, err);
             assert_eq!(got.kind(), kind, "{shown} became {got}");
         }
     }

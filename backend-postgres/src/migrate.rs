@@ -9,9 +9,9 @@ use crate::statements::Statements;
 
 /// Creates the schema and lease table if missing.
 ///
-/// Concurrent first connects serialize on a transaction-scoped advisory lock keyed by the table
-/// name (`CREATE TABLE IF NOT EXISTS` alone can still fail with a duplicate-key error on the
-/// catalog when two sessions race). The lock ends with the transaction, so it holds nothing
+/// Concurrent first connects serialize on a transaction-scoped advisory lock keyed by the
+/// schema name (`CREATE SCHEMA/TABLE IF NOT EXISTS` alone can still fail with a duplicate-key
+/// error on the catalog when two sessions race, also for two tables in one new schema). The lock ends with the transaction, so it holds nothing
 /// across a pooler. When the table already exists nothing is created, so a role without
 /// `CREATE` privileges can use a table an administrator made.
 pub(crate) async fn migrate(
@@ -22,7 +22,7 @@ pub(crate) async fn migrate(
     let fail = |e| classify(Operation::Setup, e);
     let mut tx = pool.begin().await.map_err(fail)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("fencelock migrate {}", table.quoted()))
+        .bind(format!("fencelock migrate {}", table.schema().quoted()))
         .execute(&mut *tx)
         .await
         .map_err(fail)?;
