@@ -1,0 +1,168 @@
+//! Where a lock lives in Redis: key names, hash tags and the release channel.
+//!
+//! For a lock named `N` under prefix `P` (default `fencelock:`):
+//!
+//! | what | key |
+//! | --- | --- |
+//! | the grant (`"<holder hex>:<token>"`, with a PX TTL) | `P{T}:lock:N` |
+//! | the token counter (never deleted) | `P{T}:token:N` |
+//! | the release channel (payload: `N`) | `Preleased` |
+//!
+//! `T` is the 16-hex-digit FNV-1a hash of `N`. Redis Cluster hashes only the text between the
+//! *first* `{` and the next `}`; the prefix may not contain braces, so that text is always our
+//! `T`, whatever braces the name holds, and both keys of one lock land in one slot. Two names
+//! whose hashes collide merely share a slot: the full name still follows the tag, so their keys
+//! stay distinct. The layout is part of the on-server format: changing it orphans held locks.
+
+use fencelock_core::{Error, LockName};
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "fencelock:";
+
+/// The longest key prefix accepted, in bytes.
+pub const MAX_PREFIX_LEN: usize = 128;
+
+/// Builds the keys of locks under one prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyLayout {
+    prefix: String,
+}
+
+/// The keys of one lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockKeys {
+    /// Holds the current grant as `"<holder hex>:<token>"`, with the lease TTL.
+    pub lock: String,
+    /// Holds the last token minted for the name; never deleted.
+    pub counter: String,
+}
+
+impl KeyLayout {
+    /// A layout under `prefix`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the prefix is longer than [`MAX_PREFIX_LEN`] bytes or holds
+    /// `{`, `}` or control characters (braces would change the cluster hash slot).
+    pub fn new(prefix: impl Into<String>) -> Result<Self, Error> {
+        let prefix = prefix.into();
+        if prefix.len() > MAX_PREFIX_LEN {
+            return Err(Error::invalid(
+                "key prefix",
+                format!(
+                    "it is {} bytes long; the limit is {MAX_PREFIX_LEN}",
+                    prefix.len()
+                ),
+            ));
+        }
+        if let Some(c) = prefix
+            .chars()
+            .find(|c| matches!(c, '{' | '}') || c.is_control())
+        {
+            return Err(Error::invalid(
+                "key prefix",
+                format!(
+                    "it contains {c:?}; braces would move keys between Redis Cluster slots, drop them"
+                ),
+            ));
+        }
+        Ok(Self { prefix })
+    }
+
+    /// The prefix every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The keys of the lock `name`.
+    pub fn lock(&self, name: &LockName) -> LockKeys {
+        let tag = hash_tag(name.as_str());
+        LockKeys {
+            lock: format!("{}{{{tag}}}:lock:{name}", self.prefix),
+            counter: format!("{}{{{tag}}}:token:{name}", self.prefix),
+        }
+    }
+
+    /// The pub/sub channel releases are announced on (payload: the lock name).
+    pub fn release_channel(&self) -> String {
+        format!("{}released", self.prefix)
+    }
+}
+
+impl Default for KeyLayout {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_PREFIX.to_owned(),
+        }
+    }
+}
+
+/// The cluster hash tag of a lock name: 64-bit FNV-1a of its bytes, as 16 hex digits.
+///
+/// Stable across processes, versions and platforms (it is part of the key layout).
+pub fn hash_tag(name: &str) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = name
+        .bytes()
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> LockName {
+        LockName::new(s).unwrap()
+    }
+
+    /// The slot-determining part of a key, by Redis Cluster's rule.
+    fn cluster_tag(key: &str) -> &str {
+        if let Some(open) = key.find('{')
+            && let Some(len) = key[open + 1..].find('}')
+            && len > 0
+        {
+            return &key[open + 1..open + 1 + len];
+        }
+        key
+    }
+
+    #[test]
+    fn fnv1a_is_the_published_function() {
+        // Reference values of 64-bit FNV-1a.
+        assert_eq!(hash_tag(""), "cbf29ce484222325");
+        assert_eq!(hash_tag("a"), "af63dc4c8601ec8c");
+        assert_eq!(hash_tag("foobar"), "85944171f73967e8");
+    }
+
+    #[test]
+    fn lock_and_counter_share_our_tag_whatever_braces_the_name_holds() {
+        let layout = KeyLayout::default();
+        for n in ["a", "{a}", "}{", "{", "x{}y", "{{b}}", "ünï{ç}"] {
+            let keys = layout.lock(&name(n));
+            assert_eq!(cluster_tag(&keys.lock), hash_tag(n), "{n}");
+            assert_eq!(cluster_tag(&keys.counter), hash_tag(n), "{n}");
+            assert!(keys.lock.ends_with(&format!(":lock:{n}")));
+            assert_ne!(keys.lock, keys.counter);
+        }
+    }
+
+    #[test]
+    fn distinct_names_get_distinct_keys() {
+        let layout = KeyLayout::new("p:").unwrap();
+        let a = layout.lock(&name("a:b"));
+        let b = layout.lock(&name("a"));
+        assert_ne!(a.lock, b.lock);
+        assert_eq!(layout.release_channel(), "p:released");
+    }
+
+    #[test]
+    fn prefixes_with_braces_or_control_characters_are_rejected() {
+        for bad in ["{x}", "a}", "tab\t", &"p".repeat(MAX_PREFIX_LEN + 1)] {
+            let err = KeyLayout::new(bad).unwrap_err();
+            assert_eq!(err.kind(), fencelock_core::ErrorKind::InvalidInput, "{bad}");
+        }
+        assert!(KeyLayout::new("").is_ok());
+        assert!(KeyLayout::new("app/locks:").is_ok());
+    }
+}

@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+
+mod builder;
+mod classify;
+mod config;
+mod fence;
+mod grant;
+pub mod keys;
+mod reply;
+pub mod scripts;
+mod store;
+mod tls;
+mod wakeups;
+
+pub use builder::RedisStoreBuilder;
+pub use config::{RedisConfig, redact_url};
+pub use fence::{FencedValue, RedisFence};
+pub use keys::KeyLayout;
+pub use store::RedisLeaseStore;
+
+/// The `redis` driver this crate is built on, so you name the same version.
+pub use redis;

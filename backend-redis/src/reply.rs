@@ -1,0 +1,175 @@
+//! Decoding what the scripts return. Anything else is a typed backend error, never a panic.
+
+use fencelock_core::{Error, FencingToken, Operation};
+use redis::Value;
+
+use crate::classify::unexpected_reply;
+use crate::grant::Grant;
+
+/// The acquire script's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// The name was free and is now ours.
+    Granted(Grant),
+    /// Someone holds the name.
+    Held,
+}
+
+/// The answer of a script that compared a grant before acting (renew, release).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Compared {
+    /// The grant still held; the script acted.
+    Done,
+    /// The grant no longer holds; the current one, if any.
+    Lost(Option<Grant>),
+}
+
+fn items(op: Operation, value: Value) -> Result<Vec<Value>, Error> {
+    match value {
+        Value::Array(items) => Ok(items),
+        other => Err(unexpected_reply(op, format!("{other:?}"))),
+    }
+}
+
+fn grant(op: Operation, value: &Value) -> Result<Grant, Error> {
+    let text = match value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        Value::SimpleString(s) => Some(s.as_str()),
+        _ => None,
+    };
+    text.and_then(Grant::parse).ok_or_else(|| {
+        unexpected_reply(op, format!("{value:?} is not a \"<holder>:<token>\" grant"))
+    })
+}
+
+fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(n) => Some(*n),
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// `{1, grant}` or `{0, pttl}`.
+pub(crate) fn acquired(value: Value) -> Result<Acquired, Error> {
+    let op = Operation::Acquire;
+    match items(op, value)?.as_slice() {
+        [Value::Int(1), g] => Ok(Acquired::Granted(grant(op, g)?)),
+        [Value::Int(0), _] => Ok(Acquired::Held),
+        other => Err(unexpected_reply(op, format!("{other:?}"))),
+    }
+}
+
+/// `{1}` or `{0, current grant or nil}`.
+pub(crate) fn compared(op: Operation, value: Value) -> Result<Compared, Error> {
+    match items(op, value)?.as_slice() {
+        [Value::Int(1)] => Ok(Compared::Done),
+        [Value::Int(0)] | [Value::Int(0), Value::Nil] => Ok(Compared::Lost(None)),
+        [Value::Int(0), g] => Ok(Compared::Lost(Some(grant(op, g)?))),
+        other => Err(unexpected_reply(op, format!("{other:?}"))),
+    }
+}
+
+/// `{grant, pttl}` or `{}`; the remaining time in milliseconds.
+pub(crate) fn inspected(value: Value) -> Result<Option<(Grant, u64)>, Error> {
+    let op = Operation::Inspect;
+    match items(op, value)?.as_slice() {
+        [] => Ok(None),
+        [g, pttl] => {
+            let grant = grant(op, g)?;
+            let pttl = int(pttl).ok_or_else(|| unexpected_reply(op, format!("PTTL {pttl:?}")))?;
+            // -1 (no expiry) cannot come from our scripts; report it as "no time left"
+            // rather than as forever, so tools never trust a grant without a TTL.
+            Ok(Some((grant, u64::try_from(pttl).unwrap_or(0))))
+        }
+        other => Err(unexpected_reply(op, format!("{other:?}"))),
+    }
+}
+
+/// `{grant}` or `{}`.
+pub(crate) fn broken(value: Value) -> Result<Option<Grant>, Error> {
+    let op = Operation::ForceRelease;
+    match items(op, value)?.as_slice() {
+        [] => Ok(None),
+        [g] => Ok(Some(grant(op, g)?)),
+        other => Err(unexpected_reply(op, format!("{other:?}"))),
+    }
+}
+
+/// `{1}` or `{0, high-water mark}`: `Ok(None)` when written, `Ok(Some(mark))` when stale.
+pub(crate) fn fenced(value: Value) -> Result<Option<FencingToken>, Error> {
+    let op = Operation::FencedWrite;
+    match items(op, value)?.as_slice() {
+        [Value::Int(1)] => Ok(None),
+        [Value::Int(0), mark] => int(mark)
+            .and_then(|m| u64::try_from(m).ok())
+            .map(|m| Some(FencingToken::new(m)))
+            .ok_or_else(|| unexpected_reply(op, format!("fence token {mark:?}"))),
+        other => Err(unexpected_reply(op, format!("{other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fencelock_core::{ErrorKind, HolderId};
+
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn decodes_every_script_shape() {
+        let g = Grant {
+            holder: HolderId::from_u128(7),
+            token: FencingToken::new(42),
+        };
+        let enc = bulk(&g.encode());
+        assert_eq!(
+            acquired(Value::Array(vec![Value::Int(1), enc.clone()])).unwrap(),
+            Acquired::Granted(g)
+        );
+        assert_eq!(
+            acquired(Value::Array(vec![Value::Int(0), Value::Int(900)])).unwrap(),
+            Acquired::Held
+        );
+        let op = Operation::Renew;
+        assert_eq!(
+            compared(op, Value::Array(vec![Value::Int(1)])).unwrap(),
+            Compared::Done
+        );
+        assert_eq!(
+            compared(op, Value::Array(vec![Value::Int(0)])).unwrap(),
+            Compared::Lost(None)
+        );
+        assert_eq!(
+            compared(op, Value::Array(vec![Value::Int(0), enc.clone()])).unwrap(),
+            Compared::Lost(Some(g))
+        );
+        assert_eq!(inspected(Value::Array(vec![])).unwrap(), None);
+        assert_eq!(
+            inspected(Value::Array(vec![enc.clone(), Value::Int(1500)])).unwrap(),
+            Some((g, 1500))
+        );
+        assert_eq!(broken(Value::Array(vec![enc])).unwrap(), Some(g));
+        assert_eq!(fenced(Value::Array(vec![Value::Int(1)])).unwrap(), None);
+        assert_eq!(
+            fenced(Value::Array(vec![Value::Int(0), bulk("9")])).unwrap(),
+            Some(FencingToken::new(9))
+        );
+    }
+
+    #[test]
+    fn foreign_shapes_are_backend_errors() {
+        for bad in [
+            Value::Nil,
+            Value::Okay,
+            Value::Array(vec![Value::Int(1), bulk("not a grant")]),
+            Value::Array(vec![Value::Int(2)]),
+        ] {
+            let err = acquired(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+        }
+    }
+}

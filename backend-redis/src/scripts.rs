@@ -1,0 +1,36 @@
+//! The Lua scripts, one per operation, loaded once per process and run with EVALSHA.
+//!
+//! [`redis::Script`] sends `EVALSHA` and, when the server answers `NOSCRIPT` (after a restart,
+//! a failover or `SCRIPT FLUSH`), loads the script and retries transparently. Scripts take
+//! every name and value as `KEYS`/`ARGV`; no script text is ever built from input.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// The scripts of the lease store and the fenced write.
+#[derive(Debug)]
+pub struct Scripts {
+    /// Mint a token and set the grant (`acquire.lua`).
+    pub acquire: Script,
+    /// Compare holder and token, then `PEXPIRE` (`renew.lua`).
+    pub renew: Script,
+    /// Compare holder and token, then `DEL` and `PUBLISH` (`release.lua`).
+    pub release: Script,
+    /// Read the grant and its `PTTL` (`inspect.lua`).
+    pub inspect: Script,
+    /// `DEL` and `PUBLISH` whatever grant holds (`force_release.lua`).
+    pub force_release: Script,
+    /// Compare-and-set of a value and its high-water token (`fenced_set.lua`).
+    pub fenced_set: Script,
+}
+
+/// The scripts, hashed once per process.
+pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    acquire: Script::new(include_str!("lua/acquire.lua")),
+    renew: Script::new(include_str!("lua/renew.lua")),
+    release: Script::new(include_str!("lua/release.lua")),
+    inspect: Script::new(include_str!("lua/inspect.lua")),
+    force_release: Script::new(include_str!("lua/force_release.lua")),
+    fenced_set: Script::new(include_str!("lua/fenced_set.lua")),
+});

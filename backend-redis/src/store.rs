@@ -1,0 +1,211 @@
+//! `RedisLeaseStore`: the `LeaseStore` contract on one Redis server, one script per operation.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fencelock_core::{
+    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, LossReason, Operation,
+    ReleaseWatch, TtlLimits,
+};
+use redis::Value;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use tokio::time::Instant;
+
+use crate::classify::{STORE, classify};
+use crate::config::millis;
+use crate::fence::RedisFence;
+use crate::grant::Grant;
+use crate::keys::KeyLayout;
+use crate::reply::{self, Acquired, Compared};
+use crate::scripts::SCRIPTS;
+use crate::wakeups::Wakeups;
+
+/// A [`LeaseStore`] on Redis.
+///
+/// Every operation is one `EVALSHA` round trip of one Lua script (see the crate docs for the
+/// key layout and the token guarantee). Clones share the connection and the subscriber.
+///
+/// `C` is the connection: a [`ConnectionManager`] (reconnects by itself; what
+/// [`RedisLeaseStore::connect`] builds) or any other [`ConnectionLike`] that is cheap to clone,
+/// such as a `MultiplexedConnection` you already have.
+#[derive(Clone)]
+pub struct RedisLeaseStore<C = ConnectionManager> {
+    conn: C,
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) layout: KeyLayout,
+    pub(crate) limits: TtlLimits,
+    pub(crate) target: String,
+    pub(crate) wakeups: Option<Wakeups>,
+}
+
+impl<C> RedisLeaseStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    pub(crate) fn assemble(conn: C, shared: Shared) -> Self {
+        Self {
+            conn,
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The key layout (prefix, key names, channel) this store uses.
+    pub fn layout(&self) -> &KeyLayout {
+        &self.shared.layout
+    }
+
+    /// A handle for fenced writes into this Redis through the store's connection.
+    pub fn fence(&self) -> RedisFence<C> {
+        RedisFence::new(self.conn.clone())
+    }
+
+    /// The connection the store sends its scripts on.
+    pub fn connection(&self) -> &C {
+        &self.conn
+    }
+
+    async fn run(
+        &self,
+        op: Operation,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<Value, Error> {
+        let mut conn = self.conn.clone();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| classify(op, e))
+    }
+}
+
+/// Why `lease` no longer holds, given the grant the store has now.
+fn loss(lease: &Lease, current: Option<Grant>) -> Error {
+    let reason = match current {
+        Some(now) if now.token > lease.token() => LossReason::Superseded { by: now.token },
+        _ => LossReason::NotHeld,
+    };
+    Error::lost(lease, reason)
+}
+
+#[async_trait]
+impl<C> LeaseStore for RedisLeaseStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    fn backend(&self) -> &'static str {
+        STORE
+    }
+
+    fn ttl_limits(&self) -> TtlLimits {
+        self.shared.limits
+    }
+
+    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+        let ttl = self.shared.limits.check(ttl)?;
+        let ttl_ms = millis(ttl);
+        let keys = self.shared.layout.lock(name);
+        let holder = HolderId::random();
+        let mut invocation = SCRIPTS.acquire.prepare_invoke();
+        invocation
+            .key(&keys.lock)
+            .key(&keys.counter)
+            .arg(holder.to_string())
+            .arg(ttl_ms);
+        let sent_at = Instant::now();
+        match reply::acquired(self.run(Operation::Acquire, &invocation).await?)? {
+            Acquired::Held => Ok(None),
+            Acquired::Granted(grant) if grant.holder == holder => Ok(Some(Lease::granted(
+                name.clone(),
+                grant.token,
+                holder,
+                Duration::from_millis(ttl_ms),
+                sent_at,
+            ))),
+            Acquired::Granted(other) => Err(crate::classify::unexpected_reply(
+                Operation::Acquire,
+                format!("granted holder {} instead of {holder}", other.holder),
+            )),
+        }
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        let ttl = self.shared.limits.check(ttl)?;
+        let ttl_ms = millis(ttl);
+        let keys = self.shared.layout.lock(lease.name());
+        let mut invocation = SCRIPTS.renew.prepare_invoke();
+        invocation
+            .key(&keys.lock)
+            .arg(Grant::of(lease).encode())
+            .arg(ttl_ms);
+        let sent_at = Instant::now();
+        match reply::compared(
+            Operation::Renew,
+            self.run(Operation::Renew, &invocation).await?,
+        )? {
+            Compared::Done => Ok(lease.renewed(Duration::from_millis(ttl_ms), sent_at)),
+            Compared::Lost(current) => Err(loss(lease, current)),
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        let keys = self.shared.layout.lock(lease.name());
+        let mut invocation = SCRIPTS.release.prepare_invoke();
+        invocation
+            .key(&keys.lock)
+            .arg(Grant::of(lease).encode())
+            .arg(self.shared.layout.release_channel())
+            .arg(lease.name().as_str());
+        match reply::compared(
+            Operation::Release,
+            self.run(Operation::Release, &invocation).await?,
+        )? {
+            Compared::Done => Ok(()),
+            Compared::Lost(current) => Err(loss(lease, current)),
+        }
+    }
+
+    async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
+        let keys = self.shared.layout.lock(name);
+        let mut invocation = SCRIPTS.inspect.prepare_invoke();
+        invocation.key(&keys.lock);
+        let held = reply::inspected(self.run(Operation::Inspect, &invocation).await?)?;
+        Ok(held.map(|(grant, pttl)| LeaseInfo {
+            token: grant.token,
+            holder: Some(grant.holder),
+            remaining: Duration::from_millis(pttl),
+        }))
+    }
+
+    async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
+        let keys = self.shared.layout.lock(name);
+        let mut invocation = SCRIPTS.force_release.prepare_invoke();
+        invocation
+            .key(&keys.lock)
+            .arg(self.shared.layout.release_channel())
+            .arg(name.as_str());
+        let broken = reply::broken(self.run(Operation::ForceRelease, &invocation).await?)?;
+        Ok(broken.map(|grant| grant.token))
+    }
+
+    async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        match &self.shared.wakeups {
+            Some(wakeups) => wakeups.watch(name).await,
+            None => Ok(None),
+        }
+    }
+}
+
+impl<C> fmt::Debug for RedisLeaseStore<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLeaseStore")
+            .field("target", &self.shared.target)
+            .field("key_prefix", &self.shared.layout.prefix())
+            .field("max_ttl", &self.shared.limits.max())
+            .field("wakeups", &self.shared.wakeups)
+            .finish_non_exhaustive()
+    }
+}

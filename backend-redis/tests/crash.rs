@@ -1,0 +1,122 @@
+//! Tokens never go backwards across a crash (kill -9) and restart of the server, with and
+//! without persistence.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{name, raw, retry, server, store};
+use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_core::{FencingToken, LeaseStore};
+use fencelock_redis::redis::AsyncCommands;
+
+const RECONNECT: Duration = Duration::from_secs(10);
+
+/// Grants and releases `name` a few times, then crashes and restarts the server, and checks
+/// that the next grant's token is above every token before. Returns whether the token counter
+/// survived the crash.
+async fn tokens_rise_across_kill_and_restart(server: &RedisServer) -> bool {
+    let store = store(server).await;
+    let name = name("crash");
+    let counter_key = store.layout().lock(&name).counter;
+    let mut before: Vec<FencingToken> = Vec::new();
+    for _ in 0..5 {
+        let lease = store
+            .try_acquire(&name, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        before.push(lease.token());
+        store.release(&lease).await.unwrap();
+    }
+    // The last grant is still held when the server dies.
+    let held = store
+        .try_acquire(&name, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    before.push(held.token());
+
+    server.kill().unwrap();
+    server.restart().await.unwrap();
+
+    let counter_survived = {
+        let mut conn = raw(server).await;
+        let counter: Option<u64> = conn.get(&counter_key).await.unwrap();
+        counter.is_some()
+    };
+    // The same store reconnects by itself.
+    let after = retry(RECONNECT, || {
+        store.try_acquire(&name, Duration::from_secs(60))
+    })
+    .await;
+    let after = after.map(|l| l.token());
+    let max_before = before.iter().max().copied().unwrap();
+    match after {
+        // Without persistence the held grant is gone too, so the name is free.
+        Some(token) => assert!(
+            token > max_before,
+            "token {token} after the restart must exceed every earlier token {before:?}"
+        ),
+        // With persistence the held grant survived: the old holder still holds it.
+        None => {
+            let info = store.inspect(&name).await.unwrap().unwrap();
+            assert_eq!(info.token, held.token());
+            store.release(&held).await.unwrap();
+            let next = store
+                .try_acquire(&name, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(next.token() > max_before, "{} vs {before:?}", next.token());
+        }
+    }
+    counter_survived
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_restart_without_persistence_keeps_tokens_rising() {
+    let server = server(RedisConfig::ephemeral()).await;
+    let counter_survived = tokens_rise_across_kill_and_restart(&server).await;
+    assert!(
+        !counter_survived,
+        "without persistence the counter is lost, so the server clock floor must have done it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_restart_with_aof_always_keeps_tokens_rising() {
+    let server = server(RedisConfig::aof()).await;
+    let counter_survived = tokens_rise_across_kill_and_restart(&server).await;
+    assert!(
+        counter_survived,
+        "appendfsync always keeps the counter across kill -9"
+    );
+}
+
+/// Tokens come from the server clock floor even for a name never seen: they are µs since the
+/// epoch, so a fresh server (or a fresh replica) cannot restart them from 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_token_is_the_server_time_in_microseconds() {
+    let server = server(RedisConfig::ephemeral()).await;
+    let store = store(&server).await;
+    let mut conn = raw(&server).await;
+    let (secs, micros): (u64, u64) = fencelock_redis::redis::cmd("TIME")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let server_now = secs * 1_000_000 + micros;
+    let lease = store
+        .try_acquire(&name("first"), Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    let token = lease.token().get();
+    assert!(
+        token >= server_now && token < server_now + 60_000_000,
+        "token {token} vs server time {server_now}"
+    );
+    assert!(token <= FencingToken::MAX_EXACT);
+}

@@ -1,0 +1,192 @@
+//! Push wake-ups over pub/sub: fast, one subscriber connection per store, and a fallback to
+//! polling when the subscription breaks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, name, raw, server, store};
+use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_core::{LeaseStore, LockName, WaitPolicy};
+use fencelock_redis::RedisLeaseStore;
+use fencelock_redis::redis::aio::MultiplexedConnection;
+use tokio::time::Instant;
+
+const LONG: Duration = Duration::from_secs(60);
+/// A poll interval no test waits out: a waiter woken sooner was woken by a push.
+const SLOW_POLL: Duration = Duration::from_secs(30);
+
+async fn subscribers(conn: &mut MultiplexedConnection, channel: &str) -> u64 {
+    let (_, n): (String, u64) = fencelock_redis::redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(conn)
+        .await
+        .unwrap();
+    n
+}
+
+/// Spawns a waiting acquire of `name` on `store`; the task returns when it got the lock.
+fn spawn_waiter(
+    store: &RedisLeaseStore,
+    name: &LockName,
+    poll_interval: Duration,
+) -> tokio::task::JoinHandle<Instant> {
+    let store = store.clone();
+    let name = name.clone();
+    tokio::spawn(async move {
+        let policy = WaitPolicy {
+            until: Some(Instant::now() + Duration::from_secs(20)),
+            poll_interval,
+        };
+        let lease = store
+            .acquire_waiting(&name, LONG, policy)
+            .await
+            .unwrap()
+            .expect("granted before the wait's 20 s deadline");
+        let at = Instant::now();
+        store.release(&lease).await.unwrap();
+        at
+    })
+}
+
+async fn wait_for_subscribers(server: &RedisServer, channel: &str, n: u64) {
+    let mut conn = raw(server).await;
+    eventually(Duration::from_secs(5), "subscribed", || {
+        let mut conn = conn.clone();
+        async move { subscribers(&mut conn, channel).await == n }
+    })
+    .await;
+    // Let the waiter finish its attempt and go to sleep on the 30 s poll interval.
+    let _ = subscribers(&mut conn, channel).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiter_is_woken_by_release_within_milliseconds() {
+    let server = server(RedisConfig::ephemeral()).await;
+    let holder_store = store(&server).await;
+    let waiter_store = store(&server).await;
+    let channel = waiter_store.layout().release_channel();
+    let mut latencies = Vec::new();
+    for round in 0..5 {
+        let n = name("handoff");
+        let held = holder_store.try_acquire(&n, LONG).await.unwrap().unwrap();
+        let waiter = spawn_waiter(&waiter_store, &n, SLOW_POLL);
+        wait_for_subscribers(&server, &channel, 1).await;
+        let released_at = Instant::now();
+        holder_store.release(&held).await.unwrap();
+        let acquired_at = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: not woken by the release"))
+            .unwrap();
+        latencies.push(acquired_at - released_at);
+    }
+    latencies.sort();
+    eprintln!("release → waiter granted: {latencies:?}");
+    let worst = *latencies.last().unwrap();
+    // The waiter slept on a 30 s poll interval and a 60 s holder TTL; only the push can have
+    // woken it this soon.
+    assert!(
+        worst < Duration::from_millis(100),
+        "slowest hand-off {worst:?} (poll interval {SLOW_POLL:?})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_share_one_subscriber_connection_per_store() {
+    let server = server(RedisConfig::ephemeral()).await;
+    let holder_store = store(&server).await;
+    let waiter_store = store(&server).await;
+    let channel = waiter_store.layout().release_channel();
+    let names: Vec<LockName> = (0..8).map(|_| name("many")).collect();
+    let mut held = Vec::new();
+    let mut waiters = Vec::new();
+    for n in &names {
+        held.push(holder_store.try_acquire(n, LONG).await.unwrap().unwrap());
+        waiters.push(spawn_waiter(&waiter_store, n, SLOW_POLL));
+    }
+    wait_for_subscribers(&server, &channel, 1).await;
+    let mut conn = raw(&server).await;
+    let pubsub_clients: String = fencelock_redis::redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        pubsub_clients.lines().count(),
+        1,
+        "8 waiters, one subscriber: {pubsub_clients}"
+    );
+    for lease in &held {
+        holder_store.release(lease).await.unwrap();
+    }
+    for waiter in waiters {
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("every waiter woken by its release")
+            .unwrap();
+    }
+    // A store without push wake-ups says so, and its waiters poll.
+    let polling = RedisLeaseStore::builder()
+        .with_push_wakeups(false)
+        .connect(&server.url())
+        .await
+        .unwrap();
+    assert!(polling.watch_released(&names[0]).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_subscription_falls_back_to_polling_then_resubscribes() {
+    let server = server(RedisConfig::ephemeral()).await;
+    let holder_store = store(&server).await;
+    let waiter_store = store(&server).await;
+    let channel = waiter_store.layout().release_channel();
+    let mut conn = raw(&server).await;
+
+    let first = name("fallback");
+    let held = holder_store
+        .try_acquire(&first, LONG)
+        .await
+        .unwrap()
+        .unwrap();
+    let poll = Duration::from_millis(300);
+    let waiter = spawn_waiter(&waiter_store, &first, poll);
+    wait_for_subscribers(&server, &channel, 1).await;
+    let killed: u64 = fencelock_redis::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+    assert_eq!(subscribers(&mut conn, &channel).await, 0);
+    holder_store.release(&held).await.unwrap();
+    // No push can arrive now; the waiter finds the free name by polling.
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter polls once its subscription broke")
+        .unwrap();
+
+    // The next waiter subscribes again and is woken by push.
+    let second = name("resubscribed");
+    let held = holder_store
+        .try_acquire(&second, LONG)
+        .await
+        .unwrap()
+        .unwrap();
+    let waiter = spawn_waiter(&waiter_store, &second, SLOW_POLL);
+    wait_for_subscribers(&server, &channel, 1).await;
+    let released_at = Instant::now();
+    holder_store.release(&held).await.unwrap();
+    let acquired_at = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("woken by push after resubscribing")
+        .unwrap();
+    assert!(acquired_at - released_at < Duration::from_millis(100));
+}
