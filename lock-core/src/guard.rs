@@ -117,6 +117,11 @@ impl LockGuard {
         let mut state = self.state.clone();
         loop {
             if let Some(reason) = self.loss() {
+                if self.state.borrow().lost.is_some() {
+                    // The watchdog cancels `ended` right after recording the loss: wait for it,
+                    // so that once `lost()` returns every cancellation token has fired too.
+                    self.ended.cancelled().await;
+                }
                 return reason;
             }
             let deadline = state.borrow_and_update().lease.deadline();

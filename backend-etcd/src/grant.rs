@@ -1,0 +1,104 @@
+//! Renewing and releasing one exact grant: the holder key of this lease, with this create
+//! revision.
+
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+use fencelock_core::{Error, Lease, LossReason, Operation};
+use tokio::time::Instant;
+
+use crate::EtcdLeaseStore;
+use crate::classify::{classify, classify_for};
+use crate::keys::{Queue, QueueKeys, lease_id_of, revision_of, token_of};
+use crate::leases;
+use crate::store::queue_range;
+
+/// The etcd lease id and create revision a lease stands for; `LeaseLost` if it cannot stand
+/// for any (a forged holder id or token).
+fn ids_of(lease: &Lease) -> Result<(i64, i64), Error> {
+    match (lease_id_of(lease.holder()), revision_of(lease.token())) {
+        (Some(id), Some(rev)) => Ok((id, rev)),
+        _ => Err(Error::lost(lease, LossReason::NotHeld)),
+    }
+}
+
+/// Why `lease` (created at `revision`) is not the owner of `queue`.
+fn loss_in(queue: &Queue, revision: i64, op: Operation) -> Result<LossReason, Error> {
+    match queue.owner() {
+        Some(owner) if owner.create_revision > revision => Ok(LossReason::Superseded {
+            by: token_of(owner.create_revision, op)?,
+        }),
+        _ => Ok(LossReason::NotHeld),
+    }
+}
+
+/// [`fencelock_core::LeaseStore::renew`]: one keepalive of the lease, then a check that its key
+/// still exists with the same create revision (a force-release deletes the key but may leave the
+/// lease alive).
+///
+/// etcd cannot change a lease's TTL: a keepalive restores the TTL granted at acquire, so the
+/// renewed lease reports that TTL whatever `ttl` asks (which is still validated).
+pub(crate) async fn renew(
+    store: &EtcdLeaseStore,
+    lease: &Lease,
+    ttl: Duration,
+) -> Result<Lease, Error> {
+    store.ttl_limits_checked(ttl)?;
+    let (lease_id, revision) = ids_of(lease)?;
+    let sent_at = Instant::now();
+    leases::keep_alive_once(&store.rpc, lease_id)
+        .await
+        .map_err(|e| classify_for(lease, Operation::Renew, e))?;
+    // The key was attached to the lease before this keepalive was sent, so if it still exists
+    // now, it lives at least until `sent_at` + TTL (unless deleted explicitly).
+    let keys = store.queue_keys(lease.name());
+    let (queue, _) = store.read_queue(&keys, Operation::Renew).await?;
+    let key = keys.holder_key(lease_id);
+    let held = queue
+        .owner()
+        .is_some_and(|owner| owner.key == key && owner.create_revision == revision);
+    if !held {
+        let reason = loss_in(&queue, revision, Operation::Renew)?;
+        return Err(Error::lost(lease, reason));
+    }
+    Ok(lease.renewed(lease.ttl(), sent_at))
+}
+
+/// [`fencelock_core::LeaseStore::release`]: deletes the holder key iff its create revision
+/// still matches (one txn), then revokes the lease. Waiters watch that delete; nothing else is
+/// published.
+pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(), Error> {
+    let (lease_id, revision) = ids_of(lease)?;
+    let keys: QueueKeys = store.queue_keys(lease.name());
+    let key = keys.holder_key(lease_id);
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            key.clone(),
+            CompareOp::Equal,
+            revision,
+        )])
+        .and_then([TxnOp::delete(key, None)])
+        .or_else([TxnOp::get(keys.prefix(), Some(queue_range()))]);
+    let resp = store
+        .rpc
+        .call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+        .map_err(|e| classify(Operation::Release, e))?;
+    if !resp.succeeded() {
+        let queue = match resp.op_responses().first() {
+            Some(TxnOpResponse::Get(get)) => Queue::from_kvs(&keys, get.kvs()),
+            _ => Queue::default(),
+        };
+        let reason = loss_in(&queue, revision, Operation::Release)?;
+        return Err(Error::lost(lease, reason));
+    }
+    if let Err(e) = leases::revoke(&store.rpc, lease_id).await {
+        // The key is gone, so the lock is free; the bare lease just runs out.
+        tracing::debug!(lock = %lease.name(), error = %e, "revoking a released lease failed");
+        leases::spawn_revoke(store.rpc.clone(), lease_id);
+    }
+    Ok(())
+}

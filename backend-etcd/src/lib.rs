@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+
+mod acquire;
+mod admin;
+mod classify;
+mod config;
+mod fence;
+mod grant;
+mod keys;
+mod leases;
+mod queue;
+mod rpc;
+mod store;
+mod ticket;
+
+pub use config::EtcdConfig;
+pub use fence::FENCE_TOKEN_SUFFIX;
+pub use store::EtcdLeaseStore;
+
+/// The etcd client this crate is built on, re-exported so that your `Client`, `ConnectOptions`
+/// and TLS types are the same version as ours.
+pub use etcd_client;

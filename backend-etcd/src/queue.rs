@@ -1,0 +1,174 @@
+//! Waiting in line, the way Go's `concurrency.Mutex.Lock` does: keep the key queued, watch the
+//! delete of the predecessor (the newest key older than ours), re-check, repeat. FIFO, one
+//! watcher per release, no polling.
+
+use std::time::Duration;
+
+use etcd_client::{EventType, WatchFilterType, WatchOptions};
+use fencelock_core::{Error, Lease, LockName, Operation, WaitPolicy};
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::EtcdLeaseStore;
+use crate::acquire::enqueue;
+use crate::classify::classify;
+use crate::keys::{QueueKeys, holder_of, token_of};
+use crate::leases;
+use crate::ticket::QueueTicket;
+
+/// The first pause after a transient error while waiting; doubles up to the poll interval.
+const FIRST_RETRY: Duration = Duration::from_millis(20);
+
+/// How one pass through the queue ended.
+enum Pass {
+    Granted(Lease),
+    TimedOut,
+    /// Our queued key vanished (its lease expired while we could not keep it alive): queue again.
+    KeyLost,
+}
+
+/// [`fencelock_core::LeaseStore::acquire_waiting`] with etcd's native queue.
+pub(crate) async fn acquire_waiting(
+    store: &EtcdLeaseStore,
+    name: &LockName,
+    ttl: Duration,
+    policy: WaitPolicy,
+) -> Result<Option<Lease>, Error> {
+    let ttl = store.ttl_limits_checked(ttl)?;
+    let keys = store.queue_keys(name);
+    loop {
+        match pass(store, name, &keys, ttl, policy).await? {
+            Pass::Granted(lease) => return Ok(Some(lease)),
+            Pass::TimedOut => return Ok(None),
+            Pass::KeyLost if policy.until.is_some_and(|u| Instant::now() >= u) => return Ok(None),
+            Pass::KeyLost => tracing::debug!(lock = %name, "queued key lost; queueing again"),
+        }
+    }
+}
+
+async fn pass(
+    store: &EtcdLeaseStore,
+    name: &LockName,
+    keys: &QueueKeys,
+    ttl: Duration,
+    policy: WaitPolicy,
+) -> Result<Pass, Error> {
+    let granted = leases::grant(store, ttl, Operation::Acquire).await?;
+    // Dropping the ticket (cancellation, error) revokes the lease and so dequeues the key.
+    let mut ticket = QueueTicket::new(store.rpc.clone(), granted);
+    ticket.keep_alive_while_waiting();
+    let enqueued = enqueue(store, keys, granted.id).await?;
+    let mine = enqueued.revision;
+    let (mut queue, mut read_at) = (enqueued.queue, enqueued.read_at);
+    let mut retry = FIRST_RETRY;
+    loop {
+        if !queue.contains(mine) {
+            return Ok(Pass::KeyLost);
+        }
+        if queue.owner().map(|m| m.create_revision) == Some(mine) {
+            let token = token_of(mine, Operation::Acquire)?;
+            let sent_at = ticket.into_grant();
+            return Ok(Pass::Granted(Lease::granted(
+                name.clone(),
+                token,
+                holder_of(granted.id),
+                granted.ttl,
+                sent_at,
+            )));
+        }
+        let predecessor = queue.predecessor(mine).map(|m| m.key.clone());
+        let woke = tokio::select! {
+            biased;
+            () = ticket.lost() => Woke::KeyLost,
+            () = until(policy.until) => Woke::Deadline,
+            done = wait_deleted(store, predecessor, read_at + 1) => Woke::Watched(done),
+            // A safety net only: a lost watch event costs at most one poll interval.
+            () = sleep(policy.poll_interval) => Woke::Watched(Ok(())),
+        };
+        let waited = match woke {
+            Woke::KeyLost => return Ok(Pass::KeyLost),
+            Woke::Deadline => {
+                ticket.leave().await;
+                return Ok(Pass::TimedOut);
+            }
+            Woke::Watched(done) => done,
+        };
+        let reread = match waited {
+            Ok(()) => store.read_queue(keys, Operation::Watch).await,
+            Err(e) => Err(e),
+        };
+        match reread {
+            Ok((q, at)) => {
+                (queue, read_at) = (q, at);
+                retry = FIRST_RETRY;
+            }
+            Err(e) if e.is_transient() => {
+                tracing::debug!(lock = %name, error = %e, "waiting in the queue; retrying");
+                let gave_up = tokio::select! {
+                    () = until(policy.until) => true,
+                    () = sleep(retry) => false,
+                };
+                if gave_up {
+                    ticket.leave().await;
+                    return Ok(Pass::TimedOut);
+                }
+                retry = (retry * 2).min(policy.poll_interval);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What woke a waiter.
+enum Woke {
+    KeyLost,
+    Deadline,
+    Watched(Result<(), Error>),
+}
+
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once `key` is deleted at or after revision `from` (or the watch was cancelled by
+/// etcd, e.g. compacted: the caller re-reads the queue either way).
+async fn wait_deleted(
+    store: &EtcdLeaseStore,
+    key: Option<Vec<u8>>,
+    from: i64,
+) -> Result<(), Error> {
+    let Some(key) = key else { return Ok(()) };
+    let options = WatchOptions::new()
+        .with_start_revision(from)
+        .with_filters([WatchFilterType::NoPut]);
+    let mut stream = store
+        .rpc
+        .call(|mut c| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { c.watch(key, Some(options)).await }
+        })
+        .await
+        .map_err(|e| classify(Operation::Watch, e))?;
+    loop {
+        let Some(resp) = stream
+            .message()
+            .await
+            .map_err(|e| classify(Operation::Watch, e))?
+        else {
+            return Err(classify(
+                Operation::Watch,
+                etcd_client::Error::WatchError("the watch stream ended".into()),
+            ));
+        };
+        if resp.canceled()
+            || resp
+                .events()
+                .iter()
+                .any(|e| e.event_type() == EventType::Delete)
+        {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! A place in a lock's queue: a granted etcd lease whose key may be queued. Until it is turned
+//! into a grant, dropping it revokes the lease (and so removes the key) in the background, so
+//! that a cancelled or failed acquire never leaves a key blocking the queue.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::classify::is_lease_gone;
+use crate::leases::{self, Granted};
+use crate::rpc::Rpc;
+
+/// See the module docs.
+pub(crate) struct QueueTicket {
+    rpc: Rpc,
+    lease: Granted,
+    /// The send instant of the latest keepalive etcd confirmed (or of the grant).
+    confirmed: Arc<Mutex<Instant>>,
+    keepalive: Option<(JoinHandle<()>, CancellationToken)>,
+    armed: bool,
+}
+
+impl QueueTicket {
+    pub(crate) fn new(rpc: Rpc, lease: Granted) -> Self {
+        Self {
+            rpc,
+            confirmed: Arc::new(Mutex::new(lease.sent_at)),
+            lease,
+            keepalive: None,
+            armed: true,
+        }
+    }
+
+    /// Keeps the lease alive while this ticket waits in the queue (every third of its TTL), so
+    /// that a long wait does not let the queued key expire. If the waiter dies, keepalives stop
+    /// and its key leaves the queue at most one TTL later, like a crashed holder's.
+    pub(crate) fn keep_alive_while_waiting(&mut self) {
+        let lost = CancellationToken::new();
+        let task = tokio::spawn(keep_alive_loop(
+            self.rpc.clone(),
+            self.lease,
+            Arc::clone(&self.confirmed),
+            lost.clone(),
+        ));
+        self.keepalive = Some((task, lost));
+    }
+
+    /// Resolves when the keepalive loop learned the lease is gone (never without the loop).
+    pub(crate) async fn lost(&self) {
+        match &self.keepalive {
+            Some((_, lost)) => lost.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The lease becomes a grant: stop the waiting keepalives, keep the lease. Returns the send
+    /// instant of the latest confirmed keepalive, from which the grant's deadline counts.
+    pub(crate) fn into_grant(mut self) -> Instant {
+        self.stop_keepalive();
+        self.armed = false;
+        *self
+            .confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Leaves the queue now: revokes the lease, which deletes the key. If that fails, the drop
+    /// retries in the background.
+    pub(crate) async fn leave(mut self) {
+        self.stop_keepalive();
+        match leases::revoke(&self.rpc, self.lease.id).await {
+            Ok(()) => self.armed = false,
+            Err(e) => {
+                tracing::debug!(lease = self.lease.id, error = %e, "revoke failed; retrying in the background")
+            }
+        }
+    }
+
+    fn stop_keepalive(&mut self) {
+        if let Some((task, _)) = self.keepalive.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for QueueTicket {
+    fn drop(&mut self) {
+        self.stop_keepalive();
+        if self.armed {
+            leases::spawn_revoke(self.rpc.clone(), self.lease.id);
+        }
+    }
+}
+
+async fn keep_alive_loop(
+    rpc: Rpc,
+    lease: Granted,
+    confirmed: Arc<Mutex<Instant>>,
+    lost: CancellationToken,
+) {
+    let every = (lease.ttl / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let sent_at = Instant::now();
+        match leases::keep_alive_once(&rpc, lease.id).await {
+            Ok(()) => *confirmed.lock().unwrap_or_else(PoisonError::into_inner) = sent_at,
+            Err(e) if is_lease_gone(&e) => {
+                tracing::debug!(lease = lease.id, "the waiting lease expired");
+                lost.cancel();
+                return;
+            }
+            Err(e) => {
+                let last = *confirmed.lock().unwrap_or_else(PoisonError::into_inner);
+                if last.elapsed() >= lease.ttl {
+                    tracing::debug!(lease = lease.id, error = %e, "no keepalive confirmed for a whole TTL");
+                    lost.cancel();
+                    return;
+                }
+                tracing::debug!(lease = lease.id, error = %e, "keepalive while waiting failed; retrying");
+            }
+        }
+    }
+}

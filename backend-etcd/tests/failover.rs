@@ -1,0 +1,108 @@
+//! kill -9 of the etcd leader while a lease is held: never two holders, tokens keep rising.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::unique_name;
+use fencelock_conformance::harness::EtcdCluster;
+use fencelock_core::{AcquireOptions, LeaseStore, Locker};
+use fencelock_etcd::EtcdLeaseStore;
+use tokio::time::{Instant, sleep};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_never_yields_two_holders_and_tokens_keep_rising() {
+    let cluster = EtcdCluster::start(3).await.unwrap();
+    let store = EtcdLeaseStore::builder(cluster.endpoints())
+        .with_op_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap();
+    let name = unique_name("failover");
+    let ttl = Duration::from_secs(2);
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let lease = store.try_acquire(&name, ttl).await.unwrap().unwrap();
+        tokens.push(lease.token());
+        store.release(&lease).await.unwrap();
+    }
+    let guard = Locker::new(store.clone())
+        .acquire(&name, AcquireOptions::new().with_ttl(ttl).with_no_wait())
+        .await
+        .unwrap();
+    tokens.push(guard.token());
+
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(5))
+        .await
+        .unwrap();
+    cluster.member(leader).unwrap().kill().unwrap();
+    let killed_at = Instant::now();
+    let new_leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_ne!(new_leader, leader);
+    println!("new leader after {:?}", killed_at.elapsed());
+
+    // For three TTLs a contender keeps trying. Whenever it wins, the first holder must already
+    // know it lost (its deadline is conservative), so the two never overlap.
+    let until = Instant::now() + ttl * 3;
+    let mut contender = None;
+    let mut transient = 0;
+    while Instant::now() < until && contender.is_none() {
+        match store.try_acquire(&name, ttl).await {
+            Ok(Some(lease)) => {
+                assert!(
+                    !guard.is_valid(),
+                    "two holders: {} and {}",
+                    guard.token(),
+                    lease.token()
+                );
+                contender = Some(lease);
+            }
+            Ok(None) => assert!(guard.is_valid() || guard.loss().is_some()),
+            Err(e) => {
+                assert!(e.is_transient(), "{e}");
+                transient += 1;
+            }
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    match contender {
+        Some(lease) => {
+            println!(
+                "the lease was lost in the failover ({:?}); contender got {}",
+                guard.loss(),
+                lease.token()
+            );
+            tokens.push(lease.token());
+            store.release(&lease).await.unwrap();
+        }
+        None => {
+            assert!(
+                guard.is_valid(),
+                "held through the failover: {:?}",
+                guard.loss()
+            );
+            assert_eq!(
+                store.inspect(&name).await.unwrap().unwrap().token,
+                guard.token()
+            );
+            println!("the lease survived the failover ({transient} transient errors on the way)");
+            guard.release().await.unwrap();
+        }
+    }
+
+    cluster.member(leader).unwrap().restart().await.unwrap();
+    for _ in 0..3 {
+        let lease = store.try_acquire(&name, ttl).await.unwrap().unwrap();
+        tokens.push(lease.token());
+        store.release(&lease).await.unwrap();
+    }
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens {tokens:?} must rise"
+    );
+}

@@ -1,0 +1,67 @@
+//! A keepalive that fails fires the guard's lost signal: never silence.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{PROMPTLY, shared_store, unique_name};
+use fencelock_conformance::harness::EtcdCluster;
+use fencelock_core::{AcquireOptions, Locker, LossReason};
+use fencelock_etcd::EtcdLeaseStore;
+use tokio::time::{Instant, timeout};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_revoked_behind_our_back_fires_lost() {
+    let store = shared_store().await;
+    let name = unique_name("revoked");
+    let guard = Locker::new(store.clone())
+        .acquire(
+            &name,
+            AcquireOptions::new()
+                .with_ttl(Duration::from_secs(3))
+                .with_no_wait(),
+        )
+        .await
+        .unwrap();
+    let cancel = guard.cancellation_token();
+    let mut client = store.client().clone();
+    client
+        .lease_revoke(guard.lease().holder().as_u128() as i64)
+        .await
+        .unwrap();
+    let reason = timeout(PROMPTLY, guard.lost()).await.expect("lost fired");
+    assert_eq!(reason, LossReason::NotHeld);
+    assert!(cancel.is_cancelled());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_cluster_fires_lost_by_the_deadline() {
+    let cluster = EtcdCluster::start(1).await.unwrap();
+    let store = EtcdLeaseStore::builder(cluster.endpoints())
+        .with_op_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    let name = unique_name("dead-cluster");
+    let ttl = Duration::from_secs(2);
+    let guard = Locker::new(store)
+        .acquire(&name, AcquireOptions::new().with_ttl(ttl).with_no_wait())
+        .await
+        .unwrap();
+    let deadline = guard.deadline();
+    cluster.member(0).unwrap().kill().unwrap();
+    let killed_at = Instant::now();
+    let reason = timeout(ttl + PROMPTLY, guard.lost())
+        .await
+        .expect("lost fired");
+    assert_eq!(reason, LossReason::DeadlineReached);
+    assert!(!guard.is_valid());
+    // Fired at the local deadline, not later (the deadline only moved forward by renewals).
+    assert!(
+        killed_at.elapsed() <= ttl + Duration::from_millis(500),
+        "fired {:?} after the kill (first deadline {:?} after)",
+        killed_at.elapsed(),
+        deadline.saturating_duration_since(killed_at)
+    );
+}
