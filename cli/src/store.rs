@@ -125,6 +125,23 @@ async fn open(target: &Target) -> Result<Arc<dyn LeaseStore>, fencelock::Error> 
                 .await?;
             Ok(Arc::new(store))
         }
+        #[cfg(feature = "redis")]
+        StoreUrl::Redis(url) => {
+            let store = fencelock_redis::RedisLeaseStore::builder()
+                .with_connect_timeout(target.timeout)
+                .with_response_timeout(target.timeout)
+                .connect(url)
+                .await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "etcd")]
+        StoreUrl::Etcd(endpoints) => {
+            let store = fencelock_etcd::EtcdLeaseStore::builder(endpoints)
+                .with_op_timeout(target.timeout)
+                .connect()
+                .await?;
+            Ok(Arc::new(store))
+        }
         _ => fencelock::connect(&target.url).await,
     }
 }

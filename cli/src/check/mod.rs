@@ -3,9 +3,13 @@
 //! One plain function per scheme, each using its backend's re-exported driver for the
 //! server-specific questions; every one also runs a lock round trip through `LeaseStore`.
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::process::ExitCode;
 
@@ -61,6 +65,10 @@ pub(crate) async fn check(args: CheckArgs) -> Result<ExitCode, Failure> {
         StoreUrl::Memory => memory::check(),
         #[cfg(feature = "postgres")]
         StoreUrl::Postgres(url) => postgres::check(url, target.timeout).await?,
+        #[cfg(feature = "redis")]
+        StoreUrl::Redis(url) => redis::check(url, target.timeout).await?,
+        #[cfg(feature = "etcd")]
+        StoreUrl::Etcd(endpoints) => etcd::check(endpoints, target.timeout).await?,
         _ => {
             return Err(Failure::usage(format!(
                 "this build of fencelock has no {} support; rebuild with the `{}` feature",
