@@ -138,7 +138,7 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct StoreArgs {
     /// The lock store: redis://HOST:PORT, rediss://…, postgres://USER@HOST/DB,
-    /// etcd://HOST:PORT[,HOST:PORT], memory://.
+    /// etcd://HOST:PORT,HOST:PORT…, memory://.
     #[arg(
         long,
         short = 's',
