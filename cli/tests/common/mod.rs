@@ -123,3 +123,32 @@ pub async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::Exit
         .unwrap_or_else(|_| panic!("fencelock did not exit within {limit:?}"))
         .unwrap()
 }
+
+/// Stamps the scenarios every backend shares into named tests: `$url` is an async fn giving
+/// the store URL of a running server, `$dead` a format string for a URL on a port where
+/// nothing listens, and `$needle` a word the dead-server error must contain.
+#[macro_export]
+macro_rules! backend_cli_tests {
+    ($url:path, $dead:literal, $needle:literal) => {
+        $crate::backend_cli_tests!(@shared $url;
+            concurrent_runs_never_overlap,
+            token_rises_run_after_run,
+            paused_cli_loses_lease_and_stops_program,
+            busy_status_and_forced_release,
+            bad_input_is_one_line,
+        );
+
+        #[tokio::test(flavor = "multi_thread")]
+        async fn dead_server_and_wrong_url_are_one_line() {
+            let port = fencelock_conformance::harness::free_port().unwrap();
+            let dead = format!($dead, port = port);
+            $crate::common::scenarios::dead_server_is_one_line(&dead, $needle).await;
+        }
+    };
+    (@shared $url:path; $($case:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $case() {
+            $crate::common::scenarios::$case(&$url().await).await;
+        }
+    )*};
+}

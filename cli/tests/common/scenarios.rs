@@ -264,3 +264,29 @@ pub async fn bad_input_is_one_line(url: &str) {
         assert_one_line_failure(&out, status::USAGE, needle);
     }
 }
+
+/// A dead server (nothing listens on `dead_url`) is one line and the unavailable status,
+/// within the connect timeout rather than the driver's own retry schedule.
+pub async fn dead_server_is_one_line(dead_url: &str, needle: &str) {
+    let started = tokio::time::Instant::now();
+    let out = super::output(
+        &[
+            "run",
+            "--store",
+            dead_url,
+            "--connect-timeout",
+            "1s",
+            "n",
+            "--",
+            "true",
+        ],
+        Duration::from_secs(10),
+    )
+    .await;
+    super::assert_one_line_failure(&out, super::status::UNAVAILABLE, needle);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
