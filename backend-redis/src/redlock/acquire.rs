@@ -16,7 +16,8 @@ use fencelock_core::{Error, FencingToken, HolderId, Lease, LockName, Operation};
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::quorum::{self, REDLOCK, Replies, gather, no_majority, quorum};
+use super::instance::ScriptCall;
+use super::quorum::{self, REDLOCK, Replies, no_majority, quorum};
 use super::reply::{self, Read, Written};
 use super::rollback::Rollback;
 use super::store::Inner;
@@ -77,22 +78,14 @@ async fn attempt_once(
     let first_sent = Instant::now();
 
     // Round 1: read grants and counters.
-    let mut read = SCRIPTS.redlock_read.prepare_invoke();
-    read.key(&keys.lock).key(&keys.counter);
-    let reads = gather(
-        n,
-        |i| {
-            let read = &read;
-            async move {
-                let value = inner.instances[i]
-                    .run(Operation::Acquire, read, limit)
-                    .await?;
-                reply::read(value)
-            }
-        },
-        |r: &Replies<Read>| top_holder(r).1 >= q || r.count(|x| x.held.is_none()) >= q,
-    )
-    .await;
+    let read = ScriptCall::new(Operation::Acquire, &SCRIPTS.redlock_read)
+        .key(&keys.lock)
+        .key(&keys.counter);
+    let reads = inner
+        .fan_out(read, limit, reply::read, |r: &Replies<Read>| {
+            top_holder(r).1 >= q || r.count(|x| x.held.is_none()) >= q
+        })
+        .await;
     if top_holder(&reads).1 >= q {
         return Ok(Attempt::Held);
     }
@@ -127,33 +120,21 @@ async fn attempt_once(
         token: FencingToken::new(proposed),
     };
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let mut write = SCRIPTS.redlock_write.prepare_invoke();
-    write
+    let write = ScriptCall::new(Operation::Acquire, &SCRIPTS.redlock_write)
         .key(&keys.lock)
         .key(&keys.counter)
-        .arg(holder.to_string())
+        .arg(holder)
         .arg(proposed)
         .arg(ttl_ms);
     // From here on, a caller that drops this future leaves nothing held.
     let rollback = Rollback::arm(Arc::clone(inner), name.clone(), grant);
     *wrote = true;
-    let writes = gather(
-        n,
-        |i| {
-            let write = &write;
-            async move {
-                let value = inner.instances[i]
-                    .run(Operation::Acquire, write, limit)
-                    .await?;
-                reply::written(value)
-            }
-        },
-        |r: &Replies<Written>| {
+    let writes = inner
+        .fan_out(write, limit, reply::written, |r: &Replies<Written>| {
             let set = r.count(|w| *w == Written::Set);
             set >= q || set + r.pending.len() < q
-        },
-    )
-    .await;
+        })
+        .await;
     let set = writes.count(|w| *w == Written::Set);
     let elapsed = first_sent.elapsed();
     if set >= q {

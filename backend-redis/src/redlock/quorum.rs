@@ -38,8 +38,10 @@ impl<T> Replies<T> {
 /// Sends `call(i)` to every server `i` in `0..n` at once and collects the answers until
 /// `settled` says the outcome is known (or every server answered or timed out).
 ///
-/// Requests still out when it returns were already sent; their answers are dropped. Each
-/// `call` carries its own time limit, so one silent server delays nothing past that limit.
+/// Every request runs in a task of its own and to its end, also after this returns: a release
+/// that the quorum no longer waits for still happens (including its `NOSCRIPT` reload), and
+/// requests to one server stay in the order they were made. Each `call` carries its own time
+/// limit, so one silent server delays nothing past that limit.
 pub(crate) async fn gather<T, F, Fut>(
     n: usize,
     call: F,
@@ -47,12 +49,22 @@ pub(crate) async fn gather<T, F, Fut>(
 ) -> Replies<T>
 where
     F: Fn(usize) -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
+    Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'static,
 {
     let mut out: FuturesUnordered<_> = (0..n)
         .map(|i| {
-            let request = call(i);
-            async move { (i, request.await) }
+            let request = tokio::spawn(call(i));
+            async move {
+                let answer = request.await.unwrap_or_else(|e| {
+                    Err(Error::outcome_unknown(
+                        REDLOCK,
+                        Operation::Connect,
+                        format!("the request task failed: {e}"),
+                    ))
+                });
+                (i, answer)
+            }
         })
         .collect();
     let mut replies = Replies {

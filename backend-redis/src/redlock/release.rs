@@ -6,7 +6,8 @@ use std::time::Duration;
 use fencelock_core::{Error, Lease, LockName, LossReason, Operation};
 use tokio::time::Instant;
 
-use super::quorum::{self, Replies, gather, no_majority, quorum};
+use super::instance::ScriptCall;
+use super::quorum::{self, Replies, no_majority, quorum};
 use super::store::Inner;
 use crate::grant::Grant;
 use crate::reply::{self, Compared};
@@ -34,26 +35,19 @@ pub(super) async fn renew(
     let limit = inner.server_timeout.min(left);
     let keys = inner.layout.lock(lease.name());
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let mut renew = SCRIPTS.renew.prepare_invoke();
-    renew
+    let renew = ScriptCall::new(Operation::Renew, &SCRIPTS.renew)
         .key(&keys.lock)
         .arg(Grant::of(lease).encode())
         .arg(ttl_ms);
     let first_sent = Instant::now();
-    let replies = gather(
-        n,
-        |i| {
-            let renew = &renew;
-            async move {
-                let value = inner.instances[i]
-                    .run(Operation::Renew, renew, limit)
-                    .await?;
-                reply::compared(Operation::Renew, value)
-            }
-        },
-        |r: &Replies<Compared>| decided(r, n),
-    )
-    .await;
+    let replies = inner
+        .fan_out(
+            renew,
+            limit,
+            |v| reply::compared(Operation::Renew, v),
+            |r: &Replies<Compared>| decided(r, n),
+        )
+        .await;
     let done = replies.count(|c| *c == Compared::Done);
     let now = Instant::now();
     if done >= q {
@@ -101,33 +95,26 @@ pub(super) async fn release(inner: &Arc<Inner>, lease: &Lease) -> Result<(), Err
 
 /// Runs the release script for `grant` on every server, collecting answers until `settled`.
 pub(super) async fn release_everywhere(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     name: &LockName,
     grant: Grant,
     settled: impl FnMut(&Replies<Compared>) -> bool,
 ) -> Replies<Compared> {
     let keys = inner.layout.lock(name);
     let channel = inner.layout.release_channel();
-    let mut release = SCRIPTS.release.prepare_invoke();
-    release
+    let release = ScriptCall::new(Operation::Release, &SCRIPTS.release)
         .key(&keys.lock)
         .arg(grant.encode())
         .arg(channel)
         .arg(name.as_str());
-    let replies = gather(
-        inner.instances.len(),
-        |i| {
-            let release = &release;
-            async move {
-                let value = inner.instances[i]
-                    .run(Operation::Release, release, inner.server_timeout)
-                    .await?;
-                reply::compared(Operation::Release, value)
-            }
-        },
-        settled,
-    )
-    .await;
+    let replies = inner
+        .fan_out(
+            release,
+            inner.server_timeout,
+            |v| reply::compared(Operation::Release, v),
+            settled,
+        )
+        .await;
     for (i, error) in &replies.failed {
         tracing::debug!(lock = %name, server = %inner.instances[*i].target, %error, "release not confirmed");
     }

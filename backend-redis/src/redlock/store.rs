@@ -10,9 +10,11 @@ use fencelock_core::{
     TtlLimits, WakeupHub,
 };
 
-use super::instance::Instance;
+use super::instance::{Instance, ScriptCall};
 use super::quorum::{self, REDLOCK, Replies, gather, no_majority, quorum};
 use super::{acquire, release, watch};
+use redis::Value;
+
 use crate::config::millis;
 use crate::grant::Grant;
 use crate::keys::KeyLayout;
@@ -56,6 +58,25 @@ impl Inner {
             ));
         }
         Ok(ttl)
+    }
+
+    /// Sends `call` to every server at once (see [`gather`]) and decodes each answer.
+    pub(crate) async fn fan_out<T: Send + 'static>(
+        self: &Arc<Self>,
+        call: ScriptCall,
+        limit: Duration,
+        decode: fn(Value) -> Result<T, Error>,
+        settled: impl FnMut(&Replies<T>) -> bool,
+    ) -> Replies<T> {
+        gather(
+            self.instances.len(),
+            |i| {
+                let (inner, call) = (Arc::clone(self), call.clone());
+                async move { decode(inner.instances[i].run(&call, limit).await?) }
+            },
+            settled,
+        )
+        .await
     }
 
     /// The clock-drift allowance for `ttl`.
@@ -129,22 +150,12 @@ impl LeaseStore for RedlockLeaseStore {
         let n = inner.instances.len();
         let q = quorum(n);
         let keys = inner.layout.lock(name);
-        let mut inspect = SCRIPTS.inspect.prepare_invoke();
-        inspect.key(&keys.lock);
-        let replies = gather(
-            n,
-            |i| {
-                let inspect = &inspect;
-                async move {
-                    let value = inner.instances[i]
-                        .run(Operation::Inspect, inspect, inner.server_timeout)
-                        .await?;
-                    reply::inspected(value)
-                }
-            },
-            |r| majority_grant(r).is_some() || r.count(Option::is_none) >= q,
-        )
-        .await;
+        let inspect = ScriptCall::new(Operation::Inspect, &SCRIPTS.inspect).key(&keys.lock);
+        let replies = inner
+            .fan_out(inspect, inner.server_timeout, reply::inspected, |r| {
+                majority_grant(r).is_some() || r.count(Option::is_none) >= q
+            })
+            .await;
         if let Some((grant, remaining)) = majority_grant(&replies) {
             return Ok(Some(LeaseInfo {
                 token: grant.token,
@@ -165,25 +176,13 @@ impl LeaseStore for RedlockLeaseStore {
         let inner = &self.inner;
         let n = inner.instances.len();
         let keys = inner.layout.lock(name);
-        let mut force = SCRIPTS.force_release.prepare_invoke();
-        force
+        let force = ScriptCall::new(Operation::ForceRelease, &SCRIPTS.force_release)
             .key(&keys.lock)
             .arg(inner.layout.release_channel())
             .arg(name.as_str());
-        let replies = gather(
-            n,
-            |i| {
-                let force = &force;
-                async move {
-                    let value = inner.instances[i]
-                        .run(Operation::ForceRelease, force, inner.server_timeout)
-                        .await?;
-                    reply::broken(value)
-                }
-            },
-            |_| false,
-        )
-        .await;
+        let replies = inner
+            .fan_out(force, inner.server_timeout, reply::broken, |_| false)
+            .await;
         if replies.ok.len() < quorum(n) {
             return Err(no_majority(Operation::ForceRelease, n, replies.failed));
         }
