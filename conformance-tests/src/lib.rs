@@ -45,7 +45,7 @@ macro_rules! for_each_case {
 ///
 /// `$fixture` is a path to an `async fn() -> Fixture`, called once per case.
 ///
-/// ```ignore
+/// ```no_run
 /// async fn memory() -> fencelock_conformance::Fixture {
 ///     fencelock_conformance::Fixture::new(fencelock_core::MemoryLeaseStore::new())
 /// }

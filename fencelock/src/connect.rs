@@ -118,6 +118,11 @@ pub async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, Error> {
         )),
         #[cfg(not(feature = "redis"))]
         StoreUrl::Redis(_) => Err(missing_feature("redis")),
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres(url) => Ok(Arc::new(
+            fencelock_postgres::PgLeaseStore::connect(&url).await?,
+        )),
+        #[cfg(not(feature = "postgres"))]
         StoreUrl::Postgres(_) => Err(missing_feature("postgres")),
         #[cfg(feature = "etcd")]
         StoreUrl::Etcd(endpoints) => Ok(Arc::new(

@@ -9,6 +9,10 @@ pub use fencelock_core::*;
 #[cfg(feature = "redis")]
 pub use fencelock_redis as redis;
 
+/// The PostgreSQL backend (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub use fencelock_postgres as postgres;
+
 /// The etcd backend (feature `etcd`).
 #[cfg(feature = "etcd")]
 pub use fencelock_etcd as etcd;

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+
+mod builder;
+mod classify;
+mod config;
+mod fence;
+mod ident;
+mod migrate;
+mod statements;
+mod store;
+mod wakeups;
+
+pub use builder::PgLeaseStoreBuilder;
+pub use config::PgConfig;
+pub use fence::{FencedTable, PgQuery};
+pub use ident::{Ident, TableName};
+pub use store::PgLeaseStore;
+
+/// The driver, re-exported so that pools and transactions you pass in are the same version.
+pub use sqlx;

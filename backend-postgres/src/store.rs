@@ -1,0 +1,419 @@
+//! `PgLeaseStore`: leases as rows, judged by the database clock.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fencelock_core::{
+    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, LossReason, Operation,
+    ReleaseWatch, TtlLimits,
+};
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::time::Instant;
+
+use crate::classify::{STORE, classify, sqlstate};
+use crate::config::Settings;
+use crate::statements::Statements;
+use crate::wakeups::Wakeups;
+use crate::{Ident, PgLeaseStoreBuilder, TableName, migrate};
+
+/// A [`LeaseStore`] on a PostgreSQL table: one row per lock name.
+///
+/// Every operation is one statement on a pooled connection; nothing is session-scoped, so it
+/// works behind transaction-mode poolers. Expiry is judged by `clock_timestamp()` on the
+/// server. Clones share the pool and the wake-up listener.
+#[derive(Clone)]
+pub struct PgLeaseStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    table: TableName,
+    channel: Ident,
+    sql: Statements,
+    limits: TtlLimits,
+    op_timeout: Duration,
+    durable_grants: bool,
+    wakeups: Option<Wakeups>,
+}
+
+impl fmt::Debug for PgLeaseStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The pool's options hold the password, so they are not shown.
+        f.debug_struct("PgLeaseStore")
+            .field("table", &self.inner.table)
+            .field("channel", &self.inner.channel)
+            .field("limits", &self.inner.limits)
+            .field("op_timeout", &self.inner.op_timeout)
+            .field("durable_grants", &self.inner.durable_grants)
+            .field("wakeups", &self.inner.wakeups)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgLeaseStore {
+    /// A builder for the options (table, TTL limit, pool size, …).
+    pub fn builder() -> PgLeaseStoreBuilder {
+        PgLeaseStoreBuilder::new()
+    }
+
+    /// Connects to `url` with the default options and creates the lease table if missing.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed URL; `Unavailable` when the server cannot be reached;
+    /// `Backend` when the table cannot be created (e.g. missing privileges).
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::builder().connect(url).await
+    }
+
+    /// A store over the pool the application already has, with the default options; creates
+    /// the lease table if missing.
+    ///
+    /// # Errors
+    /// As [`PgLeaseStore::connect`], minus the URL.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, Error> {
+        Self::builder().from_pool(pool).await
+    }
+
+    pub(crate) async fn assemble(
+        pool: PgPool,
+        settings: Settings,
+        listen: Option<sqlx::postgres::PgConnectOptions>,
+    ) -> Result<Self, Error> {
+        let sql = Statements::new(&settings.table, settings.durable_grants);
+        let wakeups = listen.map(|options| {
+            Wakeups::new(settings.channel.clone(), options, settings.acquire_timeout)
+        });
+        let store = Self {
+            inner: Arc::new(Inner {
+                pool,
+                table: settings.table,
+                channel: settings.channel,
+                sql,
+                limits: settings.limits,
+                op_timeout: settings.op_timeout,
+                durable_grants: settings.durable_grants,
+                wakeups,
+            }),
+        };
+        if settings.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Creates the schema and lease table if they are missing. Idempotent, and safe to run
+    /// from many processes at once.
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot be reached; `Backend` e.g. without privileges.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        self.timed(
+            Operation::Setup,
+            migrate::migrate(&inner.pool, &inner.table, &inner.sql),
+        )
+        .await?
+    }
+
+    /// The pool the store runs on.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The lease table.
+    pub fn table(&self) -> &TableName {
+        &self.inner.table
+    }
+
+    /// The NOTIFY channel releases are announced on.
+    pub fn channel(&self) -> &Ident {
+        &self.inner.channel
+    }
+
+    /// Whether the wake-up listener is connected (it starts with the first waiter).
+    pub fn is_listening(&self) -> bool {
+        self.inner
+            .wakeups
+            .as_ref()
+            .is_some_and(Wakeups::is_listening)
+    }
+
+    /// Checks, inside the caller's own transaction, that `lease` still holds, and keeps it held
+    /// until that transaction ends.
+    ///
+    /// The lease row is read `FOR SHARE`: until the transaction commits or rolls back, nobody
+    /// can take the lease over (a takeover waits for the row lock). So "the lease is held" and
+    /// the caller's writes in the same transaction commit together, or — if this returns an
+    /// error and the caller propagates it — not at all. Keep such transactions short: the
+    /// holder's own renewal also waits for them.
+    ///
+    /// The lease table must be in the same database as the transaction.
+    ///
+    /// # Errors
+    /// `LeaseLost` when the grant expired, was released, or was taken over (`Superseded`, with
+    /// the newer token); any driver error classified as usual (a failed statement also aborts
+    /// the caller's transaction).
+    pub async fn verify(
+        &self,
+        lease: &Lease,
+        tx: &mut Transaction<'_, Postgres>,
+    ) -> Result<(), Error> {
+        let Ok(token) = i64::try_from(lease.token().get()) else {
+            return Err(Error::lost(lease, LossReason::NotHeld));
+        };
+        let row: Option<(i64, bool)> = sqlx::query_as(self.inner.sql.verify.clone())
+            .bind(lease.name().as_str())
+            .bind(lease.holder().to_string())
+            .bind(token)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| classify(Operation::FencedWrite, e))?;
+        match row {
+            Some((_, true)) => Ok(()),
+            Some((current, false)) if current > token => Err(Error::lost(
+                lease,
+                LossReason::Superseded {
+                    by: FencingToken::new(current.unsigned_abs()),
+                },
+            )),
+            _ => Err(Error::lost(lease, LossReason::NotHeld)),
+        }
+    }
+
+    /// Runs `fut` under the store's operation timeout. A timeout means the statement may have
+    /// run: `OutcomeUnknown`.
+    async fn timed<T>(&self, op: Operation, fut: impl Future<Output = T>) -> Result<T, Error> {
+        let limit = self.inner.op_timeout;
+        tokio::time::timeout(limit, fut).await.map_err(|_| {
+            Error::outcome_unknown(
+                STORE,
+                op,
+                format!("no reply from postgres within {limit:?}"),
+            )
+        })
+    }
+
+    /// Why `lease` is not held, as far as the store can tell right now.
+    async fn loss_of(&self, lease: &Lease) -> Error {
+        let reason = match self.inspect(lease.name()).await {
+            Ok(Some(info)) if info.token > lease.token() => {
+                LossReason::Superseded { by: info.token }
+            }
+            _ => LossReason::NotHeld,
+        };
+        Error::lost(lease, reason)
+    }
+}
+
+/// A TTL in whole microseconds, rounded up so the grant is never shorter than asked.
+fn micros(ttl: Duration) -> (i64, Duration) {
+    let us = ttl.as_nanos().div_ceil(1_000);
+    let us = i64::try_from(us).unwrap_or(i64::MAX);
+    (us, Duration::from_micros(us.unsigned_abs()))
+}
+
+/// A token read from the table, checked to be in the range every backend guarantees.
+fn token_from(op: Operation, name: &LockName, raw: i64) -> Result<FencingToken, Error> {
+    u64::try_from(raw)
+        .ok()
+        .filter(|t| (1..=FencingToken::MAX_EXACT).contains(t))
+        .map(FencingToken::new)
+        .ok_or_else(|| {
+            Error::backend(
+                STORE,
+                op,
+                format!("the lease row of `{name}` holds token {raw}, outside 1..=2^53-1; the table was edited by hand"),
+            )
+        })
+}
+
+fn holder_from(text: Option<&str>) -> Option<HolderId> {
+    HolderId::parse_hex(&text?.replace('-', "")).ok()
+}
+
+#[async_trait]
+impl LeaseStore for PgLeaseStore {
+    fn backend(&self) -> &'static str {
+        STORE
+    }
+
+    fn ttl_limits(&self) -> TtlLimits {
+        self.inner.limits
+    }
+
+    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+        let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
+        let holder = HolderId::random();
+        let sent_at = Instant::now();
+        let row: Option<i64> = self
+            .timed(
+                Operation::Acquire,
+                sqlx::query_scalar(self.inner.sql.acquire.clone())
+                    .bind(name.as_str())
+                    .bind(holder.to_string())
+                    .bind(ttl_us)
+                    .fetch_optional(&self.inner.pool),
+            )
+            .await?
+            .map_err(|e| {
+                if sqlstate(&e).as_deref() == Some("23514") {
+                    Error::backend(
+                        STORE,
+                        Operation::Acquire,
+                        format!("the token counter of `{name}` is exhausted (2^53-1 reached); use a new lock name"),
+                    )
+                } else {
+                    classify(Operation::Acquire, e)
+                }
+            })?;
+        let Some(raw) = row else {
+            return Ok(None);
+        };
+        let token = token_from(Operation::Acquire, name, raw)?;
+        Ok(Some(Lease::granted(
+            name.clone(),
+            token,
+            holder,
+            granted,
+            sent_at,
+        )))
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
+        let Ok(token) = i64::try_from(lease.token().get()) else {
+            return Err(Error::lost(lease, LossReason::NotHeld));
+        };
+        let sent_at = Instant::now();
+        let row: Option<i64> = self
+            .timed(
+                Operation::Renew,
+                sqlx::query_scalar(self.inner.sql.renew.clone())
+                    .bind(lease.name().as_str())
+                    .bind(lease.holder().to_string())
+                    .bind(token)
+                    .bind(ttl_us)
+                    .fetch_optional(&self.inner.pool),
+            )
+            .await?
+            .map_err(|e| classify(Operation::Renew, e))?;
+        match row {
+            Some(_) => Ok(lease.renewed(granted, sent_at)),
+            None => Err(self.loss_of(lease).await),
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        let Ok(token) = i64::try_from(lease.token().get()) else {
+            return Err(Error::lost(lease, LossReason::NotHeld));
+        };
+        let released: i64 = self
+            .timed(
+                Operation::Release,
+                sqlx::query_scalar(self.inner.sql.release.clone())
+                    .bind(lease.name().as_str())
+                    .bind(lease.holder().to_string())
+                    .bind(token)
+                    .bind(self.inner.channel.as_str())
+                    .fetch_one(&self.inner.pool),
+            )
+            .await?
+            .map_err(|e| classify(Operation::Release, e))?;
+        if released == 1 {
+            Ok(())
+        } else {
+            Err(self.loss_of(lease).await)
+        }
+    }
+
+    async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
+        let row: Option<(i64, Option<String>, i64)> = self
+            .timed(
+                Operation::Inspect,
+                sqlx::query_as(self.inner.sql.inspect.clone())
+                    .bind(name.as_str())
+                    .fetch_optional(&self.inner.pool),
+            )
+            .await?
+            .map_err(|e| classify(Operation::Inspect, e))?;
+        let Some((token, holder, remaining_us)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(LeaseInfo {
+            token: token_from(Operation::Inspect, name, token)?,
+            holder: holder_from(holder.as_deref()),
+            remaining: Duration::from_micros(remaining_us.max(0).unsigned_abs()),
+        }))
+    }
+
+    async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
+        let row: Option<i64> = self
+            .timed(
+                Operation::ForceRelease,
+                sqlx::query_scalar(self.inner.sql.force_release.clone())
+                    .bind(name.as_str())
+                    .bind(self.inner.channel.as_str())
+                    .fetch_optional(&self.inner.pool),
+            )
+            .await?
+            .map_err(|e| classify(Operation::ForceRelease, e))?;
+        row.map(|raw| token_from(Operation::ForceRelease, name, raw))
+            .transpose()
+    }
+
+    async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        match &self.inner.wakeups {
+            Some(wakeups) => {
+                self.timed(Operation::Watch, wakeups.subscribe(name))
+                    .await?
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_round_up_to_microseconds() {
+        assert_eq!(
+            micros(Duration::from_millis(1)),
+            (1_000, Duration::from_millis(1))
+        );
+        assert_eq!(
+            micros(Duration::from_nanos(1_000_001)),
+            (1_001, Duration::from_micros(1_001))
+        );
+    }
+
+    #[test]
+    fn tokens_out_of_range_are_backend_errors() {
+        let name = LockName::new("n").unwrap();
+        assert_eq!(token_from(Operation::Acquire, &name, 7).unwrap().get(), 7);
+        for bad in [0, -1, i64::MAX, (1 << 53)] {
+            assert!(token_from(Operation::Acquire, &name, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn holder_ids_read_back_from_uuid_text() {
+        let id = HolderId::random();
+        let hex = id.to_string();
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        );
+        assert_eq!(holder_from(Some(&uuid)), Some(id));
+        assert_eq!(holder_from(None), None);
+    }
+}

@@ -1,0 +1,196 @@
+//! Configuration and setup: hostile identifiers, odd-but-valid ones, concurrent first connects,
+//! bad URLs, an unreachable server, a missing table, and the token ceiling.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use fencelock_core::{ErrorKind, FencingToken, LeaseStore, LockName};
+use fencelock_postgres::sqlx::{self, AssertSqlSafe};
+use fencelock_postgres::{PgConfig, PgLeaseStore};
+
+#[tokio::test]
+async fn hostile_identifiers_are_rejected_before_anything_is_sent() {
+    // Nothing listens here; validation must fail first.
+    let url = "postgres://nobody@127.0.0.1:1/none";
+    let hostile = [
+        "leases; DROP TABLE users; --",
+        "leases\" CASCADE; --",
+        "public.leases",
+        "leases'",
+        "",
+        "1leases",
+        "lëases",
+        &"x".repeat(64),
+    ];
+    for bad in hostile {
+        for builder in [
+            PgLeaseStore::builder().with_table(bad),
+            PgLeaseStore::builder().with_schema(bad),
+            PgLeaseStore::builder().with_channel(bad),
+        ] {
+            let err = builder.connect(url).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}: {err}");
+        }
+    }
+    let err = PgLeaseStore::builder()
+        .with_max_ttl(Duration::ZERO)
+        .connect(url)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn bad_urls_and_unreachable_servers_are_typed() {
+    for bad in [
+        "not a url",
+        "mysql://x@y/z",
+        "postgres://x@host:notaport/db",
+    ] {
+        let err = PgLeaseStore::connect(bad).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad}: {err}");
+    }
+    let port = fencelock_conformance::harness::free_port().unwrap();
+    let err = PgLeaseStore::builder()
+        .with_acquire_timeout(Duration::from_secs(2))
+        .connect(&format!(
+            "postgres://postgres:secret@127.0.0.1:{port}/postgres"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_but_valid_identifiers_round_trip_exactly() {
+    let url = support::shared_url().await;
+    let schema = support::unique("Fl_Schema");
+    let store = PgLeaseStore::builder()
+        .with_schema(&schema)
+        .with_table("user") // a keyword, and
+        .with_channel("Select") // mixed case: both only work quoted
+        .connect(&url)
+        .await
+        .unwrap();
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 AND tablename = 'user'",
+    )
+    .bind(&schema)
+    .fetch_optional(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        found.as_deref(),
+        Some("user"),
+        "created with the exact case"
+    );
+    let name = LockName::new("'; DROP TABLE \"user\"; --").unwrap();
+    let mut watch = store.watch_released(&name).await.unwrap().unwrap();
+    let lease = store
+        .try_acquire(&name, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.inspect(&name).await.unwrap().unwrap().token,
+        lease.token()
+    );
+    store.release(&lease).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), watch.notified())
+            .await
+            .unwrap(),
+        "NOTIFY on a mixed-case channel reaches the listener"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_connects_do_not_race() {
+    let url = support::shared_url().await;
+    let table = support::unique("race");
+    let connects = (0..8).map(|_| {
+        let (url, table) = (url.clone(), table.clone());
+        tokio::spawn(async move {
+            PgLeaseStore::builder()
+                .with_schema("fencelock_test")
+                .with_table(table)
+                .with_max_connections(2)
+                .connect(&url)
+                .await
+        })
+    });
+    for store in futures::future::join_all(connects).await {
+        let store = store.unwrap().unwrap();
+        store.migrate().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_table_without_migration_is_a_backend_error_until_migrated() {
+    let url = support::shared_url().await;
+    let pool = support::admin_pool(&url).await;
+    let store = PgLeaseStore::builder()
+        .with_schema("fencelock_test")
+        .with_table(support::unique("unmigrated"))
+        .with_migrate_on_connect(false)
+        .from_pool(pool)
+        .await
+        .unwrap();
+    let name = LockName::new("x").unwrap();
+    let err = store
+        .try_acquire(&name, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(
+        store
+            .try_acquire(&name, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_ceiling_is_an_error_never_a_wrap() {
+    let url = support::shared_url().await;
+    let store = support::store_on(&url, "ceiling_leases").await;
+    let name = LockName::new(support::unique("ceiling")).unwrap();
+    let lease = store
+        .try_acquire(&name, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    store.release(&lease).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {} SET token = $1 WHERE name = $2",
+        store.table().quoted()
+    )))
+    .bind(FencingToken::MAX_EXACT as i64)
+    .bind(name.as_str())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let err = store
+        .try_acquire(&name, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(err.to_string().contains("exhausted"), "{err}");
+    assert!(
+        store.inspect(&name).await.unwrap().is_none(),
+        "nothing granted"
+    );
+}
+
+#[test]
+fn config_debug_hides_the_password() {
+    let config = PgConfig::new("postgres://app:hunter2@db/app");
+    assert!(!format!("{config:?}").contains("hunter2"));
+}

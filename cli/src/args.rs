@@ -1,0 +1,273 @@
+//! The command line, as clap sees it.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use fencelock::LockName;
+
+use crate::duration::{self, WaitFor};
+
+const ABOUT: &str = "Run a program under a distributed lock with its fencing token; inspect, \
+break and check locks on Redis, PostgreSQL or etcd";
+
+const LONG_ABOUT: &str = "\
+fencelock runs a program while holding a lease on a lock in a shared store, like flock(1) \
+across machines. Every grant carries a fencing token that is greater than any token granted \
+before for that lock; pass it with every write to storage that can check it, so that a \
+holder whose lease expired (paused, partitioned) cannot overwrite newer work.
+
+The store is given by --store or FENCELOCK_STORE:
+  redis://[:PASSWORD@]HOST:PORT[/DB]   rediss://… (TLS)
+  postgres://USER[:PASSWORD]@HOST:PORT/DB
+  etcd://HOST:PORT[,HOST:PORT…]
+  memory://   (in-process only: for trying things out, excludes nothing across processes)";
+
+const EXAMPLES: &str = "\
+Examples:
+  # Run a nightly job on at most one machine; skip it if another run holds the lock
+  export FENCELOCK_STORE=redis://locks.internal:6379
+  fencelock run --no-wait nightly-report -- /usr/local/bin/report --since yesterday
+
+  # Who holds it?
+  fencelock status nightly-report
+
+  # Is the store configured safely for locks?
+  fencelock check --store postgres://locks@db.internal/locks
+
+Exit status: the program's own; 128+N if it was killed by signal N; 64 usage error; \
+69 store unavailable; 70 internal error; 75 lock busy (not acquired within --wait); \
+79 lease lost while the program ran (it was stopped); 126/127 program not executable/not found.";
+
+const RUN_AFTER: &str = "\
+The program gets these environment variables:
+  FENCELOCK_TOKEN     the fencing token (decimal, below 2^53); pass it with every write
+  FENCELOCK_NAME      the lock name
+  FENCELOCK_DEADLINE  unix time in milliseconds until which the grant is certain to hold even
+                      if renewals stop (a conservative local deadline at start; renewals extend
+                      the lease, not this variable)
+
+fencelock renews the lease every TTL/3 while the program runs and releases it when the program
+exits. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to fencelock are passed on to the program. If the
+lease is lost (store unreachable past the deadline, lock broken with `release --force`, process
+paused past the TTL) the program gets SIGTERM, then SIGKILL after --grace, and fencelock exits
+with status 79.
+
+Examples:
+  # cron: skip this run if the previous one is still going (exit 75 when skipped)
+  */5 * * * * fencelock run --store redis://127.0.0.1:6379 --no-wait sync-invoices -- sync-invoices
+
+  # deploy step: wait up to 2 minutes for the lock, pass the token to the write it guards
+  fencelock run --wait 2m --ttl 1m deploy/prod -- \\
+      sh -c 'deployctl apply --fencing-token \"$FENCELOCK_TOKEN\" release.yaml'
+
+Exit status: the program's own, or 128+N if it was killed by signal N; 64 usage error;
+69 store unavailable; 70 internal error; 75 lock busy (not acquired within --wait); 79 lease
+lost while the program ran; 126 program not executable; 127 program not found.";
+
+const STATUS_AFTER: &str = "\
+Examples:
+  fencelock status --store etcd://10.0.0.1:2379,10.0.0.2:2379 deploy/prod nightly-report
+  fencelock inspect --json deploy/prod | jq '.[0].token'
+
+JSON: an array with one object per name: {\"name\", \"held\", \"token\", \"remaining_ms\",
+\"holder\"}; token, remaining_ms and holder are null when the lock is free (holder is also null
+when the store does not keep holder ids).";
+
+const RELEASE_AFTER: &str = "\
+Breaking a lock does not stop its holder: it keeps running until it notices the loss (a
+fencelock-run program gets SIGTERM at its next renewal). Writes it makes with its old token are
+rejected only by storage that checks fencing tokens. The next grant gets a greater token.
+
+Examples:
+  fencelock release --force deploy/prod
+  fencelock release --force --yes deploy/prod     # in scripts (required when stdin is not a TTY)
+
+Exit status: 0 broken (or already free); 1 declined at the prompt; 64 usage (e.g. no --yes
+without a terminal); 69 store unavailable.";
+
+const CHECK_AFTER: &str = "\
+Checks: Redis persistence (AOF/RDB), maxmemory-policy (eviction can drop locks) and replication
+role; PostgreSQL version, synchronous_commit, fsync and standby status; etcd cluster health.
+
+Exit status: 0 reachable and safe; 1 reachable, with warnings to read; 64 usage (bad URL, backend
+not built in); 69 unreachable.";
+
+/// The `fencelock` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fencelock",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a program while holding a lock, with its fencing token in FENCELOCK_TOKEN.
+    #[command(after_help = RUN_AFTER)]
+    Run(RunArgs),
+    /// Show who holds locks: token, time left, holder id.
+    #[command(visible_alias = "inspect", after_help = STATUS_AFTER)]
+    Status(StatusArgs),
+    /// Break a lock whoever holds it (operators only; asks first).
+    #[command(after_help = RELEASE_AFTER)]
+    Release(ReleaseArgs),
+    /// Check that the store is reachable and configured safely for locks.
+    #[command(after_help = CHECK_AFTER)]
+    Check(CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  fencelock completions bash > /etc/bash_completion.d/fencelock"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where the locks live.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// The lock store: redis://HOST:PORT, rediss://…, postgres://USER@HOST/DB,
+    /// etcd://HOST:PORT,HOST:PORT…, memory://.
+    #[arg(
+        long,
+        short = 's',
+        env = "FENCELOCK_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub(crate) store: Option<String>,
+    /// Give up connecting, and on each single store request, after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration::parse)]
+    pub(crate) connect_timeout: Duration,
+}
+
+/// `fencelock run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Lease time-to-live; renewed every TTL/3 while the program runs. Bounds how long a
+    /// crashed holder blocks others.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration::parse)]
+    pub(crate) ttl: Duration,
+    /// How long to wait for a held lock: a duration or `forever`.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse_wait,
+          conflicts_with = "no_wait")]
+    pub(crate) wait: WaitFor,
+    /// Do not wait: exit with status 75 at once if the lock is held.
+    #[arg(long, short = 'n')]
+    pub(crate) no_wait: bool,
+    /// After the lease is lost: time between SIGTERM and SIGKILL to the program.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+    pub(crate) grace: Duration,
+    /// The lock name (1 to 512 bytes of UTF-8, no control characters).
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    pub(crate) name: LockName,
+    /// The program to run and its arguments, after `--`.
+    #[arg(value_name = "PROGRAM", last = true, required = true, num_args = 1..,
+          value_parser = clap::value_parser!(OsString))]
+    pub(crate) program: Vec<OsString>,
+}
+
+/// `fencelock status` / `fencelock inspect`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The lock names.
+    #[arg(value_name = "NAME", required = true, num_args = 1.., value_parser = parse_name)]
+    pub(crate) names: Vec<LockName>,
+}
+
+/// `fencelock release`.
+#[derive(Debug, Args)]
+pub(crate) struct ReleaseArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Required: break the lock whoever holds it. (A holder releases its own lock by exiting.)
+    #[arg(long, required = true)]
+    pub(crate) force: bool,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+    /// The lock name.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    pub(crate) name: LockName,
+}
+
+/// `fencelock check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+fn parse_name(input: &str) -> Result<LockName, fencelock::Error> {
+    LockName::new(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_parses_program_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "fencelock",
+            "run",
+            "--store",
+            "memory://",
+            "--ttl",
+            "5s",
+            "--no-wait",
+            "job",
+            "--",
+            "echo",
+            "--ttl",
+            "x",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(run.no_wait);
+        assert_eq!(run.ttl, Duration::from_secs(5));
+        assert_eq!(run.program, ["echo", "--ttl", "x"]);
+    }
+
+    #[test]
+    fn wait_and_no_wait_conflict() {
+        let err = Cli::try_parse_from([
+            "fencelock",
+            "run",
+            "--wait",
+            "3s",
+            "--no-wait",
+            "job",
+            "--",
+            "true",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+}

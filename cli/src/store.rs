@@ -1,0 +1,147 @@
+//! Which store, and connecting to it within a bounded time.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fencelock::{LeaseStore, StoreUrl};
+
+use crate::args::StoreArgs;
+use crate::duration::short;
+use crate::exit::{Failure, status};
+
+/// A store URL from `--store` / `FENCELOCK_STORE`. The raw URL may hold a password and is never
+/// printed.
+pub(crate) struct Target {
+    pub(crate) url: String,
+    pub(crate) parsed: StoreUrl,
+    pub(crate) timeout: Duration,
+}
+
+impl Target {
+    /// The URL from the arguments (or the environment, through clap).
+    ///
+    /// # Errors
+    /// A usage failure when no store is given or the URL does not parse.
+    pub(crate) fn from_args(args: &StoreArgs) -> Result<Self, Failure> {
+        let Some(url) = args.store.as_deref().filter(|u| !u.trim().is_empty()) else {
+            return Err(Failure::usage(
+                "no store given: pass --store URL or set FENCELOCK_STORE (e.g. redis://127.0.0.1:6379)",
+            ));
+        };
+        if args.connect_timeout.is_zero() {
+            return Err(Failure::usage("--connect-timeout must be above zero"));
+        }
+        let parsed = StoreUrl::parse(url)?;
+        Ok(Self {
+            url: url.trim().to_owned(),
+            parsed,
+            timeout: args.connect_timeout,
+        })
+    }
+
+    /// The scheme's backend name, for messages.
+    pub(crate) fn backend(&self) -> &'static str {
+        match self.parsed {
+            StoreUrl::Memory => "memory",
+            StoreUrl::Redis(_) => "redis",
+            StoreUrl::Postgres(_) => "postgres",
+            StoreUrl::Etcd(_) => "etcd",
+            _ => "store",
+        }
+    }
+
+    pub(crate) fn is_memory(&self) -> bool {
+        self.parsed == StoreUrl::Memory
+    }
+
+    /// Connects, giving up after the connect timeout.
+    ///
+    /// # Errors
+    /// [`status::UNAVAILABLE`] when the store cannot be reached in time; the library's
+    /// classification otherwise (e.g. a backend this build lacks is a usage error).
+    pub(crate) async fn connect(&self) -> Result<Arc<dyn LeaseStore>, Failure> {
+        match tokio::time::timeout(self.timeout, open(self)).await {
+            Ok(Ok(store)) => Ok(store),
+            Ok(Err(error)) => Err(self.connect_failure(error)),
+            Err(_) => Err(self.no_answer("connect")),
+        }
+    }
+
+    /// Errors while connecting say so plainly ("outcome unknown" means nothing for a connect).
+    fn connect_failure(&self, error: fencelock::Error) -> Failure {
+        match &error {
+            fencelock::Error::Unavailable { source, .. }
+            | fencelock::Error::OutcomeUnknown { source, .. }
+            | fencelock::Error::Backend { source, .. } => Failure::new(
+                status::UNAVAILABLE,
+                format!(
+                    "cannot connect to the {} store: {source}; check that the server is up and the URL is right",
+                    self.backend()
+                ),
+            ),
+            _ => Failure::from(error),
+        }
+    }
+
+    fn no_answer(&self, what: &str) -> Failure {
+        Failure::new(
+            status::UNAVAILABLE,
+            format!(
+                "{} store did not answer {what} within {}; check that the server is up and the URL is right (or raise --connect-timeout)",
+                self.backend(),
+                short(self.timeout)
+            ),
+        )
+    }
+
+    /// Runs one store request, giving up after the connect timeout.
+    ///
+    /// # Errors
+    /// [`status::UNAVAILABLE`] on timeout; the request's own error otherwise.
+    pub(crate) async fn bounded<T>(
+        &self,
+        what: &str,
+        request: impl Future<Output = Result<T, fencelock::Error>>,
+    ) -> Result<T, Failure> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(result) => result.map_err(Failure::from),
+            Err(_) => Err(self.no_answer(what)),
+        }
+    }
+}
+
+/// Opens the store. Backends compiled into this CLI are opened through their crates (so that
+/// their own timeouts can be bounded too); everything else goes through `fencelock::connect`.
+async fn open(target: &Target) -> Result<Arc<dyn LeaseStore>, fencelock::Error> {
+    match &target.parsed {
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres(url) => {
+            let store = fencelock_postgres::PgLeaseStore::builder()
+                .with_acquire_timeout(target.timeout)
+                .with_op_timeout(target.timeout)
+                .with_max_connections(2)
+                .connect(url)
+                .await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "redis")]
+        StoreUrl::Redis(url) => {
+            let store = fencelock_redis::RedisLeaseStore::builder()
+                .with_connect_timeout(target.timeout)
+                .with_response_timeout(target.timeout)
+                .connect(url)
+                .await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "etcd")]
+        StoreUrl::Etcd(endpoints) => {
+            let store = fencelock_etcd::EtcdLeaseStore::builder(endpoints)
+                .with_op_timeout(target.timeout)
+                .connect()
+                .await?;
+            Ok(Arc::new(store))
+        }
+        _ => fencelock::connect(&target.url).await,
+    }
+}

@@ -1,0 +1,125 @@
+//! Helpers for running the real `fencelock` binary.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+pub mod scenarios;
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// The `fencelock` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_fencelock");
+
+/// Exit statuses the CLI documents.
+pub mod status {
+    pub const WARNINGS_OR_DECLINED: i32 = 1;
+    pub const USAGE: i32 = 64;
+    pub const UNAVAILABLE: i32 = 69;
+    pub const BUSY: i32 = 75;
+    pub const LEASE_LOST: i32 = 79;
+    pub const NOT_FOUND: i32 = 127;
+}
+
+/// A `fencelock` command with `FENCELOCK_STORE` cleared and stdin from /dev/null (not a
+/// terminal: the program gets its own process group, as under cron).
+pub fn fencelock(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("FENCELOCK_STORE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `fencelock args…` to completion (at most `limit`).
+pub async fn output(args: &[&str], limit: Duration) -> Output {
+    tokio::time::timeout(limit, fencelock(args).output())
+        .await
+        .unwrap_or_else(|_| panic!("fencelock {args:?} did not finish within {limit:?}"))
+        .unwrap()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a failure: the expected status and exactly one `fencelock: …` line on stderr that
+/// contains `needle`.
+pub fn assert_one_line_failure(out: &Output, expected: i32, needle: &str) {
+    let err = stderr(out);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains("warning: memory://"))
+        .collect();
+    assert_eq!(out.status.code(), Some(expected), "stderr: {err}");
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err:?}");
+    assert!(lines[0].starts_with("fencelock: "), "{err:?}");
+    assert!(lines[0].contains(needle), "{needle:?} not in {err:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+/// A lock name of its own for each test.
+pub fn unique_name(prefix: &str) -> String {
+    format!("cli-test/{prefix}/{:016x}", rand_u64())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// Reads the next line the program printed (through fencelock's stdout), at most `limit`.
+pub async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    limit: Duration,
+) -> String {
+    tokio::time::timeout(limit, lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("no output within {limit:?}"))
+        .unwrap()
+        .expect("stdout closed before a line came")
+}
+
+/// Spawns `fencelock args…` and returns it with a line reader on its stdout.
+pub fn spawn_with_lines(
+    args: &[&str],
+) -> (
+    Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = fencelock(args).spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    (child, tokio::io::BufReader::new(out).lines())
+}
+
+/// Waits for `child` to exit (at most `limit`).
+pub async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    tokio::time::timeout(limit, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("fencelock did not exit within {limit:?}"))
+        .unwrap()
+}

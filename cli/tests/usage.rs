@@ -1,0 +1,198 @@
+//! The real binary without a server: help, usage errors, and `run` over `memory://` (one
+//! process, so it shows the program's environment, exit statuses and signals).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    assert_one_line_failure, fencelock, next_line, output, spawn_with_lines, status, stderr,
+    stdout, wait_exit,
+};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn help_has_examples_and_exit_statuses() {
+    let out = output(&["run", "--help"], LIMIT).await;
+    assert_eq!(out.status.code(), Some(0));
+    let help = stdout(&out);
+    for needle in [
+        "FENCELOCK_TOKEN",
+        "FENCELOCK_DEADLINE",
+        "Examples:",
+        "--no-wait",
+        "79",
+        "75",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+    let out = output(&["--help"], LIMIT).await;
+    assert!(stdout(&out).contains("Exit status"));
+}
+
+#[tokio::test]
+async fn completions_for_bash() {
+    let out = output(&["completions", "bash"], LIMIT).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("_fencelock"));
+}
+
+#[tokio::test]
+async fn usage_errors_are_one_line() {
+    for (args, needle) in [
+        (vec!["run", "n", "--", "true"], "FENCELOCK_STORE"),
+        (vec!["status", "--store", "ftp://x", "n"], "unknown scheme"),
+        (vec!["status", "--store", "nonsense", "n"], "scheme://"),
+        (vec!["status", "--store", "etcd://", "n"], "etcd://"),
+        (
+            vec![
+                "run",
+                "--store",
+                "memory://",
+                "--ttl",
+                "5 parsecs",
+                "n",
+                "--",
+                "true",
+            ],
+            "not a duration",
+        ),
+        (
+            vec![
+                "run",
+                "--store",
+                "memory://",
+                "--grace",
+                "",
+                "n",
+                "--",
+                "true",
+            ],
+            "empty duration",
+        ),
+        (vec!["run", "--store", "memory://", "n"], "PROGRAM"),
+        (
+            vec![
+                "run",
+                "--store",
+                "memory://",
+                "--wait",
+                "1s",
+                "--no-wait",
+                "n",
+                "--",
+                "true",
+            ],
+            "cannot be used",
+        ),
+        (vec!["release", "--store", "memory://", "n"], "--force"),
+        (vec!["frobnicate"], "frobnicate"),
+    ] {
+        let out = output(&args, LIMIT).await;
+        assert_one_line_failure(&out, status::USAGE, needle);
+    }
+}
+
+#[tokio::test]
+async fn store_from_environment_and_password_never_printed() {
+    let mut cmd = fencelock(&["status", "n"]);
+    cmd.env("FENCELOCK_STORE", "gopher://:hunter2@host");
+    let out = cmd.output().await.unwrap();
+    assert_one_line_failure(&out, status::USAGE, "unknown scheme `gopher`");
+    assert!(!stderr(&out).contains("hunter2"));
+    let mut cmd = fencelock(&["status", "--json", "n"]);
+    cmd.env("FENCELOCK_STORE", "memory://");
+    let out = cmd.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn run_passes_token_and_mirrors_exit_status() {
+    let out = output(
+        &[
+            "run",
+            "--store",
+            "memory://",
+            "job/1",
+            "--",
+            "sh",
+            "-c",
+            r#"echo "$FENCELOCK_TOKEN $FENCELOCK_NAME"; exit 7"#,
+        ],
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(stdout(&out).trim(), "1 job/1");
+    assert!(stderr(&out).contains("memory://"), "the warning is missing");
+
+    let out = output(
+        &[
+            "run",
+            "--store",
+            "memory://",
+            "n",
+            "--",
+            "sh",
+            "-c",
+            "kill -USR1 $$",
+        ],
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(128 + Signal::SIGUSR1 as i32));
+
+    let out = output(
+        &[
+            "run",
+            "--store",
+            "memory://",
+            "n",
+            "--",
+            "/nonexistent/program",
+        ],
+        LIMIT,
+    )
+    .await;
+    assert_one_line_failure(&out, status::NOT_FOUND, "/nonexistent/program");
+}
+
+#[tokio::test]
+async fn signals_are_forwarded_to_the_program() {
+    for (signal, code) in [
+        (Signal::SIGTERM, 11),
+        (Signal::SIGINT, 12),
+        (Signal::SIGHUP, 13),
+    ] {
+        let script = format!(
+            r#"trap 'echo got; exit {code}' {}; echo ready; while :; do sleep 0.05; done"#,
+            signal.as_str().trim_start_matches("SIG")
+        );
+        let (mut cli, mut lines) = spawn_with_lines(&[
+            "run",
+            "--store",
+            "memory://",
+            "n",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert_eq!(next_line(&mut lines, LIMIT).await, "ready");
+        kill(
+            Pid::from_raw(i32::try_from(cli.id().unwrap()).unwrap()),
+            signal,
+        )
+        .unwrap();
+        assert_eq!(next_line(&mut lines, LIMIT).await, "got");
+        assert_eq!(
+            wait_exit(&mut cli, LIMIT).await.code(),
+            Some(code),
+            "{signal}"
+        );
+    }
+}
