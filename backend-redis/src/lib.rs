@@ -6,6 +6,7 @@ mod config;
 mod fence;
 mod grant;
 pub mod keys;
+pub mod redlock;
 mod reply;
 pub mod scripts;
 mod store;
@@ -16,6 +17,7 @@ pub use builder::RedisStoreBuilder;
 pub use config::{RedisConfig, redact_url};
 pub use fence::{FencedValue, RedisFence};
 pub use keys::KeyLayout;
+pub use redlock::{RedlockConfig, RedlockLeaseStore, RedlockStoreBuilder};
 pub use store::RedisLeaseStore;
 
 /// The `redis` driver this crate is built on, so you name the same version.

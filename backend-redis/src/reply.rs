@@ -24,14 +24,14 @@ pub(crate) enum Compared {
     Lost(Option<Grant>),
 }
 
-fn items(op: Operation, value: Value) -> Result<Vec<Value>, Error> {
+pub(crate) fn items(op: Operation, value: Value) -> Result<Vec<Value>, Error> {
     match value {
         Value::Array(items) => Ok(items),
         other => Err(unexpected_reply(op, format!("{other:?}"))),
     }
 }
 
-fn grant(op: Operation, value: &Value) -> Result<Grant, Error> {
+pub(crate) fn grant(op: Operation, value: &Value) -> Result<Grant, Error> {
     let text = match value {
         Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
         Value::SimpleString(s) => Some(s.as_str()),
@@ -42,7 +42,7 @@ fn grant(op: Operation, value: &Value) -> Result<Grant, Error> {
     })
 }
 
-fn int(value: &Value) -> Option<i64> {
+pub(crate) fn int(value: &Value) -> Option<i64> {
     match value {
         Value::Int(n) => Some(*n),
         Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),

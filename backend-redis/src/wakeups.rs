@@ -37,11 +37,22 @@ struct State {
 
 impl Wakeups {
     pub(crate) fn new(client: redis::Client, channel: String, connect_timeout: Duration) -> Self {
+        Self::with_hub(client, channel, connect_timeout, Arc::new(WakeupHub::new()))
+    }
+
+    /// A subscriber that feeds `hub`, which several subscribers may share (one per server of a
+    /// Redlock store: any server's announcement wakes the waiter).
+    pub(crate) fn with_hub(
+        client: redis::Client,
+        channel: String,
+        connect_timeout: Duration,
+        hub: Arc<WakeupHub>,
+    ) -> Self {
         Self {
             client,
             channel,
             connect_timeout,
-            hub: Arc::new(WakeupHub::new()),
+            hub,
             state: Mutex::new(State::default()),
         }
     }
@@ -49,24 +60,30 @@ impl Wakeups {
     /// A watch on `name`, once the subscription is confirmed by the server; `Ok(None)` while
     /// a recent attempt to subscribe failed.
     pub(crate) async fn watch(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        // Subscribe the waiter before the subscriber task can deliver anything.
+        let watch = self.hub.subscribe(name);
+        Ok(self.ensure_subscribed().await?.then_some(watch))
+    }
+
+    /// Makes sure the subscriber connection is up, opening it if needed. `Ok(true)` once the
+    /// server confirmed the subscription, `Ok(false)` while a recent attempt failed.
+    pub(crate) async fn ensure_subscribed(&self) -> Result<bool, Error> {
         let mut state = self.state.lock().await;
         if state.task.as_ref().is_some_and(|task| !task.is_finished()) {
-            return Ok(Some(self.hub.subscribe(name)));
+            return Ok(true);
         }
         if state
             .failed_at
             .is_some_and(|at| at.elapsed() < RESUBSCRIBE_AFTER)
         {
-            return Ok(None);
+            return Ok(false);
         }
         match self.subscribe().await {
             Ok(stream) => {
                 state.failed_at = None;
-                // Subscribe the waiter before the task can deliver anything.
-                let watch = self.hub.subscribe(name);
                 state.task = Some(tokio::spawn(deliver(stream, Arc::clone(&self.hub))));
                 tracing::debug!(channel = %self.channel, "subscribed to release announcements");
-                Ok(Some(watch))
+                Ok(true)
             }
             Err(error) => {
                 state.failed_at = Some(Instant::now());

@@ -16,6 +16,9 @@ pub enum StoreUrl {
     Postgres(String),
     /// `etcd://host:port[,host:port…]`, as `http://` endpoints.
     Etcd(Vec<String>),
+    /// `redlock://[user:pass@]host:port,host:port,host:port[/db]`: independent Redis servers
+    /// for a Redlock store, as `redis://` URLs.
+    Redlock(Vec<String>),
 }
 
 impl std::fmt::Debug for StoreUrl {
@@ -26,6 +29,7 @@ impl std::fmt::Debug for StoreUrl {
             Self::Redis(_) => f.write_str("StoreUrl::Redis(..)"),
             Self::Postgres(_) => f.write_str("StoreUrl::Postgres(..)"),
             Self::Etcd(endpoints) => write!(f, "StoreUrl::Etcd({} endpoints)", endpoints.len()),
+            Self::Redlock(servers) => write!(f, "StoreUrl::Redlock({} servers)", servers.len()),
         }
     }
 }
@@ -65,10 +69,31 @@ impl StoreUrl {
                 }
                 Ok(Self::Etcd(endpoints))
             }
+            "redlock" => {
+                // Every server gets the same credentials and database.
+                let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+                let (auth, hosts) = match authority.rsplit_once('@') {
+                    Some((auth, hosts)) => (format!("{auth}@"), hosts),
+                    None => (String::new(), authority),
+                };
+                let db = if db.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{db}")
+                };
+                Ok(Self::Redlock(
+                    hosts
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|h| !h.is_empty())
+                        .map(|h| format!("redis://{auth}{h}{db}"))
+                        .collect(),
+                ))
+            }
             other => Err(Error::invalid(
                 "store url",
                 format!(
-                    "unknown scheme `{other}`; use redis://, rediss://, postgres://, etcd:// or memory://"
+                    "unknown scheme `{other}`; use redis://, rediss://, redlock://, postgres://, etcd:// or memory://"
                 ),
             )),
         }
@@ -78,7 +103,8 @@ impl StoreUrl {
 /// Connects to the store named by `url` and returns it ready for [`fencelock_core::Locker`].
 ///
 /// Schemes: `memory://`, and with their features `redis://`/`rediss://` (`redis`),
-/// `postgres://` (`postgres`), `etcd://host:port[,host:port]` (`etcd`).
+/// `postgres://` (`postgres`), `etcd://host:port[,host:port]` (`etcd`),
+/// `redlock://host:port,host:port,host:port` (`redis`; an odd number of servers, at least 3).
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for a malformed URL or a backend this build does not include;
@@ -104,6 +130,12 @@ pub async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, Error> {
         )),
         #[cfg(not(feature = "etcd"))]
         StoreUrl::Etcd(_) => Err(missing_feature("etcd")),
+        #[cfg(feature = "redis")]
+        StoreUrl::Redlock(servers) => Ok(Arc::new(
+            fencelock_redis::RedlockLeaseStore::connect(servers).await?,
+        )),
+        #[cfg(not(feature = "redis"))]
+        StoreUrl::Redlock(_) => Err(missing_feature("redis")),
     }
 }
 
@@ -136,6 +168,22 @@ mod tests {
         assert_eq!(
             StoreUrl::parse("etcd://a:2379,b:2379").unwrap(),
             StoreUrl::Etcd(vec!["http://a:2379".into(), "http://b:2379".into()])
+        );
+        assert_eq!(
+            StoreUrl::parse("redlock://:pw@a:1,b:2, c:3/2").unwrap(),
+            StoreUrl::Redlock(vec![
+                "redis://:pw@a:1/2".into(),
+                "redis://:pw@b:2/2".into(),
+                "redis://:pw@c:3/2".into(),
+            ])
+        );
+        assert_eq!(
+            StoreUrl::parse("redlock://a:1,b:2,c:3").unwrap(),
+            StoreUrl::Redlock(vec![
+                "redis://a:1".into(),
+                "redis://b:2".into(),
+                "redis://c:3".into()
+            ])
         );
         for bad in ["", "nonsense", "ftp://x", "etcd://", "etcd://,"] {
             let err = StoreUrl::parse(bad).unwrap_err();

@@ -1,0 +1,16 @@
+#![doc = include_str!("../../REDLOCK.md")]
+
+mod acquire;
+mod builder;
+mod config;
+mod instance;
+mod quorum;
+mod release;
+mod reply;
+mod rollback;
+mod store;
+mod watch;
+
+pub use builder::RedlockStoreBuilder;
+pub use config::{DEFAULT_DRIFT_FACTOR, MAX_SERVERS, RedlockConfig};
+pub use store::RedlockLeaseStore;

@@ -1,0 +1,226 @@
+//! `RedlockLeaseStore`: the `LeaseStore` contract on a majority of independent Redis servers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fencelock_core::{
+    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, ReleaseWatch,
+    TtlLimits, WakeupHub,
+};
+
+use super::instance::{Instance, ScriptCall};
+use super::quorum::{self, REDLOCK, Replies, gather, no_majority, quorum};
+use super::{acquire, release, watch};
+use redis::Value;
+
+use crate::config::millis;
+use crate::grant::Grant;
+use crate::keys::KeyLayout;
+use crate::reply;
+use crate::scripts::SCRIPTS;
+
+/// A [`LeaseStore`] on N independent Redis servers (N odd, at least 3): a grant holds when a
+/// majority of them agreed within the validity budget, and its fencing token is above the
+/// token of every earlier grant. See the [module docs](crate::redlock) for the protocol and
+/// its assumptions.
+///
+/// Requests go to every server at once, each with its own time limit, so one slow or dead
+/// server never slows the others. Clones share the connections and subscribers.
+#[derive(Clone)]
+pub struct RedlockLeaseStore {
+    pub(super) inner: Arc<Inner>,
+}
+
+/// What every operation needs.
+pub(crate) struct Inner {
+    pub(crate) instances: Vec<Instance>,
+    pub(crate) layout: KeyLayout,
+    pub(crate) limits: TtlLimits,
+    pub(crate) drift_factor: f64,
+    pub(crate) server_timeout: Duration,
+    pub(crate) hub: Arc<WakeupHub>,
+}
+
+impl Inner {
+    /// The TTL as the servers will apply it (whole milliseconds, rounded up), checked against
+    /// the limits and the drift allowance.
+    pub(crate) fn check_ttl(&self, ttl: Duration) -> Result<Duration, Error> {
+        let ttl = Duration::from_millis(millis(self.limits.check(ttl)?));
+        let drift = self.drift(ttl);
+        if ttl <= drift * 2 {
+            return Err(Error::invalid(
+                "ttl",
+                format!(
+                    "{ttl:?} leaves no validity after the clock-drift allowance of {drift:?}; Redlock needs a TTL above twice that"
+                ),
+            ));
+        }
+        Ok(ttl)
+    }
+
+    /// Sends `call` to every server at once (see [`gather`]) and decodes each answer.
+    pub(crate) async fn fan_out<T: Send + 'static>(
+        self: &Arc<Self>,
+        call: ScriptCall,
+        limit: Duration,
+        decode: fn(Value) -> Result<T, Error>,
+        settled: impl FnMut(&Replies<T>) -> bool,
+    ) -> Replies<T> {
+        gather(
+            self.instances.len(),
+            |i| {
+                let (inner, call) = (Arc::clone(self), call.clone());
+                async move { decode(inner.instances[i].run(&call, limit).await?) }
+            },
+            settled,
+        )
+        .await
+    }
+
+    /// The clock-drift allowance for `ttl`.
+    pub(crate) fn drift(&self, ttl: Duration) -> Duration {
+        quorum::drift(ttl, self.drift_factor)
+    }
+
+    /// The time limit of one acquire request to one server: the server timeout, at most a
+    /// quarter of the TTL, so a silent server cannot eat the validity budget.
+    pub(crate) fn acquire_timeout(&self, ttl: Duration) -> Duration {
+        self.server_timeout
+            .min(ttl / 4)
+            .max(Duration::from_millis(1))
+    }
+}
+
+impl RedlockLeaseStore {
+    pub(super) fn assemble(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The key layout (prefix, key names, channel) used on every server.
+    pub fn layout(&self) -> &KeyLayout {
+        &self.inner.layout
+    }
+
+    /// How many servers there are.
+    pub fn servers(&self) -> usize {
+        self.inner.instances.len()
+    }
+
+    /// How many of them make a majority.
+    pub fn quorum(&self) -> usize {
+        quorum(self.inner.instances.len())
+    }
+
+    /// The clock-drift factor.
+    pub fn drift_factor(&self) -> f64 {
+        self.inner.drift_factor
+    }
+}
+
+#[async_trait]
+impl LeaseStore for RedlockLeaseStore {
+    fn backend(&self) -> &'static str {
+        REDLOCK
+    }
+
+    fn ttl_limits(&self) -> TtlLimits {
+        self.inner.limits
+    }
+
+    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+        acquire::try_acquire(&self.inner, name, ttl).await
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        release::renew(&self.inner, lease, ttl).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        release::release(&self.inner, lease).await
+    }
+
+    /// The grant held on a majority, with the least time left among those servers; `None` when
+    /// no grant holds a majority.
+    async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
+        let inner = &self.inner;
+        let n = inner.instances.len();
+        let q = quorum(n);
+        let keys = inner.layout.lock(name);
+        let inspect = ScriptCall::new(Operation::Inspect, &SCRIPTS.inspect).key(&keys.lock);
+        let replies = inner
+            .fan_out(inspect, inner.server_timeout, reply::inspected, |r| {
+                majority_grant(r).is_some() || r.count(Option::is_none) >= q
+            })
+            .await;
+        if let Some((grant, remaining)) = majority_grant(&replies) {
+            return Ok(Some(LeaseInfo {
+                token: grant.token,
+                holder: Some(grant.holder),
+                remaining: Duration::from_millis(remaining),
+            }));
+        }
+        if replies.ok.len() < q {
+            return Err(no_majority(Operation::Inspect, n, replies.failed));
+        }
+        Ok(None)
+    }
+
+    /// Breaks whatever grant holds on every server that answers and announces it there.
+    /// Returns the highest token broken (the grant's, when a grant held), `None` if nothing was
+    /// held; an error when fewer than a majority answered.
+    async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
+        let inner = &self.inner;
+        let n = inner.instances.len();
+        let keys = inner.layout.lock(name);
+        let force = ScriptCall::new(Operation::ForceRelease, &SCRIPTS.force_release)
+            .key(&keys.lock)
+            .arg(inner.layout.release_channel())
+            .arg(name.as_str());
+        let replies = inner
+            .fan_out(force, inner.server_timeout, reply::broken, |_| false)
+            .await;
+        if replies.ok.len() < quorum(n) {
+            return Err(no_majority(Operation::ForceRelease, n, replies.failed));
+        }
+        Ok(replies
+            .ok
+            .iter()
+            .filter_map(|(_, g)| g.map(|g| g.token))
+            .max())
+    }
+
+    async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        watch::watch_released(&self.inner, name).await
+    }
+}
+
+/// The grant held by a majority of the answers, with the least remaining time among them.
+fn majority_grant(replies: &Replies<Option<(Grant, u64)>>) -> Option<(Grant, u64)> {
+    let q = quorum(replies.ok.len() + replies.failed.len() + replies.pending.len());
+    replies.ok.iter().find_map(|(_, held)| {
+        let (grant, _) = (*held)?;
+        let same: Vec<u64> = replies
+            .ok
+            .iter()
+            .filter_map(|(_, h)| h.filter(|(g, _)| *g == grant).map(|(_, pttl)| pttl))
+            .collect();
+        (same.len() >= q).then(|| (grant, same.into_iter().min().unwrap_or(0)))
+    })
+}
+
+impl fmt::Debug for RedlockLeaseStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedlockLeaseStore")
+            .field("servers", &self.inner.instances)
+            .field("quorum", &self.quorum())
+            .field("key_prefix", &self.inner.layout.prefix())
+            .field("drift_factor", &self.inner.drift_factor)
+            .field("server_timeout", &self.inner.server_timeout)
+            .field("max_ttl", &self.inner.limits.max())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,364 @@
+//! Redlock under failures, against real redis-server processes: a server killed, a server
+//! restarted empty, a paused minority, a paused majority, and two clients racing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, name, retry};
+use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_core::{
+    AcquireOptions, ErrorKind, FenceGate, FencingToken, LeaseStore, LockName, Locker, LossReason,
+};
+use fencelock_redis::RedlockLeaseStore;
+use futures::future::join_all;
+use tokio::time::Instant;
+
+const LONG: Duration = Duration::from_secs(60);
+const RECONNECT: Duration = Duration::from_secs(10);
+
+async fn servers(configs: &[RedisConfig]) -> Vec<RedisServer> {
+    join_all(configs.iter().cloned().map(RedisServer::start))
+        .await
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|e| panic!("starting redis-server: {e}")))
+        .collect()
+}
+
+async fn ephemeral(n: usize) -> Vec<RedisServer> {
+    servers(&vec![RedisConfig::ephemeral(); n]).await
+}
+
+async fn store(servers: &[RedisServer]) -> RedlockLeaseStore {
+    RedlockLeaseStore::connect(servers.iter().map(RedisServer::url))
+        .await
+        .unwrap()
+}
+
+/// Acquires and releases `name` `rounds` times; returns the tokens.
+async fn cycle(store: &RedlockLeaseStore, name: &LockName, rounds: usize) -> Vec<FencingToken> {
+    let mut tokens = Vec::new();
+    for _ in 0..rounds {
+        let lease = retry(RECONNECT, || store.try_acquire(name, LONG))
+            .await
+            .expect("the name is free");
+        tokens.push(lease.token());
+        store.release(&lease).await.unwrap();
+    }
+    tokens
+}
+
+fn assert_rising(tokens: &[FencingToken]) {
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens must strictly increase: {tokens:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_killed_locking_continues_and_tokens_rise() {
+    let servers = ephemeral(3).await;
+    let store = store(&servers).await;
+    let n = name("killed");
+    let mut tokens = cycle(&store, &n, 3).await;
+    let held = store.try_acquire(&n, LONG).await.unwrap().unwrap();
+    tokens.push(held.token());
+
+    servers[0].kill().unwrap();
+
+    // The grant still holds on the other two: nobody else gets it, and its holder keeps it.
+    assert!(store.try_acquire(&n, LONG).await.unwrap().is_none());
+    let held = store.renew(&held, LONG).await.unwrap();
+    assert_eq!(
+        store.inspect(&n).await.unwrap().unwrap().token,
+        held.token()
+    );
+    store.release(&held).await.unwrap();
+    let started = Instant::now();
+    tokens.extend(cycle(&store, &n, 5).await);
+    let per_cycle = started.elapsed() / 5;
+    assert_rising(&tokens);
+    assert!(
+        per_cycle < Duration::from_millis(100),
+        "a dead server must not slow the others down: {per_cycle:?} per acquire + release"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_restarted_empty_tokens_rise() {
+    let servers = ephemeral(3).await;
+    let store = store(&servers).await;
+    let n = name("restarted");
+    let mut tokens = cycle(&store, &n, 3).await;
+    let held = store.try_acquire(&n, LONG).await.unwrap().unwrap();
+    tokens.push(held.token());
+
+    servers[1].kill().unwrap();
+    servers[1].restart().await.unwrap();
+    // It came back without the grant and without the counter.
+    assert_eq!(servers[1].command(&["DBSIZE"]).await.unwrap(), ":0\r\n");
+
+    // The grant still holds on the other two.
+    assert!(store.try_acquire(&n, LONG).await.unwrap().is_none());
+    retry(RECONNECT, || store.release(&held)).await;
+    tokens.extend(cycle(&store, &n, 3).await);
+    assert_rising(&tokens);
+}
+
+/// The case the clock floor exists for: the only server shared by the last grants' majority and
+/// the next acquire's majority lost its data. Server C (append-only file, survives a kill) is
+/// down while grants go to A and B; then A restarts empty and B dies, so the next acquire sees
+/// only A (no counter) and C (an old counter). Its token must still be above every earlier one:
+/// the servers' clocks, which every read floors at, moved on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_rises_when_the_only_shared_server_lost_its_data() {
+    let servers = servers(&[
+        RedisConfig::ephemeral(),
+        RedisConfig::ephemeral(),
+        RedisConfig::aof(),
+    ])
+    .await;
+    let store = store(&servers).await;
+    let n = name("floor");
+    let mut tokens = cycle(&store, &n, 2).await;
+    // The last release returns once a majority freed the name; let it reach C too, or C keeps
+    // the grant in its append-only file.
+    let lock_key = store.layout().lock(&n).lock;
+    eventually(Duration::from_secs(5), "C freed the name", || async {
+        servers[2].command(&["EXISTS", &lock_key]).await.unwrap() == ":0\r\n"
+    })
+    .await;
+    servers[2].kill().unwrap();
+    tokens.extend(cycle(&store, &n, 3).await);
+    servers[2].restart().await.unwrap();
+    servers[0].kill().unwrap();
+    servers[0].restart().await.unwrap();
+    servers[1].kill().unwrap();
+    let after = cycle(&store, &n, 2).await;
+    assert!(
+        after[0] > *tokens.iter().max().unwrap(),
+        "{after:?} after {tokens:?}"
+    );
+    tokens.extend(after);
+    assert_rising(&tokens);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_minority_grants_within_the_validity_budget() {
+    let servers = ephemeral(5).await;
+    let store = store(&servers).await;
+    let n = name("paused-minority");
+    let mut tokens = cycle(&store, &n, 2).await;
+    servers[0].pause().unwrap();
+    servers[3].pause().unwrap();
+    let ttl = Duration::from_secs(2);
+    for _ in 0..5 {
+        let sent = Instant::now();
+        let lease = store.try_acquire(&n, ttl).await.unwrap().expect("granted");
+        let took = sent.elapsed();
+        // The grant never waited for the paused servers (their time limit is 100 ms) …
+        assert!(took < Duration::from_millis(90), "acquire took {took:?}");
+        // … and its deadline is inside the budget: sent + TTL − elapsed − drift.
+        let drift = ttl / 100 + Duration::from_millis(2);
+        assert!(
+            lease.deadline() <= sent + ttl - drift,
+            "deadline beyond the budget"
+        );
+        assert!(lease.deadline() > Instant::now());
+        tokens.push(lease.token());
+        let lease = store.renew(&lease, ttl).await.unwrap();
+        store.release(&lease).await.unwrap();
+    }
+    assert_rising(&tokens);
+    servers[0].resume().unwrap();
+    servers[3].resume().unwrap();
+    tokens.extend(cycle(&store, &n, 2).await);
+    assert_rising(&tokens);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_majority_fires_the_lost_signal() {
+    let servers = ephemeral(3).await;
+    let store = store(&servers).await;
+    let locker = Locker::new(store.clone());
+    let n = name("paused-majority");
+    let ttl = Duration::from_millis(600);
+    let guard = locker
+        .acquire(&n, AcquireOptions::new().with_ttl(ttl).with_no_wait())
+        .await
+        .unwrap();
+    let token = guard.token();
+    let cancel = guard.cancellation_token();
+    servers[0].pause().unwrap();
+    servers[1].pause().unwrap();
+    let paused_at = Instant::now();
+    let reason = tokio::time::timeout(ttl * 3, guard.lost())
+        .await
+        .expect("the lost signal fired");
+    assert_eq!(reason, LossReason::DeadlineReached);
+    assert!(
+        paused_at.elapsed() <= ttl + Duration::from_millis(100),
+        "fired {:?} after the pause, the lease's TTL is {ttl:?}",
+        paused_at.elapsed()
+    );
+    assert!(!guard.is_valid());
+    // `lost()` answers from the local deadline; the watchdog fires the tokens right after.
+    tokio::time::timeout(Duration::from_millis(200), cancel.cancelled())
+        .await
+        .expect("the cancellation token fired");
+    assert_eq!(guard.check().unwrap_err().kind(), ErrorKind::LeaseLost);
+    servers[0].resume().unwrap();
+    servers[1].resume().unwrap();
+    drop(guard);
+    // Once the old grant expired everywhere, the next one has a greater token.
+    let next = retry(RECONNECT, || async {
+        match store.try_acquire(&n, LONG).await? {
+            Some(lease) => Ok(lease),
+            None => Err(fencelock_core::Error::unavailable(
+                "test",
+                fencelock_core::Operation::Acquire,
+                "still held",
+            )),
+        }
+    })
+    .await;
+    assert!(next.token() > token);
+}
+
+/// Two clients with their own connections race for one name on 3 servers. Each grant's
+/// validity runs from the moment `try_acquire` returned to its deadline (or its release); no two
+/// may overlap, tokens must rise in grant order, and a fence gate admits every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_racing_never_both_hold_a_valid_grant() {
+    let servers = ephemeral(3).await;
+    let clients = [store(&servers).await, store(&servers).await];
+    let n = name("race");
+    let ttl = Duration::from_millis(80);
+    let until = Instant::now() + Duration::from_secs(3);
+    let gate = std::sync::Arc::new(FenceGate::new());
+    let tasks = clients.into_iter().enumerate().map(|(client, store)| {
+        let (n, gate) = (n.clone(), gate.clone());
+        tokio::spawn(async move {
+            let mut grants = Vec::new();
+            let mut round = 0_u32;
+            while Instant::now() < until {
+                round += 1;
+                let Some(lease) = store.try_acquire(&n, ttl).await.unwrap() else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                let from = Instant::now();
+                gate.admit("resource", lease.token()).unwrap();
+                // Hold briefly; every third grant is left to expire instead of released.
+                tokio::time::sleep(Duration::from_millis(u64::from(round % 4) * 5)).await;
+                let to = if round.is_multiple_of(3) {
+                    lease.deadline()
+                } else {
+                    let to = Instant::now().min(lease.deadline());
+                    let _ = store.release(&lease).await;
+                    to
+                };
+                grants.push((from, to, lease.token(), client));
+                if round.is_multiple_of(3) {
+                    tokio::time::sleep_until(lease.deadline()).await;
+                }
+            }
+            grants
+        })
+    });
+    let mut grants: Vec<_> = join_all(tasks)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
+    grants.sort_by_key(|g| g.0);
+    let by_client = |c| grants.iter().filter(|g| g.3 == c).count();
+    println!(
+        "grants: {} (client 0: {}, client 1: {})",
+        grants.len(),
+        by_client(0),
+        by_client(1)
+    );
+    assert!(
+        by_client(0) > 5 && by_client(1) > 5,
+        "both clients won some rounds"
+    );
+    for pair in grants.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert!(
+            a.1 <= b.0,
+            "two valid grants overlap: token {} (client {}) until {:?} and token {} (client {}) from {:?}",
+            a.2,
+            a.3,
+            a.1,
+            b.2,
+            b.3,
+            b.0
+        );
+        assert!(
+            a.2 < b.2,
+            "tokens must rise in grant order: {} then {}",
+            a.2,
+            b.2
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_configurations_are_invalid_input() {
+    for servers in [
+        vec![],
+        vec!["redis://127.0.0.1:1"],
+        vec!["redis://127.0.0.1:1", "redis://127.0.0.1:2"],
+        vec![
+            "redis://127.0.0.1:1",
+            "redis://127.0.0.1:2",
+            "redis://127.0.0.1:3",
+            "redis://127.0.0.1:4",
+        ],
+        vec![
+            "redis://127.0.0.1:1",
+            "redis://127.0.0.1:2",
+            "redis://127.0.0.1:1",
+        ],
+        vec!["redis://127.0.0.1:1", "redis://127.0.0.1:2", "nonsense://"],
+    ] {
+        let err = RedlockLeaseStore::connect(servers.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{servers:?}: {err}");
+    }
+    let err = RedlockLeaseStore::builder()
+        .with_servers([
+            "redis://127.0.0.1:1",
+            "redis://127.0.0.1:2",
+            "redis://127.0.0.1:3",
+        ])
+        .with_drift_factor(0.7)
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_majority_reachable_is_unavailable_and_ttls_below_the_drift_are_invalid() {
+    let servers = ephemeral(3).await;
+    let store = store(&servers).await;
+    let n = name("minority");
+    let err = store
+        .try_acquire(&n, Duration::from_millis(4))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    servers[0].kill().unwrap();
+    servers[1].kill().unwrap();
+    let err = store.try_acquire(&n, LONG).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("no majority"), "{err}");
+    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    let err = RedlockLeaseStore::connect(urls).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+}
