@@ -78,11 +78,15 @@ impl LockGuard {
 
     /// Why the lease was lost, if it was.
     pub fn loss(&self) -> Option<LossReason> {
-        self.recorded_loss().or_else(|| {
-            // The watchdog is gone without saying why (e.g. its runtime shut down): fail closed.
-            let gone = self.ended.is_cancelled() || self.state.has_changed().is_err();
-            gone.then(stopped)
-        })
+        if let Some(reason) = self.recorded_loss() {
+            // The deadline may pass before the watchdog wakes to record it: whoever notices
+            // first fires the cancellation tokens, so they never lag behind `loss()`.
+            self.ended.cancel();
+            return Some(reason);
+        }
+        // The watchdog is gone without saying why (e.g. its runtime shut down): fail closed.
+        let gone = self.ended.is_cancelled() || self.state.has_changed().is_err();
+        gone.then(stopped)
     }
 
     /// A loss the watchdog reported, or the local deadline having passed.

@@ -380,3 +380,15 @@ async fn bad_options_are_rejected_before_anything_is_sent() {
     assert!(timeout(Duration::from_secs(1), waiter).await.is_err());
     held.release().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_cancellation_token_fires_with_the_deadline_not_after_it() {
+    let (_store, locker) = setup();
+    let guard = locker
+        .acquire("job", opts().without_renewal())
+        .await
+        .unwrap();
+    let token = guard.cancellation_token();
+    assert_eq!(guard.lost().await, LossReason::DeadlineReached);
+    assert!(token.is_cancelled(), "fired by the time lost() returned");
+}
