@@ -45,6 +45,7 @@ impl Target {
         match self.parsed {
             StoreUrl::Memory => "memory",
             StoreUrl::Redis(_) => "redis",
+            StoreUrl::Redlock(_) => "redlock",
             StoreUrl::Postgres(_) => "postgres",
             StoreUrl::Etcd(_) => "etcd",
             _ => "store",
@@ -131,6 +132,15 @@ async fn open(target: &Target) -> Result<Arc<dyn LeaseStore>, fencelock::Error> 
                 .with_connect_timeout(target.timeout)
                 .with_response_timeout(target.timeout)
                 .connect(url)
+                .await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "redis")]
+        StoreUrl::Redlock(servers) => {
+            let store = fencelock_redis::RedlockLeaseStore::builder()
+                .with_servers(servers)
+                .with_connect_timeout(target.timeout)
+                .connect()
                 .await?;
             Ok(Arc::new(store))
         }

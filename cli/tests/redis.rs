@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{output, status, stdout};
+use common::{assert_one_line_failure, output, status, stdout};
 use fencelock_conformance::harness;
 
 backend_cli_tests!(url, "redis://127.0.0.1:{port}", "redis");
@@ -33,5 +33,65 @@ async fn check_reports_settings_with_advice() {
         out.status.code(),
         Some(status::WARNINGS_OR_DECLINED),
         "{text}"
+    );
+}
+
+/// `redlock://` over three servers: a run sees a token, and check reports each server and the
+/// quorum, warning (not failing) while one server is down.
+#[tokio::test(flavor = "multi_thread")]
+async fn redlock_runs_and_checks_each_server_and_the_quorum() {
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(
+            harness::RedisServer::start(harness::RedisConfig::ephemeral())
+                .await
+                .unwrap(),
+        );
+    }
+    let hosts: Vec<String> = servers
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port()))
+        .collect();
+    let url = format!("redlock://{}", hosts.join(","));
+    let out = output(
+        &[
+            "run",
+            "--store",
+            &url,
+            "--no-wait",
+            "job",
+            "--",
+            "sh",
+            "-c",
+            "echo token=$FENCELOCK_TOKEN",
+        ],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert!(stdout(&out).starts_with("token="), "{}", stdout(&out));
+
+    servers[2].kill().unwrap();
+    let out = output(&["check", "--store", &url], Duration::from_secs(20)).await;
+    let text = stdout(&out);
+    assert!(text.contains("server 1: persistence"), "{text}");
+    assert!(text.contains("server 3: no answer"), "{text}");
+    assert!(text.contains("quorum: 2 of 3 servers answer"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(status::WARNINGS_OR_DECLINED),
+        "{text}"
+    );
+
+    servers[1].kill().unwrap();
+    let out = output(
+        &["check", "--store", &url, "--connect-timeout", "1s"],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_one_line_failure(
+        &out,
+        status::UNAVAILABLE,
+        "only 1 of 3 Redlock servers answered",
     );
 }

@@ -10,6 +10,8 @@ mod memory;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redlock;
 
 use std::process::ExitCode;
 
@@ -50,6 +52,15 @@ impl Finding {
             advice: advice.into(),
         }
     }
+
+    /// The same finding, said of `who` (one server of several).
+    #[cfg(feature = "redis")]
+    pub(crate) fn prefixed(self, who: &str) -> Self {
+        Self {
+            what: format!("{who}: {}", self.what),
+            ..self
+        }
+    }
 }
 
 /// What a check found.
@@ -67,6 +78,8 @@ pub(crate) async fn check(args: CheckArgs) -> Result<ExitCode, Failure> {
         StoreUrl::Postgres(url) => postgres::check(url, target.timeout).await?,
         #[cfg(feature = "redis")]
         StoreUrl::Redis(url) => redis::check(url, target.timeout).await?,
+        #[cfg(feature = "redis")]
+        StoreUrl::Redlock(servers) => redlock::check(servers, target.timeout).await?,
         #[cfg(feature = "etcd")]
         StoreUrl::Etcd(endpoints) => etcd::check(endpoints, target.timeout).await?,
         _ => {
