@@ -147,7 +147,11 @@ async fn run(args: Args) -> Result<bool, String> {
         && control.iter().all(|o| !o.report.is_clean())
         && mutated.iter().all(|o| !o.report.is_clean());
     if let Some(path) = &args.write_doc {
-        let mut command = String::from("cargo run --release -p fencelock-torture");
+        let mut command = String::from(if cfg!(debug_assertions) {
+            "cargo run -p fencelock-torture"
+        } else {
+            "cargo run --release -p fencelock-torture"
+        });
         if args.mutations {
             command.push_str(" --features mutations");
         }

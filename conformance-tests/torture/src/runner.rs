@@ -66,7 +66,7 @@ impl RunSpec {
         if let Some(m) = self.mutation {
             cmd.push_str(&format!("{}={} ", mutations::MUTATION_VAR, m.name()));
         }
-        cmd.push_str("cargo run --release -p fencelock-torture");
+        cmd.push_str("cargo run -p fencelock-torture");
         if self.mutation.is_some() {
             cmd.push_str(" --features mutations");
         }
@@ -298,8 +298,10 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
     let report = history::check(&merged, &log, bounds);
     drop(servers);
     drop(pg_server);
-    let clean = report.is_clean() && problems.is_empty();
-    let kept_dir = (!clean).then(|| dir.keep());
+    // Keep the histories of an unexpected failure; control and mutation runs fail on purpose.
+    let unexpected =
+        spec.fenced && spec.mutation.is_none() && !(report.is_clean() && problems.is_empty());
+    let kept_dir = unexpected.then(|| dir.keep());
     Ok(RunOutcome {
         spec: spec.clone(),
         report,
