@@ -136,6 +136,18 @@ pub fn render(results: &Results<'_>) -> String {
     }
     let _ = writeln!(
         out,
+        "## Findings and limits\n\n\
+         - etcd leader faults: the next grant came 2.9–3.7 s after the new leader was elected \
+           (TTL 1 s) in an earlier long run, above TTL + renew + 1.5 s; those rows get 2 s more \
+           (see `Scenario::extra_slack`). A new etcd leader restarts every lease's TTL, and \
+           clients first time out on the dead member. Not yet investigated further.\n\
+         - Not covered yet: scenario 7 (network stalls/delays/half-open cuts through `TcpProxy`), \
+           scenario 8 (wall-clock jumps; `faketime` 0.9.10 is installable from Debian, and no \
+           non-test code in lock-core or the backends reads `SystemTime`), the \
+           renew-without-owner-check mutation, and the PostgreSQL oracle for server faults.\n"
+    );
+    let _ = writeln!(
+        out,
         "## Re-running one row\n\n```sh\n{}\n```\n\nSeeds fix every random choice (work times, \
          writes per cycle); the timing of real processes and servers is not replayable, so a \
          re-run repeats the same schedule of faults, not the same interleaving.",
@@ -151,11 +163,11 @@ pub fn render(results: &Results<'_>) -> String {
 fn table_header(out: &mut String) {
     let _ = writeln!(
         out,
-        "| scenario | oracle | writes | stale att. | stale acc. | tokens | regr. | lost | after invalid | re-acquire p50 / max ms | faults | overlapping holders | violations | seed |"
+        "| scenario | oracle | writes | stale att. | stale acc. | tokens | regr. | lost | after invalid | re-acquire p50 / max ms | bound ms | faults | overlapping holders | violations | seed |"
     );
     let _ = writeln!(
         out,
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
     );
 }
 
@@ -170,7 +182,7 @@ fn table_row(out: &mut String, o: &RunOutcome) {
     }
     let _ = writeln!(
         out,
-        "| {} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         o.spec.scenario.number(),
         o.spec.scenario.name(),
         o.spec.oracle.name(),
@@ -182,6 +194,10 @@ fn table_row(out: &mut String, o: &RunOutcome) {
         r.lost_writes,
         r.writes_after_invalid,
         p50_max(&r.reacquire),
+        ms(o.spec.backend.ttl()
+            + o.spec.backend.renew_every()
+            + o.spec.backend.slack()
+            + o.spec.scenario.extra_slack()),
         r.faults_injected,
         r.overlapping_holders,
         if violations.is_empty() {

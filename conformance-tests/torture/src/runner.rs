@@ -293,7 +293,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
     let bounds = Bounds {
         ttl,
         renew_every: spec.backend.renew_every(),
-        slack: spec.backend.slack(),
+        slack: spec.backend.slack() + spec.scenario.extra_slack(),
     };
     let report = history::check(&merged, &log, bounds);
     drop(servers);
