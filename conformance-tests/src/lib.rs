@@ -4,6 +4,7 @@
 pub mod cases;
 mod fixture;
 pub mod harness;
+pub mod history;
 
 pub use fixture::{Ctx, Fixture};
 

@@ -1,0 +1,313 @@
+//! Synthetic histories: one clean, and one breaking each invariant.
+
+use std::time::Duration;
+
+use super::*;
+
+const MS: u64 = 1_000_000;
+
+fn bounds() -> Bounds {
+    Bounds {
+        ttl: Duration::from_millis(500),
+        renew_every: Duration::from_millis(150),
+        slack: Duration::from_millis(250),
+    }
+}
+
+fn rec(w: u32, t_ms: u64, event: Event) -> Record {
+    Record {
+        w,
+        t: t_ms * MS,
+        event,
+    }
+}
+
+fn acquired(w: u32, t_ms: u64, token: u64) -> Record {
+    rec(
+        w,
+        t_ms,
+        Event::Acquired {
+            token,
+            sent: (t_ms - 1) * MS,
+        },
+    )
+}
+
+fn oracle(op: Op, worker: u32, token: u64, accepted: bool, high_water: Option<u64>) -> OracleOp {
+    OracleOp {
+        op,
+        worker,
+        token,
+        accepted,
+        high_water,
+    }
+}
+
+/// Two workers, one pause: worker 1 (token 10) reads, checks, is paused, worker 2 (token 11)
+/// reads and writes, worker 1's late write is rejected.
+fn clean() -> (Vec<Record>, OracleLog) {
+    let history = vec![
+        acquired(1, 10, 10),
+        rec(
+            1,
+            11,
+            Event::Read {
+                token: 10,
+                value: 0,
+            },
+        ),
+        rec(
+            1,
+            12,
+            Event::Check {
+                token: 10,
+                valid: true,
+            },
+        ),
+        rec(
+            0,
+            13,
+            Event::FaultInjected {
+                fault: "pause".into(),
+                holder: true,
+            },
+        ),
+        acquired(2, 600, 11),
+        rec(
+            2,
+            601,
+            Event::Read {
+                token: 11,
+                value: 0,
+            },
+        ),
+        rec(
+            2,
+            602,
+            Event::Check {
+                token: 11,
+                valid: true,
+            },
+        ),
+        rec(
+            2,
+            603,
+            Event::WriteAccepted {
+                token: 11,
+                value: 1,
+            },
+        ),
+        rec(
+            2,
+            604,
+            Event::Released {
+                token: 11,
+                ok: true,
+            },
+        ),
+        rec(
+            0,
+            1513,
+            Event::FaultHealed {
+                fault: "pause".into(),
+            },
+        ),
+        rec(
+            1,
+            1514,
+            Event::Rejected {
+                op: Op::Write,
+                token: 10,
+                high_water: 11,
+            },
+        ),
+        rec(
+            1,
+            1515,
+            Event::Released {
+                token: 10,
+                ok: false,
+            },
+        ),
+    ];
+    let log = OracleLog {
+        ops: vec![
+            oracle(Op::Read, 1, 10, true, None),
+            oracle(Op::Read, 2, 11, true, None),
+            oracle(Op::Write, 2, 11, true, None),
+            oracle(Op::Write, 1, 10, false, Some(11)),
+        ],
+        rejections_in_order: true,
+        final_value: 1,
+    };
+    (history, log)
+}
+
+#[test]
+fn clean_history_passes_with_its_figures() {
+    let (history, log) = clean();
+    let report = check(&history, &log, bounds());
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!(report.writes_attempted, 2);
+    assert_eq!(report.writes_accepted, 1);
+    assert_eq!(report.stale_attempted, 1);
+    assert_eq!(report.stale_accepted, 0);
+    assert_eq!(report.tokens_issued, 2);
+    assert_eq!(report.token_regressions, 0);
+    assert_eq!(report.faults_injected, 1);
+    assert_eq!(report.reacquire, vec![Duration::from_millis(587)]);
+    assert_eq!(report.overlapping_holders, 1);
+}
+
+#[test]
+fn i1_stale_write_accepted_is_caught() {
+    let (history, mut log) = clean();
+    log.ops[3].accepted = true;
+    log.ops[3].high_water = None;
+    log.final_value = 2;
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I1]);
+    assert_eq!(report.stale_accepted, 1);
+}
+
+#[test]
+fn i1_fresh_write_rejected_is_caught() {
+    // A fence comparing with > instead of >=: the holder's second write with the same token
+    // is refused.
+    let (history, mut log) = clean();
+    log.ops.insert(3, oracle(Op::Write, 2, 11, false, Some(11)));
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I1]);
+    assert_eq!(report.fresh_rejected, 1);
+    // Also when rejections were collected out of order (PostgreSQL oracle).
+    log.rejections_in_order = false;
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.fresh_rejected, 1);
+}
+
+#[test]
+fn i2_duplicate_and_backwards_tokens_are_caught() {
+    let (mut history, log) = clean();
+    // Worker 2's grant reuses token 10.
+    history[4] = acquired(2, 600, 10);
+    let report = check(&history, &log, bounds());
+    assert!(report.broken().contains(&Invariant::I2), "{report:?}");
+    // A later grant with a lower token (counter lost), not overlapping the earlier one.
+    let (mut history, log) = clean();
+    history.push(acquired(3, 2000, 5));
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I2]);
+    assert_eq!(report.token_regressions, 1);
+    // Overlapping requests may come back in either order: not a regression.
+    let (mut history, log) = clean();
+    history.push(rec(
+        3,
+        2000,
+        Event::Acquired {
+            token: 20,
+            sent: 1990 * MS,
+        },
+    ));
+    history.push(rec(
+        4,
+        2001,
+        Event::Acquired {
+            token: 19,
+            sent: 1995 * MS,
+        },
+    ));
+    history.sort_by_key(|r| r.t);
+    assert!(check(&history, &log, bounds()).is_clean());
+    // A client-side regression report counts too.
+    let (mut history, log) = clean();
+    history.push(rec(
+        3,
+        2000,
+        Event::AcquireFailed {
+            kind: "TokenRegression".into(),
+            error: "token 3 after 11".into(),
+        },
+    ));
+    assert_eq!(
+        check(&history, &log, bounds()).broken(),
+        vec![Invariant::I2]
+    );
+}
+
+#[test]
+fn i3_lost_write_is_caught() {
+    let (history, mut log) = clean();
+    log.final_value = 0;
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I3]);
+    assert_eq!(report.lost_writes, 1);
+}
+
+#[test]
+fn i4_write_after_invalid_guard_is_caught() {
+    let (mut history, log) = clean();
+    history[2] = rec(
+        1,
+        12,
+        Event::Check {
+            token: 10,
+            valid: false,
+        },
+    );
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I4]);
+    assert_eq!(report.writes_after_invalid, 1);
+}
+
+#[test]
+fn i5_slow_or_missing_recovery_is_caught() {
+    // Worker 2 only gets the lock 1.2 s after the holder was paused (bound 0.9 s).
+    let (mut history, log) = clean();
+    history[4] = acquired(2, 1213, 11);
+    history.sort_by_key(|r| r.t);
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I5]);
+    // A server fault measures from its heal, and no grant after it at all is a violation.
+    let (mut history, log) = clean();
+    history.push(rec(
+        0,
+        3000,
+        Event::FaultInjected {
+            fault: "server kill".into(),
+            holder: false,
+        },
+    ));
+    history.push(rec(
+        0,
+        3500,
+        Event::FaultHealed {
+            fault: "server kill".into(),
+        },
+    ));
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I5]);
+    assert!(report.violations[0].detail.contains("never"), "{report:?}");
+    history.push(acquired(2, 3600, 12));
+    let report = check(&history, &log, bounds());
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.reacquire[1], Duration::from_millis(100));
+}
+
+#[test]
+fn oracle_log_is_read_from_coordinator_records() {
+    let history = vec![rec(
+        0,
+        1,
+        Event::Oracle {
+            op: Op::Write,
+            worker: 3,
+            token: 9,
+            accepted: false,
+            high_water: Some(10),
+            value: 4,
+        },
+    )];
+    let log = OracleLog::from_history(&history, 4);
+    assert_eq!(log.ops, vec![oracle(Op::Write, 3, 9, false, Some(10))]);
+    assert!(log.rejections_in_order);
+}

@@ -1,0 +1,51 @@
+//! What the coordinator tells each worker process (one JSON argument).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the fenced counter lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OracleKind {
+    /// The in-memory `FenceGate` in the coordinator, over the control socket.
+    Gate,
+    /// A PostgreSQL table written through `fencelock_postgres::FencedTable`.
+    Postgres {
+        /// The oracle database (not the lock's).
+        url: String,
+    },
+}
+
+/// One worker's settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    /// The worker id (≥ 1; 0 is the coordinator).
+    pub id: u32,
+    /// The lock store URL, as `fencelock::connect` takes it.
+    pub store_url: String,
+    /// The lock name.
+    pub lock: String,
+    /// Lease TTL in ms.
+    pub ttl_ms: u64,
+    /// Renew interval in ms.
+    pub renew_ms: u64,
+    /// Poll interval of waiters in ms.
+    pub poll_ms: u64,
+    /// Longest random work between read and write, in ms.
+    pub work_max_ms: u64,
+    /// The coordinator's socket.
+    pub socket: PathBuf,
+    /// This worker's history file.
+    pub history: PathBuf,
+    /// Seed of this worker's random choices.
+    pub seed: u64,
+    /// The fenced resource.
+    pub oracle: OracleKind,
+    /// Whether reads and writes go through the fence (false: the control run).
+    pub fenced: bool,
+    /// A planted bug (only with the `mutations` feature).
+    pub mutation: Option<String>,
+    /// Shared state of planted bugs (e.g. the lossy token counter file).
+    pub run_dir: PathBuf,
+}

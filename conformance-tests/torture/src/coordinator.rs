@@ -1,0 +1,334 @@
+//! The coordinator's side of the control socket: the in-memory fenced counter (a
+//! `FenceGate`), the go/stop switch, and holder faults injected at a worker's checkpoint.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use fencelock::{Error, FenceGate, FencingToken};
+use fencelock_conformance::history::{COORDINATOR, Event, Op, Record};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::protocol::{Channel, Reply, Request};
+
+/// The resource name inside the gate.
+const RESOURCE: &str = "counter";
+
+/// How the in-memory oracle checks tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FenceMode {
+    /// `FenceGate`: admit iff token ≥ mark.
+    Correct,
+    /// Planted bug: admit iff token > mark.
+    #[cfg(feature = "mutations")]
+    Strict,
+    /// Planted bug: admit everything.
+    #[cfg(feature = "mutations")]
+    Skip,
+}
+
+/// A fault that hits whichever worker next reaches its checkpoint (it holds the lock and has
+/// just checked its guard).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HolderFault {
+    /// SIGSTOP for this long, then SIGCONT.
+    Pause(Duration),
+    /// Block the worker's only runtime thread for this long.
+    Starve(Duration),
+    /// SIGKILL.
+    Kill,
+}
+
+impl HolderFault {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Pause(_) => "holder paused (SIGSTOP)",
+            Self::Starve(_) => "holder runtime starved",
+            Self::Kill => "holder killed (SIGKILL)",
+        }
+    }
+}
+
+struct Counter {
+    gate: FenceGate,
+    #[cfg_attr(not(feature = "mutations"), allow(dead_code))]
+    mark: Option<u64>,
+    value: u64,
+}
+
+struct Shared {
+    fence: FenceMode,
+    counter: Mutex<Counter>,
+    history: Mutex<File>,
+    stop: AtomicBool,
+    checkpoints: AtomicU64,
+    progress: Notify,
+    armed: Mutex<Option<HolderFault>>,
+    faults_done: AtomicU64,
+    fault_done: Notify,
+    pids: Mutex<HashMap<u32, u32>>,
+}
+
+/// The coordinator: serves workers on a Unix socket until dropped.
+pub struct Coordinator {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Coordinator {
+    /// Listens on `socket`, writing its records (faults, oracle operations) to `history`.
+    ///
+    /// # Errors
+    /// Binding the socket or creating the history file.
+    pub fn start(socket: &Path, history: &Path, fence: FenceMode) -> std::io::Result<Self> {
+        let listener = UnixListener::bind(socket)?;
+        let shared = Arc::new(Shared {
+            fence,
+            counter: Mutex::new(Counter {
+                gate: FenceGate::new(),
+                mark: None,
+                value: 0,
+            }),
+            history: Mutex::new(File::create(history)?),
+            stop: AtomicBool::new(false),
+            checkpoints: AtomicU64::new(0),
+            progress: Notify::new(),
+            armed: Mutex::new(None),
+            faults_done: AtomicU64::new(0),
+            fault_done: Notify::new(),
+            pids: Mutex::default(),
+        });
+        let serving = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(Arc::clone(&serving).serve(stream));
+            }
+        });
+        Ok(Self { shared, task })
+    }
+
+    /// Records an event of the coordinator (a fault injected or healed).
+    pub fn record(&self, event: Event) {
+        self.shared.record(event);
+    }
+
+    /// Tells the coordinator which process runs `worker`.
+    pub fn register(&self, worker: u32, pid: u32) {
+        lock(&self.shared.pids).insert(worker, pid);
+    }
+
+    /// Answers `Stop` to every further cycle request.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// The counter's value.
+    pub fn value(&self) -> u64 {
+        lock(&self.shared.counter).value
+    }
+
+    /// Checkpoints reached so far (each is a holder about to write).
+    pub fn checkpoints(&self) -> u64 {
+        self.shared.checkpoints.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` checkpoints were reached; `false` on timeout.
+    pub async fn wait_checkpoints(&self, n: u64, timeout: Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.progress.notified();
+            if self.checkpoints() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return self.checkpoints() >= n;
+            }
+        }
+    }
+
+    /// Arms `fault` for the next holder to reach its checkpoint, and waits until it was
+    /// injected and healed; `false` on timeout.
+    pub async fn hit_holder(&self, fault: HolderFault, timeout: Duration) -> bool {
+        let before = self.shared.faults_done.load(Ordering::SeqCst);
+        *lock(&self.shared.armed) = Some(fault);
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.fault_done.notified();
+            if self.shared.faults_done.load(Ordering::SeqCst) > before {
+                return true;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                lock(&self.shared.armed).take();
+                return self.shared.faults_done.load(Ordering::SeqCst) > before;
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn record(&self, event: Event) {
+        let mut file = lock(&self.history);
+        if let Err(e) = Record::now(COORDINATOR, event).append_to(&mut *file) {
+            eprintln!("coordinator: cannot write its history: {e}");
+        }
+    }
+
+    fn fault_finished(&self) {
+        self.faults_done.fetch_add(1, Ordering::SeqCst);
+        self.fault_done.notify_waiters();
+    }
+
+    async fn serve(self: Arc<Self>, stream: UnixStream) {
+        let mut channel = Channel::new(stream);
+        while let Ok(Some(request)) = channel.recv::<Request>().await {
+            let reply = match request {
+                Request::Cycle { .. } if self.stop.load(Ordering::SeqCst) => Reply::Stop,
+                Request::Cycle { .. } => Reply::Go,
+                Request::Read {
+                    worker,
+                    token,
+                    fenced,
+                } => self.serve_op(Op::Read, worker, token, fenced, None),
+                Request::Write {
+                    worker,
+                    token,
+                    value,
+                    fenced,
+                } => self.serve_op(Op::Write, worker, token, fenced, Some(value)),
+                Request::Checkpoint { worker, .. } => {
+                    self.checkpoints.fetch_add(1, Ordering::SeqCst);
+                    self.progress.notify_waiters();
+                    let armed = lock(&self.armed).take();
+                    match armed {
+                        None => Reply::Go,
+                        Some(fault) => match Arc::clone(&self).inject(fault, worker).await {
+                            Some(reply) => reply,
+                            None => return,
+                        },
+                    }
+                }
+            };
+            if channel.send(&reply).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Hits `worker`; `None` when it was killed (no reply).
+    async fn inject(self: Arc<Self>, fault: HolderFault, worker: u32) -> Option<Reply> {
+        let pid = lock(&self.pids).get(&worker).copied();
+        let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw) else {
+            eprintln!("coordinator: no pid for worker {worker}; fault not injected");
+            return Some(Reply::Go);
+        };
+        let injected = Event::FaultInjected {
+            fault: fault.name().to_owned(),
+            holder: true,
+        };
+        let healed = Event::FaultHealed {
+            fault: fault.name().to_owned(),
+        };
+        match fault {
+            HolderFault::Pause(pause) => {
+                let _ = kill(pid, Signal::SIGSTOP);
+                self.record(injected);
+                tokio::time::sleep(pause).await;
+                let _ = kill(pid, Signal::SIGCONT);
+                self.record(healed);
+                self.fault_finished();
+                Some(Reply::Go)
+            }
+            HolderFault::Starve(starve) => {
+                self.record(injected);
+                let shared = Arc::clone(&self);
+                tokio::spawn(async move {
+                    tokio::time::sleep(starve).await;
+                    shared.record(healed);
+                    shared.fault_finished();
+                });
+                Some(Reply::Starve {
+                    ms: u64::try_from(starve.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+            HolderFault::Kill => {
+                self.record(injected);
+                let _ = kill(pid, Signal::SIGKILL);
+                self.record(healed);
+                self.fault_finished();
+                None
+            }
+        }
+    }
+
+    fn serve_op(&self, op: Op, worker: u32, token: u64, fenced: bool, write: Option<u64>) -> Reply {
+        let mut counter = lock(&self.counter);
+        let admitted = if fenced {
+            self.admit(&mut counter, token)
+        } else {
+            Ok(())
+        };
+        if admitted.is_ok()
+            && let Some(value) = write
+        {
+            counter.value = value;
+        }
+        self.record(Event::Oracle {
+            op,
+            worker,
+            token,
+            accepted: admitted.is_ok(),
+            high_water: admitted.err(),
+            value: counter.value,
+        });
+        match admitted {
+            Ok(()) => Reply::Value {
+                value: counter.value,
+            },
+            Err(high_water) => Reply::Rejected { high_water },
+        }
+    }
+
+    /// `Err(mark)` when the fence rejects `token`.
+    fn admit(&self, counter: &mut Counter, token: u64) -> Result<(), u64> {
+        match self.fence {
+            FenceMode::Correct => match counter.gate.admit(RESOURCE, FencingToken::new(token)) {
+                Ok(()) => Ok(()),
+                Err(Error::StaleToken { high_water, .. }) => Err(high_water.get()),
+                Err(_) => Err(u64::MAX),
+            },
+            #[cfg(feature = "mutations")]
+            FenceMode::Strict => match counter.mark {
+                Some(mark) if token <= mark => Err(mark),
+                _ => {
+                    counter.mark = Some(token);
+                    Ok(())
+                }
+            },
+            #[cfg(feature = "mutations")]
+            FenceMode::Skip => Ok(()),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

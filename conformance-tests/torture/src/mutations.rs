@@ -1,0 +1,120 @@
+//! Planted bugs for the mutation check. Compiled only with the test-only `mutations` feature
+//! and chosen with `FENCELOCK_TORTURE_MUTATION`; without the feature the variable is refused,
+//! so no production build can turn one on.
+
+use std::sync::Arc;
+
+use fencelock::LeaseStore;
+
+use crate::config::WorkerConfig;
+use crate::worker::WorkerError;
+
+/// The environment variable naming the planted bug.
+pub const MUTATION_VAR: &str = "FENCELOCK_TORTURE_MUTATION";
+
+/// A planted bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// The fence admits only tokens strictly above its mark (`>` instead of `≥`).
+    FenceStrict,
+    /// The fence admits every token (the check is skipped).
+    FenceSkip,
+    /// Tokens come from a counter that is lost with the server (minted from 0 again after a
+    /// restart), instead of the backend's durable or clock-floored counter.
+    TokenReset,
+}
+
+impl Mutation {
+    /// Every planted bug.
+    pub const ALL: [Mutation; 3] = [Self::FenceStrict, Self::FenceSkip, Self::TokenReset];
+
+    /// The name used in `FENCELOCK_TORTURE_MUTATION`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FenceStrict => "fence-strict",
+            Self::FenceSkip => "fence-skip",
+            Self::TokenReset => "token-reset",
+        }
+    }
+
+    /// What the bug is, for the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::FenceStrict => "fence admits token > mark instead of ≥ mark",
+            Self::FenceSkip => "fence check skipped (every token admitted)",
+            Self::TokenReset => {
+                "tokens minted from a counter that restarts at 0 when the server restarts"
+            }
+        }
+    }
+
+    /// Parses a name.
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| format!("unknown mutation `{name}`"))
+    }
+}
+
+/// Whether planted bugs are compiled into this build.
+pub const COMPILED: bool = cfg!(feature = "mutations");
+
+/// Checks that `requested` may be used in this build.
+///
+/// # Errors
+/// A mutation requested in a build without the `mutations` feature.
+pub fn allowed(requested: Option<Mutation>) -> Result<Option<Mutation>, String> {
+    match requested {
+        Some(m) if !COMPILED => Err(format!(
+            "mutation `{}` requested, but this build has no planted bugs; build with --features mutations",
+            m.name()
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The mutation named by [`MUTATION_VAR`], if any.
+///
+/// # Errors
+/// An unknown name, or any name in a build without the `mutations` feature.
+pub fn from_env() -> Result<Option<Mutation>, String> {
+    match std::env::var(MUTATION_VAR) {
+        Ok(name) if !name.is_empty() => allowed(Some(Mutation::parse(&name)?)),
+        _ => Ok(None),
+    }
+}
+
+/// The worker's store, with the planted store bug if one is selected.
+///
+/// # Errors
+/// A mutation requested in a build without the `mutations` feature.
+pub fn wrap_store(
+    store: Arc<dyn LeaseStore>,
+    cfg: &WorkerConfig,
+) -> Result<Arc<dyn LeaseStore>, WorkerError> {
+    let mutation = match &cfg.mutation {
+        Some(name) => allowed(Some(Mutation::parse(name)?))?,
+        None => None,
+    };
+    match mutation {
+        #[cfg(feature = "mutations")]
+        Some(Mutation::TokenReset) => Ok(Arc::new(planted::TokenReset::new(
+            store,
+            lossy_counter_file(&cfg.run_dir),
+        ))),
+        _ => Ok(store),
+    }
+}
+
+/// The file holding the lossy counter of [`Mutation::TokenReset`]; the coordinator removes it
+/// when it restarts the server, as a server that keeps its counter in memory would lose it.
+pub fn lossy_counter_file(run_dir: &std::path::Path) -> std::path::PathBuf {
+    run_dir.join("token-counter")
+}
+
+#[cfg(feature = "mutations")]
+pub(crate) mod planted;

@@ -1,0 +1,448 @@
+//! One run: servers, coordinator, worker processes, faults, then the checkers.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fencelock_conformance::harness::{PostgresConfig, PostgresServer};
+use fencelock_conformance::history::{self, Bounds, Event, OracleLog, Report};
+use tokio::process::{Child, Command};
+
+use crate::config::{OracleKind, WorkerConfig};
+use crate::coordinator::{Coordinator, FenceMode, HolderFault};
+use crate::mutations::{self, Mutation};
+use crate::pg_oracle::PgOracle;
+use crate::scenario::{Backend, Scenario};
+use crate::servers::Servers;
+
+/// How long a run may go without a holder reaching its write before it is called stuck.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Checkpoints (holders about to write) to see before the first fault and after each one.
+const CHECKPOINTS_BETWEEN_FAULTS: u64 = 3;
+
+/// Which fenced resource the workers write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Oracle {
+    /// The in-memory `FenceGate` in the coordinator.
+    Gate,
+    /// A PostgreSQL table through `FencedTable`.
+    Postgres,
+}
+
+impl Oracle {
+    /// The name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gate => "gate",
+            Self::Postgres => "pg-table",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSpec {
+    /// The fault.
+    pub scenario: Scenario,
+    /// The lock backend.
+    pub backend: Backend,
+    /// The fenced resource.
+    pub oracle: Oracle,
+    /// Whether reads and writes are fenced (false: the control run).
+    pub fenced: bool,
+    /// A planted bug.
+    pub mutation: Option<Mutation>,
+    /// The seed of every random choice (worker work times, writes per cycle).
+    pub seed: u64,
+    /// Faults to inject.
+    pub rounds: u32,
+    /// Worker processes.
+    pub workers: u32,
+}
+
+impl RunSpec {
+    /// The one-line command that re-runs this spec.
+    pub fn rerun_command(&self) -> String {
+        let mut cmd = String::new();
+        if let Some(m) = self.mutation {
+            cmd.push_str(&format!("{}={} ", mutations::MUTATION_VAR, m.name()));
+        }
+        cmd.push_str("cargo run -p fencelock-torture");
+        if self.mutation.is_some() {
+            cmd.push_str(" --features mutations");
+        }
+        cmd.push_str(&format!(
+            " -- --only {}/{} --oracle {} --seed {} --rounds {} --workers {}",
+            self.scenario.name(),
+            self.backend.name(),
+            self.oracle.name(),
+            self.seed,
+            self.rounds,
+            self.workers
+        ));
+        if !self.fenced {
+            cmd.push_str(" --control");
+        }
+        cmd
+    }
+
+    /// `scenario/backend/oracle[/control][/mutation]`.
+    pub fn label(&self) -> String {
+        let mut label = format!(
+            "{}/{}/{}",
+            self.scenario.name(),
+            self.backend.name(),
+            self.oracle.name()
+        );
+        if !self.fenced {
+            label.push_str("/control");
+        }
+        if let Some(m) = self.mutation {
+            label.push('/');
+            label.push_str(m.name());
+        }
+        label
+    }
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// What ran.
+    pub spec: RunSpec,
+    /// The checkers' figures and violations.
+    pub report: Report,
+    /// Harness trouble (no progress, a worker that failed to start, …).
+    pub problems: Vec<String>,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The run directory, kept when the run was not clean.
+    pub kept_dir: Option<PathBuf>,
+}
+
+impl RunOutcome {
+    /// No violation and no harness trouble.
+    pub fn is_clean(&self) -> bool {
+        self.report.is_clean() && self.problems.is_empty()
+    }
+}
+
+struct Workers {
+    exe: PathBuf,
+    base: WorkerConfig,
+    children: Vec<Child>,
+    next_id: u32,
+}
+
+impl Workers {
+    fn spawn(&mut self, coordinator: &Coordinator, store_url: &str) -> Result<(), String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut cfg = self.base.clone();
+        cfg.id = id;
+        cfg.store_url = store_url.to_owned();
+        cfg.history = cfg.run_dir.join(format!("worker-{id}.jsonl"));
+        cfg.seed = self.base.seed ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let json = serde_json::to_string(&cfg).map_err(|e| e.to_string())?;
+        let stderr = std::fs::File::create(cfg.run_dir.join(format!("worker-{id}.stderr")))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new(&self.exe)
+            .arg(json)
+            .env_remove(mutations::MUTATION_VAR)
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
+        if let Some(pid) = child.id() {
+            coordinator.register(id, pid);
+        }
+        self.children.push(child);
+        Ok(())
+    }
+
+    fn kill_all(&mut self) {
+        for child in &mut self.children {
+            let _ = child.start_kill();
+        }
+    }
+
+    /// Waits for every worker to exit (they were told to stop); kills stragglers.
+    async fn finish(&mut self, patience: Duration) {
+        let until = tokio::time::Instant::now() + patience;
+        for child in &mut self.children {
+            if tokio::time::timeout_at(until, child.wait()).await.is_err() {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+    }
+}
+
+/// Runs `spec` with the worker binary `worker_exe`.
+///
+/// # Errors
+/// Setup failures: servers that do not start, a socket that cannot be bound, a mutation in
+/// a build without planted bugs.
+pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String> {
+    mutations::allowed(spec.mutation)?;
+    let started = Instant::now();
+    let dir = tempfile::Builder::new()
+        .prefix("fencelock-torture-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let servers = Servers::start(spec.backend, spec.scenario).await?;
+    let (pg_server, pg_oracle) = match spec.oracle {
+        Oracle::Gate => (None, None),
+        Oracle::Postgres => {
+            let server = PostgresServer::start(PostgresConfig::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let oracle = PgOracle::connect(&server.url())
+                .await
+                .map_err(|e| e.to_string())?;
+            oracle.create().await.map_err(|e| e.to_string())?;
+            (Some(server), Some(oracle))
+        }
+    };
+    let fence = match spec.mutation {
+        #[cfg(feature = "mutations")]
+        Some(Mutation::FenceStrict) => FenceMode::Strict,
+        #[cfg(feature = "mutations")]
+        Some(Mutation::FenceSkip) => FenceMode::Skip,
+        _ => FenceMode::Correct,
+    };
+    let coordinator = Coordinator::start(
+        &dir.path().join("ctl.sock"),
+        &dir.path().join("coordinator.jsonl"),
+        fence,
+    )
+    .map_err(|e| e.to_string())?;
+    let ttl = spec.backend.ttl();
+    let mut workers = Workers {
+        exe: worker_exe.to_owned(),
+        base: WorkerConfig {
+            id: 0,
+            store_url: String::new(),
+            lock: format!("torture/{}-{}", spec.scenario.name(), spec.seed),
+            ttl_ms: millis(ttl),
+            renew_ms: millis(spec.backend.renew_every()),
+            poll_ms: millis(ttl / 10),
+            work_max_ms: millis(ttl / 10),
+            socket: dir.path().join("ctl.sock"),
+            history: PathBuf::new(),
+            seed: spec.seed,
+            oracle: match &pg_server {
+                Some(server) => OracleKind::Postgres { url: server.url() },
+                None => OracleKind::Gate,
+            },
+            fenced: spec.fenced,
+            mutation: spec.mutation.map(|m| m.name().to_owned()),
+            run_dir: dir.path().to_owned(),
+        },
+        children: Vec::new(),
+        next_id: 1,
+    };
+    let mut problems = Vec::new();
+    let store_url = servers.store_url();
+    for _ in 0..spec.workers {
+        workers.spawn(&coordinator, &store_url)?;
+    }
+    let mut target = CHECKPOINTS_BETWEEN_FAULTS;
+    if !coordinator.wait_checkpoints(target, PROGRESS_TIMEOUT).await {
+        problems.push(format!(
+            "no progress before the first fault ({} checkpoints)",
+            coordinator.checkpoints()
+        ));
+    }
+    for round in 0..spec.rounds {
+        if let Err(e) = inject(
+            spec,
+            round,
+            &servers,
+            &coordinator,
+            &mut workers,
+            dir.path(),
+        )
+        .await
+        {
+            problems.push(format!("round {round}: {e}"));
+            break;
+        }
+        target = coordinator.checkpoints() + CHECKPOINTS_BETWEEN_FAULTS;
+        if !coordinator.wait_checkpoints(target, PROGRESS_TIMEOUT).await {
+            problems.push(format!("no progress after fault {round}"));
+            break;
+        }
+    }
+    coordinator.stop();
+    workers.finish(ttl * 6 + Duration::from_secs(5)).await;
+    let files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    let merged = history::read_histories(&files).map_err(|e| e.to_string())?;
+    let log = match &pg_oracle {
+        Some(oracle) => {
+            let mut log = oracle.log().await.map_err(|e| e.to_string())?;
+            log.ops.extend(rejections(&merged));
+            log
+        }
+        None => OracleLog::from_history(&merged, coordinator.value()),
+    };
+    let bounds = Bounds {
+        ttl,
+        renew_every: spec.backend.renew_every(),
+        slack: spec.backend.slack() + spec.scenario.extra_slack(),
+    };
+    let report = history::check(&merged, &log, bounds);
+    drop(servers);
+    drop(pg_server);
+    // Keep the histories of an unexpected failure; control and mutation runs fail on purpose.
+    let unexpected =
+        spec.fenced && spec.mutation.is_none() && !(report.is_clean() && problems.is_empty());
+    let kept_dir = unexpected.then(|| dir.keep());
+    Ok(RunOutcome {
+        spec: spec.clone(),
+        report,
+        problems,
+        elapsed: started.elapsed(),
+        kept_dir,
+    })
+}
+
+/// Rejections as the workers saw them (the PostgreSQL oracle logs only admissions).
+fn rejections(merged: &[history::Record]) -> Vec<history::OracleOp> {
+    merged
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Rejected {
+                op,
+                token,
+                high_water,
+            } => Some(history::OracleOp {
+                op,
+                worker: r.w,
+                token,
+                accepted: false,
+                high_water: Some(high_water),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn inject(
+    spec: &RunSpec,
+    round: u32,
+    servers: &Servers,
+    coordinator: &Coordinator,
+    workers: &mut Workers,
+    dir: &Path,
+) -> Result<(), String> {
+    let ttl = spec.backend.ttl();
+    let patience = PROGRESS_TIMEOUT + ttl * 4;
+    let hit = |fault| async move {
+        if coordinator.hit_holder(fault, patience).await {
+            Ok(())
+        } else {
+            Err(format!("no holder reached its write to take {fault:?}"))
+        }
+    };
+    let server_fault = |name: &str| Event::FaultInjected {
+        fault: name.to_owned(),
+        holder: false,
+    };
+    let healed = |name: &str| Event::FaultHealed {
+        fault: name.to_owned(),
+    };
+    let e = |e: fencelock_conformance::harness::HarnessError| e.to_string();
+    match spec.scenario {
+        Scenario::HolderPause => hit(HolderFault::Pause(ttl * 3)).await,
+        Scenario::HolderStarve => hit(HolderFault::Starve(ttl * 2)).await,
+        Scenario::HolderKill => {
+            hit(HolderFault::Kill).await?;
+            workers.spawn(coordinator, &servers.store_url())
+        }
+        Scenario::ServerRestart => {
+            let name = "server killed (SIGKILL) and restarted";
+            coordinator.record(server_fault(name));
+            servers.kill()?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if spec.mutation == Some(Mutation::TokenReset) {
+                // The planted counter lives "in the server": it is lost with it.
+                let _ = std::fs::remove_file(mutations::lossy_counter_file(dir));
+            }
+            servers.restart().await?;
+            coordinator.record(healed(name));
+            Ok(())
+        }
+        Scenario::LeaderKill | Scenario::LeaderPause => {
+            let Servers::Etcd(cluster) = servers else {
+                return Err("leader faults need etcd".into());
+            };
+            let leader = cluster
+                .wait_for_leader(Duration::from_secs(10))
+                .await
+                .map_err(e)?;
+            let member = cluster.member(leader).map_err(e)?;
+            if spec.scenario == Scenario::LeaderKill {
+                let name = "etcd leader killed (SIGKILL)";
+                coordinator.record(server_fault(name));
+                member.kill().map_err(e)?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                cluster
+                    .wait_for_leader(Duration::from_secs(10))
+                    .await
+                    .map_err(e)?;
+                coordinator.record(healed(name));
+                member.restart().await.map_err(e)
+            } else {
+                let name = "etcd leader paused (SIGSTOP) for 3×TTL";
+                coordinator.record(server_fault(name));
+                member.pause().map_err(e)?;
+                tokio::time::sleep(ttl * 3).await;
+                member.resume().map_err(e)?;
+                coordinator.record(healed(name));
+                Ok(())
+            }
+        }
+        Scenario::RedisFailover => {
+            let Servers::Redis {
+                primary,
+                replica: Some(replica),
+            } = servers
+            else {
+                return Err("failover needs a replica".into());
+            };
+            if round > 0 {
+                return Ok(());
+            }
+            // Let the replica fall behind: it misses the grants of the next TTL.
+            replica.pause().map_err(e)?;
+            tokio::time::sleep(ttl * 2).await;
+            let name = "redis primary paused; lagging replica promoted";
+            coordinator.record(server_fault(name));
+            primary.pause().map_err(e)?;
+            replica.resume().map_err(e)?;
+            let reply = replica
+                .command(&["REPLICAOF", "NO", "ONE"])
+                .await
+                .map_err(e)?;
+            if !reply.starts_with("+OK") {
+                return Err(format!("REPLICAOF NO ONE answered {reply:?}"));
+            }
+            // Clients of the frozen primary are gone with it; new ones use the replica.
+            workers.kill_all();
+            for _ in 0..spec.workers {
+                workers.spawn(coordinator, &replica.url())?;
+            }
+            coordinator.record(healed(name));
+            Ok(())
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

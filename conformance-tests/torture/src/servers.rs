@@ -1,0 +1,132 @@
+//! The lock servers of one run, started fresh through the conformance harness.
+
+use fencelock_conformance::harness::{
+    EtcdCluster, PostgresConfig, PostgresServer, RedisConfig, RedisServer,
+};
+
+use crate::scenario::{Backend, Scenario};
+
+/// The servers behind one run.
+#[derive(Debug)]
+pub enum Servers {
+    /// A Redis primary, and for the failover scenario its replica.
+    Redis {
+        /// The primary.
+        primary: RedisServer,
+        /// The replica, if any.
+        replica: Option<RedisServer>,
+    },
+    /// A PostgreSQL server.
+    Postgres(PostgresServer),
+    /// An etcd cluster (1 or 3 members).
+    Etcd(EtcdCluster),
+}
+
+impl Servers {
+    /// Starts what `backend` needs for `scenario`.
+    ///
+    /// # Errors
+    /// Harness failures (a missing binary included).
+    pub async fn start(backend: Backend, scenario: Scenario) -> Result<Self, String> {
+        let e = |e: fencelock_conformance::harness::HarnessError| e.to_string();
+        Ok(match backend {
+            Backend::Redis | Backend::RedisAof => {
+                let config = if backend == Backend::RedisAof {
+                    RedisConfig::aof()
+                } else {
+                    RedisConfig::ephemeral()
+                };
+                let primary = RedisServer::start(config).await.map_err(e)?;
+                let replica = if scenario == Scenario::RedisFailover {
+                    Some(RedisServer::start_replica_of(&primary).await.map_err(e)?)
+                } else {
+                    None
+                };
+                Self::Redis { primary, replica }
+            }
+            Backend::Postgres => Self::Postgres(
+                PostgresServer::start(PostgresConfig::default())
+                    .await
+                    .map_err(e)?,
+            ),
+            Backend::Etcd => Self::Etcd(EtcdCluster::start(1).await.map_err(e)?),
+            Backend::Etcd3 => Self::Etcd(EtcdCluster::start(3).await.map_err(e)?),
+        })
+    }
+
+    /// The URL workers connect to.
+    pub fn store_url(&self) -> String {
+        match self {
+            Self::Redis { primary, .. } => primary.url(),
+            Self::Postgres(server) => server.url(),
+            Self::Etcd(cluster) => {
+                let hosts: Vec<String> = cluster
+                    .members()
+                    .iter()
+                    .map(|m| m.client_addr().to_string())
+                    .collect();
+                format!("etcd://{}", hosts.join(","))
+            }
+        }
+    }
+
+    /// Kills the server (every member) with SIGKILL.
+    ///
+    /// # Errors
+    /// Signal failures.
+    pub fn kill(&self) -> Result<(), String> {
+        let e = |e: fencelock_conformance::harness::HarnessError| e.to_string();
+        match self {
+            Self::Redis { primary, .. } => primary.kill().map_err(e),
+            Self::Postgres(server) => server.kill().map_err(e),
+            Self::Etcd(cluster) => cluster
+                .members()
+                .iter()
+                .try_for_each(|m| m.kill())
+                .map_err(e),
+        }
+    }
+
+    /// Restarts the server (every member) on its data directory.
+    ///
+    /// # Errors
+    /// Harness failures.
+    pub async fn restart(&self) -> Result<(), String> {
+        let e = |e: fencelock_conformance::harness::HarnessError| e.to_string();
+        match self {
+            Self::Redis { primary, .. } => primary.restart().await.map_err(e),
+            Self::Postgres(server) => server.restart().await.map_err(e),
+            Self::Etcd(cluster) => {
+                for member in cluster.members() {
+                    member.restart().await.map_err(e)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The versions of the server binaries, for the report.
+pub fn versions() -> Vec<(String, String)> {
+    let run = |program: &str, arg: &str| {
+        std::process::Command::new(program)
+            .arg(arg)
+            .output()
+            .ok()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "not found".to_owned())
+    };
+    vec![
+        ("redis-server".to_owned(), run("redis-server", "--version")),
+        ("postgres".to_owned(), run("postgres", "--version")),
+        ("etcd".to_owned(), run("etcd", "--version")),
+    ]
+}

@@ -1,0 +1,204 @@
+//! Which runs make up the short (CI) and long (by hand) modes, and the mutation check.
+
+use std::path::Path;
+
+use crate::mutations::Mutation;
+use crate::runner::{self, Oracle, RunOutcome, RunSpec};
+use crate::scenario::{Backend, Scenario};
+
+/// How much to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A couple of faults per scenario: the CI suite.
+    Short,
+    /// More faults per scenario and every holder fault on the PostgreSQL oracle too.
+    Long,
+}
+
+impl Mode {
+    /// Faults per run.
+    pub fn rounds(self) -> u32 {
+        match self {
+            Self::Short => 2,
+            Self::Long => 10,
+        }
+    }
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Short => "short",
+            Self::Long => "long",
+        }
+    }
+}
+
+/// Worker processes per run.
+pub const WORKERS: u32 = 3;
+
+fn spec(scenario: Scenario, backend: Backend, oracle: Oracle, seed: u64, rounds: u32) -> RunSpec {
+    RunSpec {
+        scenario,
+        backend,
+        oracle,
+        fenced: true,
+        mutation: None,
+        seed,
+        rounds,
+        workers: WORKERS,
+    }
+}
+
+/// The fenced runs: every scenario against every backend it applies to on the in-memory
+/// gate, and holder faults on the PostgreSQL table too (long mode: all three; short: pause).
+pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
+    let mut runs = Vec::new();
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        seed.wrapping_add(n)
+    };
+    for scenario in Scenario::ALL {
+        for &backend in scenario.backends() {
+            let rounds = if scenario == Scenario::RedisFailover {
+                1
+            } else {
+                mode.rounds()
+            };
+            runs.push(spec(scenario, backend, Oracle::Gate, next(), rounds));
+        }
+    }
+    let pg_scenarios: &[Scenario] = match mode {
+        Mode::Short => &[Scenario::HolderPause],
+        Mode::Long => &[
+            Scenario::HolderPause,
+            Scenario::HolderStarve,
+            Scenario::HolderKill,
+        ],
+    };
+    for &scenario in pg_scenarios {
+        for &backend in scenario.backends() {
+            runs.push(spec(
+                scenario,
+                backend,
+                Oracle::Postgres,
+                next(),
+                mode.rounds(),
+            ));
+        }
+    }
+    runs
+}
+
+/// The control runs: the same faults with the plain lock alone (reads and writes unfenced).
+pub fn control_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
+    [
+        (Scenario::HolderPause, Backend::Redis),
+        (Scenario::HolderPause, Backend::Postgres),
+        (Scenario::HolderStarve, Backend::Etcd),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (scenario, backend))| RunSpec {
+        fenced: false,
+        ..spec(
+            scenario,
+            backend,
+            Oracle::Gate,
+            seed.wrapping_add(1000 + i as u64),
+            mode.rounds(),
+        )
+    })
+    .collect()
+}
+
+/// The mutation check: each planted bug against the scenarios expected to expose it.
+pub fn mutation_runs(seed: u64) -> Vec<RunSpec> {
+    let targets: [(Mutation, &[(Scenario, Backend)]); 3] = [
+        (
+            Mutation::FenceStrict,
+            &[(Scenario::HolderPause, Backend::Redis)],
+        ),
+        (
+            Mutation::FenceSkip,
+            &[
+                (Scenario::HolderPause, Backend::Redis),
+                (Scenario::HolderStarve, Backend::Etcd),
+            ],
+        ),
+        (
+            Mutation::TokenReset,
+            &[
+                (Scenario::ServerRestart, Backend::Redis),
+                (Scenario::ServerRestart, Backend::Postgres),
+            ],
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (i, (mutation, list)) in targets.into_iter().enumerate() {
+        for (j, &(scenario, backend)) in list.iter().enumerate() {
+            runs.push(RunSpec {
+                mutation: Some(mutation),
+                ..spec(
+                    scenario,
+                    backend,
+                    Oracle::Gate,
+                    seed.wrapping_add(2000 + 10 * i as u64 + j as u64),
+                    Mode::Short.rounds(),
+                )
+            });
+        }
+    }
+    runs
+}
+
+/// Runs `specs` one after the other, printing one line per run (and, for a run that was not
+/// clean, its violations, kept directory and re-run command).
+///
+/// # Errors
+/// The first setup failure.
+pub async fn run_all(specs: &[RunSpec], worker_exe: &Path) -> Result<Vec<RunOutcome>, String> {
+    let mut outcomes = Vec::new();
+    for spec in specs {
+        let outcome = runner::run(spec, worker_exe)
+            .await
+            .map_err(|e| format!("{}: {e}\n  re-run: {}", spec.label(), spec.rerun_command()))?;
+        print_outcome(&outcome);
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// One line per run, and the details of an unclean one.
+pub fn print_outcome(outcome: &RunOutcome) {
+    let r = &outcome.report;
+    println!(
+        "{:<45} {:>5.1}s writes {:>4} stale {:>3}/{} tokens {:>4} regressions {} lost {} faults {} {}",
+        outcome.spec.label(),
+        outcome.elapsed.as_secs_f64(),
+        r.writes_attempted,
+        r.stale_accepted,
+        r.stale_attempted,
+        r.tokens_issued,
+        r.token_regressions,
+        r.lost_writes,
+        r.faults_injected,
+        if outcome.is_clean() { "ok" } else { "VIOLATED" }
+    );
+    if !outcome.is_clean() {
+        for v in r.violations.iter().take(5) {
+            println!("    {v}");
+        }
+        for p in &outcome.problems {
+            println!("    problem: {p}");
+        }
+        println!(
+            "    seed {}; re-run: {}",
+            outcome.spec.seed,
+            outcome.spec.rerun_command()
+        );
+        if let Some(dir) = &outcome.kept_dir {
+            println!("    histories kept in {}", dir.display());
+        }
+    }
+}

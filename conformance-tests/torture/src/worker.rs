@@ -1,0 +1,218 @@
+//! The worker process: acquire → fenced read → random work → check the guard → fenced write
+//! of value + 1 → release, every step appended to its history file.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fencelock::{AcquireOptions, LeaseStore, Locker};
+use fencelock_conformance::history::{Event, Op, Record};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::net::UnixStream;
+
+use crate::config::{OracleKind, WorkerConfig};
+use crate::pg_oracle::{Outcome, PgOracle};
+use crate::protocol::{Channel, Reply, Request};
+
+/// A worker's failure that ends it (the coordinator sees it exit).
+pub type WorkerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long the worker keeps retrying its first connection to the lock store.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(10);
+
+struct Worker {
+    cfg: WorkerConfig,
+    history: File,
+    ctl: Channel,
+    pg: Option<PgOracle>,
+}
+
+/// Runs the worker until the coordinator says stop.
+///
+/// # Errors
+/// Setup failures (history file, coordinator socket, store) and a lost coordinator.
+pub async fn run(cfg: WorkerConfig) -> Result<(), WorkerError> {
+    let history = File::options()
+        .create(true)
+        .append(true)
+        .open(&cfg.history)?;
+    let ctl = Channel::new(UnixStream::connect(&cfg.socket).await?);
+    let pg = match &cfg.oracle {
+        OracleKind::Gate => None,
+        OracleKind::Postgres { url } => Some(PgOracle::connect(url).await?),
+    };
+    let mut worker = Worker {
+        cfg,
+        history,
+        ctl,
+        pg,
+    };
+    worker.log(Event::Started {
+        pid: std::process::id(),
+    })?;
+    let store = connect(&worker.cfg.store_url).await?;
+    let store = crate::mutations::wrap_store(store, &worker.cfg)?;
+    worker.cycles(Locker::from_arc(store)).await
+}
+
+async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, WorkerError> {
+    let until = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    loop {
+        match fencelock::connect(url).await {
+            Ok(store) => return Ok(store),
+            Err(e) if tokio::time::Instant::now() < until => {
+                eprintln!("worker: connecting to the store failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl Worker {
+    fn log(&mut self, event: Event) -> std::io::Result<()> {
+        Record::now(self.cfg.id, event).append_to(&mut self.history)
+    }
+
+    async fn cycles(&mut self, locker: Locker) -> Result<(), WorkerError> {
+        let ttl = Duration::from_millis(self.cfg.ttl_ms);
+        let options = AcquireOptions::new()
+            .with_ttl(ttl)
+            .with_renew_interval(Duration::from_millis(self.cfg.renew_ms))
+            .with_poll_interval(Duration::from_millis(self.cfg.poll_ms))
+            .with_timeout(ttl * 20);
+        let mut rng = StdRng::seed_from_u64(self.cfg.seed);
+        let id = self.cfg.id;
+        loop {
+            if self.ctl.call(&Request::Cycle { worker: id }).await? == Reply::Stop {
+                return Ok(());
+            }
+            let sent = fencelock_conformance::history::now_ns();
+            let guard = match locker.acquire(self.cfg.lock.as_str(), options).await {
+                Ok(guard) => guard,
+                Err(e) => {
+                    self.log(Event::AcquireFailed {
+                        kind: format!("{:?}", e.kind()),
+                        error: e.to_string(),
+                    })?;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let token = guard.token().get();
+            self.log(Event::Acquired { token, sent })?;
+            let writes = rng.random_range(1..=2);
+            for _ in 0..writes {
+                let Some(value) = self.read(token).await? else {
+                    break;
+                };
+                let work = rng.random_range(0..=self.cfg.work_max_ms);
+                tokio::time::sleep(Duration::from_millis(work)).await;
+                let valid = guard.is_valid();
+                self.log(Event::Check { token, valid })?;
+                if !valid {
+                    break;
+                }
+                let reply = self
+                    .ctl
+                    .call(&Request::Checkpoint { worker: id, token })
+                    .await?;
+                if let Reply::Starve { ms } = reply {
+                    // Blocking work on the only runtime thread: the watchdog cannot run.
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+                if !self.write(token, value + 1).await? {
+                    break;
+                }
+            }
+            let ok = guard.release().await.is_ok();
+            self.log(Event::Released { token, ok })?;
+        }
+    }
+
+    /// The counter's value, or `None` when the read was rejected or failed (logged).
+    async fn read(&mut self, token: u64) -> Result<Option<u64>, WorkerError> {
+        let id = self.cfg.id;
+        let outcome = match &self.pg {
+            Some(pg) => pg.read(id, token).await.map_err(|e| e.to_string()),
+            None => {
+                let request = Request::Read {
+                    worker: id,
+                    token,
+                    fenced: self.cfg.fenced,
+                };
+                Ok(gate_outcome(self.ctl.call(&request).await?)?)
+            }
+        };
+        match outcome {
+            Ok(Outcome::Admitted(value)) => {
+                self.log(Event::Read { token, value })?;
+                Ok(Some(value))
+            }
+            Ok(Outcome::Rejected(high_water)) => {
+                self.log(Event::Rejected {
+                    op: Op::Read,
+                    token,
+                    high_water,
+                })?;
+                Ok(None)
+            }
+            Err(error) => {
+                self.log(Event::OpFailed {
+                    op: Op::Read,
+                    token,
+                    error,
+                })?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes `value`; `false` when the write was rejected or failed (logged).
+    async fn write(&mut self, token: u64, value: u64) -> Result<bool, WorkerError> {
+        let id = self.cfg.id;
+        let outcome = match &self.pg {
+            Some(pg) => pg.write(id, token, value).await.map_err(|e| e.to_string()),
+            None => {
+                let request = Request::Write {
+                    worker: id,
+                    token,
+                    value,
+                    fenced: self.cfg.fenced,
+                };
+                Ok(gate_outcome(self.ctl.call(&request).await?)?)
+            }
+        };
+        match outcome {
+            Ok(Outcome::Admitted(_)) => {
+                self.log(Event::WriteAccepted { token, value })?;
+                Ok(true)
+            }
+            Ok(Outcome::Rejected(high_water)) => {
+                self.log(Event::Rejected {
+                    op: Op::Write,
+                    token,
+                    high_water,
+                })?;
+                Ok(false)
+            }
+            Err(error) => {
+                self.log(Event::OpFailed {
+                    op: Op::Write,
+                    token,
+                    error,
+                })?;
+                Ok(false)
+            }
+        }
+    }
+}
+
+fn gate_outcome(reply: Reply) -> Result<Outcome, WorkerError> {
+    match reply {
+        Reply::Value { value } => Ok(Outcome::Admitted(value)),
+        Reply::Rejected { high_water } => Ok(Outcome::Rejected(high_water)),
+        other => Err(format!("unexpected reply from the oracle: {other:?}").into()),
+    }
+}
