@@ -4,10 +4,11 @@ uncontended: acquire (no wait) + release on a fresh name per iteration, one conn
 sequential; prints the latency of each cycle in microseconds.
 
 handoff: WAITERS threads contend for one name. Each loops: acquire (blocking), note the grant,
-note the time, release, then wait until somebody else has been granted before queueing again.
-A sample is the time from a release call to the next grant.
+hold the lock for HOLD_SECS, note the time, release, then wait until somebody else has been
+granted before queueing again. A sample is the time from a release call to the next grant.
+Mutual exclusion is checked on the way (a grant while another thread holds is an overlap).
 
-Output: one JSON object on stdout: {"library", "samples_us", "elapsed_secs"}.
+Output: one JSON object on stdout: {"library", "samples_us", "elapsed_secs", "overlaps"}.
 """
 
 import argparse
@@ -16,6 +17,8 @@ import sys
 import threading
 import time
 import uuid
+
+HOLD_SECS = 0.005
 
 
 def parse_args():
@@ -51,7 +54,7 @@ def handoff(acquire, release, waiters, secs, max_handoffs):
     """acquire(name) blocks until granted and returns a handle; release(handle) frees it."""
     name = "bench/peer-handoff/" + uuid.uuid4().hex
     cond = threading.Condition()
-    state = {"grants": 0, "stop": False}
+    state = {"grants": 0, "stop": False, "holding": False, "overlaps": 0}
     limit = max_handoffs + 1
     events = []
     errors = []
@@ -62,6 +65,9 @@ def handoff(acquire, release, waiters, secs, max_handoffs):
                 handle = acquire(name)
                 granted_at = time.perf_counter_ns()
                 with cond:
+                    if state["holding"]:
+                        state["overlaps"] += 1
+                    state["holding"] = True
                     stopping = state["stop"] or state["grants"] >= limit
                     if not stopping:
                         events.append(("g", granted_at))
@@ -69,10 +75,14 @@ def handoff(acquire, release, waiters, secs, max_handoffs):
                         mine = state["grants"]
                     cond.notify_all()
                 if stopping:
+                    with cond:
+                        state["holding"] = False
                     release(handle)
                     return
+                time.sleep(HOLD_SECS)
                 with cond:
                     events.append(("r", time.perf_counter_ns()))
+                    state["holding"] = False
                 release(handle)
                 with cond:
                     while state["grants"] <= mine and not state["stop"]:
@@ -106,9 +116,12 @@ def handoff(acquire, release, waiters, secs, max_handoffs):
         elif released is not None:
             samples.append((at - released) / 1000.0)
             released = None
-    return samples, elapsed
+    return samples, elapsed, state["overlaps"]
 
 
-def emit(library, samples, elapsed=None):
-    json.dump({"library": library, "samples_us": samples, "elapsed_secs": elapsed}, sys.stdout)
+def emit(library, samples, elapsed=None, overlaps=0):
+    json.dump(
+        {"library": library, "samples_us": samples, "elapsed_secs": elapsed, "overlaps": overlaps},
+        sys.stdout,
+    )
     sys.stdout.write("\n")

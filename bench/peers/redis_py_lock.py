@@ -26,10 +26,10 @@ def main():
             lock.acquire(blocking=True)
             return lock
 
-        samples, elapsed = peer_common.handoff(
+        samples, elapsed, overlaps = peer_common.handoff(
             acquire, lambda lock: lock.release(), args.waiters, args.secs, args.max_handoffs
         )
-        peer_common.emit(library, samples, elapsed)
+        peer_common.emit(library, samples, elapsed, overlaps)
 
 
 if __name__ == "__main__":

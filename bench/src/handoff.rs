@@ -1,11 +1,14 @@
 //! Contended hand-off: many waiters on one name; the time from a holder's release call to the
 //! next holder's grant.
 //!
-//! Each waiter loops: acquire (waiting), note the grant, note the time, release, then wait
-//! until somebody else has been granted before queueing again. So at every release all other
-//! waiters are queued, and the releaser never races them for its own lock. The Python and
-//! rslock peers follow the same protocol (`bench/peers/`).
+//! Each waiter loops: acquire (waiting), note the grant, hold the lock for `hold`, note the
+//! time, release, then wait until somebody else has been granted before queueing again. So at
+//! every release all other waiters have been waiting for at least `hold` (a polling waiter is
+//! asleep, a pushed one is subscribed), and the releaser never races them for its own lock.
+//! Mutual exclusion is checked on the way (a grant while another waiter holds is an overlap).
+//! The Python and rslock peers follow the same protocol (`bench/peers/`).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,8 @@ pub struct Handoff {
     pub latency: Summary,
     /// Hand-offs per second over the run.
     pub per_sec: f64,
+    /// Grants while another waiter still held the lock (must be 0).
+    pub overlaps: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -52,6 +57,8 @@ struct Shared {
     /// Grants so far; `u64::MAX` once the run stops.
     grants: watch::Sender<u64>,
     max: u64,
+    holding: AtomicBool,
+    overlaps: AtomicU64,
 }
 
 impl Shared {
@@ -67,6 +74,9 @@ impl Shared {
     }
 }
 
+/// How long each holder keeps the lock before releasing it.
+pub const HOLD: Duration = Duration::from_millis(5);
+
 /// Runs `waiters` tasks contending for `name` on `locker` for `run` (or `max` hand-offs).
 pub async fn run(
     locker: &Locker,
@@ -79,6 +89,8 @@ pub async fn run(
         events: Mutex::new(Vec::with_capacity(2 * max + 64)),
         grants: watch::Sender::new(0),
         max: max as u64 + 1,
+        holding: AtomicBool::new(false),
+        overlaps: AtomicU64::new(0),
     });
     let options = AcquireOptions::new()
         .with_ttl(Duration::from_secs(10))
@@ -91,6 +103,9 @@ pub async fn run(
             loop {
                 let guard = locker.acquire(name.as_str(), options).await?;
                 let granted_at = Instant::now();
+                if shared.holding.swap(true, Ordering::SeqCst) {
+                    shared.overlaps.fetch_add(1, Ordering::Relaxed);
+                }
                 let mut mine = 0;
                 shared.grants.send_modify(|n| {
                     if *n < shared.max {
@@ -100,10 +115,13 @@ pub async fn run(
                     mine = *n;
                 });
                 if mine >= shared.max {
+                    shared.holding.store(false, Ordering::SeqCst);
                     guard.release().await?;
                     return Ok::<(), BenchError>(());
                 }
+                tokio::time::sleep(HOLD).await;
                 shared.push(Event::Releasing(Instant::now()));
+                shared.holding.store(false, Ordering::SeqCst);
                 guard.release().await?;
                 // Queue again only after someone else got it.
                 let _ = seen.wait_for(|n| *n > mine).await;
@@ -126,6 +144,7 @@ pub async fn run(
     Ok(Handoff {
         per_sec: samples.len() as f64 / elapsed.as_secs_f64(),
         latency: Summary::of(&samples),
+        overlaps: shared.overlaps.load(Ordering::Relaxed),
     })
 }
 

@@ -39,6 +39,9 @@ pub struct PeerOutput {
     pub samples_us: Vec<f64>,
     /// Length of a hand-off run.
     pub elapsed_secs: Option<f64>,
+    /// Grants while another waiter held the lock, in a hand-off run (must be 0).
+    #[serde(default)]
+    pub overlaps: u64,
 }
 
 impl Peer {

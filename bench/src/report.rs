@@ -32,6 +32,8 @@ fn us(v: f64) -> String {
         "–".to_owned()
     } else if v >= 10_000.0 {
         format!("{:.1} ms", v / 1000.0)
+    } else if v < 10.0 {
+        format!("{v:.1} µs")
     } else {
         format!("{v:.0} µs")
     }
@@ -191,6 +193,14 @@ pub fn targets(report: &Report) -> Vec<Target> {
             met: Some(in_rtts <= HANDOFF_RTTS),
         });
     }
+    let overlaps: u64 = report.backends.iter().map(|b| b.handoff.overlaps).sum();
+    out.push(Target {
+        key: "overlaps".into(),
+        what: "mutual exclusion in our hand-off runs (grants while another waiter held)".into(),
+        goal: "0".into(),
+        measured: overlaps.to_string(),
+        met: Some(overlaps == 0),
+    });
     for b in &report.backends {
         out.push(Target {
             key: format!("{}-lost", b.key),
@@ -308,6 +318,19 @@ pub fn render(report: &Report) -> String {
 
 fn uncontended(md: &mut String, report: &Report) {
     let _ = writeln!(md, "## 1. Uncontended acquire + release\n");
+    let _ = writeln!(md, "### The client alone (no server)\n");
+    let _ = writeln!(md, "| operation | n | p50 | p99 |\n|---|---:|---:|---:|");
+    for r in &report.client_overhead {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            r.label,
+            num(r.latency.n as f64),
+            us(r.latency.p50_us),
+            us(r.latency.p99_us)
+        );
+    }
+    let _ = writeln!(md, "\n{}\n", notes::client_overhead());
     let _ = writeln!(
         md,
         "A fresh name every iteration, one connection, sequential. Ratios are against the raw floor's p50 / p99.\n"
@@ -345,7 +368,7 @@ fn peers(md: &mut String, report: &Report) {
     };
     let _ = writeln!(
         md,
-        "Uncontended: {} interleaved rounds — in each, ours runs its share in-process, then every peer runs its share as a subprocess (after its own warm-up). Hand-off: the protocol of section 3, each peer with its default retry/wake-up settings.\n",
+        "Measured first on the fresh Redis (before any waiter subscribed). Uncontended: {} interleaved rounds — in each, ours and the raw floor run their share in-process (interleaved), then every peer runs its share as a subprocess after its own warm-up. Hand-off: the protocol of section 3 (same waiters, same 5 ms hold), each peer with its default wake-up/retry settings.\n",
         report.params.peer_rounds
     );
     let redis_handoff = report
@@ -356,24 +379,35 @@ fn peers(md: &mut String, report: &Report) {
         .unwrap_or_default();
     let _ = writeln!(
         md,
-        "| library | uncontended p50 | p99 | ops/s (sequential) | ours/peer p50 | hand-off p50 | hand-off p99 | hand-offs/s |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| library | uncontended p50 | p99 | ops/s (sequential) | ours / this p50 | hand-off p50 | hand-off p99 | hand-offs/s | overlaps |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let o = peers.ours_uncontended;
+    let h = &redis_handoff;
     let _ = writeln!(
         md,
-        "| **fencelock `Locker`** (Rust) | {} | {} | {} | 1.00× | {} | {} | {} |",
+        "| **fencelock `Locker`** (Rust) | {} | {} | {} | 1.00× | {} | {} | {} | {} |",
         us(o.p50_us),
         us(o.p99_us),
         num(o.sequential_ops_per_sec()),
-        us(redis_handoff.latency.p50_us),
-        us(redis_handoff.latency.p99_us),
-        num(redis_handoff.per_sec)
+        us(h.latency.p50_us),
+        us(h.latency.p99_us),
+        num(h.per_sec),
+        h.overlaps
+    );
+    let r = peers.raw_uncontended;
+    let _ = writeln!(
+        md,
+        "| raw `SET NX PX` + `DEL` (same rounds; no lock library) | {} | {} | {} | {} | – | – | – | – |",
+        us(r.p50_us),
+        us(r.p99_us),
+        num(r.sequential_ops_per_sec()),
+        x(ratio(o.p50_us, r.p50_us)),
     );
     for p in &peers.peers {
         let u = p.uncontended;
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             p.library,
             us(u.p50_us),
             us(u.p99_us),
@@ -381,7 +415,8 @@ fn peers(md: &mut String, report: &Report) {
             x(ratio(o.p50_us, u.p50_us)),
             us(p.handoff.latency.p50_us),
             us(p.handoff.latency.p99_us),
-            num(p.handoff.per_sec)
+            num(p.handoff.per_sec),
+            p.handoff.overlaps
         );
     }
     let _ = writeln!(md, "\n{}\n", notes::peers());
@@ -391,24 +426,26 @@ fn handoff(md: &mut String, report: &Report) {
     let _ = writeln!(md, "## 3. Contended hand-off\n");
     let _ = writeln!(
         md,
-        "{} waiters on one name. A sample is the time from the holder's `release()` call to the next holder's `acquire()` returning. After releasing, a waiter queues again only once someone else got the lock, so every release has {} waiters queued and the releaser never races them. Round trips are the server's raw ones from section 1 (p50).\n",
+        "{} waiters on one name. Each holder keeps the lock {} ms, then releases; a sample is the time from its `release()` call to the next holder's `acquire()` returning. After releasing, a waiter queues again only once someone else got the lock, so at every release {} waiters have been waiting for at least the hold time, and the releaser never races them. Overlaps count grants while another waiter still held the lock (mutual exclusion, checked on the side). Round trips are the server's raw ones from section 1 (p50).\n",
         report.params.waiters,
+        crate::handoff::HOLD.as_millis(),
         report.params.waiters.saturating_sub(1)
     );
     let _ = writeln!(
         md,
-        "| backend | p50 | p99 | hand-offs/s | raw read RTT | raw write RTT | p50 in write RTTs | p50 in read RTTs |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| backend | p50 | p99 | hand-offs/s | overlaps | raw read RTT | raw write RTT | p50 in write RTTs | p50 in read RTTs |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for b in &report.backends {
         let (r, w) = (read_rtt(b).p50_us, write_rtt(b).p50_us);
         let h = &b.handoff;
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
             title(&b.key),
             us(h.latency.p50_us),
             us(h.latency.p99_us),
             num(h.per_sec),
+            h.overlaps,
             us(r),
             us(w),
             ratio(h.latency.p50_us, w),

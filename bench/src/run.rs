@@ -69,6 +69,8 @@ pub struct PeerResult {
 pub struct PeersResult {
     /// Ours (`Locker` on Redis), in the rounds interleaved with the peers.
     pub ours_uncontended: Summary,
+    /// The raw floor (`SET NX PX` + `DEL`) in the same rounds.
+    pub raw_uncontended: Summary,
     /// Each peer.
     pub peers: Vec<PeerResult>,
 }
@@ -90,6 +92,8 @@ pub struct Report {
     pub backends: Vec<BackendResult>,
     /// Peers, when run.
     pub peers: Option<PeersResult>,
+    /// `Locker` vs the bare store, in memory (no server).
+    pub client_overhead: Vec<Row>,
 }
 
 /// Runs everything `params` asks for.
@@ -103,6 +107,17 @@ pub async fn run(params: &Params) -> Result<Report> {
     } else {
         peers::prepare(&params.venv, params.peer_target_dir.as_deref()).await?
     };
+    section("memory", "client overhead of `Locker`");
+    let mut client_overhead = cycle::interleaved(
+        &crate::backends::memory::variants(),
+        params.warmup,
+        params.iterations,
+    )
+    .await?;
+    for row in &mut client_overhead {
+        row.label.push_str(" — multi-thread runtime (2 workers)");
+    }
+    client_overhead.extend(current_thread_overhead(params.warmup, params.iterations).await?);
     let mut backends = Vec::new();
     let mut peers_result = None;
     if params.runs("redis") {
@@ -124,24 +139,56 @@ pub async fn run(params: &Params) -> Result<Report> {
         took_secs: started.elapsed().as_secs_f64(),
         backends,
         peers: peers_result,
+        client_overhead,
     })
+}
+
+/// The in-memory rows again on a current-thread runtime (no cross-thread wake-ups), on a thread
+/// of their own.
+async fn current_thread_overhead(warmup: usize, iterations: usize) -> Result<Vec<Row>> {
+    let rows = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(cycle::interleaved(
+            &crate::backends::memory::variants(),
+            warmup,
+            iterations,
+        ))
+    })
+    .await??;
+    Ok(rows
+        .into_iter()
+        .map(|mut row| {
+            row.label.push_str(" — current-thread runtime");
+            row
+        })
+        .collect())
 }
 
 fn section(backend: &str, what: &str) {
     eprintln!("[{backend}] {what} (load {})", machine::load());
 }
 
-async fn common(
+/// The variants compared again once a waiter has subscribed to release notifications (the
+/// store's subscriber then receives every release).
+struct After {
+    ours: Cycle,
+    raw: Cycle,
+}
+
+/// Sections 1 and 3 (and the rerun of ours vs raw after hand-off), with `between` run after
+/// the uncontended latencies (the peers, on Redis).
+#[allow(clippy::too_many_arguments)]
+async fn latencies(
     key: &str,
-    server: String,
-    url: &str,
     params: &Params,
     uncontended: Vec<Variant>,
     handoff_on: (&Locker, String),
-    throughput_on: (Cycle, Cycle),
-) -> Result<BackendResult> {
+    after: After,
+) -> Result<(Vec<Row>, Handoff)> {
     section(key, "uncontended acquire + release");
-    let rows = cycle::interleaved(&uncontended, params.warmup, params.iterations).await?;
+    let mut rows = cycle::interleaved(&uncontended, params.warmup, params.iterations).await?;
     drop(uncontended);
     section(key, "contended hand-off");
     let handoff = handoff::run(
@@ -152,6 +199,27 @@ async fn common(
         params.max_handoffs,
     )
     .await?;
+    section(key, "uncontended again, with the release subscriber active");
+    let again = [
+        Variant::new(
+            "fencelock `Locker`, after a waiter subscribed to releases",
+            Role::Reference,
+            after.ours,
+        ),
+        Variant::new("raw floor, same moment", Role::Reference, after.raw),
+    ];
+    let n = (params.iterations / 5).max(1);
+    rows.extend(cycle::interleaved(&again, params.warmup.min(n), n).await?);
+    Ok((rows, handoff))
+}
+
+/// Sections 4 to 6.
+async fn load(
+    key: &str,
+    url: &str,
+    params: &Params,
+    throughput_on: (Cycle, Cycle),
+) -> Result<(Throughput, Throughput, HoldReport)> {
     section(key, "throughput");
     let tp = throughput::alternating(
         &[throughput_on.0, throughput_on.1],
@@ -172,15 +240,7 @@ async fn common(
         params.renew_ttl_secs,
     )
     .await?;
-    Ok(BackendResult {
-        key: key.to_owned(),
-        server,
-        uncontended: rows,
-        handoff,
-        throughput_ours,
-        throughput_raw,
-        hold,
-    })
+    Ok((throughput_ours, throughput_raw, hold))
 }
 
 async fn redis(
@@ -191,23 +251,41 @@ async fn redis(
     let url = target.url().to_owned();
     let bench = RedisBench::connect(&url).await?;
     let server = bench.version().await?;
-    let result = common(
-        "redis",
-        server,
-        &url,
-        params,
-        bench.uncontended(params.reference_every),
-        (&bench.locker, bench.handoff_name()),
-        bench.throughput(),
-    )
-    .await?;
-    let peers = if peer_list.is_empty() {
+    // Peers first, while this store has no subscriber yet (as the peers have none).
+    let mut peers = if peer_list.is_empty() {
         None
     } else {
         Some(compare_peers(params, &bench, &url, peer_list).await?)
     };
+    let (uncontended, handoff) = latencies(
+        "redis",
+        params,
+        bench.uncontended(params.reference_every),
+        (&bench.locker, bench.handoff_name()),
+        After {
+            ours: bench.ours("after"),
+            raw: bench.raw("after"),
+        },
+    )
+    .await?;
+    if let Some(peers) = peers.as_mut() {
+        peer_handoffs(params, &url, peer_list, peers).await?;
+    }
+    let (throughput_ours, throughput_raw, hold) =
+        load("redis", &url, params, bench.throughput()).await?;
     drop(target);
-    Ok((result, peers))
+    Ok((
+        BackendResult {
+            key: "redis".into(),
+            server,
+            uncontended,
+            handoff,
+            throughput_ours,
+            throughput_raw,
+            hold,
+        },
+        peers,
+    ))
 }
 
 async fn compare_peers(
@@ -219,24 +297,49 @@ async fn compare_peers(
     section("redis", "peers: uncontended, interleaved rounds");
     let per_round = params.iterations.div_ceil(params.peer_rounds);
     let warmup = (params.warmup / params.peer_rounds).max(50);
-    let ours = [Variant::new("ours", Role::Ours, bench.ours("peers"))];
+    let ours = [
+        Variant::new("ours", Role::Ours, bench.ours("peers")),
+        Variant::new("raw", Role::Raw, bench.raw("peers")),
+    ];
     let mut our_samples = Vec::new();
+    let mut raw_samples = Vec::new();
     let mut peer_samples = vec![Vec::new(); peer_list.len()];
     let mut libraries = vec![String::new(); peer_list.len()];
     for round in 0..params.peer_rounds {
         let mut samples =
             cycle::samples(&ours, warmup, per_round, round * (warmup + per_round)).await?;
         our_samples.append(&mut samples[0]);
+        raw_samples.append(&mut samples[1]);
         for (i, peer) in peer_list.iter().enumerate() {
             let out = peer.uncontended(url, per_round, warmup).await?;
             libraries[i] = out.library;
             peer_samples[i].extend(out.samples_us);
         }
     }
-    let mut peers = Vec::new();
-    for (i, peer) in peer_list.iter().enumerate() {
+    Ok(PeersResult {
+        ours_uncontended: Summary::of(&our_samples),
+        raw_uncontended: Summary::of(&raw_samples),
+        peers: libraries
+            .into_iter()
+            .zip(peer_samples)
+            .map(|(library, samples)| PeerResult {
+                library,
+                uncontended: Summary::of_micros(samples),
+                handoff: Handoff::default(),
+            })
+            .collect(),
+    })
+}
+
+async fn peer_handoffs(
+    params: &Params,
+    url: &str,
+    peer_list: &[Peer],
+    result: &mut PeersResult,
+) -> Result<()> {
+    for (peer, out) in peer_list.iter().zip(result.peers.iter_mut()) {
         section("redis", &format!("peers: hand-off, {}", peer.name));
-        let out = peer
+        let run = peer
             .handoff(
                 url,
                 params.waiters,
@@ -244,23 +347,16 @@ async fn compare_peers(
                 params.max_handoffs,
             )
             .await?;
-        let n = out.samples_us.len() as f64;
-        let handoff = Handoff {
-            per_sec: out
+        let n = run.samples_us.len() as f64;
+        out.handoff = Handoff {
+            per_sec: run
                 .elapsed_secs
                 .map_or(0.0, |s| n / s.max(f64::MIN_POSITIVE)),
-            latency: Summary::of_micros(out.samples_us),
+            latency: Summary::of_micros(run.samples_us),
+            overlaps: run.overlaps,
         };
-        peers.push(PeerResult {
-            library: libraries[i].clone(),
-            uncontended: Summary::of_micros(std::mem::take(&mut peer_samples[i])),
-            handoff,
-        });
     }
-    Ok(PeersResult {
-        ours_uncontended: Summary::of(&our_samples),
-        peers,
-    })
+    Ok(())
 }
 
 async fn postgres(params: &Params) -> Result<BackendResult> {
@@ -270,36 +366,60 @@ async fn postgres(params: &Params) -> Result<BackendResult> {
     let single = PgBench::connect(&url, 1).await?;
     let pooled = PgBench::connect(&url, PG_POOL).await?;
     let server = single.version().await?;
-    let result = common(
+    let (uncontended, handoff) = latencies(
         "postgres",
-        server,
-        &url,
         params,
         single.uncontended(params.reference_every),
         (&pooled.locker, pooled.handoff_name()),
-        pooled.throughput(),
+        // The store that had the waiters (its LISTEN connection is up), on the pool.
+        After {
+            ours: pooled.ours("after"),
+            raw: pooled.raw("after"),
+        },
     )
     .await?;
+    let (throughput_ours, throughput_raw, hold) =
+        load("postgres", &url, params, pooled.throughput()).await?;
     drop(target);
-    Ok(result)
+    Ok(BackendResult {
+        key: "postgres".into(),
+        server,
+        uncontended,
+        handoff,
+        throughput_ours,
+        throughput_raw,
+        hold,
+    })
 }
 
 async fn etcd(params: &Params) -> Result<BackendResult> {
     let target = harness::etcd_endpoints_or_start().await?;
     let endpoints = target.endpoints().to_vec();
+    let url = endpoints.join(",");
     let bench = EtcdBench::connect(&endpoints).await?;
     let server = bench.version().await?;
-    let result = common(
+    let (uncontended, handoff) = latencies(
         "etcd",
-        server,
-        &endpoints.join(","),
         params,
         bench.uncontended(params.reference_every),
         (&bench.locker, bench.handoff_name()),
-        bench.throughput(),
+        After {
+            ours: bench.ours("after"),
+            raw: bench.raw("after"),
+        },
     )
     .await?;
+    let (throughput_ours, throughput_raw, hold) =
+        load("etcd", &url, params, bench.throughput()).await?;
     bench.close().await?;
     drop(target);
-    Ok(result)
+    Ok(BackendResult {
+        key: "etcd".into(),
+        server,
+        uncontended,
+        handoff,
+        throughput_ours,
+        throughput_raw,
+        hold,
+    })
 }

@@ -1,6 +1,7 @@
 //! Per backend: our operations and the raw floor they are measured against.
 
 pub mod etcd;
+pub mod memory;
 pub mod postgres;
 pub mod redis;
 

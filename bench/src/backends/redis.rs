@@ -6,6 +6,14 @@ use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::{self, aio::ConnectionManager};
 
 use super::{TTL, locker_cycle, run_id, unexpectedly_held};
+
+/// The backend's own scripts, for the "scripts by hand" row.
+static ACQUIRE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(include_str!("../../../backend-redis/src/lua/acquire.lua"))
+});
+static RELEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(include_str!("../../../backend-redis/src/lua/release.lua"))
+});
 use crate::cycle::{Cycle, Role, Variant, cycle};
 use crate::error::Result;
 
@@ -93,6 +101,42 @@ impl RedisBench {
         })
     }
 
+    /// The backend's acquire and release scripts invoked by hand (`EVALSHA`), without the
+    /// store: what the scripts cost on the server.
+    pub fn scripts(&self, tag: &str) -> Cycle {
+        let conn = self.conn.clone();
+        let prefix = format!("{}:lua:{tag}", self.prefix);
+        let ttl_ms = TTL.as_millis() as u64;
+        cycle(move |i| {
+            let mut conn = conn.clone();
+            let (key, counter) = (format!("{prefix}:{i}"), format!("{prefix}:{i}:token"));
+            async move {
+                let granted: Vec<redis::Value> = ACQUIRE
+                    .key(&key)
+                    .key(&counter)
+                    .arg("0123456789abcdef0123456789abcdef")
+                    .arg(ttl_ms)
+                    .invoke_async(&mut conn)
+                    .await?;
+                let [redis::Value::Int(1), redis::Value::BulkString(value)] = granted.as_slice()
+                else {
+                    return Err(unexpectedly_held("acquire.lua"));
+                };
+                let released: Vec<redis::Value> = RELEASE
+                    .key(&key)
+                    .arg(value.as_slice())
+                    .arg("bench:released")
+                    .arg(&key)
+                    .invoke_async(&mut conn)
+                    .await?;
+                if released.first() != Some(&redis::Value::Int(1)) {
+                    return Err(unexpectedly_held("release.lua freed nothing"));
+                }
+                Ok(())
+            }
+        })
+    }
+
     /// One round trip: `PING`.
     pub fn ping(&self) -> Cycle {
         let conn = self.conn.clone();
@@ -139,6 +183,11 @@ impl RedisBench {
                 self.ours_store("s"),
             ),
             Variant::new("raw `SET NX PX` + `DEL`", Role::Raw, self.raw("u")),
+            Variant::new(
+                "the store's Lua scripts by hand (`EVALSHA` acquire + release)",
+                Role::Reference,
+                self.scripts("u"),
+            ),
             Variant::new("one round trip (`PING`)", Role::Reference, self.ping())
                 .every(reference_every),
             Variant::new("one write (`SET PX`)", Role::Reference, self.write())

@@ -9,6 +9,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,8 @@ use rslock::LockManager;
 use tokio::sync::watch;
 
 const TTL: Duration = Duration::from_secs(10);
+/// How long each holder keeps the lock in the hand-off run (as in `peer_common.py`).
+const HOLD: Duration = Duration::from_millis(5);
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -65,19 +68,31 @@ enum Event {
     Releasing(Instant),
 }
 
-async fn handoff(lm: &LockManager, waiters: usize, secs: f64, max: usize) -> Result<(Vec<f64>, f64), Error> {
+async fn handoff(
+    lm: &LockManager,
+    waiters: usize,
+    secs: f64,
+    max: usize,
+) -> Result<(Vec<f64>, f64, u64), Error> {
     let name = format!("bench/rslock-handoff/{}", unique());
     let limit = max as u64 + 1;
     let events = Arc::new(Mutex::new(Vec::new()));
     let grants = Arc::new(watch::Sender::new(0u64));
+    // Mutual exclusion, checked: a grant while another task holds the lock is an overlap.
+    let holding = Arc::new(AtomicBool::new(false));
+    let overlaps = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..waiters {
         let (lm, name, events, grants) = (lm.clone(), name.clone(), events.clone(), grants.clone());
+        let (holding, overlaps) = (holding.clone(), overlaps.clone());
         tasks.push(tokio::spawn(async move {
             let mut seen = grants.subscribe();
             loop {
                 let lock = lm.acquire_no_guard(name.as_bytes(), TTL).await?;
                 let at = Instant::now();
+                if holding.swap(true, Ordering::SeqCst) {
+                    overlaps.fetch_add(1, Ordering::Relaxed);
+                }
                 let mut mine = 0;
                 grants.send_modify(|n| {
                     if *n < limit {
@@ -87,10 +102,13 @@ async fn handoff(lm: &LockManager, waiters: usize, secs: f64, max: usize) -> Res
                     mine = *n;
                 });
                 if mine >= limit {
+                    holding.store(false, Ordering::SeqCst);
                     lm.unlock(&lock).await;
                     return Ok::<(), rslock::LockError>(());
                 }
+                tokio::time::sleep(HOLD).await;
                 events.lock().map(|mut e| e.push(Event::Releasing(Instant::now()))).ok();
+                holding.store(false, Ordering::SeqCst);
                 lm.unlock(&lock).await;
                 let _ = seen.wait_for(|n| *n > mine).await;
                 if *grants.borrow() >= limit {
@@ -120,7 +138,7 @@ async fn handoff(lm: &LockManager, waiters: usize, secs: f64, max: usize) -> Res
             }
         }
     }
-    Ok((samples, elapsed))
+    Ok((samples, elapsed, overlaps.load(Ordering::Relaxed)))
 }
 
 #[tokio::main]
@@ -131,21 +149,26 @@ async fn main() -> Result<(), Error> {
     let url: String = flag(&flags, "url")?;
     let lm = LockManager::new(vec![url]);
     let library = "rslock 0.10.0";
-    let (samples, elapsed) = match command.as_str() {
+    let (samples, elapsed, overlaps) = match command.as_str() {
         "uncontended" => {
             let samples = uncontended(&lm, flag(&flags, "iterations")?, flag(&flags, "warmup")?).await?;
-            (samples, None)
+            (samples, None, 0)
         }
         "handoff" => {
-            let (samples, elapsed) =
+            let (samples, elapsed, overlaps) =
                 handoff(&lm, flag(&flags, "waiters")?, flag(&flags, "secs")?, flag(&flags, "max-handoffs")?).await?;
-            (samples, Some(elapsed))
+            (samples, Some(elapsed), overlaps)
         }
         other => return Err(format!("unknown command {other}").into()),
     };
     println!(
         "{}",
-        serde_json::json!({"library": library, "samples_us": samples, "elapsed_secs": elapsed})
+        serde_json::json!({
+            "library": library,
+            "samples_us": samples,
+            "elapsed_secs": elapsed,
+            "overlaps": overlaps,
+        })
     );
     Ok(())
 }
