@@ -1,0 +1,233 @@
+//! PostgreSQL: `PgLeaseStore` against the very same statements (`src/sql/acquire.sql` and
+//! `release.sql` of the backend, rendered the same way) issued by hand with sqlx on the same
+//! connection; `pg_try_advisory_lock` + unlock for reference.
+
+use std::sync::Arc;
+
+use fencelock_core::{HolderId, LeaseStore, LockName, Locker};
+use fencelock_postgres::PgLeaseStore;
+use fencelock_postgres::sqlx::{self, AssertSqlSafe, PgPool, SqlSafeStr, SqlStr};
+
+use super::{TTL, locker_cycle, run_id, unexpectedly_held};
+use crate::cycle::{Cycle, Role, Variant, cycle};
+use crate::error::Result;
+
+const ACQUIRE: &str = include_str!("../../../backend-postgres/src/sql/acquire.sql");
+const RELEASE: &str = include_str!("../../../backend-postgres/src/sql/release.sql");
+const DURABLE: &str = include_str!("../../../backend-postgres/src/sql/durable.sql");
+const RTT_TABLE: &str = "CREATE TABLE IF NOT EXISTS fencelock_bench_rtt (id int PRIMARY KEY, n bigint NOT NULL); \
+     INSERT INTO fencelock_bench_rtt VALUES (1, 0) ON CONFLICT DO NOTHING";
+
+/// The backend's statement text for `table`, rendered as the backend renders it (durable
+/// grants on, its default).
+fn render(template: &str, table: &str) -> SqlStr {
+    let sql = template
+        .replace("{table}", table)
+        .replace("{durable}", DURABLE.trim());
+    AssertSqlSafe(Arc::<str>::from(sql.trim())).into_sql_str()
+}
+
+/// The store and its pool.
+#[derive(Clone, Debug)]
+pub struct PgBench {
+    /// Our store.
+    pub store: PgLeaseStore,
+    /// A locker over it.
+    pub locker: Locker,
+    /// The store's pool, for the raw floor.
+    pub pool: PgPool,
+    acquire: SqlStr,
+    release: SqlStr,
+    channel: String,
+    prefix: String,
+}
+
+impl PgBench {
+    /// Connects to `url` with a pool of at most `connections`.
+    pub async fn connect(url: &str, connections: u32) -> Result<Self> {
+        let store = PgLeaseStore::builder()
+            .with_max_connections(connections)
+            .connect(url)
+            .await?;
+        let pool = store.pool().clone();
+        sqlx::raw_sql(RTT_TABLE).execute(&pool).await?;
+        let table = store.table().quoted();
+        Ok(Self {
+            locker: Locker::new(store.clone()),
+            acquire: render(ACQUIRE, &table),
+            release: render(RELEASE, &table),
+            channel: store.channel().as_str().to_owned(),
+            pool,
+            store,
+            prefix: format!("bench/{}", run_id()),
+        })
+    }
+
+    /// The server's version.
+    pub async fn version(&self) -> Result<String> {
+        let v: String = sqlx::query_scalar("SHOW server_version")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(format!("PostgreSQL {v}"))
+    }
+
+    /// Ours through `Locker`, on a fresh name per call.
+    pub fn ours(&self, tag: &str) -> Cycle {
+        locker_cycle(&self.locker, format!("{}/{tag}", self.prefix))
+    }
+
+    /// Ours through the store alone.
+    pub fn ours_store(&self, tag: &str) -> Cycle {
+        let store = self.store.clone();
+        let prefix = format!("{}/{tag}", self.prefix);
+        cycle(move |i| {
+            let store = store.clone();
+            let name = LockName::new(format!("{prefix}/{i}"));
+            async move {
+                let name = name?;
+                let lease = store
+                    .try_acquire(&name, TTL)
+                    .await?
+                    .ok_or_else(|| unexpectedly_held("try_acquire"))?;
+                store.release(&lease).await?;
+                Ok(())
+            }
+        })
+    }
+
+    /// The raw floor: the backend's acquire and release statements, by hand.
+    pub fn raw(&self, tag: &str) -> Cycle {
+        let (pool, acquire, release) = (
+            self.pool.clone(),
+            self.acquire.clone(),
+            self.release.clone(),
+        );
+        let channel = self.channel.clone();
+        let prefix = format!("{}/raw/{tag}", self.prefix);
+        let ttl_us = TTL.as_micros() as i64;
+        cycle(move |i| {
+            let (pool, acquire, release) = (pool.clone(), acquire.clone(), release.clone());
+            let channel = channel.clone();
+            let name = format!("{prefix}/{i}");
+            async move {
+                let holder = HolderId::random().to_string();
+                let token: Option<i64> = sqlx::query_scalar(acquire)
+                    .bind(&name)
+                    .bind(&holder)
+                    .bind(ttl_us)
+                    .fetch_optional(&pool)
+                    .await?;
+                let token = token.ok_or_else(|| unexpectedly_held("acquire.sql"))?;
+                let released: i64 = sqlx::query_scalar(release)
+                    .bind(&name)
+                    .bind(&holder)
+                    .bind(token)
+                    .bind(&channel)
+                    .fetch_one(&pool)
+                    .await?;
+                if released != 1 {
+                    return Err(unexpectedly_held("release.sql freed nothing"));
+                }
+                Ok(())
+            }
+        })
+    }
+
+    /// `pg_try_advisory_lock` + `pg_advisory_unlock` (session locks, so only meaningful on a
+    /// pool of one connection).
+    pub fn advisory(&self) -> Cycle {
+        let pool = self.pool.clone();
+        cycle(move |i| {
+            let pool = pool.clone();
+            async move {
+                let key = i as i64;
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(key)
+                    .fetch_one(&pool)
+                    .await?;
+                if !got {
+                    return Err(unexpectedly_held("pg_try_advisory_lock"));
+                }
+                let _: bool = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+                    .bind(key)
+                    .fetch_one(&pool)
+                    .await?;
+                Ok(())
+            }
+        })
+    }
+
+    /// One round trip: `SELECT 1`.
+    pub fn select1(&self) -> Cycle {
+        let pool = self.pool.clone();
+        cycle(move |_| {
+            let pool = pool.clone();
+            async move {
+                let _: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await?;
+                Ok(())
+            }
+        })
+    }
+
+    /// One write round trip: a one-row `UPDATE` (its own transaction).
+    pub fn write(&self) -> Cycle {
+        let pool = self.pool.clone();
+        cycle(move |_| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("UPDATE fencelock_bench_rtt SET n = n + 1 WHERE id = 1")
+                    .execute(&pool)
+                    .await?;
+                Ok(())
+            }
+        })
+    }
+
+    /// The uncontended variants, headline first.
+    pub fn uncontended(&self, reference_every: usize) -> Vec<Variant> {
+        vec![
+            Variant::new(
+                "fencelock `Locker` acquire + release",
+                Role::Ours,
+                self.ours("u"),
+            ),
+            Variant::new(
+                "fencelock store try_acquire + release",
+                Role::OursStore,
+                self.ours_store("s"),
+            ),
+            Variant::new(
+                "raw: the same INSERT … ON CONFLICT + UPDATE by hand",
+                Role::Raw,
+                self.raw("u"),
+            ),
+            Variant::new(
+                "`pg_try_advisory_lock` + `pg_advisory_unlock`",
+                Role::Reference,
+                self.advisory(),
+            ),
+            Variant::new(
+                "one round trip (`SELECT 1`)",
+                Role::Reference,
+                self.select1(),
+            )
+            .every(reference_every),
+            Variant::new(
+                "one write (one-row `UPDATE`)",
+                Role::Reference,
+                self.write(),
+            )
+            .every(reference_every),
+        ]
+    }
+
+    /// Throughput cycles, ours and raw: called with the task's index, so each task keeps one name.
+    pub fn throughput(&self) -> (Cycle, Cycle) {
+        (self.ours("tp"), self.raw("tp"))
+    }
+
+    /// The name the hand-off waiters share.
+    pub fn handoff_name(&self) -> String {
+        format!("{}/handoff", self.prefix)
+    }
+}

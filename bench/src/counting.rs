@@ -1,0 +1,85 @@
+//! A `LeaseStore` wrapper that counts renewals, so the renewal benchmark reports the round
+//! trips the watchdogs really made.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fencelock_core::{
+    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, ReleaseWatch, TtlLimits,
+    WaitPolicy,
+};
+
+/// Renewal counters.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Renew calls that succeeded.
+    pub renewed: AtomicU64,
+    /// Renew calls that failed (transient or lost).
+    pub failed: AtomicU64,
+}
+
+/// Forwards everything to `inner`, counting renewals.
+#[derive(Debug)]
+pub struct CountingStore {
+    inner: Arc<dyn LeaseStore>,
+    counts: Arc<Counts>,
+}
+
+impl CountingStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn LeaseStore>) -> (Self, Arc<Counts>) {
+        let counts = Arc::new(Counts::default());
+        (
+            Self {
+                inner,
+                counts: Arc::clone(&counts),
+            },
+            counts,
+        )
+    }
+}
+
+#[async_trait]
+impl LeaseStore for CountingStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn ttl_limits(&self) -> TtlLimits {
+        self.inner.ttl_limits()
+    }
+    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+        self.inner.try_acquire(name, ttl).await
+    }
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        let result = self.inner.renew(lease, ttl).await;
+        let counter = if result.is_ok() {
+            &self.counts.renewed
+        } else {
+            &self.counts.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+    async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        self.inner.release(lease).await
+    }
+    async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
+        self.inner.inspect(name).await
+    }
+    async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
+        self.inner.force_release(name).await
+    }
+    async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        self.inner.watch_released(name).await
+    }
+    async fn acquire_waiting(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        policy: WaitPolicy,
+    ) -> Result<Option<Lease>, Error> {
+        self.inner.acquire_waiting(name, ttl, policy).await
+    }
+}

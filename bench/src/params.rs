@@ -1,0 +1,176 @@
+//! Command-line parameters: what to run and for how long.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+/// Benchmarks fencelock against the raw operations and peer libraries on real servers it
+/// starts itself, and rewrites BENCHMARKS.md.
+#[derive(Debug, Parser)]
+#[command(name = "fencelock-bench", version)]
+pub struct Cli {
+    /// What to run (the whole benchmark when omitted).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The benchmark's parameters.
+    #[command(flatten)]
+    pub params: Params,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Internal: hold many leases in this process and report renewals, CPU and memory as JSON
+    /// (the benchmark runs it as a child, so that its peak RSS is the client's alone).
+    Hold(HoldArgs),
+}
+
+/// Arguments of `hold`.
+#[derive(Clone, Debug, Args, Serialize, Deserialize)]
+pub struct HoldArgs {
+    /// `redis`, `postgres` or `etcd`.
+    #[arg(long)]
+    pub backend: String,
+    /// The server URL (comma-separated endpoints for etcd).
+    #[arg(long)]
+    pub url: String,
+    /// How many leases to hold.
+    #[arg(long)]
+    pub leases: usize,
+    /// How long to hold them, in seconds.
+    #[arg(long)]
+    pub hold_secs: f64,
+    /// Their TTL in seconds (the watchdog renews every TTL/3).
+    #[arg(long)]
+    pub ttl_secs: u64,
+}
+
+/// The benchmark's parameters. `--smoke` shrinks everything to a few seconds and skips peers.
+#[derive(Clone, Debug, Args, Serialize, Deserialize)]
+pub struct Params {
+    /// Tiny counts and durations, no Python or rslock peers (what CI runs).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Where to write the report (default: BENCHMARKS.md at the repository root; in smoke
+    /// mode a file in the temp directory).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Measured iterations of each uncontended operation (after warm-up).
+    #[arg(long, default_value_t = 10_000)]
+    pub iterations: usize,
+    /// Warm-up iterations of each uncontended operation.
+    #[arg(long, default_value_t = 1_000)]
+    pub warmup: usize,
+    /// Reference rows (round trips, alternative designs) run every Nth iteration.
+    #[arg(long, default_value_t = 5)]
+    pub reference_every: usize,
+    /// Waiters on one name in the hand-off benchmark.
+    #[arg(long, default_value_t = 16)]
+    pub waiters: usize,
+    /// How long each hand-off run lasts, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub handoff_secs: f64,
+    /// Stop a hand-off run after this many hand-offs.
+    #[arg(long, default_value_t = 2_000)]
+    pub max_handoffs: usize,
+    /// Concurrent tasks (each on its own name) in the throughput benchmark.
+    #[arg(long, default_value_t = 64)]
+    pub tasks: usize,
+    /// Seconds of throughput measured for ours and for the raw floor each (alternating slices).
+    #[arg(long, default_value_t = 10.0)]
+    pub throughput_secs: f64,
+    /// Length of one alternating throughput slice, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub slice_secs: f64,
+    /// Leases held in the renewal and memory benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    pub leases: usize,
+    /// How long the leases are held, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub hold_secs: f64,
+    /// TTL of the held leases, in seconds (renewed every TTL/3).
+    #[arg(long, default_value_t = 15)]
+    pub renew_ttl_secs: u64,
+    /// Interleaved rounds when comparing with peers (each round runs ours, then every peer).
+    #[arg(long, default_value_t = 4)]
+    pub peer_rounds: usize,
+    /// Skip the peers (rslock, redis-py, python-redis-lock).
+    #[arg(long)]
+    pub no_peers: bool,
+    /// The Python venv the peers run in (created when missing).
+    #[arg(long, default_value = "bench/.venv")]
+    pub venv: PathBuf,
+    /// Where cargo builds the rslock peer (default: $CARGO_TARGET_DIR/rslock-peer, else the
+    /// peer's own `target/`).
+    #[arg(long)]
+    pub peer_target_dir: Option<PathBuf>,
+    /// Only these backends (comma-separated: redis,postgres,etcd).
+    #[arg(long, value_delimiter = ',', default_value = "redis,postgres,etcd")]
+    pub backends: Vec<String>,
+}
+
+impl Params {
+    /// The parameters actually used: smoke mode shrinks every count and duration.
+    #[must_use]
+    pub fn effective(mut self) -> Self {
+        if self.smoke {
+            self.iterations = self.iterations.min(40);
+            self.warmup = self.warmup.min(5);
+            self.reference_every = self.reference_every.clamp(1, 2);
+            self.handoff_secs = self.handoff_secs.min(0.3);
+            self.max_handoffs = self.max_handoffs.min(30);
+            self.waiters = self.waiters.min(4);
+            self.tasks = self.tasks.min(8);
+            self.throughput_secs = self.throughput_secs.min(0.2);
+            self.slice_secs = self.slice_secs.min(0.1);
+            self.leases = self.leases.min(50);
+            self.hold_secs = self.hold_secs.min(1.5);
+            self.renew_ttl_secs = self.renew_ttl_secs.min(3);
+            self.no_peers = true;
+        }
+        self.reference_every = self.reference_every.max(1);
+        self.peer_rounds = self.peer_rounds.max(1);
+        self
+    }
+
+    /// Whether `backend` was selected.
+    pub fn runs(&self, backend: &str) -> bool {
+        self.backends.iter().any(|b| b.trim() == backend)
+    }
+
+    /// One throughput slice.
+    pub fn slice(&self) -> Duration {
+        Duration::from_secs_f64(self.slice_secs.max(0.01))
+    }
+
+    /// How long each hand-off run lasts.
+    pub fn handoff(&self) -> Duration {
+        Duration::from_secs_f64(self.handoff_secs.max(0.01))
+    }
+
+    /// The command line that reproduces these parameters (for the report).
+    pub fn describe(&self) -> String {
+        format!(
+            "iterations {} (+{} warm-up), reference rows every {}th iteration; hand-off: {} waiters, {} s or {} hand-offs; throughput: {} tasks, {} s each for ours and raw in {} s slices; renewal: {} leases, TTL {} s, held {} s; peers: {}",
+            self.iterations,
+            self.warmup,
+            self.reference_every,
+            self.waiters,
+            self.handoff_secs,
+            self.max_handoffs,
+            self.tasks,
+            self.throughput_secs,
+            self.slice_secs,
+            self.leases,
+            self.renew_ttl_secs,
+            self.hold_secs,
+            if self.no_peers {
+                "skipped".to_owned()
+            } else {
+                format!("{} interleaved rounds", self.peer_rounds)
+            },
+        )
+    }
+}

@@ -1,0 +1,542 @@
+//! BENCHMARKS.md: tables, the machine, and every target marked met or missed.
+
+use std::fmt::Write as _;
+
+use crate::cycle::Role;
+use crate::notes;
+use crate::run::{BackendResult, Report};
+use crate::stats::{Summary, ratio};
+
+/// Uncontended ratio targets (ours p50 / raw p50).
+const RATIO_TARGETS: [(&str, f64); 3] = [("redis", 1.15), ("postgres", 1.15), ("etcd", 1.2)];
+/// Hand-off target: p50 within this many raw write round trips.
+const HANDOFF_RTTS: f64 = 3.0;
+
+/// One target and how it went.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Key into [`notes`] for why it was missed.
+    pub key: String,
+    /// What is measured.
+    pub what: String,
+    /// The goal.
+    pub goal: String,
+    /// The measured value.
+    pub measured: String,
+    /// Met, missed, or not measured in this run.
+    pub met: Option<bool>,
+}
+
+fn us(v: f64) -> String {
+    if !v.is_finite() {
+        "–".to_owned()
+    } else if v >= 10_000.0 {
+        format!("{:.1} ms", v / 1000.0)
+    } else if v < 10.0 {
+        format!("{v:.1} µs")
+    } else {
+        format!("{v:.0} µs")
+    }
+}
+
+fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".to_owned();
+    }
+    let n = v.round() as i64;
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn x(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}×")
+    } else {
+        "–".to_owned()
+    }
+}
+
+fn mark(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "**met**",
+        Some(false) => "**missed**",
+        None => "not measured",
+    }
+}
+
+fn title(key: &str) -> &'static str {
+    match key {
+        "redis" => "Redis",
+        "postgres" => "PostgreSQL",
+        "etcd" => "etcd",
+        _ => "?",
+    }
+}
+
+/// The raw write round trip of a backend (the reference row "one write").
+fn write_rtt(b: &BackendResult) -> Summary {
+    b.row_like("one write")
+        .map(|r| r.latency)
+        .unwrap_or_default()
+}
+
+fn read_rtt(b: &BackendResult) -> Summary {
+    b.row_like("round trip")
+        .map(|r| r.latency)
+        .unwrap_or_default()
+}
+
+/// Every target, evaluated.
+pub fn targets(report: &Report) -> Vec<Target> {
+    let mut out = Vec::new();
+    for (key, goal) in RATIO_TARGETS {
+        let Some(b) = report.backends.iter().find(|b| b.key == key) else {
+            continue;
+        };
+        let (Some(ours), Some(raw)) = (b.row(Role::Ours), b.row(Role::Raw)) else {
+            continue;
+        };
+        let r = ratio(ours.latency.p50_us, raw.latency.p50_us);
+        out.push(Target {
+            key: format!("{key}-ratio"),
+            what: format!(
+                "{} uncontended acquire + release vs raw floor (p50)",
+                title(key)
+            ),
+            goal: format!("≤ {goal:.2}×"),
+            measured: format!(
+                "{} ({} vs {})",
+                x(r),
+                us(ours.latency.p50_us),
+                us(raw.latency.p50_us)
+            ),
+            met: Some(r <= goal),
+        });
+    }
+    let etcd = report.backends.iter().find(|b| b.key == "etcd");
+    let builtin = etcd.and_then(|b| {
+        Some((
+            b.row(Role::Ours)?,
+            b.row_like("built-in `lock` + `unlock` (one session")?,
+        ))
+    });
+    if let Some((ours, builtin)) = builtin {
+        out.push(Target {
+            key: "etcd-builtin".into(),
+            what: "etcd: ours vs etcd-client's built-in `lock` + `unlock` (p50)".into(),
+            goal: "ours faster".into(),
+            measured: format!(
+                "{} vs {}",
+                us(ours.latency.p50_us),
+                us(builtin.latency.p50_us)
+            ),
+            met: Some(ours.latency.p50_us < builtin.latency.p50_us),
+        });
+    }
+    match &report.peers {
+        Some(peers) => {
+            for p in &peers.peers {
+                out.push(Target {
+                    key: format!("peer-uncontended-{}", p.library),
+                    what: format!("Redis uncontended: ours vs {} (p50)", p.library),
+                    goal: "ours faster".into(),
+                    measured: format!(
+                        "{} vs {}",
+                        us(peers.ours_uncontended.p50_us),
+                        us(p.uncontended.p50_us)
+                    ),
+                    met: Some(peers.ours_uncontended.p50_us < p.uncontended.p50_us),
+                });
+                if let Some(redis) = report.backends.iter().find(|b| b.key == "redis") {
+                    out.push(Target {
+                        key: format!("peer-handoff-{}", p.library),
+                        what: format!("Redis hand-off: ours vs {} (p50)", p.library),
+                        goal: "ours faster".into(),
+                        measured: format!(
+                            "{} vs {}",
+                            us(redis.handoff.latency.p50_us),
+                            us(p.handoff.latency.p50_us)
+                        ),
+                        met: Some(redis.handoff.latency.p50_us < p.handoff.latency.p50_us),
+                    });
+                }
+            }
+        }
+        None => out.push(Target {
+            key: "peers".into(),
+            what: "faster than every peer".into(),
+            goal: "ours faster".into(),
+            measured: "peers skipped in this run".into(),
+            met: None,
+        }),
+    }
+    for b in &report.backends {
+        let rtt = write_rtt(b).p50_us;
+        let in_rtts = ratio(b.handoff.latency.p50_us, rtt);
+        out.push(Target {
+            key: format!("{}-handoff", b.key),
+            what: format!("{} hand-off p50, in raw write round trips", title(&b.key)),
+            goal: format!("≤ {HANDOFF_RTTS:.0} round trips"),
+            measured: format!(
+                "{:.1} ({} / {})",
+                in_rtts,
+                us(b.handoff.latency.p50_us),
+                us(rtt)
+            ),
+            met: Some(in_rtts <= HANDOFF_RTTS),
+        });
+    }
+    let overlaps: u64 = report.backends.iter().map(|b| b.handoff.overlaps).sum();
+    out.push(Target {
+        key: "overlaps".into(),
+        what: "mutual exclusion in our hand-off runs (grants while another waiter held)".into(),
+        goal: "0".into(),
+        measured: overlaps.to_string(),
+        met: Some(overlaps == 0),
+    });
+    for b in &report.backends {
+        out.push(Target {
+            key: format!("{}-lost", b.key),
+            what: format!(
+                "{}: leases lost while {} are renewed",
+                title(&b.key),
+                num(b.hold.leases as f64)
+            ),
+            goal: "0".into(),
+            measured: b.hold.lost.to_string(),
+            met: Some(b.hold.lost == 0 && b.hold.release_failures == 0),
+        });
+    }
+    out
+}
+
+/// Renders the whole document.
+pub fn render(report: &Report) -> String {
+    let mut md = String::new();
+    let p = &report.params;
+    let m = &report.machine;
+    let _ = writeln!(md, "# Benchmarks\n");
+    if p.smoke {
+        let _ = writeln!(
+            md,
+            "> **Smoke run**: tiny counts to check that the harness works. These numbers mean nothing.\n"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "Generated by `./scripts/bench` (which builds `fencelock-bench` in release mode and runs it; \
+         the harness starts its own redis-server, postgres and etcd on loopback ports, creates the \
+         Python venv for the peers and builds the rslock peer). Do not edit by hand: rerun it.\n"
+    );
+    let _ = writeln!(
+        md,
+        "Every latency is one complete cycle measured on the client: p50 / p99 over all samples. \
+        \"Ours\" is `Locker::acquire` (no wait, TTL 10 s) + `LockGuard::release` — what users call, \
+        watchdog task included; the store row without `Locker` is shown too. Ours and the raw floor \
+        run interleaved, operation by operation, on the same connection of the same server in the same run.\n"
+    );
+    let _ = writeln!(
+        md,
+        "Parameters: {}. Run took {:.0} s.\n",
+        p.describe(),
+        report.took_secs
+    );
+
+    let _ = writeln!(md, "## Machine\n");
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let _ = writeln!(md, "| date | {} |", m.date);
+    let _ = writeln!(md, "| cores (nproc) | {} |", m.nproc);
+    let _ = writeln!(md, "| CPU | {} |", m.cpu);
+    let _ = writeln!(md, "| memory | {} |", m.memory);
+    let _ = writeln!(md, "| kernel | {} |", m.kernel);
+    let _ = writeln!(md, "| OS | {} |", m.os);
+    let _ = writeln!(md, "| compiler | {} |", m.rustc);
+    for b in &report.backends {
+        let _ = writeln!(md, "| {} server | {} |", title(&b.key), b.server);
+    }
+    if let Some(peers) = &report.peers {
+        for peer in &peers.peers {
+            let _ = writeln!(md, "| peer | {} |", peer.library);
+        }
+    }
+    let _ = writeln!(
+        md,
+        "| load average (1, 5, 15 min) before / after | {} / {} |",
+        report.load_before, report.load_after
+    );
+    let _ = writeln!(md);
+    let _ = writeln!(md, "{}\n", notes::setup());
+    if crate::machine::load1() > 0.0 {
+        let _ = writeln!(
+            md,
+            "{}\n",
+            notes::load(&report.load_before, &report.load_after, m.nproc)
+        );
+    }
+
+    let targets = targets(report);
+    let _ = writeln!(md, "## Targets\n");
+    let _ = writeln!(md, "| target | goal | measured | |\n|---|---|---|---|");
+    for t in &targets {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            t.what,
+            t.goal,
+            t.measured,
+            mark(t.met)
+        );
+    }
+    let _ = writeln!(md);
+    let missed: Vec<_> = targets.iter().filter(|t| t.met == Some(false)).collect();
+    if !missed.is_empty() {
+        let _ = writeln!(md, "### Missed targets: why, and what would close them\n");
+        let mut seen = std::collections::BTreeSet::new();
+        for t in missed {
+            let note = notes::missed(&t.key, report);
+            if seen.insert(note.clone()) {
+                let _ = writeln!(md, "- **{}** — {}\n", t.what, note);
+            }
+        }
+    }
+
+    uncontended(&mut md, report);
+    peers(&mut md, report);
+    handoff(&mut md, report);
+    throughput(&mut md, report);
+    renewal(&mut md, report);
+    let _ = writeln!(md, "{}", notes::batching());
+    md
+}
+
+fn uncontended(md: &mut String, report: &Report) {
+    let _ = writeln!(md, "## 1. Uncontended acquire + release\n");
+    let _ = writeln!(md, "### The client alone (no server)\n");
+    let _ = writeln!(md, "| operation | n | p50 | p99 |\n|---|---:|---:|---:|");
+    for r in &report.client_overhead {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            r.label,
+            num(r.latency.n as f64),
+            us(r.latency.p50_us),
+            us(r.latency.p99_us)
+        );
+    }
+    let _ = writeln!(md, "\n{}\n", notes::client_overhead());
+    let _ = writeln!(
+        md,
+        "A fresh name every iteration, one connection, sequential. Ratios are against the raw floor's p50 / p99.\n"
+    );
+    for b in &report.backends {
+        let _ = writeln!(md, "### {} ({})\n", title(&b.key), b.server);
+        let raw = b.row(Role::Raw).map(|r| r.latency).unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "| operation | n | p50 | p99 | ops/s (sequential) | p50 vs raw | p99 vs raw |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in &b.uncontended {
+            let l = r.latency;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.label,
+                num(l.n as f64),
+                us(l.p50_us),
+                us(l.p99_us),
+                num(l.sequential_ops_per_sec()),
+                x(ratio(l.p50_us, raw.p50_us)),
+                x(ratio(l.p99_us, raw.p99_us)),
+            );
+        }
+        let _ = writeln!(md, "\n{}\n", notes::uncontended(&b.key));
+    }
+}
+
+fn peers(md: &mut String, report: &Report) {
+    let _ = writeln!(md, "## 2. Peers on the same Redis\n");
+    let Some(peers) = &report.peers else {
+        let _ = writeln!(md, "Skipped in this run.\n");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "Measured first on the fresh Redis (before any waiter subscribed). Uncontended: {} interleaved rounds — in each, ours and the raw floor run their share in-process (interleaved), then every peer runs its share as a subprocess after its own warm-up. Hand-off: the protocol of section 3 (same waiters, same 5 ms hold), each peer with its default wake-up/retry settings.\n",
+        report.params.peer_rounds
+    );
+    let redis_handoff = report
+        .backends
+        .iter()
+        .find(|b| b.key == "redis")
+        .map(|b| b.handoff.clone())
+        .unwrap_or_default();
+    let _ = writeln!(
+        md,
+        "| library | uncontended p50 | p99 | ops/s (sequential) | ours / this p50 | hand-off p50 | hand-off p99 | hand-offs/s | overlaps |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let o = peers.ours_uncontended;
+    let h = &redis_handoff;
+    let _ = writeln!(
+        md,
+        "| **fencelock `Locker`** (Rust) | {} | {} | {} | 1.00× | {} | {} | {} | {} |",
+        us(o.p50_us),
+        us(o.p99_us),
+        num(o.sequential_ops_per_sec()),
+        us(h.latency.p50_us),
+        us(h.latency.p99_us),
+        num(h.per_sec),
+        h.overlaps
+    );
+    let r = peers.raw_uncontended;
+    let _ = writeln!(
+        md,
+        "| raw `SET NX PX` + `DEL` (same rounds; no lock library) | {} | {} | {} | {} | – | – | – | – |",
+        us(r.p50_us),
+        us(r.p99_us),
+        num(r.sequential_ops_per_sec()),
+        x(ratio(o.p50_us, r.p50_us)),
+    );
+    for p in &peers.peers {
+        let u = p.uncontended;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            p.library,
+            us(u.p50_us),
+            us(u.p99_us),
+            num(u.sequential_ops_per_sec()),
+            x(ratio(o.p50_us, u.p50_us)),
+            us(p.handoff.latency.p50_us),
+            us(p.handoff.latency.p99_us),
+            num(p.handoff.per_sec),
+            p.handoff.overlaps
+        );
+    }
+    let _ = writeln!(md, "\n{}\n", notes::peers());
+}
+
+fn handoff(md: &mut String, report: &Report) {
+    let _ = writeln!(md, "## 3. Contended hand-off\n");
+    let _ = writeln!(
+        md,
+        "{} waiters on one name. Each holder keeps the lock {} ms, then releases; a sample is the time from its `release()` call to the next holder's `acquire()` returning. After releasing, a waiter queues again only once someone else got the lock, so at every release {} waiters have been waiting for at least the hold time, and the releaser never races them. Overlaps count grants while another waiter still held the lock (mutual exclusion, checked on the side). Round trips are the server's raw ones from section 1 (p50).\n",
+        report.params.waiters,
+        crate::handoff::HOLD.as_millis(),
+        report.params.waiters.saturating_sub(1)
+    );
+    let _ = writeln!(
+        md,
+        "| backend | p50 | p99 | hand-offs/s | overlaps | raw read RTT | raw write RTT | p50 in write RTTs | p50 in read RTTs |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for b in &report.backends {
+        let (r, w) = (read_rtt(b).p50_us, write_rtt(b).p50_us);
+        let h = &b.handoff;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+            title(&b.key),
+            us(h.latency.p50_us),
+            us(h.latency.p99_us),
+            num(h.per_sec),
+            h.overlaps,
+            us(r),
+            us(w),
+            ratio(h.latency.p50_us, w),
+            ratio(h.latency.p50_us, r)
+        );
+    }
+    let _ = writeln!(md, "\n{}\n", notes::handoff());
+}
+
+fn throughput(md: &mut String, report: &Report) {
+    let _ = writeln!(md, "## 4. Throughput\n");
+    let p = &report.params;
+    let _ = writeln!(
+        md,
+        "{} tasks on {} distinct names, each looping acquire + release; ours and the raw floor alternate in {} s slices until each ran {} s. Redis: one multiplexed connection; PostgreSQL: a pool of 10 connections (the backend's default); etcd: one gRPC channel.\n",
+        p.tasks, p.tasks, p.slice_secs, p.throughput_secs
+    );
+    let _ = writeln!(
+        md,
+        "| backend | ours ops/s | raw ops/s | ours / raw | ours p50 / p99 | raw p50 / p99 |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for b in &report.backends {
+        let (o, r) = (&b.throughput_ours, &b.throughput_raw);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} / {} | {} / {} |",
+            title(&b.key),
+            num(o.ops_per_sec),
+            num(r.ops_per_sec),
+            x(ratio(o.ops_per_sec, r.ops_per_sec)),
+            us(o.latency.p50_us),
+            us(o.latency.p99_us),
+            us(r.latency.p50_us),
+            us(r.latency.p99_us)
+        );
+    }
+    let _ = writeln!(md, "\n{}\n", notes::throughput());
+}
+
+fn renewal(md: &mut String, report: &Report) {
+    let p = &report.params;
+    let _ = writeln!(md, "## 5. Renewal at scale\n");
+    let _ = writeln!(
+        md,
+        "One `Locker` in a child process acquires {} leases (TTL {} s, 64 acquires in flight), holds them {} s while each guard's watchdog renews every TTL/3, then releases them. Renewals are counted by a wrapper around the store; CPU is the child's user + system time (getrusage) during the hold window.\n",
+        num(p.leases as f64),
+        p.renew_ttl_secs,
+        p.hold_secs
+    );
+    let _ = writeln!(
+        md,
+        "| backend | renewals/s | expected (leases ÷ TTL/3) | failed renew calls | leases lost | failed releases | client CPU (share of one core) | CPU per 1,000 renewals | time to acquire all |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for b in &report.backends {
+        let h = &b.hold;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {:.1} % | {:.1} ms | {:.1} s |",
+            title(&b.key),
+            num(h.renews_per_sec),
+            num(h.expected_renews_per_sec),
+            h.renew_failures,
+            h.lost,
+            h.release_failures,
+            h.cpu_share * 100.0,
+            h.cpu_ms_per_1k_renews,
+            h.acquire_secs
+        );
+    }
+    let _ = writeln!(md, "\n{}\n", notes::renewal());
+    let _ = writeln!(md, "## 6. Memory\n");
+    let _ = writeln!(
+        md,
+        "Resident memory of the same child process (`/proc/self/status`): after connecting, while holding {} leases, and its peak (VmHWM).\n",
+        num(p.leases as f64)
+    );
+    let _ = writeln!(
+        md,
+        "| backend | RSS connected | RSS holding | peak RSS (VmHWM) | per held lease |\n|---|---:|---:|---:|---:|"
+    );
+    for b in &report.backends {
+        let h = &b.hold;
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} bytes |",
+            title(&b.key),
+            h.rss_before_kib as f64 / 1024.0,
+            h.rss_held_kib as f64 / 1024.0,
+            h.peak_rss_kib as f64 / 1024.0,
+            num(h.bytes_per_lease())
+        );
+    }
+    let _ = writeln!(md);
+}

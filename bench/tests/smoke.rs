@@ -1,0 +1,48 @@
+//! CI's check of the benchmark harness: the real binary, in smoke mode, against servers it
+//! starts through the harness (a missing server binary fails this test).
+
+use std::process::Command;
+
+#[test]
+fn smoke_run_writes_every_section_with_targets_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("BENCHMARKS.md");
+    let run = Command::new(env!("CARGO_BIN_EXE_fencelock-bench"))
+        .arg("--smoke")
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "smoke run failed: {stderr}");
+    let doc = std::fs::read_to_string(&output).unwrap();
+    for section in [
+        "## Machine",
+        "## Targets",
+        "## 1. Uncontended acquire + release",
+        "## 2. Peers on the same Redis",
+        "## 3. Contended hand-off",
+        "## 4. Throughput",
+        "## 5. Renewal at scale",
+        "## 6. Memory",
+    ] {
+        assert!(doc.contains(section), "missing {section} in:\n{doc}");
+    }
+    for server in [
+        "| Redis server | Redis ",
+        "| PostgreSQL server | PostgreSQL ",
+        "| etcd server | etcd ",
+    ] {
+        assert!(doc.contains(server), "missing `{server}` in:\n{doc}");
+    }
+    assert!(doc.contains("Smoke run"), "smoke runs must say so");
+    assert!(
+        doc.contains("**met**") || doc.contains("**missed**"),
+        "no target marked in:\n{doc}"
+    );
+    // The renewal child held its leases without losing any.
+    for backend in ["Redis", "PostgreSQL", "etcd"] {
+        let lost = format!("| {backend}: leases lost while 50 are renewed | 0 | 0 | **met** |");
+        assert!(doc.contains(&lost), "missing `{lost}` in:\n{doc}");
+    }
+}
