@@ -1,27 +1,59 @@
-//! Push wake-ups for waiters: one hub per store, one watch channel per waited-on name.
+//! Push wake-ups for waiters: one hub per store, one FIFO queue of waiters per waited-on name.
+//!
+//! A release wakes **one** waiter of the name (the one waiting longest), not all of them: the
+//! lock can go to one holder anyway, and waking the whole herd makes every waiter's acquire
+//! queue behind the others' (measured in BENCHMARKS.md). A woken waiter that is dropped before
+//! it acts passes its turn to the next one, and a waiter that wakes but loses the race goes back
+//! to the end of the queue until the next release.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 use crate::LockName;
 
+/// The waiters of one name.
+#[derive(Debug, Default)]
+struct Queue {
+    notify: Arc<Notify>,
+    /// Set when the backend's push channel broke: waiters fall back to polling.
+    closed: AtomicBool,
+}
+
+impl Queue {
+    /// A place in the queue, registered at once so that no later notification is missed.
+    fn join(&self) -> Pin<Box<OwnedNotified>> {
+        let mut place = Box::pin(Arc::clone(&self.notify).notified_owned());
+        place.as_mut().enable();
+        place
+    }
+}
+
 /// A subscription to "this name may be free now" notifications.
 ///
-/// Created by [`WakeupHub::subscribe`] (or by a backend's own mechanism). A notification sent
-/// after the subscription was made is never missed, even if it arrives before
-/// [`ReleaseWatch::notified`] is awaited.
+/// Created by [`WakeupHub::subscribe`]. A notification sent after the subscription was made is
+/// never missed, even if it arrives before [`ReleaseWatch::notified`] is awaited.
 #[derive(Debug)]
 pub struct ReleaseWatch {
-    rx: watch::Receiver<u64>,
+    queue: Arc<Queue>,
+    place: Pin<Box<OwnedNotified>>,
 }
 
 impl ReleaseWatch {
-    /// Waits for the next notification. Returns `false` when the source closed (the backend's
+    /// Waits for this waiter's turn. Returns `false` when the source closed (the backend's
     /// subscription broke): the waiter should fall back to polling.
     pub async fn notified(&mut self) -> bool {
-        self.rx.changed().await.is_ok()
+        if self.queue.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        self.place.as_mut().await;
+        // Back in line before the caller tries again, so a release after this point is seen.
+        self.place = self.queue.join();
+        !self.queue.closed.load(Ordering::Acquire)
     }
 }
 
@@ -29,7 +61,7 @@ impl ReleaseWatch {
 /// (Redis pub/sub, PostgreSQL NOTIFY, an in-process release).
 #[derive(Debug, Default)]
 pub struct WakeupHub {
-    senders: Mutex<HashMap<LockName, watch::Sender<u64>>>,
+    queues: Mutex<HashMap<LockName, Arc<Queue>>>,
 }
 
 impl WakeupHub {
@@ -38,66 +70,82 @@ impl WakeupHub {
         Self::default()
     }
 
-    /// Subscribes to notifications for `name`.
-    pub fn subscribe(&self, name: &LockName) -> ReleaseWatch {
-        let mut senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
-        if senders.len() >= 1024 {
-            senders.retain(|_, tx| tx.receiver_count() > 0);
-        }
-        let tx = senders
-            .entry(name.clone())
-            .or_insert_with(|| watch::channel(0).0);
-        ReleaseWatch { rx: tx.subscribe() }
+    fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<LockName, Arc<Queue>>> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Tells the waiters of `name` that it may be free.
+    /// Subscribes to notifications for `name`.
+    pub fn subscribe(&self, name: &LockName) -> ReleaseWatch {
+        let mut queues = self.queues();
+        if queues.len() >= 1024 {
+            queues.retain(|_, q| has_waiters(q));
+        }
+        let queue = Arc::clone(queues.entry(name.clone()).or_default());
+        let place = queue.join();
+        ReleaseWatch { queue, place }
+    }
+
+    /// Tells the longest-waiting waiter of `name` that it may be free.
     pub fn notify(&self, name: &str) {
-        let mut senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = senders.get(name) {
-            if tx.receiver_count() == 0 {
-                senders.remove(name);
+        let mut queues = self.queues();
+        if let Some(queue) = queues.get(name) {
+            if has_waiters(queue) {
+                queue.notify.notify_one();
             } else {
-                tx.send_modify(|n| *n = n.wrapping_add(1));
+                queues.remove(name);
             }
         }
     }
 
-    /// Wakes every waiter, e.g. after the push channel reconnected and may have missed messages.
+    /// Wakes every waiter of every name, e.g. after the push channel reconnected and may have
+    /// missed messages.
     pub fn notify_all(&self) {
-        let mut senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
-        senders.retain(|_, tx| tx.receiver_count() > 0);
-        for tx in senders.values() {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
+        let mut queues = self.queues();
+        queues.retain(|_, q| has_waiters(q));
+        for queue in queues.values() {
+            queue.notify.notify_waiters();
         }
     }
 
     /// Closes every subscription: waiters fall back to polling. Later subscriptions work again.
     pub fn close_all(&self) {
-        self.senders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        for (_, queue) in self.queues().drain() {
+            queue.closed.store(true, Ordering::Release);
+            queue.notify.notify_waiters();
+        }
     }
 
     /// How many names currently have a live subscription.
     pub fn watched_names(&self) -> usize {
-        let senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
-        senders
-            .values()
-            .filter(|tx| tx.receiver_count() > 0)
-            .count()
+        self.queues().values().filter(|q| has_waiters(q)).count()
     }
+}
+
+/// Whether any `ReleaseWatch` still holds the queue (the hub holds one reference itself).
+fn has_waiters(queue: &Arc<Queue>) -> bool {
+    Arc::strong_count(queue) > 1
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    fn name(n: &str) -> LockName {
+        LockName::new(n).unwrap()
+    }
+
+    async fn wakes(w: &mut ReleaseWatch) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), w.notified())
+            .await
+            .is_ok()
+    }
 
     #[tokio::test]
     async fn notification_before_await_is_not_missed() {
         let hub = WakeupHub::new();
-        let name = LockName::new("n").unwrap();
-        let mut w = hub.subscribe(&name);
+        let mut w = hub.subscribe(&name("n"));
         hub.notify("n");
         assert!(w.notified().await);
     }
@@ -105,26 +153,59 @@ mod tests {
     #[tokio::test]
     async fn other_names_do_not_wake() {
         let hub = WakeupHub::new();
-        let mut w = hub.subscribe(&LockName::new("a").unwrap());
+        let mut w = hub.subscribe(&name("a"));
         hub.notify("ab");
-        let woke = tokio::time::timeout(std::time::Duration::from_millis(20), w.notified()).await;
-        assert!(woke.is_err());
+        assert!(!wakes(&mut w).await);
+    }
+
+    #[tokio::test]
+    async fn one_release_wakes_one_waiter_in_arrival_order() {
+        let hub = WakeupHub::new();
+        let mut first = hub.subscribe(&name("n"));
+        let mut second = hub.subscribe(&name("n"));
+        hub.notify("n");
+        assert!(!wakes(&mut second).await, "the later waiter keeps waiting");
+        assert!(wakes(&mut first).await, "the longest waiter goes first");
+        hub.notify("n");
+        assert!(wakes(&mut second).await);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_waiter_passes_its_turn_on() {
+        let hub = WakeupHub::new();
+        let first = hub.subscribe(&name("n"));
+        let mut second = hub.subscribe(&name("n"));
+        hub.notify("n");
+        drop(first);
+        assert!(wakes(&mut second).await);
+    }
+
+    #[tokio::test]
+    async fn notify_all_wakes_everyone() {
+        let hub = WakeupHub::new();
+        let mut a = hub.subscribe(&name("n"));
+        let mut b = hub.subscribe(&name("n"));
+        hub.notify_all();
+        assert!(wakes(&mut a).await && wakes(&mut b).await);
     }
 
     #[tokio::test]
     async fn close_all_falls_back_to_polling() {
         let hub = WakeupHub::new();
-        let mut w = hub.subscribe(&LockName::new("a").unwrap());
+        let mut w = hub.subscribe(&name("a"));
         hub.close_all();
         assert!(!w.notified().await);
         assert_eq!(hub.watched_names(), 0);
+        let mut again = hub.subscribe(&name("a"));
+        hub.notify("a");
+        assert!(again.notified().await, "later subscriptions work again");
     }
 
     #[test]
     fn dead_subscriptions_are_pruned() {
         let hub = WakeupHub::new();
-        drop(hub.subscribe(&LockName::new("a").unwrap()));
+        drop(hub.subscribe(&name("a")));
         hub.notify("a");
-        assert!(hub.senders.lock().unwrap().is_empty());
+        assert!(hub.queues().is_empty());
     }
 }
