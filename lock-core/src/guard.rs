@@ -4,7 +4,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +32,6 @@ pub struct LockGuard {
     state: watch::Receiver<GuardState>,
     ended: CancellationToken,
     stop: CancellationToken,
-    watchdog: Option<JoinHandle<()>>,
     released: bool,
 }
 
@@ -43,14 +41,12 @@ impl LockGuard {
         state: watch::Receiver<GuardState>,
         ended: CancellationToken,
         stop: CancellationToken,
-        watchdog: JoinHandle<()>,
     ) -> Self {
         Self {
             store,
             state,
             ended,
             stop,
-            watchdog: Some(watchdog),
             released: false,
         }
     }
@@ -201,10 +197,10 @@ impl LockGuard {
     /// its token after the loss may have been rejected downstream); the store's errors otherwise.
     pub async fn release(mut self) -> Result<(), Error> {
         self.released = true;
+        // The watchdog ends by itself once stopped; joining it first would put a wake-up of
+        // another task on every release's path. A renewal still in flight cannot undo the
+        // release: renew compares holder and token, and an ended grant is never revived.
         self.stop.cancel();
-        if let Some(watchdog) = self.watchdog.take() {
-            let _ = watchdog.await;
-        }
         let lease = self.lease();
         let loss = self.recorded_loss();
         let result = self.store.release(&lease).await;

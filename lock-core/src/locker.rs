@@ -229,7 +229,7 @@ impl Locker {
             stop: stop.clone(),
             ended: ended.clone(),
         };
-        let handle = tokio::spawn(watchdog.run());
-        LockGuard::new(Arc::clone(&self.store), rx, ended, stop, handle)
+        tokio::spawn(watchdog.run());
+        LockGuard::new(Arc::clone(&self.store), rx, ended, stop)
     }
 }

@@ -78,6 +78,10 @@ impl Watchdog {
                 r = timeout_at(deadline, self.store.renew(&lease, self.ttl)) => r,
             };
             let _entered = span.enter();
+            if self.stop.is_cancelled() {
+                // Released (or dropped) while the renewal was in flight: its answer is moot.
+                return None;
+            }
             match renewed {
                 Err(_elapsed) => return Some(LossReason::DeadlineReached),
                 Ok(Ok(new)) => {
