@@ -2,12 +2,16 @@
 //!
 //! The core [`WakeupHub`] counts the names with live watches but does not say which; one hub
 //! per waited-on name does: a name is watched while its hub has a watched name. Entries of
-//! names nobody watches any more are dropped when the subscriber asks.
+//! names nobody watches any more are dropped when the subscriber asks, and in bulk once there
+//! are [`PRUNE_AT`] of them (names whose channel was never subscribed are never asked about).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fencelock_core::{LockName, ReleaseWatch, WakeupHub};
+
+/// How many names may be registered before the unwatched ones are dropped.
+const PRUNE_AT: usize = 1024;
 
 /// Fans release announcements out to the waiters of each name.
 #[derive(Debug, Default)]
@@ -19,6 +23,9 @@ impl Waiters {
     /// A watch on `name`.
     pub(crate) fn subscribe(&self, name: &LockName) -> ReleaseWatch {
         let mut hubs = self.hubs.lock().unwrap_or_else(PoisonError::into_inner);
+        if hubs.len() >= PRUNE_AT {
+            hubs.retain(|_, hub| hub.watched_names() > 0);
+        }
         hubs.entry(name.clone()).or_default().subscribe(name)
     }
 
@@ -80,6 +87,18 @@ mod tests {
         assert!(waiters.is_watched(&name("b")));
         drop(other);
         assert_eq!(waiters.watched_names(), 0);
+    }
+
+    #[test]
+    fn names_never_asked_about_are_pruned_in_bulk() {
+        let waiters = Waiters::default();
+        let kept = waiters.subscribe(&name("kept"));
+        for i in 0..3 * PRUNE_AT {
+            drop(waiters.subscribe(&name(&format!("gone/{i}"))));
+        }
+        assert!(waiters.hubs.lock().unwrap().len() <= PRUNE_AT);
+        assert!(waiters.is_watched(&name("kept")));
+        drop(kept);
     }
 
     #[tokio::test]
