@@ -138,13 +138,10 @@ impl RedisStoreBuilder {
             .await
             .map_err(|e| classify(Operation::Connect, e))?;
         let target = client.get_connection_info().addr().to_string();
-        let wakeups = self.config.push_wakeups.then(|| {
-            Wakeups::new(
-                client,
-                layout.release_channel(),
-                self.config.connect_timeout(),
-            )
-        });
+        let wakeups = self
+            .config
+            .push_wakeups
+            .then(|| Wakeups::new(client, layout.clone(), self.config.connect_timeout()));
         Ok(RedisLeaseStore::assemble(
             manager,
             Shared {
@@ -176,7 +173,7 @@ impl RedisStoreBuilder {
         let wakeups = match self.pubsub_client {
             Some(client) if self.config.push_wakeups => Some(Wakeups::new(
                 client,
-                layout.release_channel(),
+                layout.clone(),
                 self.config.connect_timeout(),
             )),
             _ => None,

@@ -6,13 +6,19 @@
 //! | --- | --- |
 //! | the grant (`"<holder hex>:<token>"`, with a PX TTL) | `P{T}:lock:N` |
 //! | the token counter (never deleted) | `P{T}:token:N` |
-//! | the release channel (payload: `N`) | `Preleased` |
+//! | the release channel (pub/sub, payload: `N`) | `P{T}:released:N` |
 //!
 //! `T` is the 16-hex-digit FNV-1a hash of `N`. Redis Cluster hashes only the text between the
 //! *first* `{` and the next `}`; the prefix may not contain braces, so that text is always our
 //! `T`, whatever braces the name holds, and both keys of one lock land in one slot. Two names
 //! whose hashes collide merely share a slot: the full name still follows the tag, so their keys
 //! stay distinct. The layout is part of the on-server format: changing it orphans held locks.
+//!
+//! Each lock has its own release channel, so a subscriber hears only the names it waits on.
+//! Channel names are binary-safe and matched exactly (`SUBSCRIBE`, never `PSUBSCRIBE`), so glob
+//! characters in a name are plain text. Releases use classic `PUBLISH`, which Redis Cluster
+//! broadcasts to every node whatever the slot; the tag keeps the channel in the lock's slot in
+//! case sharded pub/sub (`SPUBLISH`, Redis 7.0+) is used later.
 
 use fencelock_core::{Error, LockName};
 
@@ -82,9 +88,10 @@ impl KeyLayout {
         }
     }
 
-    /// The pub/sub channel releases are announced on (payload: the lock name).
-    pub fn release_channel(&self) -> String {
-        format!("{}released", self.prefix)
+    /// The pub/sub channel releases of the lock `name` are announced on (payload: the name).
+    pub fn release_channel(&self, name: &LockName) -> String {
+        let tag = hash_tag(name.as_str());
+        format!("{}{{{tag}}}:released:{name}", self.prefix)
     }
 }
 
@@ -142,6 +149,9 @@ mod tests {
             let keys = layout.lock(&name(n));
             assert_eq!(cluster_tag(&keys.lock), hash_tag(n), "{n}");
             assert_eq!(cluster_tag(&keys.counter), hash_tag(n), "{n}");
+            let channel = layout.release_channel(&name(n));
+            assert_eq!(cluster_tag(&channel), hash_tag(n), "{n}");
+            assert!(channel.ends_with(&format!(":released:{n}")));
             assert!(keys.lock.ends_with(&format!(":lock:{n}")));
             assert_ne!(keys.lock, keys.counter);
         }
@@ -153,7 +163,14 @@ mod tests {
         let a = layout.lock(&name("a:b"));
         let b = layout.lock(&name("a"));
         assert_ne!(a.lock, b.lock);
-        assert_eq!(layout.release_channel(), "p:released");
+        assert_ne!(
+            layout.release_channel(&name("a:b")),
+            layout.release_channel(&name("a"))
+        );
+        assert_eq!(
+            layout.release_channel(&name("a")),
+            "p:{af63dc4c8601ec8c}:released:a"
+        );
     }
 
     #[test]

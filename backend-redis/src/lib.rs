@@ -11,6 +11,7 @@ mod reply;
 pub mod scripts;
 mod store;
 mod tls;
+mod waiters;
 mod wakeups;
 
 pub use builder::RedisStoreBuilder;

@@ -157,7 +157,7 @@ where
         invocation
             .key(&keys.lock)
             .arg(Grant::of(lease).encode())
-            .arg(self.shared.layout.release_channel())
+            .arg(self.shared.layout.release_channel(lease.name()))
             .arg(lease.name().as_str());
         match reply::compared(
             Operation::Release,
@@ -185,7 +185,7 @@ where
         let mut invocation = SCRIPTS.force_release.prepare_invoke();
         invocation
             .key(&keys.lock)
-            .arg(self.shared.layout.release_channel())
+            .arg(self.shared.layout.release_channel(name))
             .arg(name.as_str());
         let broken = reply::broken(self.run(Operation::ForceRelease, &invocation).await?)?;
         Ok(broken.map(|grant| grant.token))

@@ -1,145 +1,280 @@
-//! Push wake-ups: one subscriber connection per store, fanned out to waiters by name.
+//! Push wake-ups: one subscriber connection per store, subscribed to the release channels of
+//! the names that have waiters, and to no others.
 //!
-//! Release and force-release `PUBLISH` the lock name on the prefix's release channel. The first
-//! waiter starts a task that holds one `SUBSCRIBE` connection and feeds a [`WakeupHub`]; later
-//! waiters only add a watch. If the subscription breaks, every watch is closed (waiters fall
-//! back to polling at the holder's TTL and their poll interval) and the next waiter subscribes
-//! again, at most once per [`RESUBSCRIBE_AFTER`].
+//! Release and force-release `PUBLISH` the lock name on that lock's own channel
+//! ([`KeyLayout::release_channel`]). The first waiter opens the store's one subscriber
+//! connection; the first waiter of a name `SUBSCRIBE`s to its channel there, and once the last
+//! waiter of a name is gone the subscriber `UNSUBSCRIBE`s within [`SWEEP_EVERY`], so it never
+//! hears the releases of names nobody waits on. If the subscription breaks, every watch is
+//! closed (waiters fall back to polling at the holder's TTL and their poll interval) and the
+//! next waiter subscribes again, at most once per [`RESUBSCRIBE_AFTER`].
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use fencelock_core::{Error, LockName, Operation, ReleaseWatch, WakeupHub};
+use fencelock_core::{Error, LockName, Operation, ReleaseWatch};
 use futures::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::classify::{STORE, classify};
+use crate::keys::KeyLayout;
+use crate::waiters::Waiters;
 
 /// The least time between two attempts to open the subscriber after one failed.
 pub(crate) const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
+/// How often the subscriber drops the channels of names that no longer have waiters.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
 /// The subscriber of one store (shared by its clones).
 pub(crate) struct Wakeups {
     client: redis::Client,
-    channel: String,
+    layout: KeyLayout,
     connect_timeout: Duration,
-    hub: Arc<WakeupHub>,
-    state: Mutex<State>,
+    waiters: Arc<Waiters>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Default)]
 struct State {
-    task: Option<JoinHandle<()>>,
+    subscriber: Option<Subscriber>,
     failed_at: Option<Instant>,
 }
 
+/// One open subscriber connection.
+struct Subscriber {
+    /// Sends `SUBSCRIBE`/`UNSUBSCRIBE` while the task reads the messages.
+    sink: PubSubSink,
+    /// The names whose channels the server confirmed on this connection.
+    names: HashSet<LockName>,
+    /// Feeds the waiters and sweeps idle channels; ends when the connection does.
+    task: JoinHandle<()>,
+}
+
+impl Subscriber {
+    fn is_live(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
 impl Wakeups {
-    pub(crate) fn new(client: redis::Client, channel: String, connect_timeout: Duration) -> Self {
-        Self::with_hub(client, channel, connect_timeout, Arc::new(WakeupHub::new()))
+    pub(crate) fn new(client: redis::Client, layout: KeyLayout, connect_timeout: Duration) -> Self {
+        Self::with_waiters(client, layout, connect_timeout, Arc::default())
     }
 
-    /// A subscriber that feeds `hub`, which several subscribers may share (one per server of a
-    /// Redlock store: any server's announcement wakes the waiter).
-    pub(crate) fn with_hub(
+    /// A subscriber that feeds `waiters`, which several subscribers may share (one per server
+    /// of a Redlock store: any server's announcement wakes the waiter).
+    pub(crate) fn with_waiters(
         client: redis::Client,
-        channel: String,
+        layout: KeyLayout,
         connect_timeout: Duration,
-        hub: Arc<WakeupHub>,
+        waiters: Arc<Waiters>,
     ) -> Self {
         Self {
             client,
-            channel,
+            layout,
             connect_timeout,
-            hub,
-            state: Mutex::new(State::default()),
+            waiters,
+            state: Arc::default(),
         }
     }
 
-    /// A watch on `name`, once the subscription is confirmed by the server; `Ok(None)` while
-    /// a recent attempt to subscribe failed.
+    /// A watch on `name`, once the server confirmed the subscription to its channel; `Ok(None)`
+    /// while a recent attempt to subscribe failed.
     pub(crate) async fn watch(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-        // Subscribe the waiter before the subscriber task can deliver anything.
-        let watch = self.hub.subscribe(name);
-        Ok(self.ensure_subscribed().await?.then_some(watch))
+        // Register the waiter first: the sweep keeps the channel of a watched name.
+        let watch = self.waiters.subscribe(name);
+        Ok(self.ensure_subscribed(name).await?.then_some(watch))
     }
 
-    /// Makes sure the subscriber connection is up, opening it if needed. `Ok(true)` once the
-    /// server confirmed the subscription, `Ok(false)` while a recent attempt failed.
-    pub(crate) async fn ensure_subscribed(&self) -> Result<bool, Error> {
-        let mut state = self.state.lock().await;
-        if state.task.as_ref().is_some_and(|task| !task.is_finished()) {
+    /// Makes sure the subscriber connection is up and subscribed to `name`'s channel, opening
+    /// it if needed. `Ok(true)` once the server confirmed, `Ok(false)` while a recent attempt
+    /// failed. Register the waiter with the [`Waiters`] before calling this.
+    pub(crate) async fn ensure_subscribed(&self, name: &LockName) -> Result<bool, Error> {
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
+        if !state.subscriber.as_ref().is_some_and(Subscriber::is_live) {
+            if state
+                .failed_at
+                .is_some_and(|at| at.elapsed() < RESUBSCRIBE_AFTER)
+            {
+                return Ok(false);
+            }
+            match self.connect().await {
+                Ok(subscriber) => {
+                    state.failed_at = None;
+                    state.subscriber = Some(subscriber);
+                    tracing::debug!(prefix = %self.layout.prefix(), "release subscriber connected");
+                }
+                Err(error) => {
+                    state.failed_at = Some(Instant::now());
+                    return Err(error);
+                }
+            }
+        }
+        let Some(subscriber) = state.subscriber.as_mut() else {
+            return Ok(false);
+        };
+        if subscriber.names.contains(name) {
             return Ok(true);
         }
-        if state
-            .failed_at
-            .is_some_and(|at| at.elapsed() < RESUBSCRIBE_AFTER)
-        {
-            return Ok(false);
-        }
-        match self.subscribe().await {
-            Ok(stream) => {
-                state.failed_at = None;
-                state.task = Some(tokio::spawn(deliver(stream, Arc::clone(&self.hub))));
-                tracing::debug!(channel = %self.channel, "subscribed to release announcements");
+        let channel = self.layout.release_channel(name);
+        match within(self.connect_timeout, subscriber.sink.subscribe(&channel)).await {
+            Ok(()) => {
+                subscriber.names.insert(name.clone());
+                tracing::trace!(lock = %name, "subscribed to its release channel");
                 Ok(true)
             }
             Err(error) => {
+                // A connection that cannot subscribe cannot be trusted to deliver: drop it and
+                // let every waiter poll until the next one subscribes again.
+                if let Some(broken) = state.subscriber.take() {
+                    broken.task.abort();
+                }
+                self.waiters.close_all();
                 state.failed_at = Some(Instant::now());
                 Err(error)
             }
         }
     }
 
-    /// Opens the subscriber connection and waits for the server to confirm `SUBSCRIBE`.
-    async fn subscribe(&self) -> Result<redis::aio::PubSubStream, Error> {
-        let op = Operation::Watch;
-        let subscribe = async {
-            let mut pubsub = self
-                .client
+    /// Opens the subscriber connection and starts its task.
+    async fn connect(&self) -> Result<Subscriber, Error> {
+        let open = async {
+            self.client
                 .get_async_pubsub()
                 .await
-                .map_err(|e| classify(Operation::Connect, e))?;
-            pubsub
-                .subscribe(&self.channel)
-                .await
-                .map_err(|e| classify(op, e))?;
-            Ok::<_, Error>(pubsub.into_on_message())
+                .map_err(|e| classify(Operation::Connect, e))
         };
-        tokio::time::timeout(self.connect_timeout, subscribe)
-            .await
-            .map_err(|_| {
-                Error::unavailable(
-                    STORE,
-                    op,
-                    format!(
-                        "subscribing to release announcements took longer than {:?}",
-                        self.connect_timeout
-                    ),
-                )
-            })?
+        let (sink, stream) = within(self.connect_timeout, open).await?.split();
+        let task = tokio::spawn(run(
+            stream,
+            Arc::clone(&self.waiters),
+            Arc::downgrade(&self.state),
+            self.layout.clone(),
+            self.connect_timeout,
+        ));
+        Ok(Subscriber {
+            sink,
+            names: HashSet::new(),
+            task,
+        })
     }
 }
 
-/// Feeds announcements to the hub until the connection ends, then closes every watch.
-async fn deliver(mut stream: redis::aio::PubSubStream, hub: Arc<WakeupHub>) {
-    while let Some(message) = stream.next().await {
-        match std::str::from_utf8(message.get_payload_bytes()) {
-            Ok(name) => hub.notify(name),
-            Err(_) => tracing::debug!("ignoring a non-UTF-8 release announcement"),
+/// Runs `request`, failing as `Unavailable` when it takes longer than `limit`.
+async fn within<T>(
+    limit: Duration,
+    request: impl Future<Output = Result<T, impl Into<RequestError>>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(limit, request).await {
+        Ok(result) => result.map_err(|e| e.into().0),
+        Err(_) => Err(Error::unavailable(
+            STORE,
+            Operation::Watch,
+            format!("subscribing to release announcements took longer than {limit:?}"),
+        )),
+    }
+}
+
+/// A failed subscriber request, classified.
+struct RequestError(Error);
+
+impl From<Error> for RequestError {
+    fn from(error: Error) -> Self {
+        Self(error)
+    }
+}
+
+impl From<redis::RedisError> for RequestError {
+    fn from(error: redis::RedisError) -> Self {
+        Self(classify(Operation::Watch, error))
+    }
+}
+
+/// Feeds announcements to the waiters and drops idle channels until the connection ends (or
+/// the store is gone), then closes every watch.
+async fn run(
+    mut stream: PubSubStream,
+    waiters: Arc<Waiters>,
+    state: Weak<Mutex<State>>,
+    layout: KeyLayout,
+    limit: Duration,
+) {
+    let mut sweep = tokio::time::interval_at(Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(message) => match std::str::from_utf8(message.get_payload_bytes()) {
+                    Ok(name) => waiters.notify(name),
+                    Err(_) => tracing::debug!("ignoring a non-UTF-8 release announcement"),
+                },
+                None => {
+                    tracing::warn!(
+                        "release announcements stopped (connection lost); waiters poll until a \
+                         new one subscribes"
+                    );
+                    break;
+                }
+            },
+            _ = sweep.tick() => {
+                let Some(shared) = state.upgrade() else { break };
+                if let Err(error) = unsubscribe_idle(&shared, &waiters, &layout, limit).await {
+                    tracing::warn!(%error, "dropping the release subscriber; waiters poll");
+                    break;
+                }
+            }
         }
     }
-    tracing::warn!(
-        "release announcements stopped (connection lost); waiters poll until a new one subscribes"
+    waiters.close_all();
+}
+
+/// Unsubscribes from the channels of names that no longer have waiters.
+async fn unsubscribe_idle(
+    state: &Mutex<State>,
+    waiters: &Waiters,
+    layout: &KeyLayout,
+    limit: Duration,
+) -> Result<(), Error> {
+    let mut state = state.lock().await;
+    let Some(subscriber) = state.subscriber.as_mut() else {
+        return Ok(());
+    };
+    let idle: Vec<LockName> = subscriber
+        .names
+        .iter()
+        .filter(|name| !waiters.is_watched(name))
+        .cloned()
+        .collect();
+    if idle.is_empty() {
+        // Never send a bare UNSUBSCRIBE: it would drop every channel.
+        return Ok(());
+    }
+    let channels: Vec<String> = idle.iter().map(|n| layout.release_channel(n)).collect();
+    within(limit, subscriber.sink.unsubscribe(&channels)).await?;
+    for name in &idle {
+        subscriber.names.remove(name);
+    }
+    tracing::trace!(
+        count = idle.len(),
+        "unsubscribed from idle release channels"
     );
-    hub.close_all();
+    Ok(())
 }
 
 impl Drop for Wakeups {
     fn drop(&mut self) {
-        if let Some(task) = self.state.get_mut().task.take() {
-            task.abort();
+        // The task holds the state only weakly and ends by itself at its next sweep; this
+        // just makes it prompt.
+        if let Ok(mut state) = self.state.try_lock()
+            && let Some(subscriber) = state.subscriber.take()
+        {
+            subscriber.task.abort();
         }
     }
 }
@@ -147,8 +282,8 @@ impl Drop for Wakeups {
 impl std::fmt::Debug for Wakeups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Wakeups")
-            .field("channel", &self.channel)
-            .field("watched_names", &self.hub.watched_names())
+            .field("key_prefix", &self.layout.prefix())
+            .field("watched_names", &self.waiters.watched_names())
             .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,6 @@
 -- Frees a grant if this exact grant (holder id and token) still holds, and announces it.
 -- KEYS[1] lock key
--- ARGV[1] "<holder>:<token>" of the grant, ARGV[2] release channel, ARGV[3] lock name
+-- ARGV[1] "<holder>:<token>" of the grant, ARGV[2] the lock's release channel, ARGV[3] lock name
 -- Returns {1} when freed, else {0, current value or false}.
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fencelock_core::{Error, Operation, TtlLimits, WakeupHub};
+use fencelock_core::{Error, Operation, TtlLimits};
 use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -15,6 +15,7 @@ use super::store::{Inner, RedlockLeaseStore};
 use crate::classify::classify;
 use crate::config::{millis, redact_url};
 use crate::keys::KeyLayout;
+use crate::waiters::Waiters;
 use crate::wakeups::Wakeups;
 
 /// Options for a [`RedlockLeaseStore`]; finish with [`connect`](Self::connect) or
@@ -122,7 +123,7 @@ impl RedlockStoreBuilder {
         self.config.validate()?;
         let layout = KeyLayout::new(self.config.key_prefix.clone())?;
         let limits = TtlLimits::with_max(self.config.max_ttl())?;
-        let hub = Arc::new(WakeupHub::new());
+        let waiters = Arc::new(Waiters::default());
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(self.config.server_timeout()))
             .set_connection_timeout(Some(self.config.connect_timeout()))
@@ -135,11 +136,11 @@ impl RedlockStoreBuilder {
                 ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
                     .map_err(|e| classify(Operation::Connect, e))?;
             let wakeups = self.config.push_wakeups.then(|| {
-                Arc::new(Wakeups::with_hub(
+                Arc::new(Wakeups::with_waiters(
                     client,
-                    layout.release_channel(),
+                    layout.clone(),
                     self.config.connect_timeout(),
-                    Arc::clone(&hub),
+                    Arc::clone(&waiters),
                 ))
             });
             instances.push(Instance::new(target.clone(), conn, wakeups));
@@ -168,7 +169,7 @@ impl RedlockStoreBuilder {
             limits,
             drift_factor: self.config.drift_factor,
             server_timeout: self.config.server_timeout(),
-            hub,
+            waiters,
         }))
     }
 }

@@ -47,7 +47,7 @@ pub(crate) struct Instance {
     /// `host:port`, for errors and logs (never the password).
     pub(crate) target: String,
     conn: ConnectionManager,
-    /// This server's subscriber; all of them feed the store's one hub.
+    /// This server's subscriber; all of them feed the store's waiters.
     pub(crate) wakeups: Option<Arc<Wakeups>>,
 }
 

@@ -101,7 +101,7 @@ pub(super) async fn release_everywhere(
     settled: impl FnMut(&Replies<Compared>) -> bool,
 ) -> Replies<Compared> {
     let keys = inner.layout.lock(name);
-    let channel = inner.layout.release_channel();
+    let channel = inner.layout.release_channel(name);
     let release = ScriptCall::new(Operation::Release, &SCRIPTS.release)
         .key(&keys.lock)
         .arg(grant.encode())

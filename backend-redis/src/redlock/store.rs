@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fencelock_core::{
-    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, ReleaseWatch,
-    TtlLimits, WakeupHub,
+    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, ReleaseWatch, TtlLimits,
 };
 
 use super::instance::{Instance, ScriptCall};
@@ -20,6 +19,7 @@ use crate::grant::Grant;
 use crate::keys::KeyLayout;
 use crate::reply;
 use crate::scripts::SCRIPTS;
+use crate::waiters::Waiters;
 
 /// A [`LeaseStore`] on N independent Redis servers (N odd, at least 3): a grant holds when a
 /// majority of them agreed within the validity budget, and its fencing token is above the
@@ -40,7 +40,8 @@ pub(crate) struct Inner {
     pub(crate) limits: TtlLimits,
     pub(crate) drift_factor: f64,
     pub(crate) server_timeout: Duration,
-    pub(crate) hub: Arc<WakeupHub>,
+    /// The waiters, fed by every server's subscriber.
+    pub(crate) waiters: Arc<Waiters>,
 }
 
 impl Inner {
@@ -178,7 +179,7 @@ impl LeaseStore for RedlockLeaseStore {
         let keys = inner.layout.lock(name);
         let force = ScriptCall::new(Operation::ForceRelease, &SCRIPTS.force_release)
             .key(&keys.lock)
-            .arg(inner.layout.release_channel())
+            .arg(inner.layout.release_channel(name))
             .arg(name.as_str());
         let replies = inner
             .fan_out(force, inner.server_timeout, reply::broken, |_| false)

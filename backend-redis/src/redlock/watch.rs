@@ -29,11 +29,14 @@ pub(super) async fn watch_released(
         return Ok(None);
     }
     let q = quorum(inner.instances.len());
-    // Subscribe the waiter before any subscriber can deliver.
-    let watch = inner.hub.subscribe(name);
+    // Register the waiter before any subscriber can deliver (or sweep its channel away).
+    let watch = inner.waiters.subscribe(name);
     let mut pending: FuturesUnordered<_> = subscribers
         .into_iter()
-        .map(|w| tokio::spawn(async move { w.ensure_subscribed().await }))
+        .map(|w| {
+            let name = name.clone();
+            tokio::spawn(async move { w.ensure_subscribed(&name).await })
+        })
         .collect();
     let mut live = 0;
     while let Some(result) = pending.next().await {
