@@ -110,6 +110,8 @@ impl RedisBench {
         cycle(move |i| {
             let mut conn = conn.clone();
             let (key, counter) = (format!("{prefix}:{i}"), format!("{prefix}:{i}:token"));
+            // A channel per lock, as the store publishes on since releases got their own.
+            let channel = format!("{prefix}:{i}:released");
             async move {
                 let granted: Vec<redis::Value> = ACQUIRE
                     .key(&key)
@@ -125,7 +127,7 @@ impl RedisBench {
                 let released: Vec<redis::Value> = RELEASE
                     .key(&key)
                     .arg(value.as_slice())
-                    .arg("bench:released")
+                    .arg(&channel)
                     .arg(&key)
                     .invoke_async(&mut conn)
                     .await?;
