@@ -1,9 +1,11 @@
 //! One run: servers, coordinator, worker processes, faults, then the checkers.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fencelock_conformance::harness::{PostgresConfig, PostgresServer};
+use fencelock_conformance::harness::{PostgresConfig, PostgresServer, TcpProxy};
 use fencelock_conformance::history::{self, Bounds, Event, OracleLog, Report};
 use tokio::process::{Child, Command};
 
@@ -131,6 +133,8 @@ struct Workers {
     base: WorkerConfig,
     children: Vec<Child>,
     next_id: u32,
+    /// For network faults: the server address each worker reaches through its own proxy.
+    proxy_upstream: Option<SocketAddr>,
 }
 
 impl Workers {
@@ -140,6 +144,15 @@ impl Workers {
         let mut cfg = self.base.clone();
         cfg.id = id;
         cfg.store_url = store_url.to_owned();
+        if let Some(upstream) = self.proxy_upstream {
+            let proxy = TcpProxy::start(upstream).map_err(|e| e.to_string())?;
+            let (from, to) = (upstream.to_string(), proxy.addr().to_string());
+            if !store_url.contains(&from) {
+                return Err(format!("store URL {store_url} does not name {from}"));
+            }
+            cfg.store_url = store_url.replacen(&from, &to, 1);
+            coordinator.register_proxy(id, Arc::new(proxy));
+        }
         cfg.history = cfg.run_dir.join(format!("worker-{id}.jsonl"));
         cfg.seed = self.base.seed ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let json = serde_json::to_string(&cfg).map_err(|e| e.to_string())?;
@@ -241,6 +254,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         },
         children: Vec::new(),
         next_id: 1,
+        proxy_upstream: spec.scenario.proxied().then(|| servers.addr()),
     };
     let mut problems = Vec::new();
     let store_url = servers.store_url();
@@ -294,6 +308,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         ttl,
         renew_every: spec.backend.renew_every(),
         slack: spec.backend.slack() + spec.scenario.extra_slack(),
+        exclusive: spec.scenario.keeps_state(spec.backend),
     };
     let report = history::check(&merged, &log, bounds);
     drop(servers);
@@ -364,6 +379,15 @@ async fn inject(
             hit(HolderFault::Kill).await?;
             workers.spawn(coordinator, &servers.store_url())
         }
+        Scenario::NetStall => hit(HolderFault::Stall(ttl * 3)).await,
+        Scenario::NetDelay => {
+            hit(HolderFault::DelayWaiters {
+                each_way: ttl / 5,
+                span: ttl * 2,
+            })
+            .await
+        }
+        Scenario::NetCut => hit(HolderFault::Cut).await,
         Scenario::ServerRestart => {
             let name = "server killed (SIGKILL) and restarted";
             coordinator.record(server_fault(name));

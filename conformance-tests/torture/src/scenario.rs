@@ -78,11 +78,20 @@ pub enum Scenario {
     LeaderPause,
     /// 6: Redis failover to a lagging replica.
     RedisFailover,
+    /// 7: the holder's connection to the store stalled (through its own `TcpProxy`) for
+    /// 3×TTL right before its write: its renewals cannot get through.
+    NetStall,
+    /// 7: every waiter's connection delayed by TTL/5 each way for 2×TTL, so their acquire
+    /// replies come late.
+    NetDelay,
+    /// 7: the holder's connection cut (TCP reset) right before its write; its store must
+    /// reconnect.
+    NetCut,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 10] = [
         Self::HolderPause,
         Self::HolderStarve,
         Self::HolderKill,
@@ -90,6 +99,9 @@ impl Scenario {
         Self::LeaderKill,
         Self::LeaderPause,
         Self::RedisFailover,
+        Self::NetStall,
+        Self::NetDelay,
+        Self::NetCut,
     ];
 
     /// The name used on the command line and in the report.
@@ -102,6 +114,9 @@ impl Scenario {
             Self::LeaderKill => "leader-kill",
             Self::LeaderPause => "leader-pause",
             Self::RedisFailover => "redis-failover",
+            Self::NetStall => "net-stall",
+            Self::NetDelay => "net-delay",
+            Self::NetCut => "net-cut",
         }
     }
 
@@ -114,15 +129,19 @@ impl Scenario {
             Self::ServerRestart => 4,
             Self::LeaderKill | Self::LeaderPause => 5,
             Self::RedisFailover => 6,
+            Self::NetStall | Self::NetDelay | Self::NetCut => 7,
         }
     }
 
     /// The backends this scenario runs against.
     pub fn backends(self) -> &'static [Backend] {
         match self {
-            Self::HolderPause | Self::HolderStarve | Self::HolderKill => {
-                &[Backend::Redis, Backend::Postgres, Backend::Etcd]
-            }
+            Self::HolderPause
+            | Self::HolderStarve
+            | Self::HolderKill
+            | Self::NetStall
+            | Self::NetDelay
+            | Self::NetCut => &[Backend::Redis, Backend::Postgres, Backend::Etcd],
             Self::ServerRestart => &[
                 Backend::Redis,
                 Backend::RedisAof,
@@ -137,7 +156,26 @@ impl Scenario {
     /// Whether the scenario pauses or partitions a holder, so that stale writes must be
     /// attempted.
     pub fn hits_holder(self) -> bool {
-        matches!(self, Self::HolderPause | Self::HolderStarve)
+        matches!(
+            self,
+            Self::HolderPause | Self::HolderStarve | Self::NetStall
+        )
+    }
+
+    /// Whether each worker reaches the store through its own `TcpProxy`.
+    pub fn proxied(self) -> bool {
+        matches!(self, Self::NetStall | Self::NetDelay | Self::NetCut)
+    }
+
+    /// Whether the server keeps every lease through this scenario's faults on `backend`, so
+    /// that no two guards may be valid at once (I6). Not so for Redis without persistence
+    /// restarted (the lease is gone while its holder's guard is still valid) nor for a
+    /// failover to a lagging replica (the replica never saw the lease).
+    pub fn keeps_state(self, backend: Backend) -> bool {
+        !matches!(
+            (self, backend),
+            (Self::ServerRestart, Backend::Redis) | (Self::RedisFailover, _)
+        )
     }
 
     /// Parses a name.

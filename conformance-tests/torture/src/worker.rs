@@ -109,9 +109,7 @@ impl Worker {
                 };
                 let work = rng.random_range(0..=self.cfg.work_max_ms);
                 tokio::time::sleep(Duration::from_millis(work)).await;
-                let valid = guard.is_valid();
-                self.log(Event::Check { token, valid })?;
-                if !valid {
+                if !self.check(&guard)? {
                     break;
                 }
                 let reply = self
@@ -123,12 +121,30 @@ impl Worker {
                     std::thread::sleep(Duration::from_millis(ms));
                 }
                 if !self.write(token, value + 1).await? {
+                    // After a rejected or failed write: does the guard know it lost? (Stalled
+                    // renewals must have made it invalid; I6 catches one that still says yes.)
+                    self.check(&guard)?;
                     break;
                 }
             }
             let ok = guard.release().await.is_ok();
             self.log(Event::Released { token, ok })?;
         }
+    }
+
+    /// Asks the guard whether the lease holds and logs the answer, stamped *before* asking
+    /// (so a validity window drawn from these records is never too long).
+    fn check(&mut self, guard: &fencelock::LockGuard) -> std::io::Result<bool> {
+        let at = fencelock_conformance::history::now_ns();
+        let token = guard.token().get();
+        let valid = guard.is_valid();
+        let record = Record {
+            w: self.cfg.id,
+            t: at,
+            event: Event::Check { token, valid },
+        };
+        record.append_to(&mut self.history)?;
+        Ok(valid)
     }
 
     /// The counter's value, or `None` when the read was rejected or failed (logged).
