@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 
 use crate::config::{OracleKind, WorkerConfig};
 use crate::coordinator::{Coordinator, FenceMode, HolderFault};
+use crate::faketime::{self, FakeClock};
 use crate::mutations::{self, Mutation};
 use crate::pg_oracle::PgOracle;
 use crate::scenario::{Backend, Scenario};
@@ -135,6 +136,8 @@ struct Workers {
     next_id: u32,
     /// For network faults: the server address each worker reaches through its own proxy.
     proxy_upstream: Option<SocketAddr>,
+    /// For clock jumps: the fake wall clock every worker runs under.
+    fake_clock: Option<FakeClock>,
 }
 
 impl Workers {
@@ -158,7 +161,11 @@ impl Workers {
         let json = serde_json::to_string(&cfg).map_err(|e| e.to_string())?;
         let stderr = std::fs::File::create(cfg.run_dir.join(format!("worker-{id}.stderr")))
             .map_err(|e| e.to_string())?;
-        let child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        if let Some(clock) = &self.fake_clock {
+            clock.apply(&mut command);
+        }
+        let child = command
             .arg(json)
             .env_remove(mutations::MUTATION_VAR)
             .stdout(std::process::Stdio::null())
@@ -255,7 +262,14 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         children: Vec::new(),
         next_id: 1,
         proxy_upstream: spec.scenario.proxied().then(|| servers.addr()),
+        fake_clock: if spec.scenario == Scenario::ClockJump {
+            Some(FakeClock::new(dir.path())?)
+        } else {
+            None
+        },
     };
+    // (from when, wall-clock offset in ms) of every fake-clock setting.
+    let mut clock_plan = vec![(history::now_ns(), faketime::START.1)];
     let mut problems = Vec::new();
     let store_url = servers.store_url();
     for _ in 0..spec.workers {
@@ -276,6 +290,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
             &coordinator,
             &mut workers,
             dir.path(),
+            &mut clock_plan,
         )
         .await
         {
@@ -296,6 +311,9 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     let merged = history::read_histories(&files).map_err(|e| e.to_string())?;
+    if let Some(clock) = &workers.fake_clock {
+        problems.extend(clock.verify(&merged, &clock_plan));
+    }
     let log = match &pg_oracle {
         Some(oracle) => {
             let mut log = oracle.log().await.map_err(|e| e.to_string())?;
@@ -354,6 +372,7 @@ async fn inject(
     coordinator: &Coordinator,
     workers: &mut Workers,
     dir: &Path,
+    clock_plan: &mut Vec<(u64, i64)>,
 ) -> Result<(), String> {
     let ttl = spec.backend.ttl();
     let patience = PROGRESS_TIMEOUT + ttl * 4;
@@ -388,6 +407,19 @@ async fn inject(
             .await
         }
         Scenario::NetCut => hit(HolderFault::Cut).await,
+        Scenario::ClockJump => {
+            let Some(clock) = &workers.fake_clock else {
+                return Err("clock jumps need the fake clock".into());
+            };
+            let (jump, offset) = faketime::JUMPS[round as usize % faketime::JUMPS.len()];
+            let name = format!("workers' wall clocks jumped to real time {jump}");
+            coordinator.record(server_fault(&name));
+            let at = history::now_ns();
+            clock.set(jump)?;
+            clock_plan.push((at, offset));
+            coordinator.record(healed(&name));
+            Ok(())
+        }
         Scenario::ServerRestart => {
             let name = "server killed (SIGKILL) and restarted";
             coordinator.record(server_fault(name));

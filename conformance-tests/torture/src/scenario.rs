@@ -87,11 +87,14 @@ pub enum Scenario {
     /// 7: the holder's connection cut (TCP reset) right before its write; its store must
     /// reconnect.
     NetCut,
+    /// 8: every worker runs under libfaketime; their wall clock jumps by hours or days
+    /// between rounds (forwards and backwards), while a holder holds the lock.
+    ClockJump,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Self::HolderPause,
         Self::HolderStarve,
         Self::HolderKill,
@@ -102,6 +105,7 @@ impl Scenario {
         Self::NetStall,
         Self::NetDelay,
         Self::NetCut,
+        Self::ClockJump,
     ];
 
     /// The name used on the command line and in the report.
@@ -117,6 +121,7 @@ impl Scenario {
             Self::NetStall => "net-stall",
             Self::NetDelay => "net-delay",
             Self::NetCut => "net-cut",
+            Self::ClockJump => "clock-jump",
         }
     }
 
@@ -130,6 +135,7 @@ impl Scenario {
             Self::LeaderKill | Self::LeaderPause => 5,
             Self::RedisFailover => 6,
             Self::NetStall | Self::NetDelay | Self::NetCut => 7,
+            Self::ClockJump => 8,
         }
     }
 
@@ -141,7 +147,8 @@ impl Scenario {
             | Self::HolderKill
             | Self::NetStall
             | Self::NetDelay
-            | Self::NetCut => &[Backend::Redis, Backend::Postgres, Backend::Etcd],
+            | Self::NetCut
+            | Self::ClockJump => &[Backend::Redis, Backend::Postgres, Backend::Etcd],
             Self::ServerRestart => &[
                 Backend::Redis,
                 Backend::RedisAof,

@@ -102,6 +102,7 @@ impl Worker {
             };
             let token = guard.token().get();
             self.log(Event::Acquired { token, sent })?;
+            self.log(Event::Clock { wall_ms: wall_ms() })?;
             let writes = rng.random_range(1..=2);
             for _ in 0..writes {
                 let Some(value) = self.read(token).await? else {
@@ -230,5 +231,13 @@ fn gate_outcome(reply: Reply) -> Result<Outcome, WorkerError> {
         Reply::Value { value } => Ok(Outcome::Admitted(value)),
         Reply::Rejected { high_water } => Ok(Outcome::Rejected(high_water)),
         other => Err(format!("unexpected reply from the oracle: {other:?}").into()),
+    }
+}
+
+/// The wall clock in ms since the Unix epoch (negative before it: libfaketime can go there).
+pub fn wall_ms() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }
