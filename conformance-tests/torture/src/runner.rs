@@ -19,6 +19,8 @@ use crate::servers::Servers;
 
 /// How long a run may go without a holder reaching its write before it is called stuck.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Set to keep every run's directory (histories, worker stderr), not only unexpected failures.
+pub const KEEP_VAR: &str = "FENCELOCK_TORTURE_KEEP";
 /// Checkpoints (holders about to write) to see before the first fault and after each one.
 const CHECKPOINTS_BETWEEN_FAULTS: u64 = 3;
 
@@ -65,14 +67,17 @@ pub struct RunSpec {
 impl RunSpec {
     /// The one-line command that re-runs this spec.
     pub fn rerun_command(&self) -> String {
-        let mut cmd = String::new();
-        if let Some(m) = self.mutation {
-            cmd.push_str(&format!("{}={} ", mutations::MUTATION_VAR, m.name()));
-        }
-        cmd.push_str("cargo run -p fencelock-torture");
-        if self.mutation.is_some() {
-            cmd.push_str(" --features mutations");
-        }
+        let (env, features) = match self.mutation {
+            Some(m) => (
+                format!("{}={} ", mutations::MUTATION_VAR, m.name()),
+                " --features mutations",
+            ),
+            None => (String::new(), ""),
+        };
+        // `cargo run` alone would not rebuild the worker binary.
+        let mut cmd = format!(
+            "cargo build -p fencelock-torture --bins{features} && {env}cargo run -p fencelock-torture{features}"
+        );
         cmd.push_str(&format!(
             " -- --only {}/{} --oracle {} --seed {} --rounds {} --workers {}",
             self.scenario.name(),
@@ -246,6 +251,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
             lock: format!("torture/{}-{}", spec.scenario.name(), spec.seed),
             ttl_ms: millis(ttl),
             renew_ms: millis(spec.backend.renew_every()),
+            op_timeout_ms: spec.backend.op_timeout().map(millis),
             poll_ms: millis(ttl / 10),
             work_max_ms: millis(ttl / 10),
             socket: dir.path().join("ctl.sock"),
@@ -325,7 +331,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
     let bounds = Bounds {
         ttl,
         renew_every: spec.backend.renew_every(),
-        slack: spec.backend.slack() + spec.scenario.extra_slack(),
+        slack: spec.backend.slack(),
         exclusive: spec.scenario.keeps_state(spec.backend),
     };
     let report = history::check(&merged, &log, bounds);
@@ -334,7 +340,8 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
     // Keep the histories of an unexpected failure; control and mutation runs fail on purpose.
     let unexpected =
         spec.fenced && spec.mutation.is_none() && !(report.is_clean() && problems.is_empty());
-    let kept_dir = unexpected.then(|| dir.keep());
+    let keep = unexpected || std::env::var_os(KEEP_VAR).is_some();
+    let kept_dir = keep.then(|| dir.keep());
     Ok(RunOutcome {
         spec: spec.clone(),
         report,

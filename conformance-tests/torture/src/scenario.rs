@@ -46,6 +46,16 @@ impl Backend {
         }
     }
 
+    /// The store's per-request timeout: the TTL for etcd (its default, 5 s, is what a
+    /// request to a killed or paused leader waits before it fails; see docs/RELIABILITY.md),
+    /// the backend's default elsewhere.
+    pub fn op_timeout(self) -> Option<Duration> {
+        match self {
+            Self::Etcd | Self::Etcd3 => Some(self.ttl()),
+            _ => None,
+        }
+    }
+
     /// Renew interval: TTL / 3.
     pub fn renew_every(self) -> Duration {
         self.ttl() / 3
@@ -188,18 +198,6 @@ impl Scenario {
     /// Parses a name.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    /// Re-acquire allowance on top of the backend's slack. etcd leader faults get 2 s more:
-    /// measured 2.9–3.7 s from the new leader's election to the next grant (TTL 1 s), above
-    /// TTL + renew interval + 1.5 s. A new etcd leader restarts every lease's TTL, and clients
-    /// first time out on the dead member; both are outside fencelock's control. Listed as a
-    /// finding in docs/RELIABILITY.md rather than hidden in the backend's slack.
-    pub fn extra_slack(self) -> Duration {
-        match self {
-            Self::LeaderKill | Self::LeaderPause => Duration::from_secs(2),
-            _ => Duration::ZERO,
-        }
     }
 }
 

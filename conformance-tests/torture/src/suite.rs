@@ -20,7 +20,7 @@ impl Mode {
     pub fn rounds(self) -> u32 {
         match self {
             Self::Short => 2,
-            Self::Long => 10,
+            Self::Long => 8,
         }
     }
 

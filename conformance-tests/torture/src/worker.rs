@@ -51,15 +51,18 @@ pub async fn run(cfg: WorkerConfig) -> Result<(), WorkerError> {
     worker.log(Event::Started {
         pid: std::process::id(),
     })?;
-    let store = connect(&worker.cfg.store_url).await?;
+    let store = connect(&worker.cfg.store_url, worker.cfg.op_timeout_ms).await?;
     let store = crate::mutations::wrap_store(store, &worker.cfg)?;
     worker.cycles(Locker::from_arc(store)).await
 }
 
-async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, WorkerError> {
+async fn connect(
+    url: &str,
+    op_timeout_ms: Option<u64>,
+) -> Result<Arc<dyn LeaseStore>, WorkerError> {
     let until = tokio::time::Instant::now() + CONNECT_PATIENCE;
     loop {
-        match fencelock::connect(url).await {
+        match connect_once(url, op_timeout_ms).await {
             Ok(store) => return Ok(store),
             Err(e) if tokio::time::Instant::now() < until => {
                 eprintln!("worker: connecting to the store failed, retrying: {e}");
@@ -67,6 +70,25 @@ async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, WorkerError> {
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// `fencelock::connect`, except that an etcd store gets `op_timeout_ms` when given (the URL
+/// form has no place for it).
+async fn connect_once(
+    url: &str,
+    op_timeout_ms: Option<u64>,
+) -> Result<Arc<dyn LeaseStore>, fencelock::Error> {
+    match (op_timeout_ms, url.strip_prefix("etcd://")) {
+        (Some(ms), Some(hosts)) => {
+            let endpoints = hosts.split(',').map(|h| format!("http://{h}"));
+            let store = fencelock::etcd::EtcdConfig::new(endpoints)
+                .with_op_timeout(Duration::from_millis(ms))
+                .connect()
+                .await?;
+            Ok(Arc::new(store))
+        }
+        _ => fencelock::connect(url).await,
     }
 }
 
