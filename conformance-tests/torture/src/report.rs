@@ -52,6 +52,26 @@ pub fn render(results: &Results<'_>) -> String {
         results.seed,
         results.elapsed.as_secs_f64()
     );
+    let rounds = |runs: &[RunOutcome]| {
+        let mut r: Vec<u32> = runs.iter().map(|o| o.spec.rounds).collect();
+        r.sort();
+        r.dedup();
+        r.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    };
+    let workers: Vec<u32> = results.fenced.iter().map(|o| o.spec.workers).collect();
+    let _ = writeln!(
+        out,
+        "Parameters: {} worker processes per run; faults per run: {} (fenced runs; the Redis \
+         failover is injected once), {} (control runs), {} (mutation runs).\n",
+        workers.iter().max().copied().unwrap_or_default(),
+        rounds(results.fenced),
+        rounds(results.control),
+        if results.mutations.is_empty() {
+            "none".to_owned()
+        } else {
+            rounds(results.mutations)
+        }
+    );
     let _ = writeln!(out, "Server versions:\n");
     for (name, version) in &results.versions {
         let _ = writeln!(out, "- {name}: `{version}`");
@@ -59,7 +79,7 @@ pub fn render(results: &Results<'_>) -> String {
     let _ = writeln!(
         out,
         "\nColumns: *writes* = fenced writes attempted; *stale att.* = reads and writes presented \
-         with a token below the resource's mark (must be > 0 where a holder is paused or starved); \
+         with a token below the resource's mark (must be > 0 where a holder is paused, starved or its connection stalled); \
          *stale acc.* = of those accepted (I1, must be 0); *tokens* = grants; *regr.* = tokens \
          out of grant order, duplicated or reported as a regression by a client (I2, must be 0); \
          *lost* = accepted writes missing from the counter (I3); *after invalid* = writes after \
