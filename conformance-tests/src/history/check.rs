@@ -7,6 +7,15 @@
 //! - I3: no acknowledged write is lost: the final counter equals the number of accepted writes.
 //! - I4: no worker wrote after its guard reported the lease invalid.
 //! - I5: after each fault, the lock is granted again within TTL + renew interval + slack.
+//! - I6 (only when the server kept its state through every fault, [`Bounds::exclusive`]): no
+//!   two guards valid at the same time. A guard's validity window runs from its grant to the
+//!   last time its `is_valid()` said true (a `Check` record is stamped *before* the call, so
+//!   the window is never drawn too long); windows of different tokens must not overlap. It
+//!   holds because a guard's local deadline is computed from when its request was sent, so it
+//!   ends before the server's expiry, and the next grant comes after that expiry. A server
+//!   that loses its state (Redis without persistence restarted, a failover to a lagging
+//!   replica) may legitimately grant again while the old holder still believes it holds;
+//!   fencing covers that case, and I6 is not checked there.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -27,6 +36,8 @@ pub enum Invariant {
     I4,
     /// Lock not granted again in time after a fault.
     I5,
+    /// Two guards valid at the same time (checked only where the server kept its state).
+    I6,
 }
 
 /// One broken invariant, with what shows it.
@@ -111,6 +122,9 @@ pub struct Bounds {
     pub renew_every: Duration,
     /// The allowance on top (wake-up, connection re-establishment).
     pub slack: Duration,
+    /// Whether the server kept its state through every fault of the run, so that validity
+    /// windows of different guards must not overlap (I6).
+    pub exclusive: bool,
 }
 
 impl Bounds {
@@ -148,6 +162,11 @@ pub struct Report {
     pub reacquire: Vec<Duration>,
     /// Pairs of holding periods of different workers that overlapped in time.
     pub overlapping_holders: u64,
+    /// Guard checks that said the lease was no longer valid.
+    pub invalid_checks: u64,
+    /// Guards that said valid after a later guard had been granted (I6: must be 0 where
+    /// checked).
+    pub overlapping_validity: u64,
     /// Every broken invariant.
     pub violations: Vec<Violation>,
 }
@@ -180,6 +199,13 @@ pub fn check(history: &[Record], oracle: &OracleLog, bounds: Bounds) -> Report {
     check_lost_writes(oracle, &mut report);
     check_writes_after_invalid(history, &mut report);
     check_recovery(history, bounds, &mut report);
+    if bounds.exclusive {
+        check_exclusive_validity(history, &mut report);
+    }
+    report.invalid_checks = history
+        .iter()
+        .filter(|r| matches!(r.event, Event::Check { valid: false, .. }))
+        .count() as u64;
     report.overlapping_holders = overlapping_holders(history);
     report.writes_attempted = history
         .iter()
@@ -393,6 +419,50 @@ fn check_recovery(history: &[Record], bounds: Bounds, report: &mut Report) {
                 Invariant::I5,
                 format!("after `{fault}` the lock was never granted again"),
             ),
+        }
+    }
+}
+
+/// I6: validity windows (grant received → last `Check { valid: true }`) of different tokens
+/// must not overlap.
+fn check_exclusive_validity(history: &[Record], report: &mut Report) {
+    // token → (worker, granted at, last valid check)
+    let mut windows: HashMap<u64, (u32, u64, u64)> = HashMap::new();
+    for r in history {
+        match r.event {
+            Event::Acquired { token, .. } => {
+                windows.entry(token).or_insert((r.w, r.t, r.t));
+            }
+            Event::Check { token, valid: true } => {
+                if let Some(w) = windows.get_mut(&token) {
+                    w.2 = w.2.max(r.t);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut list: Vec<(u64, u32, u64, u64)> = windows
+        .into_iter()
+        .map(|(token, (w, from, to))| (token, w, from, to))
+        .collect();
+    list.sort_by_key(|&(token, _, from, _)| (from, token));
+    // The window reaching furthest so far: (token, worker, end).
+    let mut furthest: Option<(u64, u32, u64)> = None;
+    for &(token, worker, from, to) in &list {
+        if let Some((prev, prev_worker, end)) = furthest
+            && end > from
+        {
+            report.overlapping_validity += 1;
+            report.violate(
+                Invariant::I6,
+                format!(
+                    "worker {prev_worker}'s guard (token {prev}) said valid {:?} after worker {worker} was granted token {token}",
+                    Duration::from_nanos(end - from)
+                ),
+            );
+        }
+        if furthest.is_none_or(|(_, _, end)| to > end) {
+            furthest = Some((token, worker, to));
         }
     }
 }

@@ -58,6 +58,13 @@ pub enum Event {
         /// [`now_ns`] when the acquire call began.
         sent: u64,
     },
+    /// The worker's wall clock (`SystemTime`, ms since the Unix epoch), logged after each
+    /// grant: the clock-jump scenario shows with it which (faked) time the worker saw.
+    /// No invariant reads it.
+    Clock {
+        /// Milliseconds since the Unix epoch, as the worker's wall clock says.
+        wall_ms: i64,
+    },
     /// The acquire failed (`regression` when the client saw a token not above an earlier one).
     AcquireFailed {
         /// The error kind, e.g. `Unavailable`.

@@ -11,6 +11,7 @@ fn bounds() -> Bounds {
         ttl: Duration::from_millis(500),
         renew_every: Duration::from_millis(150),
         slack: Duration::from_millis(250),
+        exclusive: true,
     }
 }
 
@@ -310,4 +311,47 @@ fn oracle_log_is_read_from_coordinator_records() {
     let log = OracleLog::from_history(&history, 4);
     assert_eq!(log.ops, vec![oracle(Op::Write, 3, 9, false, Some(10))]);
     assert!(log.rejections_in_order);
+}
+
+#[test]
+fn i6_two_guards_valid_at_once_is_caught_only_where_the_server_kept_its_state() {
+    // Worker 1's guard still says valid after worker 2 was granted token 11 (a renew that
+    // never asked the server).
+    let (mut history, log) = clean();
+    history.push(rec(
+        1,
+        1516,
+        Event::Check {
+            token: 10,
+            valid: true,
+        },
+    ));
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I6]);
+    assert_eq!(report.overlapping_validity, 1);
+    // Where the server may have lost the lease (Redis restarted without persistence), the
+    // same history is legitimate and I6 is not checked.
+    let lossy = Bounds {
+        exclusive: false,
+        ..bounds()
+    };
+    assert!(check(&history, &log, lossy).is_clean());
+}
+
+#[test]
+fn i6_clean_history_with_an_invalid_guard_after_the_pause_passes() {
+    // The paused holder's guard says invalid after worker 2's grant: no overlap.
+    let (mut history, log) = clean();
+    history.push(rec(
+        1,
+        1516,
+        Event::Check {
+            token: 10,
+            valid: false,
+        },
+    ));
+    let report = check(&history, &log, bounds());
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!(report.overlapping_validity, 0);
+    assert_eq!(report.invalid_checks, 1);
 }

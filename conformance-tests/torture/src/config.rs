@@ -30,6 +30,10 @@ pub struct WorkerConfig {
     pub ttl_ms: u64,
     /// Renew interval in ms.
     pub renew_ms: u64,
+    /// The store's per-request timeout in ms, where the backend takes one (etcd); `None`:
+    /// the backend's default.
+    #[serde(default)]
+    pub op_timeout_ms: Option<u64>,
     /// Poll interval of waiters in ms.
     pub poll_ms: u64,
     /// Longest random work between read and write, in ms.

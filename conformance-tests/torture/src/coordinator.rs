@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use fencelock::{Error, FenceGate, FencingToken};
+use fencelock_conformance::harness::TcpProxy;
 use fencelock_conformance::history::{COORDINATOR, Event, Op, Record};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -44,6 +45,17 @@ pub enum HolderFault {
     Starve(Duration),
     /// SIGKILL.
     Kill,
+    /// Stall the holder's proxy (both directions) for this long, then forward again.
+    Stall(Duration),
+    /// Delay every other worker's proxy by `each_way` in each direction for `span`.
+    DelayWaiters {
+        /// Added latency per direction.
+        each_way: Duration,
+        /// How long the delay stays on.
+        span: Duration,
+    },
+    /// Cut (TCP reset) the holder's proxied connections.
+    Cut,
 }
 
 impl HolderFault {
@@ -52,6 +64,9 @@ impl HolderFault {
             Self::Pause(_) => "holder paused (SIGSTOP)",
             Self::Starve(_) => "holder runtime starved",
             Self::Kill => "holder killed (SIGKILL)",
+            Self::Stall(_) => "holder's connection stalled",
+            Self::DelayWaiters { .. } => "waiters' connections delayed",
+            Self::Cut => "holder's connection cut",
         }
     }
 }
@@ -74,6 +89,7 @@ struct Shared {
     faults_done: AtomicU64,
     fault_done: Notify,
     pids: Mutex<HashMap<u32, u32>>,
+    proxies: Mutex<HashMap<u32, Arc<TcpProxy>>>,
 }
 
 /// The coordinator: serves workers on a Unix socket until dropped.
@@ -116,6 +132,7 @@ impl Coordinator {
             faults_done: AtomicU64::new(0),
             fault_done: Notify::new(),
             pids: Mutex::default(),
+            proxies: Mutex::default(),
         });
         let serving = Arc::clone(&shared);
         let task = tokio::spawn(async move {
@@ -134,6 +151,11 @@ impl Coordinator {
     /// Tells the coordinator which process runs `worker`.
     pub fn register(&self, worker: u32, pid: u32) {
         lock(&self.shared.pids).insert(worker, pid);
+    }
+
+    /// Tells the coordinator which proxy carries `worker`'s store connections.
+    pub fn register_proxy(&self, worker: u32, proxy: Arc<TcpProxy>) {
+        lock(&self.shared.proxies).insert(worker, proxy);
     }
 
     /// Answers `Stop` to every further cycle request.
@@ -275,6 +297,53 @@ impl Shared {
                 self.record(healed);
                 self.fault_finished();
                 None
+            }
+            HolderFault::Stall(stall) => {
+                let proxy = lock(&self.proxies).get(&worker).cloned();
+                let Some(proxy) = proxy else {
+                    eprintln!("coordinator: no proxy for worker {worker}; fault not injected");
+                    return Some(Reply::Go);
+                };
+                proxy.stall();
+                self.record(injected);
+                tokio::time::sleep(stall).await;
+                proxy.unstall();
+                self.record(healed);
+                self.fault_finished();
+                Some(Reply::Go)
+            }
+            HolderFault::DelayWaiters { each_way, span } => {
+                let waiters: Vec<Arc<TcpProxy>> = lock(&self.proxies)
+                    .iter()
+                    .filter(|(w, _)| **w != worker)
+                    .map(|(_, p)| Arc::clone(p))
+                    .collect();
+                for proxy in &waiters {
+                    proxy.set_delay(each_way);
+                }
+                self.record(injected);
+                let shared = Arc::clone(&self);
+                tokio::spawn(async move {
+                    tokio::time::sleep(span).await;
+                    for proxy in &waiters {
+                        proxy.set_delay(Duration::ZERO);
+                    }
+                    shared.record(healed);
+                    shared.fault_finished();
+                });
+                Some(Reply::Go)
+            }
+            HolderFault::Cut => {
+                let proxy = lock(&self.proxies).get(&worker).cloned();
+                if let Some(proxy) = proxy {
+                    proxy.cut();
+                    self.record(injected);
+                    self.record(healed);
+                } else {
+                    eprintln!("coordinator: no proxy for worker {worker}; fault not injected");
+                }
+                self.fault_finished();
+                Some(Reply::Go)
             }
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod coordinator;
+pub mod faketime;
 pub mod mutations;
 pub mod pg_oracle;
 pub mod protocol;

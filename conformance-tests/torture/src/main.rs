@@ -113,9 +113,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<bool, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| e.to_string())?
-        .with_file_name("fencelock-torture-worker");
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = me.with_file_name("fencelock-torture-worker");
+    check_worker_fresh(&me, &exe)?;
     let mutation = mutations::from_env()?;
     if let Some((scenario, backend)) = args.only {
         let spec = RunSpec {
@@ -147,14 +147,19 @@ async fn run(args: Args) -> Result<bool, String> {
         && control.iter().all(|o| !o.report.is_clean())
         && mutated.iter().all(|o| !o.report.is_clean());
     if let Some(path) = &args.write_doc {
-        let mut command = String::from(if cfg!(debug_assertions) {
-            "cargo run -p fencelock-torture"
+        let profile = if cfg!(debug_assertions) {
+            ""
         } else {
-            "cargo run --release -p fencelock-torture"
-        });
-        if args.mutations {
-            command.push_str(" --features mutations");
-        }
+            " --release"
+        };
+        let features = if args.mutations {
+            " --features mutations"
+        } else {
+            ""
+        };
+        let mut command = format!(
+            "cargo build{profile} -p fencelock-torture --bins{features} && cargo run{profile} -p fencelock-torture{features}"
+        );
         command.push_str(&format!(
             " -- --mode {} --seed {}",
             args.mode.name(),
@@ -186,4 +191,22 @@ async fn run(args: Args) -> Result<bool, String> {
         started.elapsed().as_secs_f64()
     );
     Ok(ok)
+}
+
+/// `cargo run` rebuilds only this binary: a worker binary older than it was built from older
+/// code (or without the `mutations` feature), and would make the run report on the wrong code.
+fn check_worker_fresh(me: &std::path::Path, worker: &std::path::Path) -> Result<(), String> {
+    let modified = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    if modified(worker)? < modified(me)? {
+        return Err(format!(
+            "{} is older than {}: build both first, with the same features: cargo build -p fencelock-torture --bins [--features mutations]",
+            worker.display(),
+            me.display()
+        ));
+    }
+    Ok(())
 }

@@ -22,11 +22,19 @@ pub enum Mutation {
     /// Tokens come from a counter that is lost with the server (minted from 0 again after a
     /// restart), instead of the backend's durable or clock-floored counter.
     TokenReset,
+    /// Renew succeeds without asking the store (so without checking that the caller still
+    /// owns the lease): the guard's deadline moves on while the server's lease expires.
+    RenewSkip,
 }
 
 impl Mutation {
     /// Every planted bug.
-    pub const ALL: [Mutation; 3] = [Self::FenceStrict, Self::FenceSkip, Self::TokenReset];
+    pub const ALL: [Mutation; 4] = [
+        Self::FenceStrict,
+        Self::FenceSkip,
+        Self::TokenReset,
+        Self::RenewSkip,
+    ];
 
     /// The name used in `FENCELOCK_TORTURE_MUTATION`.
     pub fn name(self) -> &'static str {
@@ -34,6 +42,7 @@ impl Mutation {
             Self::FenceStrict => "fence-strict",
             Self::FenceSkip => "fence-skip",
             Self::TokenReset => "token-reset",
+            Self::RenewSkip => "renew-skip",
         }
     }
 
@@ -45,6 +54,7 @@ impl Mutation {
             Self::TokenReset => {
                 "tokens minted from a counter that restarts at 0 when the server restarts"
             }
+            Self::RenewSkip => "renew without owner check (renewed locally, store not asked)",
         }
     }
 
@@ -106,6 +116,8 @@ pub fn wrap_store(
             store,
             lossy_counter_file(&cfg.run_dir),
         ))),
+        #[cfg(feature = "mutations")]
+        Some(Mutation::RenewSkip) => Ok(Arc::new(planted::RenewSkip::new(store))),
         _ => Ok(store),
     }
 }

@@ -1,14 +1,17 @@
 //! One run: servers, coordinator, worker processes, faults, then the checkers.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fencelock_conformance::harness::{PostgresConfig, PostgresServer};
+use fencelock_conformance::harness::{PostgresConfig, PostgresServer, TcpProxy};
 use fencelock_conformance::history::{self, Bounds, Event, OracleLog, Report};
 use tokio::process::{Child, Command};
 
 use crate::config::{OracleKind, WorkerConfig};
 use crate::coordinator::{Coordinator, FenceMode, HolderFault};
+use crate::faketime::{self, FakeClock};
 use crate::mutations::{self, Mutation};
 use crate::pg_oracle::PgOracle;
 use crate::scenario::{Backend, Scenario};
@@ -16,6 +19,8 @@ use crate::servers::Servers;
 
 /// How long a run may go without a holder reaching its write before it is called stuck.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Set to keep every run's directory (histories, worker stderr), not only unexpected failures.
+pub const KEEP_VAR: &str = "FENCELOCK_TORTURE_KEEP";
 /// Checkpoints (holders about to write) to see before the first fault and after each one.
 const CHECKPOINTS_BETWEEN_FAULTS: u64 = 3;
 
@@ -62,14 +67,17 @@ pub struct RunSpec {
 impl RunSpec {
     /// The one-line command that re-runs this spec.
     pub fn rerun_command(&self) -> String {
-        let mut cmd = String::new();
-        if let Some(m) = self.mutation {
-            cmd.push_str(&format!("{}={} ", mutations::MUTATION_VAR, m.name()));
-        }
-        cmd.push_str("cargo run -p fencelock-torture");
-        if self.mutation.is_some() {
-            cmd.push_str(" --features mutations");
-        }
+        let (env, features) = match self.mutation {
+            Some(m) => (
+                format!("{}={} ", mutations::MUTATION_VAR, m.name()),
+                " --features mutations",
+            ),
+            None => (String::new(), ""),
+        };
+        // `cargo run` alone would not rebuild the worker binary.
+        let mut cmd = format!(
+            "cargo build -p fencelock-torture --bins{features} && {env}cargo run -p fencelock-torture{features}"
+        );
         cmd.push_str(&format!(
             " -- --only {}/{} --oracle {} --seed {} --rounds {} --workers {}",
             self.scenario.name(),
@@ -131,6 +139,10 @@ struct Workers {
     base: WorkerConfig,
     children: Vec<Child>,
     next_id: u32,
+    /// For network faults: the server address each worker reaches through its own proxy.
+    proxy_upstream: Option<SocketAddr>,
+    /// For clock jumps: the fake wall clock every worker runs under.
+    fake_clock: Option<FakeClock>,
 }
 
 impl Workers {
@@ -140,12 +152,25 @@ impl Workers {
         let mut cfg = self.base.clone();
         cfg.id = id;
         cfg.store_url = store_url.to_owned();
+        if let Some(upstream) = self.proxy_upstream {
+            let proxy = TcpProxy::start(upstream).map_err(|e| e.to_string())?;
+            let (from, to) = (upstream.to_string(), proxy.addr().to_string());
+            if !store_url.contains(&from) {
+                return Err(format!("store URL {store_url} does not name {from}"));
+            }
+            cfg.store_url = store_url.replacen(&from, &to, 1);
+            coordinator.register_proxy(id, Arc::new(proxy));
+        }
         cfg.history = cfg.run_dir.join(format!("worker-{id}.jsonl"));
         cfg.seed = self.base.seed ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let json = serde_json::to_string(&cfg).map_err(|e| e.to_string())?;
         let stderr = std::fs::File::create(cfg.run_dir.join(format!("worker-{id}.stderr")))
             .map_err(|e| e.to_string())?;
-        let child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        if let Some(clock) = &self.fake_clock {
+            clock.apply(&mut command);
+        }
+        let child = command
             .arg(json)
             .env_remove(mutations::MUTATION_VAR)
             .stdout(std::process::Stdio::null())
@@ -226,6 +251,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
             lock: format!("torture/{}-{}", spec.scenario.name(), spec.seed),
             ttl_ms: millis(ttl),
             renew_ms: millis(spec.backend.renew_every()),
+            op_timeout_ms: spec.backend.op_timeout().map(millis),
             poll_ms: millis(ttl / 10),
             work_max_ms: millis(ttl / 10),
             socket: dir.path().join("ctl.sock"),
@@ -241,7 +267,15 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         },
         children: Vec::new(),
         next_id: 1,
+        proxy_upstream: spec.scenario.proxied().then(|| servers.addr()),
+        fake_clock: if spec.scenario == Scenario::ClockJump {
+            Some(FakeClock::new(dir.path())?)
+        } else {
+            None
+        },
     };
+    // (from when, wall-clock offset in ms) of every fake-clock setting.
+    let mut clock_plan = vec![(history::now_ns(), faketime::START.1)];
     let mut problems = Vec::new();
     let store_url = servers.store_url();
     for _ in 0..spec.workers {
@@ -262,6 +296,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
             &coordinator,
             &mut workers,
             dir.path(),
+            &mut clock_plan,
         )
         .await
         {
@@ -282,6 +317,9 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     let merged = history::read_histories(&files).map_err(|e| e.to_string())?;
+    if let Some(clock) = &workers.fake_clock {
+        problems.extend(clock.verify(&merged, &clock_plan));
+    }
     let log = match &pg_oracle {
         Some(oracle) => {
             let mut log = oracle.log().await.map_err(|e| e.to_string())?;
@@ -293,7 +331,8 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
     let bounds = Bounds {
         ttl,
         renew_every: spec.backend.renew_every(),
-        slack: spec.backend.slack() + spec.scenario.extra_slack(),
+        slack: spec.backend.slack(),
+        exclusive: spec.scenario.keeps_state(spec.backend),
     };
     let report = history::check(&merged, &log, bounds);
     drop(servers);
@@ -301,7 +340,8 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
     // Keep the histories of an unexpected failure; control and mutation runs fail on purpose.
     let unexpected =
         spec.fenced && spec.mutation.is_none() && !(report.is_clean() && problems.is_empty());
-    let kept_dir = unexpected.then(|| dir.keep());
+    let keep = unexpected || std::env::var_os(KEEP_VAR).is_some();
+    let kept_dir = keep.then(|| dir.keep());
     Ok(RunOutcome {
         spec: spec.clone(),
         report,
@@ -339,6 +379,7 @@ async fn inject(
     coordinator: &Coordinator,
     workers: &mut Workers,
     dir: &Path,
+    clock_plan: &mut Vec<(u64, i64)>,
 ) -> Result<(), String> {
     let ttl = spec.backend.ttl();
     let patience = PROGRESS_TIMEOUT + ttl * 4;
@@ -363,6 +404,28 @@ async fn inject(
         Scenario::HolderKill => {
             hit(HolderFault::Kill).await?;
             workers.spawn(coordinator, &servers.store_url())
+        }
+        Scenario::NetStall => hit(HolderFault::Stall(ttl * 3)).await,
+        Scenario::NetDelay => {
+            hit(HolderFault::DelayWaiters {
+                each_way: ttl / 5,
+                span: ttl * 2,
+            })
+            .await
+        }
+        Scenario::NetCut => hit(HolderFault::Cut).await,
+        Scenario::ClockJump => {
+            let Some(clock) = &workers.fake_clock else {
+                return Err("clock jumps need the fake clock".into());
+            };
+            let (jump, offset) = faketime::JUMPS[round as usize % faketime::JUMPS.len()];
+            let name = format!("workers' wall clocks jumped to real time {jump}");
+            coordinator.record(server_fault(&name));
+            let at = history::now_ns();
+            clock.set(jump)?;
+            clock_plan.push((at, offset));
+            coordinator.record(healed(&name));
+            Ok(())
         }
         Scenario::ServerRestart => {
             let name = "server killed (SIGKILL) and restarted";

@@ -46,6 +46,16 @@ impl Backend {
         }
     }
 
+    /// The store's per-request timeout: the TTL for etcd (its default, 5 s, is what a
+    /// request to a killed or paused leader waits before it fails; see docs/RELIABILITY.md),
+    /// the backend's default elsewhere.
+    pub fn op_timeout(self) -> Option<Duration> {
+        match self {
+            Self::Etcd | Self::Etcd3 => Some(self.ttl()),
+            _ => None,
+        }
+    }
+
     /// Renew interval: TTL / 3.
     pub fn renew_every(self) -> Duration {
         self.ttl() / 3
@@ -78,11 +88,23 @@ pub enum Scenario {
     LeaderPause,
     /// 6: Redis failover to a lagging replica.
     RedisFailover,
+    /// 7: the holder's connection to the store stalled (through its own `TcpProxy`) for
+    /// 3×TTL right before its write: its renewals cannot get through.
+    NetStall,
+    /// 7: every waiter's connection delayed by TTL/5 each way for 2×TTL, so their acquire
+    /// replies come late.
+    NetDelay,
+    /// 7: the holder's connection cut (TCP reset) right before its write; its store must
+    /// reconnect.
+    NetCut,
+    /// 8: every worker runs under libfaketime; their wall clock jumps by hours or days
+    /// between rounds (forwards and backwards), while a holder holds the lock.
+    ClockJump,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 11] = [
         Self::HolderPause,
         Self::HolderStarve,
         Self::HolderKill,
@@ -90,6 +112,10 @@ impl Scenario {
         Self::LeaderKill,
         Self::LeaderPause,
         Self::RedisFailover,
+        Self::NetStall,
+        Self::NetDelay,
+        Self::NetCut,
+        Self::ClockJump,
     ];
 
     /// The name used on the command line and in the report.
@@ -102,6 +128,10 @@ impl Scenario {
             Self::LeaderKill => "leader-kill",
             Self::LeaderPause => "leader-pause",
             Self::RedisFailover => "redis-failover",
+            Self::NetStall => "net-stall",
+            Self::NetDelay => "net-delay",
+            Self::NetCut => "net-cut",
+            Self::ClockJump => "clock-jump",
         }
     }
 
@@ -114,15 +144,21 @@ impl Scenario {
             Self::ServerRestart => 4,
             Self::LeaderKill | Self::LeaderPause => 5,
             Self::RedisFailover => 6,
+            Self::NetStall | Self::NetDelay | Self::NetCut => 7,
+            Self::ClockJump => 8,
         }
     }
 
     /// The backends this scenario runs against.
     pub fn backends(self) -> &'static [Backend] {
         match self {
-            Self::HolderPause | Self::HolderStarve | Self::HolderKill => {
-                &[Backend::Redis, Backend::Postgres, Backend::Etcd]
-            }
+            Self::HolderPause
+            | Self::HolderStarve
+            | Self::HolderKill
+            | Self::NetStall
+            | Self::NetDelay
+            | Self::NetCut
+            | Self::ClockJump => &[Backend::Redis, Backend::Postgres, Backend::Etcd],
             Self::ServerRestart => &[
                 Backend::Redis,
                 Backend::RedisAof,
@@ -137,24 +173,31 @@ impl Scenario {
     /// Whether the scenario pauses or partitions a holder, so that stale writes must be
     /// attempted.
     pub fn hits_holder(self) -> bool {
-        matches!(self, Self::HolderPause | Self::HolderStarve)
+        matches!(
+            self,
+            Self::HolderPause | Self::HolderStarve | Self::NetStall
+        )
+    }
+
+    /// Whether each worker reaches the store through its own `TcpProxy`.
+    pub fn proxied(self) -> bool {
+        matches!(self, Self::NetStall | Self::NetDelay | Self::NetCut)
+    }
+
+    /// Whether the server keeps every lease through this scenario's faults on `backend`, so
+    /// that no two guards may be valid at once (I6). Not so for Redis without persistence
+    /// restarted (the lease is gone while its holder's guard is still valid) nor for a
+    /// failover to a lagging replica (the replica never saw the lease).
+    pub fn keeps_state(self, backend: Backend) -> bool {
+        !matches!(
+            (self, backend),
+            (Self::ServerRestart, Backend::Redis) | (Self::RedisFailover, _)
+        )
     }
 
     /// Parses a name.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    /// Re-acquire allowance on top of the backend's slack. etcd leader faults get 2 s more:
-    /// measured 2.9–3.7 s from the new leader's election to the next grant (TTL 1 s), above
-    /// TTL + renew interval + 1.5 s. A new etcd leader restarts every lease's TTL, and clients
-    /// first time out on the dead member; both are outside fencelock's control. Listed as a
-    /// finding in docs/RELIABILITY.md rather than hidden in the backend's slack.
-    pub fn extra_slack(self) -> Duration {
-        match self {
-            Self::LeaderKill | Self::LeaderPause => Duration::from_secs(2),
-            _ => Duration::ZERO,
-        }
     }
 }
 

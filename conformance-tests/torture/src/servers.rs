@@ -1,5 +1,7 @@
 //! The lock servers of one run, started fresh through the conformance harness.
 
+use std::net::SocketAddr;
+
 use fencelock_conformance::harness::{
     EtcdCluster, PostgresConfig, PostgresServer, RedisConfig, RedisServer,
 };
@@ -67,6 +69,18 @@ impl Servers {
                     .collect();
                 format!("etcd://{}", hosts.join(","))
             }
+        }
+    }
+
+    /// The address workers reach the server at (the primary, or the first etcd member).
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Self::Redis { primary, .. } => primary.addr(),
+            Self::Postgres(server) => server.addr(),
+            Self::Etcd(cluster) => cluster.members().first().map_or_else(
+                || SocketAddr::from(([127, 0, 0, 1], 0)),
+                |m| m.client_addr(),
+            ),
         }
     }
 

@@ -20,7 +20,7 @@ impl Mode {
     pub fn rounds(self) -> u32 {
         match self {
             Self::Short => 2,
-            Self::Long => 10,
+            Self::Long => 8,
         }
     }
 
@@ -114,7 +114,7 @@ pub fn control_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
 
 /// The mutation check: each planted bug against the scenarios expected to expose it.
 pub fn mutation_runs(seed: u64) -> Vec<RunSpec> {
-    let targets: [(Mutation, &[(Scenario, Backend)]); 3] = [
+    let targets: [(Mutation, &[(Scenario, Backend)]); 4] = [
         (
             Mutation::FenceStrict,
             &[(Scenario::HolderPause, Backend::Redis)],
@@ -131,6 +131,13 @@ pub fn mutation_runs(seed: u64) -> Vec<RunSpec> {
             &[
                 (Scenario::ServerRestart, Backend::Redis),
                 (Scenario::ServerRestart, Backend::Postgres),
+            ],
+        ),
+        (
+            Mutation::RenewSkip,
+            &[
+                (Scenario::NetStall, Backend::Redis),
+                (Scenario::NetStall, Backend::Etcd),
             ],
         ),
     ];
@@ -173,7 +180,7 @@ pub async fn run_all(specs: &[RunSpec], worker_exe: &Path) -> Result<Vec<RunOutc
 pub fn print_outcome(outcome: &RunOutcome) {
     let r = &outcome.report;
     println!(
-        "{:<45} {:>5.1}s writes {:>4} stale {:>3}/{} tokens {:>4} regressions {} lost {} faults {} {}",
+        "{:<45} {:>5.1}s writes {:>4} stale {:>3}/{} tokens {:>4} regressions {} lost {} invalid {} faults {} {}",
         outcome.spec.label(),
         outcome.elapsed.as_secs_f64(),
         r.writes_attempted,
@@ -182,6 +189,7 @@ pub fn print_outcome(outcome: &RunOutcome) {
         r.tokens_issued,
         r.token_regressions,
         r.lost_writes,
+        r.invalid_checks,
         r.faults_injected,
         if outcome.is_clean() { "ok" } else { "VIOLATED" }
     );

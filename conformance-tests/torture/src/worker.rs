@@ -51,15 +51,18 @@ pub async fn run(cfg: WorkerConfig) -> Result<(), WorkerError> {
     worker.log(Event::Started {
         pid: std::process::id(),
     })?;
-    let store = connect(&worker.cfg.store_url).await?;
+    let store = connect(&worker.cfg.store_url, worker.cfg.op_timeout_ms).await?;
     let store = crate::mutations::wrap_store(store, &worker.cfg)?;
     worker.cycles(Locker::from_arc(store)).await
 }
 
-async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, WorkerError> {
+async fn connect(
+    url: &str,
+    op_timeout_ms: Option<u64>,
+) -> Result<Arc<dyn LeaseStore>, WorkerError> {
     let until = tokio::time::Instant::now() + CONNECT_PATIENCE;
     loop {
-        match fencelock::connect(url).await {
+        match connect_once(url, op_timeout_ms).await {
             Ok(store) => return Ok(store),
             Err(e) if tokio::time::Instant::now() < until => {
                 eprintln!("worker: connecting to the store failed, retrying: {e}");
@@ -67,6 +70,25 @@ async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, WorkerError> {
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// `fencelock::connect`, except that an etcd store gets `op_timeout_ms` when given (the URL
+/// form has no place for it).
+async fn connect_once(
+    url: &str,
+    op_timeout_ms: Option<u64>,
+) -> Result<Arc<dyn LeaseStore>, fencelock::Error> {
+    match (op_timeout_ms, url.strip_prefix("etcd://")) {
+        (Some(ms), Some(hosts)) => {
+            let endpoints = hosts.split(',').map(|h| format!("http://{h}"));
+            let store = fencelock::etcd::EtcdConfig::new(endpoints)
+                .with_op_timeout(Duration::from_millis(ms))
+                .connect()
+                .await?;
+            Ok(Arc::new(store))
+        }
+        _ => fencelock::connect(url).await,
     }
 }
 
@@ -102,6 +124,7 @@ impl Worker {
             };
             let token = guard.token().get();
             self.log(Event::Acquired { token, sent })?;
+            self.log(Event::Clock { wall_ms: wall_ms() })?;
             let writes = rng.random_range(1..=2);
             for _ in 0..writes {
                 let Some(value) = self.read(token).await? else {
@@ -109,9 +132,7 @@ impl Worker {
                 };
                 let work = rng.random_range(0..=self.cfg.work_max_ms);
                 tokio::time::sleep(Duration::from_millis(work)).await;
-                let valid = guard.is_valid();
-                self.log(Event::Check { token, valid })?;
-                if !valid {
+                if !self.check(&guard)? {
                     break;
                 }
                 let reply = self
@@ -123,12 +144,30 @@ impl Worker {
                     std::thread::sleep(Duration::from_millis(ms));
                 }
                 if !self.write(token, value + 1).await? {
+                    // After a rejected or failed write: does the guard know it lost? (Stalled
+                    // renewals must have made it invalid; I6 catches one that still says yes.)
+                    self.check(&guard)?;
                     break;
                 }
             }
             let ok = guard.release().await.is_ok();
             self.log(Event::Released { token, ok })?;
         }
+    }
+
+    /// Asks the guard whether the lease holds and logs the answer, stamped *before* asking
+    /// (so a validity window drawn from these records is never too long).
+    fn check(&mut self, guard: &fencelock::LockGuard) -> std::io::Result<bool> {
+        let at = fencelock_conformance::history::now_ns();
+        let token = guard.token().get();
+        let valid = guard.is_valid();
+        let record = Record {
+            w: self.cfg.id,
+            t: at,
+            event: Event::Check { token, valid },
+        };
+        record.append_to(&mut self.history)?;
+        Ok(valid)
     }
 
     /// The counter's value, or `None` when the read was rejected or failed (logged).
@@ -214,5 +253,13 @@ fn gate_outcome(reply: Reply) -> Result<Outcome, WorkerError> {
         Reply::Value { value } => Ok(Outcome::Admitted(value)),
         Reply::Rejected { high_water } => Ok(Outcome::Rejected(high_water)),
         other => Err(format!("unexpected reply from the oracle: {other:?}").into()),
+    }
+}
+
+/// The wall clock in ms since the Unix epoch (negative before it: libfaketime can go there).
+pub fn wall_ms() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }

@@ -1,11 +1,13 @@
 //! The short mode of the fault-injection suite, as part of `cargo test`: every scenario on
-//! every backend it applies to holds I1–I5, stale writes are attempted where a holder is
-//! paused or starved, and the control runs (no fencing) show violations.
+//! every backend it applies to holds I1–I6, stale writes are attempted where a holder is
+//! paused, starved or cut off by a stalled connection (whose guard must then report the
+//! lease invalid), and the control runs (no fencing) show violations.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 
+use fencelock_torture::Scenario;
 use fencelock_torture::suite::{self, Mode};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_fencelock-torture-worker");
@@ -44,6 +46,13 @@ async fn short_mode_holds_every_invariant_and_the_control_run_does_not() {
         if o.spec.scenario.hits_holder() && o.report.stale_attempted == 0 {
             failures.push(format!(
                 "{}: no stale write was attempted, so the fence was not exercised\n  re-run: {}",
+                o.spec.label(),
+                o.spec.rerun_command()
+            ));
+        }
+        if o.spec.scenario == Scenario::NetStall && o.report.invalid_checks == 0 {
+            failures.push(format!(
+                "{}: no guard reported the lease invalid after its renewals were stalled\n  re-run: {}",
                 o.spec.label(),
                 o.spec.rerun_command()
             ));
