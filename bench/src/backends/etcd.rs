@@ -2,13 +2,13 @@
 //! revoked in the background) against a put-if-absent txn + delete with a pre-granted lease,
 //! and etcd's built-in lock service.
 
-use fencelock_core::{LeaseStore, LockName, Locker};
+use fencelock_core::Locker;
 use fencelock_etcd::EtcdLeaseStore;
 use fencelock_etcd::etcd_client::{
     Client, Compare, CompareOp, LockOptions, PutOptions, Txn, TxnOp,
 };
 
-use super::{TTL, locker_cycle, run_id, unexpectedly_held};
+use super::{TTL, locker_cycle, run_id, store_cycle, unexpectedly_held};
 use crate::cycle::{Cycle, Role, Variant, cycle};
 use crate::error::Result;
 
@@ -72,21 +72,7 @@ impl EtcdBench {
 
     /// Ours through the store alone.
     pub fn ours_store(&self, tag: &str) -> Cycle {
-        let store = self.store.clone();
-        let prefix = format!("{}/{tag}", self.prefix);
-        cycle(move |i| {
-            let store = store.clone();
-            let name = LockName::new(format!("{prefix}/{i}"));
-            async move {
-                let name = name?;
-                let lease = store
-                    .try_acquire(&name, TTL)
-                    .await?
-                    .ok_or_else(|| unexpectedly_held("try_acquire"))?;
-                store.release(&lease).await?;
-                Ok(())
-            }
-        })
+        store_cycle(&self.store, format!("{}/{tag}", self.prefix))
     }
 
     /// The raw floor: txn (create revision = 0 → put with the pre-granted lease) + delete.

@@ -7,7 +7,7 @@ pub mod redis;
 
 use std::time::Duration;
 
-use fencelock_core::{AcquireOptions, Locker};
+use fencelock_core::{AcquireOptions, LeaseStore, LockName, Locker};
 
 use crate::cycle::{Cycle, cycle};
 use crate::error::BenchError;
@@ -33,6 +33,28 @@ pub fn locker_cycle(locker: &Locker, prefix: String) -> Cycle {
         async move {
             let guard = locker.acquire(name.as_str(), options).await?;
             guard.release().await?;
+            Ok(())
+        }
+    })
+}
+
+/// Ours through the store alone (no `Locker`): `try_acquire` + `release` on a fresh name per
+/// call.
+pub fn store_cycle<S>(store: &S, prefix: String) -> Cycle
+where
+    S: LeaseStore + Clone + 'static,
+{
+    let store = store.clone();
+    cycle(move |i| {
+        let store = store.clone();
+        let name = LockName::new(format!("{prefix}/{i}"));
+        async move {
+            let name = name?;
+            let lease = store
+                .try_acquire(&name, TTL)
+                .await?
+                .ok_or_else(|| unexpectedly_held("try_acquire"))?;
+            store.release(&lease).await?;
             Ok(())
         }
     })

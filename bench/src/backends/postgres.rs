@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use fencelock_core::{HolderId, LeaseStore, LockName, Locker};
+use fencelock_core::{HolderId, Locker};
 use fencelock_postgres::PgLeaseStore;
 use fencelock_postgres::sqlx::{self, AssertSqlSafe, PgPool, SqlSafeStr, SqlStr};
 
-use super::{TTL, locker_cycle, run_id, unexpectedly_held};
+use super::{TTL, locker_cycle, run_id, store_cycle, unexpectedly_held};
 use crate::cycle::{Cycle, Role, Variant, cycle};
 use crate::error::Result;
 
@@ -78,21 +78,7 @@ impl PgBench {
 
     /// Ours through the store alone.
     pub fn ours_store(&self, tag: &str) -> Cycle {
-        let store = self.store.clone();
-        let prefix = format!("{}/{tag}", self.prefix);
-        cycle(move |i| {
-            let store = store.clone();
-            let name = LockName::new(format!("{prefix}/{i}"));
-            async move {
-                let name = name?;
-                let lease = store
-                    .try_acquire(&name, TTL)
-                    .await?
-                    .ok_or_else(|| unexpectedly_held("try_acquire"))?;
-                store.release(&lease).await?;
-                Ok(())
-            }
-        })
+        store_cycle(&self.store, format!("{}/{tag}", self.prefix))
     }
 
     /// The raw floor: the backend's acquire and release statements, by hand.

@@ -1,11 +1,11 @@
 //! Redis: `RedisLeaseStore` (one EVALSHA to acquire, one to release) against `SET NX PX` + `DEL`
 //! on the same multiplexed connection.
 
-use fencelock_core::{LeaseStore, LockName, Locker};
+use fencelock_core::Locker;
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::{self, aio::ConnectionManager};
 
-use super::{TTL, locker_cycle, run_id, unexpectedly_held};
+use super::{TTL, locker_cycle, run_id, store_cycle, unexpectedly_held};
 
 /// The backend's own scripts, for the "scripts by hand" row.
 static ACQUIRE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
@@ -60,21 +60,7 @@ impl RedisBench {
 
     /// Ours through the store alone.
     pub fn ours_store(&self, tag: &str) -> Cycle {
-        let store = self.store.clone();
-        let prefix = format!("{}/{tag}", self.prefix);
-        cycle(move |i| {
-            let store = store.clone();
-            let name = LockName::new(format!("{prefix}/{i}"));
-            async move {
-                let name = name?;
-                let lease = store
-                    .try_acquire(&name, TTL)
-                    .await?
-                    .ok_or_else(|| unexpectedly_held("try_acquire"))?;
-                store.release(&lease).await?;
-                Ok(())
-            }
-        })
+        store_cycle(&self.store, format!("{}/{tag}", self.prefix))
     }
 
     /// The raw floor: `SET key value NX PX ttl` + `DEL key`.
