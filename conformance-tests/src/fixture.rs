@@ -4,7 +4,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fencelock_core::{LeaseStore, LockName, Locker};
+use fencelock_core::{AcquireOptions, Lease, LeaseStore, LockGuard, LockName, Locker};
 
 /// A store under test, with the timing the suite may rely on.
 pub struct Fixture {
@@ -90,5 +90,25 @@ impl Ctx {
     /// `suffix` under this case's prefix.
     pub fn name(&self, suffix: &str) -> LockName {
         LockName::new(format!("{}{suffix}", self.prefix)).expect("valid test name")
+    }
+
+    /// `try_acquire` that must grant: panics (failing the case) on an error or on contention.
+    pub async fn grant(&self, name: &LockName, ttl: Duration) -> Lease {
+        match self.store().try_acquire(name, ttl).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => panic!("{name:?} must be granted, but it is held"),
+            Err(e) => panic!("{name:?} must be granted: {e}"),
+        }
+    }
+
+    /// A guard on `name` with the short TTL and the watchdog renewing it, taken without waiting.
+    pub async fn renewed_guard(&self, name: &LockName) -> LockGuard {
+        let options = AcquireOptions::new()
+            .with_ttl(self.short_ttl())
+            .with_no_wait();
+        match self.locker().acquire(name, options).await {
+            Ok(guard) => guard,
+            Err(e) => panic!("{name:?} must be granted: {e}"),
+        }
     }
 }

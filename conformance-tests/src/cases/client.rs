@@ -119,16 +119,7 @@ pub async fn dropped_waiter_leaves_nothing_held(cx: &Ctx) {
 /// The watchdog keeps a short lease alive across several TTLs.
 pub async fn watchdog_keeps_lease_alive(cx: &Ctx) {
     let name = cx.name("watchdog");
-    let guard = cx
-        .locker()
-        .acquire(
-            &name,
-            AcquireOptions::new()
-                .with_ttl(cx.short_ttl())
-                .with_no_wait(),
-        )
-        .await
-        .unwrap();
+    let guard = cx.renewed_guard(&name).await;
     let first_deadline = guard.deadline();
     tokio::time::sleep(cx.short_ttl() * 3).await;
     assert!(guard.is_valid(), "renewed: {:?}", guard.loss());
@@ -153,16 +144,7 @@ pub async fn watchdog_keeps_lease_alive(cx: &Ctx) {
 /// When the store loses the lease, the guard's lost signal fires within about one renew interval.
 pub async fn lost_signal_fires_when_store_loses_lease(cx: &Ctx) {
     let name = cx.name("lost");
-    let guard = cx
-        .locker()
-        .acquire(
-            &name,
-            AcquireOptions::new()
-                .with_ttl(cx.short_ttl())
-                .with_no_wait(),
-        )
-        .await
-        .unwrap();
+    let guard = cx.renewed_guard(&name).await;
     let cancel = guard.cancellation_token();
     assert_eq!(
         cx.store().force_release(&name).await.unwrap(),
@@ -188,16 +170,7 @@ pub async fn lost_signal_fires_when_store_loses_lease(cx: &Ctx) {
 /// Guarded work is cancelled when the lease is lost, with an error carrying the token.
 pub async fn guarded_run_cancels_on_loss(cx: &Ctx) {
     let name = cx.name("guarded");
-    let guard = cx
-        .locker()
-        .acquire(
-            &name,
-            AcquireOptions::new()
-                .with_ttl(cx.short_ttl())
-                .with_no_wait(),
-        )
-        .await
-        .unwrap();
+    let guard = cx.renewed_guard(&name).await;
     let dropped = Arc::new(AtomicBool::new(false));
     struct SetOnDrop(Arc<AtomicBool>);
     impl Drop for SetOnDrop {

@@ -11,12 +11,8 @@ pub async fn acquire_grants_when_free(cx: &Ctx) {
     let name = cx.name("free");
     let ttl = cx.long_ttl();
     let before = Instant::now();
-    let lease = cx
-        .store()
-        .try_acquire(&name, ttl)
-        .await
-        .unwrap()
-        .expect("a free name is granted");
+    // A free name is granted.
+    let lease = cx.grant(&name, ttl).await;
     let after = Instant::now();
     assert_eq!(lease.name(), &name);
     assert!(lease.token().get() > 0, "tokens start above zero");
@@ -40,12 +36,7 @@ pub async fn acquire_grants_when_free(cx: &Ctx) {
 /// While a grant holds, every other attempt is `Ok(None)`.
 pub async fn acquire_is_exclusive(cx: &Ctx) {
     let name = cx.name("exclusive");
-    let a = cx
-        .store()
-        .try_acquire(&name, cx.long_ttl())
-        .await
-        .unwrap()
-        .unwrap();
+    let a = cx.grant(&name, cx.long_ttl()).await;
     for _ in 0..3 {
         assert!(
             cx.store()
@@ -60,12 +51,8 @@ pub async fn acquire_is_exclusive(cx: &Ctx) {
         a.token()
     );
     cx.store().release(&a).await.unwrap();
-    let b = cx
-        .store()
-        .try_acquire(&name, cx.long_ttl())
-        .await
-        .unwrap()
-        .expect("free after release");
+    // Free after release.
+    let b = cx.grant(&name, cx.long_ttl()).await;
     assert!(b.token() > a.token());
     cx.store().release(&b).await.unwrap();
 }
@@ -97,12 +84,7 @@ pub async fn tokens_increase_across_release(cx: &Ctx) {
     let name = cx.name("cycle");
     let mut tokens = Vec::new();
     for _ in 0..5 {
-        let lease = cx
-            .store()
-            .try_acquire(&name, cx.long_ttl())
-            .await
-            .unwrap()
-            .unwrap();
+        let lease = cx.grant(&name, cx.long_ttl()).await;
         tokens.push(lease.token());
         cx.store().release(&lease).await.unwrap();
     }
@@ -116,20 +98,7 @@ pub async fn tokens_increase_across_release(cx: &Ctx) {
 /// A grant that expired is replaced by one with a greater token; the old holder can neither
 /// renew nor release.
 pub async fn tokens_increase_across_expiry(cx: &Ctx) {
-    let name = cx.name("expiry");
-    let old = cx
-        .store()
-        .try_acquire(&name, cx.short_ttl())
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::sleep(cx.past_short_ttl()).await;
-    let new = cx
-        .store()
-        .try_acquire(&name, cx.long_ttl())
-        .await
-        .unwrap()
-        .expect("free after expiry");
+    let (name, old, new) = super::expired_then_taken_over(cx, "expiry").await;
     assert!(
         new.token() > old.token(),
         "{} must exceed {}",

@@ -28,12 +28,7 @@ pub async fn ttl_validation(cx: &Ctx) {
         cx.store().inspect(&name).await.unwrap().is_none(),
         "nothing granted"
     );
-    let lease = cx
-        .store()
-        .try_acquire(&name, cx.long_ttl())
-        .await
-        .unwrap()
-        .unwrap();
+    let lease = cx.grant(&name, cx.long_ttl()).await;
     for ttl in bad {
         assert_kind(
             cx.store().renew(&lease, ttl).await,

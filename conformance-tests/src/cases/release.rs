@@ -7,20 +7,7 @@ use crate::Ctx;
 
 /// Releasing an expired grant that was taken over is `LeaseLost` and leaves the newer holder.
 pub async fn stale_release_never_frees_newer_holder(cx: &Ctx) {
-    let name = cx.name("stale-release");
-    let old = cx
-        .store()
-        .try_acquire(&name, cx.short_ttl())
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::sleep(cx.past_short_ttl()).await;
-    let new = cx
-        .store()
-        .try_acquire(&name, cx.long_ttl())
-        .await
-        .unwrap()
-        .unwrap();
+    let (name, old, new) = super::expired_then_taken_over(cx, "stale-release").await;
     assert_kind(
         cx.store().release(&old).await,
         ErrorKind::LeaseLost,
@@ -46,12 +33,7 @@ pub async fn stale_release_never_frees_newer_holder(cx: &Ctx) {
 /// Releasing twice is reported the second time.
 pub async fn double_release_is_reported(cx: &Ctx) {
     let name = cx.name("double");
-    let lease = cx
-        .store()
-        .try_acquire(&name, cx.long_ttl())
-        .await
-        .unwrap()
-        .unwrap();
+    let lease = cx.grant(&name, cx.long_ttl()).await;
     cx.store().release(&lease).await.unwrap();
     assert_kind(
         cx.store().release(&lease).await,
@@ -69,7 +51,7 @@ pub async fn inspect_reports_holder_and_remaining(cx: &Ctx) {
         "never held"
     );
     let ttl = cx.long_ttl();
-    let lease = cx.store().try_acquire(&name, ttl).await.unwrap().unwrap();
+    let lease = cx.grant(&name, ttl).await;
     let info = cx.store().inspect(&name).await.unwrap().expect("held");
     assert_eq!(info.token, lease.token());
     if let Some(holder) = info.holder {
@@ -96,12 +78,7 @@ pub async fn force_release_frees_and_reports_token(cx: &Ctx) {
         None,
         "nothing to break"
     );
-    let lease = cx
-        .store()
-        .try_acquire(&name, cx.long_ttl())
-        .await
-        .unwrap()
-        .unwrap();
+    let lease = cx.grant(&name, cx.long_ttl()).await;
     assert_eq!(
         cx.store().force_release(&name).await.unwrap(),
         Some(lease.token())
@@ -111,12 +88,8 @@ pub async fn force_release_frees_and_reports_token(cx: &Ctx) {
         ErrorKind::LeaseLost,
         "broken renew",
     );
-    let next = cx
-        .store()
-        .try_acquire(&name, cx.long_ttl())
-        .await
-        .unwrap()
-        .expect("free after break");
+    // Free after break.
+    let next = cx.grant(&name, cx.long_ttl()).await;
     assert!(next.token() > lease.token());
     cx.store().release(&next).await.unwrap();
 }

@@ -10,7 +10,7 @@ use crate::Ctx;
 pub async fn renew_extends(cx: &Ctx) {
     let name = cx.name("renew");
     let ttl = cx.short_ttl();
-    let mut lease = cx.store().try_acquire(&name, ttl).await.unwrap().unwrap();
+    let mut lease = cx.grant(&name, ttl).await;
     let first = lease.token();
     let started = Instant::now();
     while started.elapsed() < cx.past_short_ttl() {
@@ -36,12 +36,7 @@ pub async fn renew_extends(cx: &Ctx) {
 /// After expiry, renew is `LeaseLost` and does not bring the grant back.
 pub async fn renew_after_expiry_is_lost(cx: &Ctx) {
     let name = cx.name("late-renew");
-    let lease = cx
-        .store()
-        .try_acquire(&name, cx.short_ttl())
-        .await
-        .unwrap()
-        .unwrap();
+    let lease = cx.grant(&name, cx.short_ttl()).await;
     tokio::time::sleep(cx.past_short_ttl()).await;
     assert_kind(
         cx.store().renew(&lease, cx.long_ttl()).await,
@@ -52,12 +47,8 @@ pub async fn renew_after_expiry_is_lost(cx: &Ctx) {
         cx.store().inspect(&name).await.unwrap().is_none(),
         "not resurrected"
     );
-    let next = cx
-        .store()
-        .try_acquire(&name, cx.long_ttl())
-        .await
-        .unwrap()
-        .expect("free");
+    // Free.
+    let next = cx.grant(&name, cx.long_ttl()).await;
     assert!(next.token() > lease.token());
     cx.store().release(&next).await.unwrap();
 }
@@ -66,7 +57,7 @@ pub async fn renew_after_expiry_is_lost(cx: &Ctx) {
 pub async fn renew_with_forged_holder_is_lost(cx: &Ctx) {
     let name = cx.name("forged");
     let ttl = cx.long_ttl();
-    let lease = cx.store().try_acquire(&name, ttl).await.unwrap().unwrap();
+    let lease = cx.grant(&name, ttl).await;
     let now = Instant::now();
     let other_holder = Lease::granted(name.clone(), lease.token(), HolderId::random(), ttl, now);
     let other_token = Lease::granted(
