@@ -116,12 +116,9 @@ impl LockGuard {
     pub async fn lost(&self) -> LossReason {
         let mut state = self.state.clone();
         loop {
+            // `loss()` fires the cancellation tokens with any loss it reports, so once this
+            // returns they have fired too.
             if let Some(reason) = self.loss() {
-                if self.state.borrow().lost.is_some() {
-                    // The watchdog cancels `ended` right after recording the loss: wait for it,
-                    // so that once `lost()` returns every cancellation token has fired too.
-                    self.ended.cancelled().await;
-                }
                 return reason;
             }
             let deadline = state.borrow_and_update().lease.deadline();
