@@ -23,6 +23,7 @@ macro_rules! for_each_case {
             renew_extends,
             renew_after_expiry_is_lost,
             renew_with_forged_holder_is_lost,
+            renew_many_answers_each_lease,
             stale_release_never_frees_newer_holder,
             double_release_is_reported,
             ttl_validation,

@@ -51,6 +51,20 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
     /// - `ttl_validation`: invalid TTLs are `InvalidInput`.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error>;
 
+    /// Renews every lease of `leases` to `ttl`, as [`LeaseStore::renew`] would one by one, and
+    /// answers in the same order, one result per lease. Backends that can batch (one pipeline,
+    /// one statement, one stream) override it; the default renews them concurrently. The
+    /// [`crate::Locker`] funnels its watchdogs' renewals through here.
+    ///
+    /// # Behavior
+    /// - `renew_many_answers_each_lease`: a batch mixing held, expired, released and forged
+    ///   leases renews exactly the held ones and answers `LeaseLost` for each other one, in
+    ///   order; an empty batch is an empty answer; an invalid TTL is `InvalidInput` for every
+    ///   lease and renews none.
+    async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
+        futures::future::join_all(leases.iter().map(|lease| self.renew(lease, ttl))).await
+    }
+
     /// Frees `lease`, if this exact grant still holds.
     ///
     /// # Behavior
@@ -122,6 +136,9 @@ macro_rules! forward_lease_store {
             }
             async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
                 (**self).renew(lease, ttl).await
+            }
+            async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
+                (**self).renew_many(leases, ttl).await
             }
             async fn release(&self, lease: &Lease) -> Result<(), Error> {
                 (**self).release(lease).await

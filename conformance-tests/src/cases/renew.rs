@@ -1,5 +1,7 @@
 //! Renewal: extends only the exact grant, never resurrects.
 
+use std::time::Duration;
+
 use fencelock_core::{ErrorKind, HolderId, Lease};
 use tokio::time::Instant;
 
@@ -89,4 +91,77 @@ pub async fn renew_with_forged_holder_is_lost(cx: &Ctx) {
         lease.token()
     );
     cx.store().release(&lease).await.unwrap();
+}
+
+/// `renew_many` renews exactly the held leases of a batch and answers `LeaseLost` for each other
+/// one, in order; the same lease twice is renewed twice; an empty batch is an empty answer; an
+/// invalid TTL is `InvalidInput` for every lease.
+pub async fn renew_many_answers_each_lease(cx: &Ctx) {
+    let (taken, expired, newer) = super::expired_then_taken_over(cx, "many-expired").await;
+    let ttl = cx.short_ttl();
+    let mut a = cx.grant(&cx.name("many-a"), ttl).await;
+    let mut b = cx.grant(&cx.name("many-b"), ttl).await;
+    let released = cx.grant(&cx.name("many-released"), cx.long_ttl()).await;
+    cx.store().release(&released).await.unwrap();
+    let forged = Lease::granted(
+        a.name().clone(),
+        fencelock_core::FencingToken::new(a.token().get() + 1),
+        a.holder(),
+        ttl,
+        Instant::now(),
+    );
+    let (token_a, token_b) = (a.token(), b.token());
+    let started = Instant::now();
+    // Renewed as a batch, `a` and `b` outlive their first TTL several times over.
+    while started.elapsed() < cx.past_short_ttl() {
+        tokio::time::sleep(ttl / 4).await;
+        let batch = [
+            a.clone(),
+            expired.clone(),
+            released.clone(),
+            forged.clone(),
+            b.clone(),
+            a.clone(),
+        ];
+        let mut answers = cx.store().renew_many(&batch, ttl).await.into_iter();
+        assert_eq!(answers.len(), batch.len(), "one answer per lease");
+        a = answers.next().unwrap().expect("held lease a renews");
+        for what in ["expired", "released", "forged"] {
+            assert_kind(answers.next().unwrap(), ErrorKind::LeaseLost, what);
+        }
+        b = answers.next().unwrap().expect("held lease b renews");
+        let again = answers
+            .next()
+            .unwrap()
+            .expect("a, listed twice, renews twice");
+        assert_eq!(
+            (a.token(), b.token(), again.token()),
+            (token_a, token_b, token_a)
+        );
+        assert!(a.deadline() > started + ttl / 4, "the deadline moved on");
+    }
+    for lease in [&a, &b] {
+        let info = cx.store().inspect(lease.name()).await.unwrap();
+        assert_eq!(info.map(|i| i.token), Some(lease.token()), "still held");
+    }
+    let holder = cx.store().inspect(&taken).await.unwrap();
+    assert_eq!(
+        holder.map(|i| i.token),
+        Some(newer.token()),
+        "newer holder kept"
+    );
+    assert!(
+        cx.store().renew_many(&[], ttl).await.is_empty(),
+        "empty batch"
+    );
+    for answer in cx
+        .store()
+        .renew_many(&[a.clone(), b.clone()], Duration::ZERO)
+        .await
+    {
+        assert_kind(answer, ErrorKind::InvalidInput, "zero TTL");
+    }
+    for lease in [&a, &b, &newer] {
+        cx.store().release(lease).await.unwrap();
+    }
 }
