@@ -9,6 +9,7 @@ mod memory;
 pub mod metrics;
 mod name;
 mod options;
+mod renewer;
 mod store;
 mod token;
 pub mod wait;

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::guard::GuardState;
 use crate::metrics;
+use crate::renewer::Renewer;
 use crate::wait::WaitPolicy;
 use crate::watchdog::Watchdog;
 use crate::{
@@ -35,11 +36,20 @@ use crate::{
 /// # Ok(()) }
 /// ```
 ///
-/// Cloning is cheap; clones share the store and the regression memory.
+/// Cloning is cheap; clones share the store, the regression memory and the renewal batcher.
+///
+/// # Renewal
+/// Each guard's watchdog renews its lease every [`AcquireOptions::with_renew_interval`] (a third of
+/// the TTL by default). Renewals that come due within about 2 ms of each other (never more than
+/// a fiftieth of the time their lease has left) go to the store together, through
+/// [`LeaseStore::renew_many`]: one pipeline on Redis, one statement on PostgreSQL, one keepalive
+/// stream on etcd. Each guard still gets its own answer and its own loss signal.
+/// [`Locker::with_renewal_batching`] turns this off.
 #[derive(Clone, Debug)]
 pub struct Locker {
     store: Arc<dyn LeaseStore>,
     seen: Arc<Mutex<HashMap<LockName, FencingToken>>>,
+    renewer: Arc<Renewer>,
 }
 
 impl Locker {
@@ -51,9 +61,24 @@ impl Locker {
     /// A locker over a shared store.
     pub fn from_arc(store: Arc<dyn LeaseStore>) -> Self {
         Self {
+            renewer: Arc::new(Renewer::new(Arc::clone(&store), true)),
             store,
             seen: Arc::default(),
         }
+    }
+
+    /// Whether watchdogs batch their renewals (on by default; see [Renewal](#renewal)). Off,
+    /// each watchdog calls [`LeaseStore::renew`] alone. Guards already held keep the setting
+    /// they were taken with.
+    #[must_use]
+    pub fn with_renewal_batching(mut self, on: bool) -> Self {
+        self.renewer = Arc::new(Renewer::new(Arc::clone(&self.store), on));
+        self
+    }
+
+    /// Whether watchdogs batch their renewals.
+    pub fn renewal_batching(&self) -> bool {
+        self.renewer.batching()
     }
 
     /// The store underneath.
@@ -223,6 +248,7 @@ impl Locker {
         let ended = CancellationToken::new();
         let watchdog = Watchdog {
             store: Arc::clone(&self.store),
+            renewer: Arc::clone(&self.renewer),
             state: tx,
             ttl,
             every,

@@ -9,6 +9,7 @@
 //! | `fencelock_acquire_seconds` | histogram | `outcome` = `acquired` / `timeout` / `error` | time spent in `Locker::acquire`, waiting included |
 //! | `fencelock_wait_seconds` | histogram | | time a granted acquire spent waiting for the previous holder |
 //! | `fencelock_renew_lag_seconds` | histogram | | time left before the local deadline when a renewal succeeded (low = close call) |
+//! | `fencelock_renew_batch_leases` | histogram | | leases per batched renewal call ([`crate::LeaseStore::renew_many`]) |
 //! | `fencelock_renewals_total` | counter | `outcome` = `ok` / `retry` / `lost` | renewal attempts by the watchdog |
 //! | `fencelock_leases_lost_total` | counter | `reason` = `not_held` / `superseded` / `deadline` / `renew_failed` / `watchdog_failed` | leases reported lost |
 //! | `fencelock_token_regressions_total` | counter | | grants refused because their token did not rise |
@@ -24,6 +25,8 @@ pub const ACQUIRE_SECONDS: &str = "fencelock_acquire_seconds";
 pub const WAIT_SECONDS: &str = "fencelock_wait_seconds";
 /// `fencelock_renew_lag_seconds`.
 pub const RENEW_LAG_SECONDS: &str = "fencelock_renew_lag_seconds";
+/// `fencelock_renew_batch_leases`.
+pub const RENEW_BATCH_LEASES: &str = "fencelock_renew_batch_leases";
 /// `fencelock_renewals_total`.
 pub const RENEWALS_TOTAL: &str = "fencelock_renewals_total";
 /// `fencelock_leases_lost_total`.
@@ -47,6 +50,10 @@ pub(crate) fn renewal(backend: &'static str, outcome: &'static str) {
 
 pub(crate) fn renew_lag(backend: &'static str, left: Duration) {
     metrics::histogram!(RENEW_LAG_SECONDS, "backend" => backend).record(left);
+}
+
+pub(crate) fn renew_batch(backend: &'static str, leases: usize) {
+    metrics::histogram!(RENEW_BATCH_LEASES, "backend" => backend).record(leases as f64);
 }
 
 pub(crate) fn lease_lost(backend: &'static str, reason: &LossReason) {

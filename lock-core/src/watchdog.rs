@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::guard::GuardState;
 use crate::metrics;
+use crate::renewer::{Renewed, Renewer, panic_message};
 use crate::{Error, ErrorKind, LeaseStore, LossReason};
 
 /// The first retry delay after a transient renewal error; doubles up to the renew interval.
@@ -19,6 +20,7 @@ const FIRST_RETRY: Duration = Duration::from_millis(20);
 
 pub(crate) struct Watchdog {
     pub(crate) store: Arc<dyn LeaseStore>,
+    pub(crate) renewer: Arc<Renewer>,
     pub(crate) state: watch::Sender<GuardState>,
     pub(crate) ttl: Duration,
     pub(crate) every: Option<Duration>,
@@ -75,7 +77,7 @@ impl Watchdog {
             let renewed = tokio::select! {
                 biased;
                 () = self.stop.cancelled() => return None,
-                r = timeout_at(deadline, self.store.renew(&lease, self.ttl)) => r,
+                r = timeout_at(deadline, self.renewer.renew(&lease, self.ttl)) => r,
             };
             let _entered = span.enter();
             if self.stop.is_cancelled() {
@@ -84,7 +86,11 @@ impl Watchdog {
             }
             match renewed {
                 Err(_elapsed) => return Some(LossReason::DeadlineReached),
-                Ok(Ok(new)) => {
+                Ok(Renewed::Failed(message)) => {
+                    metrics::renewal(self.store.backend(), "lost");
+                    return Some(LossReason::WatchdogFailed { message });
+                }
+                Ok(Renewed::Answer(Ok(new))) => {
                     metrics::renewal(self.store.backend(), "ok");
                     metrics::renew_lag(
                         self.store.backend(),
@@ -99,13 +105,13 @@ impl Watchdog {
                     next_renew = sent_at.checked_add(every);
                     retry = FIRST_RETRY;
                 }
-                Ok(Err(error)) if error.is_transient() => {
+                Ok(Renewed::Answer(Err(error))) if error.is_transient() => {
                     metrics::renewal(self.store.backend(), "retry");
                     tracing::warn!(%error, retry_ms = retry.as_millis() as u64, "renewal failed; retrying while the lease is locally valid");
                     next_renew = Instant::now().checked_add(retry);
                     retry = (retry * 2).min(every);
                 }
-                Ok(Err(error)) => {
+                Ok(Renewed::Answer(Err(error))) => {
                     metrics::renewal(self.store.backend(), "lost");
                     return Some(loss_reason(error));
                 }
@@ -122,13 +128,4 @@ fn loss_reason(error: Error) -> LossReason {
             error: other.to_string(),
         },
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    format!("the renewal task panicked: {text}")
 }

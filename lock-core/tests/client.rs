@@ -27,6 +27,11 @@ struct Faulty {
     renews: AtomicU32,
     /// When set, tokens are reported as 1000 − real token: they go down.
     regress: AtomicBool,
+    /// `renew_many` calls, and the leases they carried.
+    batches: AtomicU32,
+    batched: AtomicU32,
+    /// When set, `renew_many` answers one result too few.
+    short_answers: AtomicBool,
 }
 
 #[async_trait]
@@ -60,6 +65,17 @@ impl LeaseStore for Faulty {
             RENEW_PANIC => panic!("renew exploded"),
             _ => self.inner.renew(lease, ttl).await,
         }
+    }
+    async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        self.batched
+            .fetch_add(leases.len() as u32, Ordering::SeqCst);
+        let mut answers =
+            futures::future::join_all(leases.iter().map(|lease| self.renew(lease, ttl))).await;
+        if self.short_answers.load(Ordering::SeqCst) {
+            answers.pop();
+        }
+        answers
     }
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         if self.regress.load(Ordering::SeqCst) {
@@ -125,8 +141,9 @@ async fn failing_store_fires_lost_within_one_renew_interval() {
     let started = Instant::now();
     let reason = guard.lost().await;
     assert_eq!(reason, LossReason::NotHeld);
+    // The renewal waits at most 2 ms for others to join its batch.
     assert!(
-        started.elapsed() <= EVERY,
+        started.elapsed() <= EVERY + Duration::from_millis(2),
         "lost after {:?}",
         started.elapsed()
     );
@@ -391,4 +408,99 @@ async fn the_cancellation_token_fires_with_the_deadline_not_after_it() {
     let token = guard.cancellation_token();
     assert_eq!(guard.lost().await, LossReason::DeadlineReached);
     assert!(token.is_cancelled(), "fired by the time lost() returned");
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewals_due_together_go_to_the_store_as_one_batch() {
+    let (store, locker) = setup();
+    let mut guards = Vec::new();
+    for i in 0..50 {
+        guards.push(locker.acquire(format!("job-{i}"), opts()).await.unwrap());
+    }
+    sleep(EVERY * 3 + EVERY / 2).await;
+    for guard in &guards {
+        assert!(guard.is_valid(), "{:?}", guard.loss());
+    }
+    assert_eq!(store.batched.load(Ordering::SeqCst), 150, "3 renewals each");
+    assert_eq!(store.renews.load(Ordering::SeqCst), 150);
+    assert_eq!(
+        store.batches.load(Ordering::SeqCst),
+        3,
+        "one batch per round"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_lost_in_a_batch_is_reported_for_that_guard_alone() {
+    let (store, locker) = setup();
+    let kept = locker.acquire("kept", opts()).await.unwrap();
+    let broken = locker.acquire("broken", opts()).await.unwrap();
+    store
+        .force_release(&LockName::new("broken").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        timeout(EVERY * 2, broken.lost()).await.expect("fired"),
+        LossReason::NotHeld
+    );
+    sleep(TTL * 2).await;
+    assert!(kept.is_valid(), "{:?}", kept.loss());
+    // The first batch carried both leases, every later one `kept` alone.
+    assert_eq!(
+        store.batched.load(Ordering::SeqCst),
+        store.batches.load(Ordering::SeqCst) + 1,
+        "renewed together once"
+    );
+    kept.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_answered_wrongly_counts_as_loss_for_every_guard_in_it() {
+    let (store, locker) = setup();
+    let a = locker.acquire("a", opts()).await.unwrap();
+    let b = locker.acquire("b", opts()).await.unwrap();
+    store.short_answers.store(true, Ordering::SeqCst);
+    for guard in [&a, &b] {
+        let reason = timeout(EVERY * 2, guard.lost()).await.expect("fired");
+        assert!(
+            matches!(&reason, LossReason::WatchdogFailed { message } if message.contains("1 results for 2 leases")),
+            "{reason:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_batching_each_watchdog_renews_alone() {
+    let (store, locker) = setup();
+    let locker = locker.with_renewal_batching(false);
+    assert!(!locker.renewal_batching());
+    let a = locker.acquire("a", opts()).await.unwrap();
+    let b = locker.acquire("b", opts()).await.unwrap();
+    sleep(EVERY * 2 + EVERY / 2).await;
+    assert!(a.is_valid() && b.is_valid());
+    assert_eq!(store.renews.load(Ordering::SeqCst), 4);
+    assert_eq!(store.batches.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_locker_outlives_the_runtime_its_batcher_started_on() {
+    let (store, locker) = setup();
+    for round in 0..2 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let guard = locker.acquire("job", opts()).await.unwrap();
+            sleep(EVERY * 2 + EVERY / 2).await;
+            assert!(guard.is_valid(), "round {round}: {:?}", guard.loss());
+            guard.release().await.unwrap();
+        });
+    }
+    assert_eq!(
+        store.batches.load(Ordering::SeqCst),
+        4,
+        "2 renewals per round"
+    );
 }

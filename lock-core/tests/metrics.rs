@@ -78,6 +78,8 @@ async fn locker_and_gate_emit_their_metrics() {
         1
     );
     assert_eq!(counter(s, names::RENEW_LAG_SECONDS, None), 1);
+    // Both renewals (the one that worked, the one that found the lease gone) went as batches.
+    assert_eq!(counter(s, names::RENEW_BATCH_LEASES, None), 2);
     assert_eq!(
         counter(s, names::RENEWALS_TOTAL, Some(("outcome", "lost"))),
         1
