@@ -6,6 +6,7 @@ mod config;
 mod fence;
 mod grant;
 pub mod keys;
+mod pipeline;
 pub mod redlock;
 mod reply;
 pub mod scripts;

@@ -24,7 +24,8 @@ use crate::wakeups::Wakeups;
 
 /// A [`LeaseStore`] on Redis.
 ///
-/// Every operation is one `EVALSHA` round trip of one Lua script (see the crate docs for the
+/// Every operation is one `EVALSHA` round trip of one Lua script (a batch of renewals is one
+/// pipeline of them) (see the crate docs for the
 /// key layout and the token guarantee). Clones share the connection and the subscriber.
 ///
 /// `C` is the connection: a [`ConnectionManager`] (reconnects by itself; what
@@ -83,7 +84,7 @@ where
 }
 
 /// Why `lease` no longer holds, given the grant the store has now.
-fn loss(lease: &Lease, current: Option<Grant>) -> Error {
+pub(crate) fn loss(lease: &Lease, current: Option<Grant>) -> Error {
     let reason = match current {
         Some(now) if now.token > lease.token() => LossReason::Superseded { by: now.token },
         _ => LossReason::NotHeld,
@@ -149,6 +150,11 @@ where
             Compared::Done => Ok(lease.renewed(Duration::from_millis(ttl_ms), sent_at)),
             Compared::Lost(current) => Err(loss(lease, current)),
         }
+    }
+
+    /// One pipeline of renew scripts for the whole batch.
+    async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
+        crate::pipeline::renew_many(&self.conn, &self.shared, leases, ttl).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {

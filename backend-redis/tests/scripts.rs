@@ -34,6 +34,15 @@ async fn noscript_after_script_flush_is_handled() {
     flush(&server);
     let lease = store.renew(&lease, LONG).await.unwrap();
     flush(&server);
+    // A pipelined batch of renewals recovers too, and answers every lease.
+    let batch = store
+        .renew_many(&[lease.clone(), lease.clone()], LONG)
+        .await;
+    assert_eq!(batch.len(), 2);
+    for answer in batch {
+        assert_eq!(answer.unwrap().token(), lease.token());
+    }
+    flush(&server);
     assert_eq!(
         store.inspect(&n).await.unwrap().unwrap().token,
         lease.token()
