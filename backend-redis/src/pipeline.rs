@@ -28,8 +28,7 @@ where
 {
     let ttl_ms = match shared.limits.check(ttl) {
         Ok(ttl) => millis(ttl),
-        // The same `InvalidInput` for every lease.
-        Err(_) => return each(leases, || shared.limits.check(ttl).err()),
+        Err(error) => return every(error, leases),
     };
     if leases.is_empty() {
         return Vec::new();
@@ -51,7 +50,7 @@ where
         // The server forgot the script (restart, failover, `SCRIPT FLUSH`): load it and send
         // the batch again. Renewing twice is harmless; the first pass renewed nothing.
         if let Err(e) = SCRIPTS.renew.load_async(&mut conn).await {
-            return each(leases, || Some(classify(Operation::Renew, e.clone())));
+            return every(classify(Operation::Renew, e), leases);
         }
         sent_at = Instant::now();
         answers = pipe.query_async(&mut conn).await;
@@ -60,11 +59,12 @@ where
         Ok(answers) if answers.len() == leases.len() => answers,
         Ok(answers) => {
             let what = format!("{} answers to {} renewals", answers.len(), leases.len());
-            return each(leases, || {
-                Some(crate::classify::unexpected_reply(Operation::Renew, &what))
-            });
+            return every(
+                crate::classify::unexpected_reply(Operation::Renew, what),
+                leases,
+            );
         }
-        Err(e) => return each(leases, || Some(classify(Operation::Renew, e.clone()))),
+        Err(e) => return every(classify(Operation::Renew, e), leases),
     };
     leases
         .iter()
@@ -86,10 +86,6 @@ fn is_no_script(answer: &RedisResult<Value>) -> bool {
 }
 
 /// The same failure for every lease of the batch.
-fn each(leases: &[Lease], error: impl Fn() -> Option<Error>) -> Vec<Result<Lease, Error>> {
-    let fallback = || crate::classify::unexpected_reply(Operation::Renew, "a failed batch");
-    leases
-        .iter()
-        .map(|_| Err(error().unwrap_or_else(fallback)))
-        .collect()
+fn every(error: Error, leases: &[Lease]) -> Vec<Result<Lease, Error>> {
+    error.fan_out(leases.len()).into_iter().map(Err).collect()
 }

@@ -224,6 +224,94 @@ pub enum Error {
 }
 
 impl Error {
+    /// `n` copies of this error, one for each lease of a batch that failed as a whole (see
+    /// [`crate::LeaseStore::renew_many`]). The copies share the driver's error: each displays
+    /// it and has it as its source.
+    pub fn fan_out(self, n: usize) -> Vec<Error> {
+        let copy = |e: &Error| -> Error {
+            match e {
+                Self::LeaseLost {
+                    name,
+                    token,
+                    reason,
+                } => Self::LeaseLost {
+                    name: name.clone(),
+                    token: *token,
+                    reason: reason.clone(),
+                },
+                Self::LostDuringWork {
+                    name,
+                    token,
+                    reason,
+                } => Self::LostDuringWork {
+                    name: name.clone(),
+                    token: *token,
+                    reason: reason.clone(),
+                },
+                Self::Unavailable { store, op, source } => Self::Unavailable {
+                    store,
+                    op: *op,
+                    source: Shared::of(source),
+                },
+                Self::OutcomeUnknown { store, op, source } => Self::OutcomeUnknown {
+                    store,
+                    op: *op,
+                    source: Shared::of(source),
+                },
+                Self::InvalidInput { what, reason } => Self::InvalidInput {
+                    what,
+                    reason: reason.clone(),
+                },
+                Self::TokenRegression { name, seen, got } => Self::TokenRegression {
+                    name: name.clone(),
+                    seen: *seen,
+                    got: *got,
+                },
+                Self::StaleToken {
+                    resource,
+                    presented,
+                    high_water,
+                } => Self::StaleToken {
+                    resource: resource.clone(),
+                    presented: *presented,
+                    high_water: *high_water,
+                },
+                Self::Timeout { name, waited } => Self::Timeout {
+                    name: name.clone(),
+                    waited: *waited,
+                },
+                Self::Backend { store, op, source } => Self::Backend {
+                    store,
+                    op: *op,
+                    source: Shared::of(source),
+                },
+            }
+        };
+        let shared = match self {
+            Self::Unavailable { store, op, source } => Self::Unavailable {
+                store,
+                op,
+                source: Shared::wrap(source),
+            },
+            Self::OutcomeUnknown { store, op, source } => Self::OutcomeUnknown {
+                store,
+                op,
+                source: Shared::wrap(source),
+            },
+            Self::Backend { store, op, source } => Self::Backend {
+                store,
+                op,
+                source: Shared::wrap(source),
+            },
+            other => other,
+        };
+        let mut copies: Vec<Error> = (1..n).map(|_| copy(&shared)).collect();
+        if n > 0 {
+            copies.push(shared);
+        }
+        copies
+    }
+
     /// The classification of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -312,6 +400,31 @@ mod tests {
     use std::error::Error as _;
 
     #[test]
+    fn fan_out_copies_kind_message_and_source() {
+        let name = LockName::new("n").unwrap();
+        let inner = std::io::Error::other("root cause");
+        let outer = Error::outcome_unknown("etcd", Operation::Renew, inner);
+        let message = outer.to_string();
+        let copies = outer.fan_out(3);
+        assert_eq!(copies.len(), 3);
+        for copy in &copies {
+            assert_eq!(copy.kind(), ErrorKind::OutcomeUnknown);
+            assert_eq!(copy.to_string(), message);
+            assert!(copy.source().is_some());
+        }
+        let lost = Error::LeaseLost {
+            name,
+            token: FencingToken::new(7),
+            reason: LossReason::NotHeld,
+        };
+        let copies = lost.fan_out(2);
+        assert!(copies.iter().all(|e| e.kind() == ErrorKind::LeaseLost));
+        assert!(Error::invalid("ttl", "zero").fan_out(0).is_empty());
+        let invalid = Error::invalid("ttl", "zero").fan_out(2);
+        assert!(invalid.iter().all(|e| e.to_string() == "invalid ttl: zero"));
+    }
+
+    #[test]
     fn classification_table() {
         let name = LockName::new("n").unwrap();
         let io = || std::io::Error::other("boom");
@@ -383,5 +496,35 @@ mod tests {
             err.to_string(),
             "lease on `jobs/42` lost: token 17 was superseded by token 18; stop writing with token 17"
         );
+    }
+}
+
+/// A driver error shared by the copies of [`Error::fan_out`].
+#[derive(Clone, Debug)]
+struct Shared(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Shared {
+    fn wrap(source: BoxError) -> BoxError {
+        Box::new(Shared(std::sync::Arc::from(source)))
+    }
+
+    /// A copy of `source`: shared if it was wrapped, else its message.
+    fn of(source: &BoxError) -> BoxError {
+        match source.downcast_ref::<Shared>() {
+            Some(shared) => Box::new(shared.clone()),
+            None => source.to_string().into(),
+        }
+    }
+}
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Shared {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
