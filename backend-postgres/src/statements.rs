@@ -12,6 +12,7 @@ use crate::TableName;
 const MIGRATE: &str = include_str!("sql/migrate.sql");
 const ACQUIRE: &str = include_str!("sql/acquire.sql");
 const RENEW: &str = include_str!("sql/renew.sql");
+const RENEW_MANY: &str = include_str!("sql/renew_many.sql");
 const RELEASE: &str = include_str!("sql/release.sql");
 const FORCE_RELEASE: &str = include_str!("sql/force_release.sql");
 const INSPECT: &str = include_str!("sql/inspect.sql");
@@ -25,6 +26,7 @@ pub(crate) struct Statements {
     pub(crate) migrate: SqlStr,
     pub(crate) acquire: SqlStr,
     pub(crate) renew: SqlStr,
+    pub(crate) renew_many: SqlStr,
     pub(crate) release: SqlStr,
     pub(crate) force_release: SqlStr,
     pub(crate) inspect: SqlStr,
@@ -45,6 +47,7 @@ impl Statements {
             migrate: render(MIGRATE),
             acquire: render(ACQUIRE),
             renew: render(RENEW),
+            renew_many: render(RENEW_MANY),
             release: render(RELEASE),
             force_release: render(FORCE_RELEASE),
             inspect: render(INSPECT),

@@ -307,6 +307,53 @@ impl LeaseStore for PgLeaseStore {
         }
     }
 
+    /// One `UPDATE … FROM unnest(…)` for the whole batch: one round trip, one WAL flush.
+    async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
+        let (ttl_us, granted) = match self.inner.limits.check(ttl) {
+            Ok(ttl) => micros(ttl),
+            Err(error) => return error.fan_out(leases.len()).into_iter().map(Err).collect(),
+        };
+        // Tokens beyond i64 cannot be in the table: such leases are simply not held.
+        let batch: Vec<(&Lease, i64)> = leases
+            .iter()
+            .filter_map(|lease| Some((lease, i64::try_from(lease.token().get()).ok()?)))
+            .collect();
+        let mut renewed = std::collections::HashSet::new();
+        let sent_at = Instant::now();
+        if !batch.is_empty() {
+            let names: Vec<&str> = batch.iter().map(|(l, _)| l.name().as_str()).collect();
+            let holders: Vec<String> = batch.iter().map(|(l, _)| l.holder().to_string()).collect();
+            let tokens: Vec<i64> = batch.iter().map(|(_, t)| *t).collect();
+            let rows = self
+                .timed(
+                    Operation::Renew,
+                    sqlx::query_as::<_, (String, i64)>(self.inner.sql.renew_many.clone())
+                        .bind(names)
+                        .bind(holders)
+                        .bind(tokens)
+                        .bind(ttl_us)
+                        .fetch_all(&self.inner.pool),
+                )
+                .await
+                .and_then(|rows| rows.map_err(|e| classify(Operation::Renew, e)));
+            match rows {
+                Ok(rows) => renewed.extend(rows),
+                Err(error) => return error.fan_out(leases.len()).into_iter().map(Err).collect(),
+            }
+        }
+        let answers = leases.iter().map(|lease| async {
+            let key = i64::try_from(lease.token().get())
+                .ok()
+                .map(|token| (lease.name().as_str().to_owned(), token));
+            match key {
+                Some(key) if renewed.contains(&key) => Ok(lease.renewed(granted, sent_at)),
+                Some(_) => Err(self.loss_of(lease).await),
+                None => Err(Error::lost(lease, LossReason::NotHeld)),
+            }
+        });
+        futures::future::join_all(answers).await
+    }
+
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(Error::lost(lease, LossReason::NotHeld));
