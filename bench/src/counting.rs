@@ -1,5 +1,5 @@
-//! A `LeaseStore` wrapper that counts renewals, so the renewal benchmark reports the round
-//! trips the watchdogs really made.
+//! A `LeaseStore` wrapper that counts renewals and the store calls that carried them, so the
+//! renewal benchmark reports what the watchdogs really sent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +18,15 @@ pub struct Counts {
     pub renewed: AtomicU64,
     /// Renew calls that failed (transient or lost).
     pub failed: AtomicU64,
+    /// Store calls that carried renewals: each `renew`, and each `renew_many` batch.
+    pub calls: AtomicU64,
+}
+
+impl Counts {
+    fn count(&self, ok: bool) {
+        let counter = if ok { &self.renewed } else { &self.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Forwards everything to `inner`, counting renewals.
@@ -54,13 +63,17 @@ impl LeaseStore for CountingStore {
     }
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
         let result = self.inner.renew(lease, ttl).await;
-        let counter = if result.is_ok() {
-            &self.counts.renewed
-        } else {
-            &self.counts.failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.counts.calls.fetch_add(1, Ordering::Relaxed);
+        self.counts.count(result.is_ok());
         result
+    }
+    async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
+        let results = self.inner.renew_many(leases, ttl).await;
+        self.counts.calls.fetch_add(1, Ordering::Relaxed);
+        for result in &results {
+            self.counts.count(result.is_ok());
+        }
+        results
     }
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         self.inner.release(lease).await

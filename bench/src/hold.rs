@@ -32,8 +32,12 @@ pub struct HoldReport {
     pub acquire_secs: f64,
     /// Seconds they were held (the measurement window).
     pub held_secs: f64,
+    /// Whether the `Locker` batched renewals.
+    pub batching: bool,
     /// Successful renewals per second in the window.
     pub renews_per_sec: f64,
+    /// Store calls carrying renewals per second in the window (a batch is one call).
+    pub renew_calls_per_sec: f64,
     /// Renewals per second the watchdogs should make (leases / (TTL / 3)).
     pub expected_renews_per_sec: f64,
     /// Failed renew calls in the window (each retried while the lease was locally valid).
@@ -94,7 +98,7 @@ pub async fn connect(backend: &str, url: &str) -> Result<Arc<dyn LeaseStore>> {
 /// The child: holds `args.leases` leases for `args.hold_secs` and reports.
 pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
     let (store, counts) = CountingStore::new(connect(&args.backend, &args.url).await?);
-    let locker = Locker::new(store);
+    let locker = Locker::new(store).with_renewal_batching(!args.no_batching);
     let ttl = Duration::from_secs(args.ttl_secs);
     let options = AcquireOptions::new().with_ttl(ttl).with_no_wait();
     let rss_before_kib = status_kib("VmRSS")?;
@@ -113,6 +117,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
 
     let renewed_before = counts.renewed.load(Ordering::Relaxed);
     let failed_before = counts.failed.load(Ordering::Relaxed);
+    let calls_before = counts.calls.load(Ordering::Relaxed);
     let cpu_before = cpu_secs()?;
     let window = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(args.hold_secs)).await;
@@ -120,6 +125,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
     let cpu = cpu_secs()? - cpu_before;
     let renewed = counts.renewed.load(Ordering::Relaxed) - renewed_before;
     let renew_failures = counts.failed.load(Ordering::Relaxed) - failed_before;
+    let calls = counts.calls.load(Ordering::Relaxed) - calls_before;
     let rss_held_kib = status_kib("VmRSS")?;
     let peak_rss_kib = status_kib("VmHWM")?;
     let lost = guards
@@ -140,7 +146,9 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
         ttl_secs: args.ttl_secs,
         acquire_secs,
         held_secs,
+        batching: !args.no_batching,
         renews_per_sec,
+        renew_calls_per_sec: calls as f64 / held_secs,
         expected_renews_per_sec: args.leases as f64 / (ttl.as_secs_f64() / 3.0),
         renew_failures,
         lost,
@@ -164,6 +172,7 @@ pub async fn run_child(
     leases: usize,
     hold_secs: f64,
     ttl_secs: u64,
+    batching: bool,
 ) -> Result<HoldReport> {
     let exe = std::env::current_exe()?;
     let output = tokio::process::Command::new(exe)
@@ -171,6 +180,7 @@ pub async fn run_child(
         .args(["--leases", &leases.to_string()])
         .args(["--hold-secs", &hold_secs.to_string()])
         .args(["--ttl-secs", &ttl_secs.to_string()])
+        .args((!batching).then_some("--no-batching"))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

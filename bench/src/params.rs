@@ -45,6 +45,9 @@ pub struct HoldArgs {
     /// Their TTL in seconds (the watchdog renews every TTL/3).
     #[arg(long)]
     pub ttl_secs: u64,
+    /// Turn the `Locker`'s renewal batching off: every watchdog renews alone.
+    #[arg(long)]
+    pub no_batching: bool,
 }
 
 /// The benchmark's parameters. `--smoke` shrinks everything to a few seconds and skips peers.

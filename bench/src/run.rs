@@ -37,8 +37,10 @@ pub struct BackendResult {
     pub throughput_ours: Throughput,
     /// Throughput, the raw floor.
     pub throughput_raw: Throughput,
-    /// Renewal at scale and memory.
+    /// Renewal at scale and memory, renewals batched (the `Locker` default).
     pub hold: HoldReport,
+    /// The same with renewal batching off: every watchdog renews alone.
+    pub hold_unbatched: HoldReport,
 }
 
 impl BackendResult {
@@ -219,7 +221,7 @@ async fn load(
     url: &str,
     params: &Params,
     throughput_on: (Cycle, Cycle),
-) -> Result<(Throughput, Throughput, HoldReport)> {
+) -> Result<(Throughput, Throughput, HoldReport, HoldReport)> {
     section(key, "throughput");
     let tp = throughput::alternating(
         &[throughput_on.0, throughput_on.1],
@@ -231,16 +233,27 @@ async fn load(
     let mut tp = tp.into_iter();
     let throughput_ours = tp.next().unwrap_or_default();
     let throughput_raw = tp.next().unwrap_or_default();
-    section(key, "renewal at scale and memory (child process)");
+    section(key, "renewal at scale and memory (child process, batched)");
     let hold = hold::run_child(
         key,
         url,
         params.leases,
         params.hold_secs,
         params.renew_ttl_secs,
+        true,
     )
     .await?;
-    Ok((throughput_ours, throughput_raw, hold))
+    section(key, "renewal at scale (child process, batching off)");
+    let hold_unbatched = hold::run_child(
+        key,
+        url,
+        params.leases,
+        params.hold_secs,
+        params.renew_ttl_secs,
+        false,
+    )
+    .await?;
+    Ok((throughput_ours, throughput_raw, hold, hold_unbatched))
 }
 
 async fn redis(
@@ -271,7 +284,7 @@ async fn redis(
     if let Some(peers) = peers.as_mut() {
         peer_handoffs(params, &url, peer_list, peers).await?;
     }
-    let (throughput_ours, throughput_raw, hold) =
+    let (throughput_ours, throughput_raw, hold, hold_unbatched) =
         load("redis", &url, params, bench.throughput()).await?;
     drop(target);
     Ok((
@@ -283,6 +296,7 @@ async fn redis(
             throughput_ours,
             throughput_raw,
             hold,
+            hold_unbatched,
         },
         peers,
     ))
@@ -378,7 +392,7 @@ async fn postgres(params: &Params) -> Result<BackendResult> {
         },
     )
     .await?;
-    let (throughput_ours, throughput_raw, hold) =
+    let (throughput_ours, throughput_raw, hold, hold_unbatched) =
         load("postgres", &url, params, pooled.throughput()).await?;
     drop(target);
     Ok(BackendResult {
@@ -389,6 +403,7 @@ async fn postgres(params: &Params) -> Result<BackendResult> {
         throughput_ours,
         throughput_raw,
         hold,
+        hold_unbatched,
     })
 }
 
@@ -409,7 +424,7 @@ async fn etcd(params: &Params) -> Result<BackendResult> {
         },
     )
     .await?;
-    let (throughput_ours, throughput_raw, hold) =
+    let (throughput_ours, throughput_raw, hold, hold_unbatched) =
         load("etcd", &url, params, bench.throughput()).await?;
     bench.close().await?;
     drop(target);
@@ -421,5 +436,6 @@ async fn etcd(params: &Params) -> Result<BackendResult> {
         throughput_ours,
         throughput_raw,
         hold,
+        hold_unbatched,
     })
 }

@@ -40,9 +40,15 @@ fn smoke_run_writes_every_section_with_targets_marked() {
         doc.contains("**met**") || doc.contains("**missed**"),
         "no target marked in:\n{doc}"
     );
-    // The renewal child held its leases without losing any.
+    // Both renewal children (batched, alone) held their leases without losing any.
     for backend in ["Redis", "PostgreSQL", "etcd"] {
-        let lost = format!("| {backend}: leases lost while 50 are renewed | 0 | 0 | **met** |");
+        let lost = format!(
+            "| {backend}: leases lost while 50 are renewed | 0 | 0 batched, 0 alone | **met** |"
+        );
         assert!(doc.contains(&lost), "missing `{lost}` in:\n{doc}");
+        for mode in ["batched", "alone"] {
+            let row = format!("| {backend} | {mode} | ");
+            assert!(doc.contains(&row), "missing `{row}` in:\n{doc}");
+        }
     }
 }
