@@ -6,10 +6,12 @@ mod classify;
 mod config;
 mod fence;
 mod grant;
+mod keepalive;
 mod keys;
 mod leases;
 mod queue;
 mod rpc;
+mod spare;
 mod store;
 mod ticket;
 
