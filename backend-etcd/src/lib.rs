@@ -10,6 +10,7 @@ mod keepalive;
 mod keys;
 mod leases;
 mod queue;
+mod renew;
 mod rpc;
 mod spare;
 mod store;

@@ -197,6 +197,10 @@ impl LeaseStore for EtcdLeaseStore {
         crate::grant::renew(self, lease, ttl).await
     }
 
+    async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
+        crate::renew::renew_many(self, leases, ttl).await
+    }
+
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         crate::grant::release(self, lease).await
     }
