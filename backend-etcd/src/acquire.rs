@@ -1,5 +1,5 @@
-//! Taking a lock once: grant a lease, queue its key and read the queue in one txn, own the lock
-//! iff the key is the oldest in the queue — else leave the queue at once.
+//! Taking a lock once: take a spare lease or grant one, queue its key and read the queue in one
+//! txn, own the lock iff the key is the oldest in the queue — else leave the queue at once.
 
 use std::time::Duration;
 
@@ -7,9 +7,9 @@ use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use fencelock_core::{Error, Lease, LockName, Operation};
 
 use crate::EtcdLeaseStore;
-use crate::classify::{STORE, classify};
+use crate::classify::{STORE, classify, is_lease_gone};
 use crate::keys::{Queue, QueueKeys, holder_of, token_of};
-use crate::leases;
+use crate::leases::{self, Granted};
 use crate::store::queue_range;
 use crate::ticket::QueueTicket;
 
@@ -22,13 +22,38 @@ pub(crate) struct Enqueued {
     pub(crate) queue: Queue,
 }
 
+/// A lease for a request of `ttl`: a fresh spare if `spares` allows and one exists (then
+/// `true`), else a new grant.
+pub(crate) async fn lease_for(
+    store: &EtcdLeaseStore,
+    ttl: Duration,
+    spares: bool,
+) -> Result<(Granted, bool), Error> {
+    if spares && let Some(spare) = store.spares.take(ttl) {
+        return Ok((spare, true));
+    }
+    let granted = leases::grant(store, ttl, Operation::Acquire).await?;
+    store.spares.note_grant(ttl, &granted);
+    Ok((granted, false))
+}
+
+/// The error for a lease etcd forgot between granting it and our first use of it.
+pub(crate) fn vanished(lease_id: i64) -> Error {
+    Error::backend(
+        STORE,
+        Operation::Acquire,
+        format!("etcd no longer knew lease {lease_id:x} right after granting it; try again"),
+    )
+}
+
 /// Puts the key of lease `lease_id` into the queue (if not there yet) and reads the queue, in
-/// one txn — the first step of Go's `Mutex.Lock`.
+/// one txn — the first step of Go's `Mutex.Lock`. `None` when etcd no longer knows the lease
+/// (a spare revoked behind our back): nothing was written.
 pub(crate) async fn enqueue(
     store: &EtcdLeaseStore,
     keys: &QueueKeys,
     lease_id: i64,
-) -> Result<Enqueued, Error> {
+) -> Result<Option<Enqueued>, Error> {
     let key = keys.holder_key(lease_id);
     let txn = Txn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
@@ -44,14 +69,18 @@ pub(crate) async fn enqueue(
             TxnOp::get(key, None),
             TxnOp::get(keys.prefix(), Some(queue_range())),
         ]);
-    let resp = store
+    let resp = match store
         .rpc
         .call(|mut c| {
             let txn = txn.clone();
             async move { c.txn(txn).await }
         })
         .await
-        .map_err(|e| classify(Operation::Acquire, e))?;
+    {
+        Ok(resp) => resp,
+        Err(e) if is_lease_gone(&e) => return Ok(None),
+        Err(e) => return Err(classify(Operation::Acquire, e)),
+    };
     let read_at = resp.header().map_or(0, |h| h.revision());
     let ops = resp.op_responses();
     let range = |i: usize| match ops.get(i) {
@@ -67,11 +96,11 @@ pub(crate) async fn enqueue(
     } else {
         range(0)?.kvs().first().map_or(0, |kv| kv.create_revision())
     };
-    Ok(Enqueued {
+    Ok(Some(Enqueued {
         revision,
         read_at,
         queue: Queue::from_kvs(keys, range(1)?.kvs()),
-    })
+    }))
 }
 
 /// [`fencelock_core::LeaseStore::try_acquire`].
@@ -82,21 +111,33 @@ pub(crate) async fn try_acquire(
 ) -> Result<Option<Lease>, Error> {
     let ttl = store.ttl_limits_checked(ttl)?;
     let keys = store.queue_keys(name);
-    let granted = leases::grant(store, ttl, Operation::Acquire).await?;
-    // From here on, every way out but a grant (error, contention, cancellation) revokes it.
-    let ticket = QueueTicket::new(store.rpc.clone(), granted);
-    let enqueued = enqueue(store, &keys, granted.id).await?;
-    if enqueued.queue.owner().map(|m| m.create_revision) != Some(enqueued.revision) {
-        ticket.leave().await;
-        return Ok(None);
+    let mut spares = true;
+    loop {
+        let (granted, spare) = lease_for(store, ttl, spares).await?;
+        // From here on, every way out but a grant (error, contention, cancellation) revokes it.
+        let ticket = QueueTicket::new(store, granted);
+        let Some(enqueued) = enqueue(store, &keys, granted.id).await? else {
+            ticket.forget();
+            if spare {
+                // Revoked behind our back while spare; grant a new one.
+                spares = false;
+                continue;
+            }
+            return Err(vanished(granted.id));
+        };
+        if enqueued.queue.owner().map(|m| m.create_revision) != Some(enqueued.revision) {
+            ticket.leave().await;
+            return Ok(None);
+        }
+        let token = token_of(enqueued.revision, Operation::Acquire)?;
+        // A spare's deadline counts from its last confirmed keepalive, not from now.
+        let sent_at = ticket.into_grant();
+        return Ok(Some(Lease::granted(
+            name.clone(),
+            token,
+            holder_of(granted.id),
+            granted.ttl,
+            sent_at,
+        )));
     }
-    let token = token_of(enqueued.revision, Operation::Acquire)?;
-    let sent_at = ticket.into_grant();
-    Ok(Some(Lease::granted(
-        name.clone(),
-        token,
-        holder_of(granted.id),
-        granted.ttl,
-        sent_at,
-    )))
 }

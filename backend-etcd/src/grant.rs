@@ -10,12 +10,11 @@ use tokio::time::Instant;
 use crate::EtcdLeaseStore;
 use crate::classify::{classify, classify_for};
 use crate::keys::{Queue, QueueKeys, lease_id_of, revision_of, token_of};
-use crate::leases;
 use crate::store::queue_range;
 
 /// The etcd lease id and create revision a lease stands for; `LeaseLost` if it cannot stand
 /// for any (a forged holder id or token).
-fn ids_of(lease: &Lease) -> Result<(i64, i64), Error> {
+pub(crate) fn ids_of(lease: &Lease) -> Result<(i64, i64), Error> {
     match (lease_id_of(lease.holder()), revision_of(lease.token())) {
         (Some(id), Some(rev)) => Ok((id, rev)),
         _ => Err(Error::lost(lease, LossReason::NotHeld)),
@@ -23,7 +22,7 @@ fn ids_of(lease: &Lease) -> Result<(i64, i64), Error> {
 }
 
 /// Why `lease` (created at `revision`) is not the owner of `queue`.
-fn loss_in(queue: &Queue, revision: i64, op: Operation) -> Result<LossReason, Error> {
+pub(crate) fn loss_in(queue: &Queue, revision: i64, op: Operation) -> Result<LossReason, Error> {
     match queue.owner() {
         Some(owner) if owner.create_revision > revision => Ok(LossReason::Superseded {
             by: token_of(owner.create_revision, op)?,
@@ -46,27 +45,42 @@ pub(crate) async fn renew(
     store.ttl_limits_checked(ttl)?;
     let (lease_id, revision) = ids_of(lease)?;
     let sent_at = Instant::now();
-    leases::keep_alive_once(&store.rpc, lease_id)
+    store
+        .keepalives
+        .keep_alive(lease_id)
         .await
         .map_err(|e| classify_for(lease, Operation::Renew, e))?;
     // The key was attached to the lease before this keepalive was sent, so if it still exists
     // now, it lives at least until `sent_at` + TTL (unless deleted explicitly).
     let keys = store.queue_keys(lease.name());
     let (queue, _) = store.read_queue(&keys, Operation::Renew).await?;
+    renewed_in(&queue, &keys, lease, (lease_id, revision), sent_at)
+}
+
+/// `lease` renewed by a keepalive sent at `sent_at`, if `queue` (read after that keepalive was
+/// confirmed) still has its key, with its create revision, as the owner.
+pub(crate) fn renewed_in(
+    queue: &Queue,
+    keys: &QueueKeys,
+    lease: &Lease,
+    (lease_id, revision): (i64, i64),
+    sent_at: Instant,
+) -> Result<Lease, Error> {
     let key = keys.holder_key(lease_id);
     let held = queue
         .owner()
         .is_some_and(|owner| owner.key == key && owner.create_revision == revision);
     if !held {
-        let reason = loss_in(&queue, revision, Operation::Renew)?;
+        let reason = loss_in(queue, revision, Operation::Renew)?;
         return Err(Error::lost(lease, reason));
     }
     Ok(lease.renewed(lease.ttl(), sent_at))
 }
 
 /// [`fencelock_core::LeaseStore::release`]: deletes the holder key iff its create revision
-/// still matches (one txn), then revokes the lease in the background. Waiters watch that
-/// delete; nothing else is published.
+/// still matches (one txn), then keeps the bare lease as a spare for the next acquire (or
+/// revokes it in the background, see [`crate::spare`]). Waiters watch that delete; nothing
+/// else is published.
 pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(), Error> {
     let (lease_id, revision) = ids_of(lease)?;
     let keys: QueueKeys = store.queue_keys(lease.name());
@@ -95,8 +109,8 @@ pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(),
         let reason = loss_in(&queue, revision, Operation::Release)?;
         return Err(Error::lost(lease, reason));
     }
-    // The key is gone, so the lock is free and waiters are already woken: the bare lease holds
-    // nothing, so it is revoked off the caller's path (if that never happens, it runs out).
-    leases::spawn_revoke(store.rpc.clone(), lease_id);
+    // Our txn deleted the key, so the lock is free and waiters are already woken: the bare
+    // lease holds nothing. Keep it for the next acquire, or revoke it off the caller's path.
+    store.spares.put(lease, lease_id);
     Ok(())
 }

@@ -8,7 +8,7 @@ use fencelock_core::{Error, FencingToken, HolderId, LockName, Operation};
 use crate::classify::STORE;
 
 /// The keys of one lock's queue: everything directly below `<prefix><name>/`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct QueueKeys {
     prefix: Vec<u8>,
 }

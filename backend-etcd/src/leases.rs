@@ -1,4 +1,5 @@
-//! etcd leases: whole-second TTLs, one-shot keepalives, revocation (also in the background).
+//! etcd leases: whole-second TTLs, grants, revocation (also in the background). Keepalives
+//! go through the store's shared stream ([`crate::keepalive`]).
 
 use std::time::Duration;
 
@@ -54,14 +55,6 @@ pub(crate) async fn grant(
         ttl: Duration::from_secs(granted),
         sent_at,
     })
-}
-
-/// Sends one keepalive for lease `id` and waits for its answer. A lease etcd no longer knows
-/// (TTL 0) is an error for which [`is_lease_gone`] holds; a stream that ends is an error too.
-pub(crate) async fn keep_alive_once(rpc: &Rpc, id: i64) -> Result<(), etcd_client::Error> {
-    // `lease_keep_alive` sends the first keepalive and fails on TTL 0 or a closed stream.
-    rpc.call(|mut c| async move { c.lease_keep_alive(id).await.map(drop) })
-        .await
 }
 
 /// Revokes lease `id` (and with it every key attached to it). A lease that is already gone

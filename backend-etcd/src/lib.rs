@@ -6,10 +6,13 @@ mod classify;
 mod config;
 mod fence;
 mod grant;
+mod keepalive;
 mod keys;
 mod leases;
 mod queue;
+mod renew;
 mod rpc;
+mod spare;
 mod store;
 mod ticket;
 

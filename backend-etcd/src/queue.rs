@@ -9,10 +9,9 @@ use fencelock_core::{Error, Lease, LockName, Operation, WaitPolicy};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::EtcdLeaseStore;
-use crate::acquire::enqueue;
+use crate::acquire::{enqueue, lease_for, vanished};
 use crate::classify::classify;
 use crate::keys::{QueueKeys, holder_of, token_of};
-use crate::leases;
 use crate::ticket::QueueTicket;
 
 /// The first pause after a transient error while waiting; doubles up to the poll interval.
@@ -24,6 +23,8 @@ enum Pass {
     TimedOut,
     /// Our queued key vanished (its lease expired while we could not keep it alive): queue again.
     KeyLost,
+    /// The spare lease we took was revoked behind our back: queue again with a new grant.
+    SpareGone,
 }
 
 /// [`fencelock_core::LeaseStore::acquire_waiting`] with etcd's native queue.
@@ -35,8 +36,10 @@ pub(crate) async fn acquire_waiting(
 ) -> Result<Option<Lease>, Error> {
     let ttl = store.ttl_limits_checked(ttl)?;
     let keys = store.queue_keys(name);
+    let mut spares = true;
     loop {
-        match pass(store, name, &keys, ttl, policy).await? {
+        match pass(store, name, &keys, ttl, policy, spares).await? {
+            Pass::SpareGone => spares = false,
             Pass::Granted(lease) => return Ok(Some(lease)),
             Pass::TimedOut => return Ok(None),
             Pass::KeyLost if policy.until.is_some_and(|u| Instant::now() >= u) => return Ok(None),
@@ -51,12 +54,20 @@ async fn pass(
     keys: &QueueKeys,
     ttl: Duration,
     policy: WaitPolicy,
+    spares: bool,
 ) -> Result<Pass, Error> {
-    let granted = leases::grant(store, ttl, Operation::Acquire).await?;
+    let (granted, spare) = lease_for(store, ttl, spares).await?;
     // Dropping the ticket (cancellation, error) revokes the lease and so dequeues the key.
-    let mut ticket = QueueTicket::new(store.rpc.clone(), granted);
+    let mut ticket = QueueTicket::new(store, granted);
     ticket.keep_alive_while_waiting();
-    let enqueued = enqueue(store, keys, granted.id).await?;
+    let Some(enqueued) = enqueue(store, keys, granted.id).await? else {
+        ticket.forget();
+        return if spare {
+            Ok(Pass::SpareGone)
+        } else {
+            Err(vanished(granted.id))
+        };
+    };
     let mine = enqueued.revision;
     let (mut queue, mut read_at) = (enqueued.queue, enqueued.read_at);
     let mut retry = FIRST_RETRY;

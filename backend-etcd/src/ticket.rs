@@ -9,24 +9,29 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::EtcdLeaseStore;
 use crate::classify::is_lease_gone;
+use crate::keepalive::KeepAlives;
 use crate::leases::{self, Granted};
 use crate::rpc::Rpc;
 
 /// See the module docs.
 pub(crate) struct QueueTicket {
     rpc: Rpc,
+    keepalives: KeepAlives,
     lease: Granted,
-    /// The send instant of the latest keepalive etcd confirmed (or of the grant).
+    /// The send instant of the latest keepalive etcd confirmed (or of the grant; for a reused
+    /// spare, its last confirmed keepalive).
     confirmed: Arc<Mutex<Instant>>,
     keepalive: Option<(JoinHandle<()>, CancellationToken)>,
     armed: bool,
 }
 
 impl QueueTicket {
-    pub(crate) fn new(rpc: Rpc, lease: Granted) -> Self {
+    pub(crate) fn new(store: &EtcdLeaseStore, lease: Granted) -> Self {
         Self {
-            rpc,
+            rpc: store.rpc.clone(),
+            keepalives: store.keepalives.clone(),
             confirmed: Arc::new(Mutex::new(lease.sent_at)),
             lease,
             keepalive: None,
@@ -40,7 +45,7 @@ impl QueueTicket {
     pub(crate) fn keep_alive_while_waiting(&mut self) {
         let lost = CancellationToken::new();
         let task = tokio::spawn(keep_alive_loop(
-            self.rpc.clone(),
+            self.keepalives.clone(),
             self.lease,
             Arc::clone(&self.confirmed),
             lost.clone(),
@@ -65,6 +70,12 @@ impl QueueTicket {
             .confirmed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lease is gone (revoked or expired): nothing to revoke any more.
+    pub(crate) fn forget(mut self) {
+        self.stop_keepalive();
+        self.armed = false;
     }
 
     /// Leaves the queue now: revokes the lease, which deletes the key. If that fails, the drop
@@ -96,7 +107,7 @@ impl Drop for QueueTicket {
 }
 
 async fn keep_alive_loop(
-    rpc: Rpc,
+    keepalives: KeepAlives,
     lease: Granted,
     confirmed: Arc<Mutex<Instant>>,
     lost: CancellationToken,
@@ -105,7 +116,7 @@ async fn keep_alive_loop(
     loop {
         tokio::time::sleep(every).await;
         let sent_at = Instant::now();
-        match leases::keep_alive_once(&rpc, lease.id).await {
+        match keepalives.keep_alive(lease.id).await {
             Ok(()) => *confirmed.lock().unwrap_or_else(PoisonError::into_inner) = sent_at,
             Err(e) if is_lease_gone(&e) => {
                 tracing::debug!(lease = lease.id, "the waiting lease expired");

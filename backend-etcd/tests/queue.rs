@@ -11,6 +11,7 @@ use common::{
 };
 use fencelock_core::{AcquireOptions, LeaseStore, Locker};
 use fencelock_etcd::EtcdLeaseStore;
+use fencelock_etcd::etcd_client::LeaseTimeToLiveOptions;
 use tokio::time::timeout;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -112,16 +113,22 @@ async fn holder_key_is_name_slash_lease_hex_and_token_is_its_create_revision() {
         assert_eq!(kv.lease() as u64 as u128, lease.holder().as_u128());
         store.release(&lease).await.unwrap();
         assert_eq!(client.get(key, None).await.unwrap().count(), 0);
-        // The lease is revoked right after the release, in the background.
-        let started = tokio::time::Instant::now();
-        while client
-            .lease_time_to_live(lease.holder().as_u128() as i64, None)
+        // The bare lease stays alive as a spare for the next acquire, holding no key…
+        let id = lease.holder().as_u128() as i64;
+        let status = client
+            .lease_time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys()))
             .await
-            .unwrap()
-            .ttl()
-            != -1
-        {
-            assert!(started.elapsed() < PROMPTLY, "lease revoked after release");
+            .unwrap();
+        assert!(status.ttl() > 0, "the spare is alive");
+        assert!(status.keys().is_empty(), "the spare holds no key");
+        // …and is revoked, in the background, once the last clone of the store is gone.
+        drop(store);
+        let started = tokio::time::Instant::now();
+        while client.lease_time_to_live(id, None).await.unwrap().ttl() != -1 {
+            assert!(
+                started.elapsed() < PROMPTLY,
+                "spare revoked after the store dropped"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -1,0 +1,151 @@
+//! Renewing a batch of grants: every keepalive on the shared stream at once, then the
+//! ownership of every key checked in as few read-only txns as possible.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use etcd_client::{Txn, TxnOp, TxnOpResponse};
+use fencelock_core::{Error, ErrorKind, Lease, Operation};
+use futures::future::join_all;
+use tokio::time::Instant;
+
+use crate::EtcdLeaseStore;
+use crate::classify::{STORE, classify, classify_for};
+use crate::grant::{ids_of, renewed_in};
+use crate::keys::{Queue, QueueKeys};
+use crate::store::queue_range;
+
+/// Range reads per txn: etcd refuses txns of more than 128 operations by default.
+const READS_PER_TXN: usize = 100;
+
+/// [`fencelock_core::LeaseStore::renew_many`]: answers exactly as
+/// [`fencelock_core::LeaseStore::renew`] would for each lease, in order.
+pub(crate) async fn renew_many(
+    store: &EtcdLeaseStore,
+    leases: &[Lease],
+    ttl: Duration,
+) -> Vec<Result<Lease, Error>> {
+    if store.ttl_limits_checked(ttl).is_err() {
+        // One error per lease (errors are not `Clone`); nothing is sent.
+        return leases
+            .iter()
+            .filter_map(|_| store.ttl_limits_checked(ttl).err())
+            .map(Err)
+            .collect();
+    }
+    let ids: Vec<Result<(i64, i64), Error>> = leases.iter().map(ids_of).collect();
+    // Every keepalive is queued on the stream before the first answer is awaited; the send
+    // instant taken before all of them is conservative for each.
+    let sent_at = Instant::now();
+    let alive = join_all(ids.iter().map(|ids| async move {
+        match ids {
+            Ok((lease_id, _)) => Some(store.keepalives.keep_alive(*lease_id).await),
+            Err(_) => None,
+        }
+    }))
+    .await;
+    // One read per distinct queue among the leases etcd confirmed (a lease listed twice, or
+    // two leases of one name, share it).
+    let mut queues: Vec<QueueKeys> = Vec::new();
+    let mut index: HashMap<QueueKeys, usize> = HashMap::new();
+    for (lease, alive) in leases.iter().zip(&alive) {
+        if let Some(Ok(())) = alive {
+            let keys = store.queue_keys(lease.name());
+            index.entry(keys.clone()).or_insert_with(|| {
+                queues.push(keys);
+                queues.len() - 1
+            });
+        }
+    }
+    let mut read: Vec<Result<Queue, (ErrorKind, String)>> = Vec::with_capacity(queues.len());
+    for chunk in queues.chunks(READS_PER_TXN) {
+        match read_queues(store, chunk).await {
+            Ok(got) => read.extend(got.into_iter().map(Ok)),
+            Err(failure) => read.extend(chunk.iter().map(|_| Err(failure.clone()))),
+        }
+    }
+    leases
+        .iter()
+        .zip(ids)
+        .zip(alive)
+        .map(|((lease, ids), alive)| {
+            let ids = ids?;
+            match alive {
+                Some(Ok(())) => {
+                    let keys = store.queue_keys(lease.name());
+                    let i = index.get(&keys).copied().ok_or_else(lost_track)?;
+                    match read.get(i).ok_or_else(lost_track)? {
+                        Ok(queue) => renewed_in(queue, &keys, lease, ids, sent_at),
+                        Err((kind, text)) => Err(of_kind(*kind, text)),
+                    }
+                }
+                Some(Err(e)) => Err(classify_for(lease, Operation::Renew, e)),
+                None => Err(lost_track()),
+            }
+        })
+        .collect()
+}
+
+fn lost_track() -> Error {
+    Error::backend(
+        STORE,
+        Operation::Renew,
+        "a batch renewal lost track of one of its leases",
+    )
+}
+
+/// A renew error of `kind` with the driver's message `text`.
+fn of_kind(kind: ErrorKind, text: &str) -> Error {
+    match kind {
+        ErrorKind::Unavailable => Error::unavailable(STORE, Operation::Renew, text.to_owned()),
+        ErrorKind::OutcomeUnknown => {
+            Error::outcome_unknown(STORE, Operation::Renew, text.to_owned())
+        }
+        _ => Error::backend(STORE, Operation::Renew, text.to_owned()),
+    }
+}
+
+/// The queues of `chunk`, in order, read in one read-only txn (each read like
+/// [`EtcdLeaseStore::read_queue`]'s). A failure is classified once, as `renew`'s own read
+/// would be, and repeated for every lease of the chunk (errors are not `Clone`).
+async fn read_queues(
+    store: &EtcdLeaseStore,
+    chunk: &[QueueKeys],
+) -> Result<Vec<Queue>, (ErrorKind, String)> {
+    let txn = Txn::new().and_then(
+        chunk
+            .iter()
+            .map(|keys| TxnOp::get(keys.prefix(), Some(queue_range())))
+            .collect::<Vec<_>>(),
+    );
+    let resp = store
+        .rpc
+        .call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+        .map_err(|err| {
+            let text = err.to_string();
+            (classify(Operation::Renew, err).kind(), text)
+        })?;
+    let ops = resp.op_responses();
+    if ops.len() != chunk.len() {
+        return Err((
+            ErrorKind::Backend,
+            format!(
+                "etcd answered a txn of {} reads with {} results",
+                chunk.len(),
+                ops.len()
+            ),
+        ));
+    }
+    Ok(chunk
+        .iter()
+        .zip(ops)
+        .map(|(keys, op)| match op {
+            TxnOpResponse::Get(get) => Queue::from_kvs(keys, get.kvs()),
+            _ => Queue::default(),
+        })
+        .collect())
+}
