@@ -1,5 +1,8 @@
-//! Taking a lock once: take a spare lease or grant one, queue its key and read the queue in one
-//! txn, own the lock iff the key is the oldest in the queue — else leave the queue at once.
+//! Taking a lock once: take a spare lease or grant one, then one txn that puts its key iff
+//! nothing is queued under the name (the uncontended case: one write), else reads the queue
+//! (held: nothing written, the lease is kept as a spare). Only when the prefix holds nothing but
+//! keys of nested names does it queue the key the long way: queue and read in one txn, own the
+//! lock iff the key is the oldest in the queue — else leave the queue at once.
 
 use std::time::Duration;
 
@@ -103,6 +106,60 @@ pub(crate) async fn enqueue(
     }))
 }
 
+/// How a claim on a free queue went.
+enum Claim {
+    /// The queue was empty; our key is in it now and owns the lock at this create revision.
+    Owned(i64),
+    /// Someone holds the lock or waits for it: nothing was written.
+    Held,
+    /// Only keys of nested names (`NAME/sub/…`) are under the prefix: queue the usual way.
+    Nested,
+    /// etcd no longer knows the lease: nothing was written.
+    LeaseGone,
+}
+
+/// Puts our key iff nothing at all is under the queue's prefix, else reads the queue — one
+/// txn, and the only write of an uncontended acquire. A held lock costs no write and no
+/// revoke: the caller keeps its lease.
+async fn claim(store: &EtcdLeaseStore, keys: &QueueKeys, lease_id: i64) -> Result<Claim, Error> {
+    let txn = Txn::new()
+        // A range compare: true iff no key in the range exists (etcd 3.3+).
+        .when([Compare::create_revision(keys.prefix(), CompareOp::Equal, 0).with_prefix()])
+        .and_then([TxnOp::put(
+            keys.holder_key(lease_id),
+            Vec::new(),
+            Some(PutOptions::new().with_lease(lease_id)),
+        )])
+        .or_else([TxnOp::get(keys.prefix(), Some(queue_range()))]);
+    let resp = match store
+        .rpc
+        .call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    {
+        Ok(resp) => resp,
+        Err(e) if is_lease_gone(&e) => return Ok(Claim::LeaseGone),
+        Err(e) => return Err(classify(Operation::Acquire, e)),
+    };
+    if resp.succeeded() {
+        // The txn's only write created our key: its create revision is the txn's revision.
+        return Ok(Claim::Owned(resp.header().map_or(0, |h| h.revision())));
+    }
+    match resp.op_responses().first() {
+        Some(TxnOpResponse::Get(get)) if Queue::from_kvs(keys, get.kvs()).owner().is_some() => {
+            Ok(Claim::Held)
+        }
+        Some(TxnOpResponse::Get(_)) => Ok(Claim::Nested),
+        _ => Err(Error::backend(
+            STORE,
+            Operation::Acquire,
+            "etcd answered the claim txn without its read",
+        )),
+    }
+}
+
 /// [`fencelock_core::LeaseStore::try_acquire`].
 pub(crate) async fn try_acquire(
     store: &EtcdLeaseStore,
@@ -116,6 +173,36 @@ pub(crate) async fn try_acquire(
         let (granted, spare) = lease_for(store, ttl, spares).await?;
         // From here on, every way out but a grant (error, contention, cancellation) revokes it.
         let ticket = QueueTicket::new(store, granted);
+        let revision = match claim(store, &keys, granted.id).await? {
+            Claim::Owned(revision) => Some(revision),
+            Claim::Held => {
+                // Nothing was written: the lease is as good as before, keep it for later.
+                ticket.forget();
+                store.spares.restore(granted);
+                return Ok(None);
+            }
+            Claim::Nested => None,
+            Claim::LeaseGone => {
+                ticket.forget();
+                if spare {
+                    // Revoked behind our back while spare; grant a new one.
+                    spares = false;
+                    continue;
+                }
+                return Err(vanished(granted.id));
+            }
+        };
+        if let Some(revision) = revision {
+            let token = token_of(revision, Operation::Acquire)?;
+            let sent_at = ticket.into_grant();
+            return Ok(Some(Lease::granted(
+                name.clone(),
+                token,
+                holder_of(granted.id),
+                granted.ttl,
+                sent_at,
+            )));
+        }
         let Some(enqueued) = enqueue(store, &keys, granted.id).await? else {
             ticket.forget();
             if spare {

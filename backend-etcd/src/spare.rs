@@ -99,6 +99,25 @@ impl Spares {
         }
     }
 
+    /// Keeps `granted`, which never had a key attached (its claim found the lock held), as a
+    /// spare; revokes it in the background when it is too old or the pool is full.
+    pub(crate) fn restore(&self, granted: Granted) {
+        let mut pool = self.pool();
+        let rpc = pool.rpc.clone();
+        let now = Instant::now();
+        match whole_seconds(granted.ttl) {
+            Some(secs) if is_fresh(granted.sent_at, granted.ttl, now) => {
+                let spares = pool.by_ttl.entry(secs).or_default();
+                if spares.len() < MAX_SPARES_PER_TTL {
+                    spares.push(granted);
+                    return;
+                }
+                spawn_revoke(rpc, granted.id);
+            }
+            _ => spawn_revoke(rpc, granted.id),
+        }
+    }
+
     /// Keeps the lease of `lease`, whose key our release just deleted, as a spare; revokes it
     /// in the background when it is too old, the pool is full, or its freshness is unknown.
     pub(crate) fn put(&self, lease: &Lease, lease_id: i64) {

@@ -114,3 +114,64 @@ async fn spare_revoked_behind_our_back_falls_back_to_a_new_grant() {
     store.renew(&second, TTL).await.unwrap();
     store.release(&second).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_costs_the_contender_no_write_and_keeps_its_lease() {
+    use etcd_client::WatchOptions;
+    let holder = shared_store().await;
+    let contender = shared_store().await;
+    let name = unique_name("claim-held");
+    let held = holder.try_acquire(&name, TTL).await.unwrap().unwrap();
+    let mut client = contender.client().clone();
+    let before = client.get("fl-etcd-test/none", None).await.unwrap();
+    let before = before.header().unwrap().revision();
+    assert!(contender.try_acquire(&name, TTL).await.unwrap().is_none());
+    assert!(contender.try_acquire(&name, TTL).await.unwrap().is_none());
+    // Replay every change under the name since `before`: the first one must be a marker put
+    // after the attempts, so the attempts changed nothing (no queued key, put or deleted).
+    let prefix = format!("{name}/");
+    let marker = format!("{prefix}marker/x");
+    client.put(marker.as_str(), "", None).await.unwrap();
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(before + 1);
+    let mut events = client.watch(prefix.as_str(), Some(options)).await.unwrap();
+    let first = loop {
+        let message = events.message().await.unwrap().expect("watch open");
+        if let Some(event) = message.events().first() {
+            break event.kv().unwrap().key_str().unwrap().to_owned();
+        }
+    };
+    assert_eq!(first, marker, "the failed attempts wrote nothing");
+    client.delete(marker.as_str(), None).await.unwrap();
+    assert_eq!(
+        common::queue_len(&contender, &name).await,
+        1,
+        "nobody queued"
+    );
+    // The lease the first attempt was granted serves the next acquire.
+    let taken = contender
+        .try_acquire(&unique_name("claim-held-other"), TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(taken.holder(), held.holder());
+    contender.release(&taken).await.unwrap();
+    holder.release(&held).await.unwrap();
+}
+
+/// Keys of a nested name (`NAME/sub/…`) share `NAME/`'s range but do not hold `NAME`: the claim
+/// sees them and falls back to the exact queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_nested_name_does_not_hold_its_parent() {
+    let store = shared_store().await;
+    let parent = unique_name("claim-nested");
+    let child = fencelock_core::LockName::new(format!("{parent}/sub")).unwrap();
+    let nested = store.try_acquire(&child, TTL).await.unwrap().unwrap();
+    let taken = store.try_acquire(&parent, TTL).await.unwrap().unwrap();
+    assert!(taken.token() > nested.token());
+    assert!(store.try_acquire(&parent, TTL).await.unwrap().is_none());
+    assert!(store.try_acquire(&child, TTL).await.unwrap().is_none());
+    store.release(&taken).await.unwrap();
+    store.release(&nested).await.unwrap();
+}
