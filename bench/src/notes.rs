@@ -93,16 +93,25 @@ pub fn missed(key: &str, report: &Report) -> String {
             format!(
                 "A released lease is kept as a spare and reused by the next acquire of the same \
                  TTL while it is younger than a tenth of its TTL (fencelock-etcd `spare.rs`), so \
-                 an uncontended acquire + release is two txns: the same two Raft writes as the \
-                 floor ({raw:.0} µs) and the built-in lock ({builtin:.0} µs). A lease is granted \
-                 only when no fresh spare exists. p50 by layer: store {store:.0} µs → `Locker` \
-                 {ours:.0} µs. What is left is what each txn carries: our acquire txn also reads \
-                 the name's whole queue (sorted by create revision) to decide ownership in the \
-                 same round trip, and release compares the create revision; the built-in lock \
-                 does its reads inside the server, and the floor does none. {client}."
+                 an uncontended acquire + release is two txns of the floor's shape: a put iff \
+                 nothing is under the name (one range compare), and a delete iff the key's create \
+                 revision still matches: the same two Raft writes as the floor ({raw:.0} µs) and \
+                 the built-in lock ({builtin:.0} µs). A lease is granted only when no fresh \
+                 spare exists. p50 by layer: store {store:.0} µs → `Locker` {ours:.0} µs. What \
+                 is left is per-call client work (building and decoding the txns, the spare \
+                 pool, tracing spans) and the run's noise on two shared cores; the built-in lock \
+                 does its ownership reads inside the server. {client}."
             )
         }
-        "redis-handoff" | "postgres-handoff" | "etcd-handoff" => "A release is announced on \
+        "etcd-handoff" => "etcd hands the lock over through its own queue: the release deletes \
+            the owner key, etcd pushes that delete to the next waiter's watch on its predecessor, \
+            and the waiter re-reads the queue to confirm it is now the oldest (another key may \
+            have vanished meanwhile): a write, a push and a read, about 2.5 round trips, on two \
+            cores shared with 16 waiters and a server that fsyncs its WAL. What would close it: \
+            skipping the re-read when the watch event itself proves ownership, which it cannot \
+            when older keys may still exist."
+            .to_owned(),
+        "redis-handoff" | "postgres-handoff" => "A release is announced on \
             the lock's own channel (Redis `PUBLISH`, PostgreSQL `NOTIFY`) and the store wakes one \
             waiter, the longest waiting (core `WakeupHub`, FIFO), so a hand-off is the release, \
             the notification, and one acquire: about 2.5 round trips at best. The waiter's acquire \
