@@ -84,23 +84,28 @@ pub fn missed(key: &str, report: &Report) -> String {
     }
     match key {
         "etcd-ratio" | "etcd-builtin" => {
-            let (raw, builtin, store, ours) = (
+            let (raw, txns, builtin, store, ours) = (
                 p50(report, "etcd", "raw: put-if-absent"),
+                p50(report, "etcd", "two txns by hand"),
                 p50(report, "etcd", "(one session lease)"),
                 p50(report, "etcd", "store try_acquire"),
                 p50(report, "etcd", "`Locker` acquire + release"),
             );
+            let per_call = (store - txns) / 2.0;
             format!(
                 "A released lease is kept as a spare and reused by the next acquire of the same \
                  TTL while it is younger than a tenth of its TTL (fencelock-etcd `spare.rs`), so \
-                 an uncontended acquire + release is two txns of the floor's shape: a put iff \
-                 nothing is under the name (one range compare), and a delete iff the key's create \
-                 revision still matches: the same two Raft writes as the floor ({raw:.0} µs) and \
-                 the built-in lock ({builtin:.0} µs). A lease is granted only when no fresh \
-                 spare exists. p50 by layer: store {store:.0} µs → `Locker` {ours:.0} µs. What \
-                 is left is per-call client work (building and decoding the txns, the spare \
-                 pool, tracing spans) and the run's noise on two shared cores; the built-in lock \
-                 does its ownership reads inside the server. {client}."
+                 an uncontended acquire + release is two txns: a put iff nothing is under the \
+                 name (one range compare) and a delete iff the key's create revision still \
+                 matches — the same two Raft writes as the floor and the built-in lock \
+                 ({builtin:.0} µs). A lease is granted only when no fresh spare exists. p50 by \
+                 layer: raw {raw:.0} µs → the store's two txns by hand {txns:.0} µs → store \
+                 {store:.0} µs → `Locker` {ours:.0} µs. So the txns cost about what the floor's \
+                 do; the gap is the store's client path, about {per_call:.0} µs per call (the \
+                 spare pool, the queue ticket, the per-request timeout and client clone, \
+                 decoding). What would close it: a latency trace of one call to find where that \
+                 time goes — a CPU profile of the client shows no hot spot (it spends most of \
+                 each call idle, waiting for etcd), and that trace was not done. {client}."
             )
         }
         "etcd-handoff" => "etcd hands the lock over through its own queue: the release deletes \

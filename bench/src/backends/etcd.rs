@@ -1,11 +1,12 @@
-//! etcd: `EtcdLeaseStore` (lease grant + queue txn to acquire, a txn to release, the lease
-//! revoked in the background) against a put-if-absent txn + delete with a pre-granted lease,
-//! and etcd's built-in lock service.
+//! etcd: `EtcdLeaseStore` (a claim txn on a spare lease to acquire, a compare-revision delete
+//! txn to release) against a put-if-absent txn + delete with a pre-granted lease, the store's
+//! own txns issued by hand, and etcd's built-in lock service.
 
 use fencelock_core::Locker;
 use fencelock_etcd::EtcdLeaseStore;
 use fencelock_etcd::etcd_client::{
-    Client, Compare, CompareOp, LockOptions, PutOptions, Txn, TxnOp,
+    Client, Compare, CompareOp, GetOptions, LockOptions, PutOptions, SortOrder, SortTarget, Txn,
+    TxnOp,
 };
 
 use super::{TTL, locker_cycle, run_id, store_cycle, unexpectedly_held};
@@ -99,6 +100,59 @@ impl EtcdBench {
         })
     }
 
+    /// The store's two txns by hand, on the session lease: the claim (put iff nothing is under
+    /// the name, else read the queue) and the release (delete iff the create revision matches,
+    /// else read the queue). What the store costs without its client-side work.
+    pub fn store_txns(&self, tag: &str) -> Cycle {
+        let (client, session) = (self.client.clone(), self.session);
+        let prefix = format!("{}/txns/{tag}", self.prefix);
+        cycle(move |i| {
+            let mut client = client.clone();
+            let queue = format!("{prefix}/{i}/");
+            let key = format!("{queue}{session:x}");
+            async move {
+                let read = || {
+                    TxnOp::get(
+                        queue.clone(),
+                        Some(
+                            GetOptions::new()
+                                .with_prefix()
+                                .with_keys_only()
+                                .with_sort(SortTarget::Create, SortOrder::Ascend),
+                        ),
+                    )
+                };
+                let claim = Txn::new()
+                    .when([
+                        Compare::create_revision(queue.clone(), CompareOp::Equal, 0).with_prefix()
+                    ])
+                    .and_then([TxnOp::put(
+                        key.clone(),
+                        Vec::new(),
+                        Some(PutOptions::new().with_lease(session)),
+                    )])
+                    .or_else([read()]);
+                let claimed = client.txn(claim).await?;
+                if !claimed.succeeded() {
+                    return Err(unexpectedly_held("claim txn"));
+                }
+                let revision = claimed.header().map_or(0, |h| h.revision());
+                let release = Txn::new()
+                    .when([Compare::create_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        revision,
+                    )])
+                    .and_then([TxnOp::delete(key, None)])
+                    .or_else([read()]);
+                if !client.txn(release).await?.succeeded() {
+                    return Err(unexpectedly_held("release txn"));
+                }
+                Ok(())
+            }
+        })
+    }
+
     /// etcd-client's built-in `lock` + `unlock` (the v3lock service), on the session lease.
     pub fn builtin(&self, tag: &str) -> Cycle {
         let (client, session) = (self.client.clone(), self.session);
@@ -182,6 +236,11 @@ impl EtcdBench {
                 "raw: put-if-absent txn + delete, pre-granted lease",
                 Role::Raw,
                 self.raw("u"),
+            ),
+            Variant::new(
+                "the store's two txns by hand (claim + compare-revision delete, one session lease)",
+                Role::Reference,
+                self.store_txns("u"),
             ),
             Variant::new(
                 "etcd-client built-in `lock` + `unlock` (one session lease)",
