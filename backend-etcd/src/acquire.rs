@@ -72,14 +72,7 @@ pub(crate) async fn enqueue(
             TxnOp::get(key, None),
             TxnOp::get(keys.prefix(), Some(queue_range())),
         ]);
-    let resp = match store
-        .rpc
-        .call(|mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
-        .await
-    {
+    let resp = match store.rpc.txn(txn).await {
         Ok(resp) => resp,
         Err(e) if is_lease_gone(&e) => return Ok(None),
         Err(e) => return Err(classify(Operation::Acquire, e)),
@@ -131,14 +124,7 @@ async fn claim(store: &EtcdLeaseStore, keys: &QueueKeys, lease_id: i64) -> Resul
             Some(PutOptions::new().with_lease(lease_id)),
         )])
         .or_else([TxnOp::get(keys.prefix(), Some(queue_range()))]);
-    let resp = match store
-        .rpc
-        .call(|mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
-        .await
-    {
+    let resp = match store.rpc.txn(txn).await {
         Ok(resp) => resp,
         Err(e) if is_lease_gone(&e) => return Ok(Claim::LeaseGone),
         Err(e) => return Err(classify(Operation::Acquire, e)),

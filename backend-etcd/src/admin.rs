@@ -74,10 +74,7 @@ pub(crate) async fn force_release(
             .and_then([TxnOp::delete(owner.key.clone(), None)]);
         let resp = store
             .rpc
-            .call(|mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
+            .txn(txn)
             .await
             .map_err(|e| classify(Operation::ForceRelease, e))?;
         if !resp.succeeded() {

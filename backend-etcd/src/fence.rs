@@ -69,10 +69,7 @@ impl EtcdLeaseStore {
             ]);
         let resp = self
             .rpc
-            .call(|mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
+            .txn(txn)
             .await
             .map_err(|e| classify(Operation::FencedWrite, e))?;
         if !resp.succeeded() {
@@ -114,10 +111,7 @@ impl EtcdLeaseStore {
         let txn = Txn::new().and_then([TxnOp::get(key, None), TxnOp::get(mark, None)]);
         let resp = self
             .rpc
-            .call(|mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
+            .txn(txn)
             .await
             .map_err(|e| classify(Operation::Inspect, e))?;
         let ops = resp.op_responses();

@@ -95,10 +95,7 @@ pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(),
         .or_else([TxnOp::get(keys.prefix(), Some(queue_range()))]);
     let resp = store
         .rpc
-        .call(|mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
+        .txn(txn)
         .await
         .map_err(|e| classify(Operation::Release, e))?;
     if !resp.succeeded() {

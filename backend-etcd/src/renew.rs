@@ -118,17 +118,10 @@ async fn read_queues(
             .map(|keys| TxnOp::get(keys.prefix(), Some(queue_range())))
             .collect::<Vec<_>>(),
     );
-    let resp = store
-        .rpc
-        .call(|mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
-        .await
-        .map_err(|err| {
-            let text = err.to_string();
-            (classify(Operation::Renew, err).kind(), text)
-        })?;
+    let resp = store.rpc.txn(txn).await.map_err(|err| {
+        let text = err.to_string();
+        (classify(Operation::Renew, err).kind(), text)
+    })?;
     let ops = resp.op_responses();
     if ops.len() != chunk.len() {
         return Err((

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use etcd_client::{Client, Error as EtcdError};
+use etcd_client::{Client, Error as EtcdError, Txn, TxnResponse};
 use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::classify::{is_not_sent, timed_out};
@@ -48,5 +48,14 @@ impl Rpc {
                 other => return other,
             }
         }
+    }
+
+    /// One txn, sent as [`Rpc::call`] sends every request.
+    pub(crate) async fn txn(&self, txn: Txn) -> Result<TxnResponse, EtcdError> {
+        self.call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
     }
 }
