@@ -157,9 +157,12 @@ pub(crate) async fn try_acquire(
     let mut spares = true;
     loop {
         let (granted, spare) = lease_for(store, ttl, spares).await?;
-        // From here on, every way out but a grant (error, contention, cancellation) revokes it.
+        // From here on, every way out but a grant or a claim that wrote nothing (error,
+        // contention after queueing, cancellation) revokes it.
         let ticket = QueueTicket::new(store, granted);
-        let revision = match claim(store, &keys, granted.id).await? {
+        // The create revision of our key if it owns the lock; `None` if etcd no longer knew
+        // the lease (nothing was written).
+        let owned = match claim(store, &keys, granted.id).await? {
             Claim::Owned(revision) => Some(revision),
             Claim::Held => {
                 // Nothing was written: the lease is as good as before, keep it for later.
@@ -167,29 +170,21 @@ pub(crate) async fn try_acquire(
                 store.spares.restore(granted);
                 return Ok(None);
             }
-            Claim::Nested => None,
-            Claim::LeaseGone => {
-                ticket.forget();
-                if spare {
-                    // Revoked behind our back while spare; grant a new one.
-                    spares = false;
-                    continue;
+            Claim::Nested => match enqueue(store, &keys, granted.id).await? {
+                Some(queued)
+                    if queued.queue.owner().map(|m| m.create_revision) == Some(queued.revision) =>
+                {
+                    Some(queued.revision)
                 }
-                return Err(vanished(granted.id));
-            }
+                Some(_) => {
+                    ticket.leave().await;
+                    return Ok(None);
+                }
+                None => None,
+            },
+            Claim::LeaseGone => None,
         };
-        if let Some(revision) = revision {
-            let token = token_of(revision, Operation::Acquire)?;
-            let sent_at = ticket.into_grant();
-            return Ok(Some(Lease::granted(
-                name.clone(),
-                token,
-                holder_of(granted.id),
-                granted.ttl,
-                sent_at,
-            )));
-        }
-        let Some(enqueued) = enqueue(store, &keys, granted.id).await? else {
+        let Some(revision) = owned else {
             ticket.forget();
             if spare {
                 // Revoked behind our back while spare; grant a new one.
@@ -198,11 +193,7 @@ pub(crate) async fn try_acquire(
             }
             return Err(vanished(granted.id));
         };
-        if enqueued.queue.owner().map(|m| m.create_revision) != Some(enqueued.revision) {
-            ticket.leave().await;
-            return Ok(None);
-        }
-        let token = token_of(enqueued.revision, Operation::Acquire)?;
+        let token = token_of(revision, Operation::Acquire)?;
         // A spare's deadline counts from its last confirmed keepalive, not from now.
         let sent_at = ticket.into_grant();
         return Ok(Some(Lease::granted(

@@ -25,13 +25,9 @@ pub(crate) async fn renew_many(
     leases: &[Lease],
     ttl: Duration,
 ) -> Vec<Result<Lease, Error>> {
-    if store.ttl_limits_checked(ttl).is_err() {
-        // One error per lease (errors are not `Clone`); nothing is sent.
-        return leases
-            .iter()
-            .filter_map(|_| store.ttl_limits_checked(ttl).err())
-            .map(Err)
-            .collect();
+    if let Err(error) = store.ttl_limits_checked(ttl) {
+        // The same `InvalidInput` for every lease; nothing is sent.
+        return error.fan_out(leases.len()).into_iter().map(Err).collect();
     }
     let ids: Vec<Result<(i64, i64), Error>> = leases.iter().map(ids_of).collect();
     // Every keepalive is queued on the stream before the first answer is awaited; the send

@@ -24,9 +24,9 @@ use crate::wakeups::Wakeups;
 
 /// A [`LeaseStore`] on Redis.
 ///
-/// Every operation is one `EVALSHA` round trip of one Lua script (a batch of renewals is one
-/// pipeline of them) (see the crate docs for the
-/// key layout and the token guarantee). Clones share the connection and the subscriber.
+/// Every operation is one `EVALSHA` round trip of one Lua script, and a batch of renewals is one
+/// pipeline of them (see the crate docs for the key layout and the token guarantee). Clones
+/// share the connection and the subscriber.
 ///
 /// `C` is the connection: a [`ConnectionManager`] (reconnects by itself; what
 /// [`RedisLeaseStore::connect`] builds) or any other [`ConnectionLike`] that is cheap to clone,
