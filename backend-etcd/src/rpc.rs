@@ -2,6 +2,7 @@
 //! sent (a dead member behind the client's balancer, an election in progress).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, Error as EtcdError, Txn, TxnResponse};
@@ -14,9 +15,13 @@ const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const MAX_PAUSE: Duration = Duration::from_millis(200);
 
 /// A client and the time one operation may take.
+///
+/// The client sits behind an `Arc`: the store, its tickets, its spare pool and its keepalive
+/// task each hold an `Rpc`, and cloning a whole [`Client`] clones a channel handle per etcd
+/// service. Each request clones only what it sends on.
 #[derive(Clone)]
 pub(crate) struct Rpc {
-    pub(crate) client: Client,
+    pub(crate) client: Arc<Client>,
     pub(crate) timeout: Duration,
 }
 
@@ -28,15 +33,30 @@ impl Rpc {
     /// election followers answer "no leader". Neither reached Raft, so trying again (on
     /// whichever member the balancer picks next) is safe for every operation. A request that
     /// does not answer in time counts as sent: its outcome is unknown.
-    pub(crate) async fn call<T, F, Fut>(&self, mut request: F) -> Result<T, EtcdError>
+    pub(crate) async fn call<T, F, Fut>(&self, request: F) -> Result<T, EtcdError>
     where
         F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, EtcdError>>,
+    {
+        self.call_on(|| Client::clone(&self.client), request).await
+    }
+
+    /// [`Rpc::call`] with the client each attempt gets made by `client`: a single service's
+    /// client (one channel handle) costs less to make than the whole [`Client`] (one per
+    /// service), and it is made on every request.
+    pub(crate) async fn call_on<C, T, F, Fut>(
+        &self,
+        mut client: impl FnMut() -> C,
+        mut request: F,
+    ) -> Result<T, EtcdError>
+    where
+        F: FnMut(C) -> Fut,
         Fut: Future<Output = Result<T, EtcdError>>,
     {
         let deadline = Instant::now() + self.timeout;
         let mut pause = FIRST_PAUSE;
         loop {
-            let Ok(result) = timeout_at(deadline, request(self.client.clone())).await else {
+            let Ok(result) = timeout_at(deadline, request(client())).await else {
                 return Err(timed_out(self.timeout));
             };
             match result {
@@ -52,10 +72,13 @@ impl Rpc {
 
     /// One txn, sent as [`Rpc::call`] sends every request.
     pub(crate) async fn txn(&self, txn: Txn) -> Result<TxnResponse, EtcdError> {
-        self.call(|mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
+        self.call_on(
+            || self.client.kv_client(),
+            |mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            },
+        )
         .await
     }
 }

@@ -86,7 +86,7 @@ impl EtcdLeaseStore {
     /// default options: empty key prefix, 24 h maximum TTL, 5 s operation timeout.
     pub fn from_client(client: Client) -> Self {
         let rpc = Rpc {
-            client,
+            client: std::sync::Arc::new(client),
             timeout: Self::DEFAULT_OP_TIMEOUT,
         };
         Self {
