@@ -92,6 +92,7 @@ pub fn missed(key: &str, report: &Report) -> String {
                 p50(report, "etcd", "`Locker` acquire + release"),
             );
             let per_call = (store - txns) / 2.0;
+            let locker = ours - store;
             format!(
                 "A released lease is kept as a spare and reused by the next acquire of the same \
                  TTL while it is younger than a tenth of its TTL (fencelock-etcd `spare.rs`), so \
@@ -100,12 +101,16 @@ pub fn missed(key: &str, report: &Report) -> String {
                  matches — the same two Raft writes as the floor and the built-in lock \
                  ({builtin:.0} µs). A lease is granted only when no fresh spare exists. p50 by \
                  layer: raw {raw:.0} µs → the store's two txns by hand {txns:.0} µs → store \
-                 {store:.0} µs → `Locker` {ours:.0} µs. So the txns cost about what the floor's \
-                 do; the gap is the store's client path, about {per_call:.0} µs per call (the \
-                 spare pool, the queue ticket, the per-request timeout and client clone, \
-                 decoding). What would close it: a latency trace of one call to find where that \
-                 time goes — a CPU profile of the client shows no hot spot (it spends most of \
-                 each call idle, waiting for etcd), and that trace was not done. {client}."
+                 {store:.0} µs → `Locker` {ours:.0} µs. The txns cost what the built-in lock \
+                 does; the store's client path adds about {per_call:.0} µs per call, and \
+                 `Locker` {locker:.0} µs per cycle — against 2 µs over the in-memory store \
+                 (section 1). Not confirmed, but the likely cause is the watchdog task each \
+                 guard spawns and wakes at release: during etcd's millisecond round trips the \
+                 runtime's workers park, so each spawn and each wake-up costs a cross-thread \
+                 wake on two cores shared with the server. What would close it: one renewal \
+                 scheduler per `Locker` that keeps guards in a timer queue instead of a task per \
+                 guard (no spawn and no wake-up per acquire and release), with the per-guard \
+                 loss reporting the watchdog gives today. Not done in this work."
             )
         }
         "etcd-handoff" => "etcd hands the lock over through its own queue: the release deletes \
