@@ -18,9 +18,10 @@ pub(crate) struct GuardState {
 
 /// A held lock. Pass [`LockGuard::token`] with every write to fenced storage.
 ///
-/// A watchdog task renews the lease (unless renewal is off) and fires the lost signal at once
+/// Its watchdog renews the lease (unless renewal is off) and fires the lost signal at once
 /// when it cannot: the store says the grant is gone, a renewal fails for good, the local
-/// deadline passes, or the task itself dies. Observe loss with [`LockGuard::lost`] (a future
+/// deadline passes, or the watchdog itself dies (a renewal panics, or the runtime it runs on
+/// shuts down). Observe loss with [`LockGuard::lost`] (a future
 /// for `tokio::select!`), [`LockGuard::cancellation_token`], [`LockGuard::is_valid`] or
 /// [`LockGuard::check`]; or let [`LockGuard::run`] cancel your work for you.
 ///

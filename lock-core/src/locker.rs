@@ -12,9 +12,8 @@ use tracing::Instrument;
 
 use crate::guard::GuardState;
 use crate::metrics;
-use crate::renewer::Renewer;
 use crate::wait::WaitPolicy;
-use crate::watchdog::Watchdog;
+use crate::watchdog::{Dog, Watchdogs};
 use crate::{
     AcquireOptions, Error, FencingToken, IntoLockName, Lease, LeaseStore, LockGuard, LockName, Wait,
 };
@@ -36,11 +35,14 @@ use crate::{
 /// # Ok(()) }
 /// ```
 ///
-/// Cloning is cheap; clones share the store, the regression memory and the renewal batcher.
+/// Cloning is cheap; clones share the store, the regression memory and the watchdogs.
 ///
 /// # Renewal
 /// Each guard's watchdog renews its lease every [`AcquireOptions::with_renew_interval`] (a third of
-/// the TTL by default). Renewals that come due within about 2 ms of each other (never more than
+/// the TTL by default). The watchdogs are not a task per guard: each runtime that takes locks
+/// through a locker gets one timer queue, whose driver task wakes when a lease is due, so
+/// acquire and release spawn and wake nothing. Guards held when the locker is dropped keep
+/// being renewed; guards taken on a runtime that shuts down report their watchdog gone. Renewals that come due within about 2 ms of each other (never more than
 /// a fiftieth of the time their lease has left) go to the store together, through
 /// [`LeaseStore::renew_many`]: one pipeline on Redis, one statement on PostgreSQL, one keepalive
 /// stream on etcd. Each guard still gets its own answer and its own loss signal.
@@ -49,7 +51,7 @@ use crate::{
 pub struct Locker {
     store: Arc<dyn LeaseStore>,
     seen: Arc<Mutex<HashMap<LockName, FencingToken>>>,
-    renewer: Arc<Renewer>,
+    watchdogs: Arc<Watchdogs>,
 }
 
 impl Locker {
@@ -61,7 +63,7 @@ impl Locker {
     /// A locker over a shared store.
     pub fn from_arc(store: Arc<dyn LeaseStore>) -> Self {
         Self {
-            renewer: Arc::new(Renewer::new(Arc::clone(&store), true)),
+            watchdogs: Arc::new(Watchdogs::new(Arc::clone(&store), true)),
             store,
             seen: Arc::default(),
         }
@@ -72,13 +74,13 @@ impl Locker {
     /// they were taken with.
     #[must_use]
     pub fn with_renewal_batching(mut self, on: bool) -> Self {
-        self.renewer = Arc::new(Renewer::new(Arc::clone(&self.store), on));
+        self.watchdogs = Arc::new(Watchdogs::new(Arc::clone(&self.store), on));
         self
     }
 
     /// Whether watchdogs batch their renewals.
     pub fn renewal_batching(&self) -> bool {
-        self.renewer.batching()
+        self.watchdogs.batching()
     }
 
     /// The store underneath.
@@ -246,16 +248,8 @@ impl Locker {
         let (tx, rx) = watch::channel(GuardState { lease, lost: None });
         let stop = CancellationToken::new();
         let ended = CancellationToken::new();
-        let watchdog = Watchdog {
-            store: Arc::clone(&self.store),
-            renewer: Arc::clone(&self.renewer),
-            state: tx,
-            ttl,
-            every,
-            stop: stop.clone(),
-            ended: ended.clone(),
-        };
-        tokio::spawn(watchdog.run());
+        self.watchdogs
+            .start(Dog::new(tx, ttl, every, stop.clone(), ended.clone()));
         LockGuard::new(Arc::clone(&self.store), rx, ended, stop)
     }
 }
