@@ -109,6 +109,10 @@ pub struct Params {
     /// peer's own `target/`).
     #[arg(long)]
     pub peer_target_dir: Option<PathBuf>,
+    /// Rewrite the report from a run saved earlier (the `.json` file every run writes next to
+    /// its report) instead of measuring: for changes to the report's text.
+    #[arg(long)]
+    pub render: Option<PathBuf>,
     /// Only these backends (comma-separated: redis,postgres,etcd).
     #[arg(long, value_delimiter = ',', default_value = "redis,postgres,etcd")]
     pub backends: Vec<String>,

@@ -243,8 +243,13 @@ pub fn render(report: &Report) -> String {
         md,
         "Every latency is one complete cycle measured on the client: p50 / p99 over all samples. \
         \"Ours\" is `Locker::acquire` (no wait, TTL 10 s) + `LockGuard::release` — what users call, \
-        watchdog task included; the store row without `Locker` is shown too. Ours and the raw floor \
-        run interleaved, operation by operation, on the same connection of the same server in the same run.\n"
+        watchdog included; the store row without `Locker` is shown too. Ours, the raw floor and the \
+        reference rows run interleaved, operation by operation, on the same connection of the same \
+        server in the same run, in an order shuffled afresh for each iteration (the operation just \
+        before shifts a cycle by 10–20 µs here, so a fixed order would favour some rows). Everything \
+        in-process (ours, the floors, the rslock peer) runs as a task on a runtime worker, where \
+        services run their lock calls, not in `block_on` on the main thread, which pays a thread \
+        wake-up after every reply.\n"
     );
     let _ = writeln!(
         md,

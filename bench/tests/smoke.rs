@@ -51,4 +51,21 @@ fn smoke_run_writes_every_section_with_targets_marked() {
             assert!(doc.contains(&row), "missing `{row}` in:\n{doc}");
         }
     }
+    // The run's data is saved next to the report, and rendering it again gives the same report.
+    let saved = output.with_extension("json");
+    assert!(saved.exists(), "no saved run at {}", saved.display());
+    let again = dir.path().join("again.md");
+    let render = Command::new(env!("CARGO_BIN_EXE_fencelock-bench"))
+        .arg("--render")
+        .arg(&saved)
+        .arg("--output")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        render.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&render.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), doc);
 }

@@ -143,6 +143,12 @@ async fn handoff(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // Measured on a runtime worker, as the fencelock side is: a future driven by `block_on` on
+    // the main thread is woken through a thread park/unpark after every reply.
+    tokio::spawn(run()).await?
+}
+
+async fn run() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (command, rest) = args.split_first().ok_or("usage: rslock-peer uncontended|handoff --url …")?;
     let flags = flags(rest);
