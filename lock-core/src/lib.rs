@@ -10,6 +10,7 @@ pub mod metrics;
 mod name;
 mod options;
 mod renewer;
+mod seen;
 mod store;
 mod token;
 pub mod wait;

@@ -1,7 +1,6 @@
 //! `Locker`: the client users call. Waiting, renewal, loss signals and regression checks live
 //! here once, over any `LeaseStore`.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -12,6 +11,7 @@ use tracing::Instrument;
 
 use crate::guard::GuardState;
 use crate::metrics;
+use crate::seen::{DEFAULT_NAMES, Seen};
 use crate::wait::WaitPolicy;
 use crate::watchdog::{Dog, Watchdogs};
 use crate::{
@@ -50,7 +50,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct Locker {
     store: Arc<dyn LeaseStore>,
-    seen: Arc<Mutex<HashMap<LockName, FencingToken>>>,
+    seen: Arc<Mutex<Seen>>,
     watchdogs: Arc<Watchdogs>,
 }
 
@@ -65,7 +65,7 @@ impl Locker {
         Self {
             watchdogs: Arc::new(Watchdogs::new(Arc::clone(&store), true)),
             store,
-            seen: Arc::default(),
+            seen: Arc::new(Mutex::new(Seen::new(DEFAULT_NAMES))),
         }
     }
 
@@ -75,6 +75,16 @@ impl Locker {
     #[must_use]
     pub fn with_renewal_batching(mut self, on: bool) -> Self {
         self.watchdogs = Arc::new(Watchdogs::new(Arc::clone(&self.store), on));
+        self
+    }
+
+    /// How many lock names this locker remembers the highest token of, for its regression check
+    /// (65,536 by default). At least the latest half of them are always remembered; older names
+    /// are forgotten, so memory stays bounded when every job locks a fresh name. Clones made
+    /// before this call keep the memory they share.
+    #[must_use]
+    pub fn with_token_memory(mut self, names: usize) -> Self {
+        self.seen = Arc::new(Mutex::new(Seen::new(names)));
         self
     }
 
@@ -95,8 +105,8 @@ impl Locker {
     /// # Errors
     /// [`Error::Timeout`] when the wait ran out (or, with [`Wait::No`], the lock is held);
     /// [`Error::InvalidInput`] for a bad name, TTL or renew interval; [`Error::TokenRegression`]
-    /// when the store granted a token not above one this locker saw before (the grant is
-    /// released, not used); the store's errors otherwise.
+    /// when the store granted a token not above one this locker saw before for the name (the
+    /// grant is released, not used); the store's errors otherwise.
     pub async fn acquire(
         &self,
         name: impl IntoLockName,
@@ -215,25 +225,25 @@ impl Locker {
         Ok(out)
     }
 
-    /// The highest token this locker has seen for `name`.
+    /// The highest token this locker has seen for `name`, if it still remembers the name (see
+    /// [`Locker::with_token_memory`]).
     pub fn last_token(&self, name: &LockName) -> Option<FencingToken> {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
-            .copied()
     }
 
     fn record_token(&self, lease: &Lease) -> Result<(), Error> {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         match seen.get(lease.name()) {
-            Some(&prev) if lease.token() <= prev => Err(Error::TokenRegression {
+            Some(prev) if lease.token() <= prev => Err(Error::TokenRegression {
                 name: lease.name().clone(),
                 seen: prev,
                 got: lease.token(),
             }),
             _ => {
-                seen.insert(lease.name().clone(), lease.token());
+                seen.insert(lease.name(), lease.token());
                 Ok(())
             }
         }

@@ -603,3 +603,25 @@ fn a_guard_keeps_its_watchdog_when_another_runtime_sharing_its_locker_shuts_down
         guard.release().await.unwrap();
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_token_memory_keeps_the_latest_names_and_stays_bounded() {
+    let (_store, locker) = setup();
+    let locker = locker.with_token_memory(4);
+    for i in 0..10 {
+        let guard = locker.acquire(format!("job-{i}"), opts()).await.unwrap();
+        guard.release().await.unwrap();
+    }
+    let name = |i: usize| LockName::new(format!("job-{i}")).unwrap();
+    assert_eq!(
+        locker.last_token(&name(0)),
+        None,
+        "the oldest name is forgotten"
+    );
+    for i in 8..10 {
+        assert!(
+            locker.last_token(&name(i)).is_some(),
+            "job-{i} is remembered"
+        );
+    }
+}
