@@ -120,21 +120,22 @@ pub fn missed(key: &str, report: &Report) -> String {
                  matches — the same two Raft writes as the floor and the built-in lock \
                  ({builtin:.0} µs). A lease is granted only when no fresh spare exists. p50 by \
                  layer: raw {raw:.0} µs → the store's two txns by hand {txns:.0} µs → store \
-                 {store:.0} µs → `Locker` {ours:.0} µs. On the wire ours costs what the built-in \
-                 lock does: the built-in `lock` is one RPC in which the server puts the key and \
-                 reads the queue, `unlock` one delete. The rest is client work: the store adds \
-                 about {per_call:.0} µs per call (each request bounded by a timer, the txn kept \
-                 for a retry while it provably was not sent, the spare pool) and `Locker` \
-                 {locker:.0} µs per cycle (name check, token-regression memory, guard state, \
-                 the watchdog's queue entry, a tracing span and metrics). {client}; on etcd a \
-                 CPU profile of the client does not show where the rest goes (the client's own \
-                 code is under 1 % of the samples, the kernel scheduling the runtime's threads \
-                 most of them), so that part is not pinned down. The release \
-                 must stay a compare-revision txn: a spare lease can come back under the same \
-                 name, so a plain delete by a stale copy of a released lease would delete the \
-                 next holder's key. What would close the gap: dropping the per-request time \
-                 bound or the loss signal, which this project will not do; the next candidates \
-                 are a few µs each (fewer allocations per request), within this run's noise."
+                 {store:.0} µs → `Locker` {ours:.0} µs. Against the built-in lock: on the wire ours \
+                 costs what it does ({txns:.0} µs vs {builtin:.0} µs; the built-in \
+                 `lock` is one RPC in which the server puts the key and reads the queue, `unlock` \
+                 one delete), so any client work at all puts ours behind it. Ours does some: the \
+                 store about {per_call:.0} µs per call (each request bounded by a timer, the txn \
+                 kept for a retry while it provably was not sent, the spare pool), `Locker` \
+                 {locker:.0} µs per cycle (name check, token-regression memory, guard state, the \
+                 watchdog's queue entry, a tracing span and metrics). {client}; over etcd the same \
+                 code runs with the caches full of the gRPC stack's data, and a CPU profile of the client does not show where the difference goes (the client's \
+                 own code is under 1 % of the samples, the kernel scheduling threads most of \
+                 them), so that part is not pinned down. What would close it: a wire-level \
+                 advantage, and there is none to take — both designs make two Raft writes, and \
+                 the release must stay a compare-revision txn (a spare lease can come back under \
+                 the same name, so a plain delete by a stale copy of a released lease would delete \
+                 the next holder's key) — or client work of zero, which means no time bound per \
+                 request and no loss signal. This project keeps both."
             )
         }
         "etcd-handoff" => "etcd hands the lock over through its own queue: the release deletes \
