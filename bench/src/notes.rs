@@ -252,7 +252,7 @@ pub fn renewal(report: &Report) -> String {
     }
     format!(
         "\"Batched\" is what `Locker` does by default: each guard's watchdog (its entry in the \
-         runtime's timer queue) still decides when its lease is due, but hands the renewal to one batcher per `Locker`, which waits at most \
+         runtime's timer queue) still decides when its lease is due, but hands the renewal to one batcher per runtime and `Locker`, which waits at most \
          2 ms (never more than a fiftieth of the time the lease has left) for others due at the \
          same moment and sends them together through `LeaseStore::renew_many` — on Redis one \
          pipeline of renew scripts, on PostgreSQL one `UPDATE … FROM unnest(…)` with one WAL \

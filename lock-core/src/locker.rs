@@ -42,11 +42,13 @@ use crate::{
 /// the TTL by default). The watchdogs are not a task per guard: each runtime that takes locks
 /// through a locker gets one timer queue, whose driver task wakes when a lease is due, so
 /// acquire and release spawn and wake nothing. Guards held when the locker is dropped keep
-/// being renewed; guards taken on a runtime that shuts down report their watchdog gone. Renewals that come due within about 2 ms of each other (never more than
-/// a fiftieth of the time their lease has left) go to the store together, through
-/// [`LeaseStore::renew_many`]: one pipeline on Redis, one statement on PostgreSQL, one keepalive
-/// stream on etcd. Each guard still gets its own answer and its own loss signal.
-/// [`Locker::with_renewal_batching`] turns this off.
+/// being renewed; guards taken on a runtime that shuts down report their watchdog gone.
+///
+/// Renewals that come due within about 2 ms of each other (never more than a fiftieth of the
+/// time their lease has left) go to the store together, through [`LeaseStore::renew_many`]: one
+/// pipeline on Redis, one statement on PostgreSQL, one keepalive stream on etcd. Each runtime's
+/// queue batches its own guards' renewals. Each guard still gets its own answer and its own loss
+/// signal. [`Locker::with_renewal_batching`] turns this off.
 #[derive(Clone, Debug)]
 pub struct Locker {
     store: Arc<dyn LeaseStore>,

@@ -1,5 +1,5 @@
-//! Renewal batching: every watchdog of a [`crate::Locker`] hands its renewal to one batcher
-//! task, which sends whatever is due together through [`LeaseStore::renew_many`] (one pipeline,
+//! Renewal batching: every watchdog in one runtime's timer queue of a [`crate::Locker`] hands
+//! its renewal to one batcher task, which sends whatever is due together through [`LeaseStore::renew_many`] (one pipeline,
 //! one statement or one stream, where the backend allows) and answers each watchdog alone.
 //!
 //! Nothing here can end a renewal silently: a batch that panics, a batcher that is gone and a
@@ -35,7 +35,7 @@ pub(crate) enum Renewed {
     Failed(String),
 }
 
-/// Renews leases for the watchdogs of one `Locker` (and its clones).
+/// Renews leases for the watchdogs of one timer queue (one runtime's guards of one `Locker`).
 #[derive(Debug)]
 pub(crate) struct Renewer {
     store: Arc<dyn LeaseStore>,
@@ -60,10 +60,6 @@ impl Renewer {
             batching,
             queue: Mutex::new(None),
         }
-    }
-
-    pub(crate) fn batching(&self) -> bool {
-        self.batching
     }
 
     /// Renews `lease` to `ttl`: alone, or in the next batch.

@@ -40,7 +40,7 @@ const MIN_SWEEP: usize = 64;
 /// The watchdogs of one `Locker` (shared by its clones).
 pub(crate) struct Watchdogs {
     store: Arc<dyn LeaseStore>,
-    renewer: Arc<Renewer>,
+    batching: bool,
     /// One queue per runtime that took a lock through this locker; an entry leaves when its
     /// driver ends.
     queues: Mutex<HashMap<runtime::Id, Arc<Queue>>>,
@@ -49,7 +49,7 @@ pub(crate) struct Watchdogs {
 impl fmt::Debug for Watchdogs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watchdogs")
-            .field("batching", &self.renewer.batching())
+            .field("batching", &self.batching)
             .field("runtimes", &lock(&self.queues).len())
             .finish_non_exhaustive()
     }
@@ -58,14 +58,14 @@ impl fmt::Debug for Watchdogs {
 impl Watchdogs {
     pub(crate) fn new(store: Arc<dyn LeaseStore>, batching: bool) -> Self {
         Self {
-            renewer: Arc::new(Renewer::new(Arc::clone(&store), batching)),
             store,
+            batching,
             queues: Mutex::default(),
         }
     }
 
     pub(crate) fn batching(&self) -> bool {
-        self.renewer.batching()
+        self.batching
     }
 
     /// Starts watching `dog`'s lease, on the current runtime's queue.
@@ -90,7 +90,7 @@ impl Watchdogs {
         }
         let queue = Arc::new(Queue {
             store: Arc::clone(&self.store),
-            renewer: Arc::clone(&self.renewer),
+            renewer: Renewer::new(Arc::clone(&self.store), self.batching),
             timers: Mutex::new(Timers::default()),
             wake: Notify::new(),
         });
@@ -220,7 +220,9 @@ enum Step {
 /// The timer queue of one runtime, and what its driver and renewals need.
 struct Queue {
     store: Arc<dyn LeaseStore>,
-    renewer: Arc<Renewer>,
+    /// This runtime's renewal batcher: renewals of one runtime's guards are batched together,
+    /// and a runtime that shuts down takes no other runtime's renewals with it.
+    renewer: Renewer,
     timers: Mutex<Timers>,
     /// Wakes the driver when a watchdog comes due before it planned to look again.
     wake: Notify,
