@@ -51,7 +51,8 @@ fencelock renews the lease every TTL/3 while the program runs and releases it wh
 exits. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to fencelock are passed on to the program. If the
 lease is lost (store unreachable past the deadline, lock broken with `release --force`, process
 paused past the TTL) the program gets SIGTERM, then SIGKILL after --grace, and fencelock exits
-with status 79.
+with status 79. If fencelock itself is killed with SIGKILL, the kernel kills the program too
+(Linux: a parent-death signal), since nothing renews the lease or stops the program any more.
 
 Examples:
   # cron: skip this run if the previous one is still going (exit 75 when skipped)

@@ -1,6 +1,6 @@
 //! The program `run` starts: spawning it, passing signals on, stopping it.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -37,27 +37,48 @@ impl Program {
     /// can read the terminal; otherwise (cron, CI, services) it gets a process group of its
     /// own, and signals go to the whole group, helpers it started included.
     ///
+    /// The program is started tethered (see [`crate::tether`]): it dies with fencelock. The
+    /// tether reports a program it cannot run on stderr and exits with
+    /// [`status::NOT_FOUND`] or [`status::CANNOT_EXECUTE`], as a shell would.
+    ///
     /// # Errors
-    /// [`status::NOT_FOUND`] or [`status::CANNOT_EXECUTE`] with the reason.
+    /// [`status::NOT_FOUND`] or [`status::CANNOT_EXECUTE`] with the reason, where the
+    /// program had to be started untethered.
     pub(crate) fn spawn(argv: &[OsString], env: &[(&str, String)]) -> Result<Self, Failure> {
         let Some((program, args)) = argv.split_first() else {
             return Err(Failure::usage("no program given after `--`"));
         };
         let own_group = !in_terminal_foreground();
-        let mut command = Command::new(program);
-        command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
-        if own_group {
-            command.process_group(0);
-        }
-        let shown = program.to_string_lossy();
-        let child = command.spawn().map_err(|e| {
-            let code = if e.kind() == io::ErrorKind::NotFound {
-                status::NOT_FOUND
-            } else {
-                status::CANNOT_EXECUTE
-            };
-            Failure::new(code, format!("cannot run `{shown}`: {e}"))
-        })?;
+        let prepare = |mut command: Command| {
+            command.envs(env.iter().map(|(k, v)| (k, v)));
+            if own_group {
+                command.process_group(0);
+            }
+            command
+        };
+        #[cfg(target_os = "linux")]
+        let tethered = prepare(crate::tether::command(argv)).spawn();
+        #[cfg(not(target_os = "linux"))]
+        let tethered: io::Result<Child> = Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "parent-death signals are Linux-only",
+        ));
+        let child = match tethered {
+            Ok(child) => child,
+            Err(e) => {
+                // Without /proc (an odd chroot) the program can still run, but untethered.
+                eprintln!(
+                    "fencelock: warning: cannot start the program tethered to fencelock \
+                     (/proc/self/exe: {e}); if fencelock is killed with SIGKILL, the program \
+                     keeps running without the lock"
+                );
+                let mut command = Command::new(program);
+                command.args(args);
+                prepare(command)
+                    .spawn()
+                    .map_err(|e| cannot_run(program, &e))?
+            }
+        };
         let pid = child
             .id()
             .and_then(|id| i32::try_from(id).ok())
@@ -119,6 +140,18 @@ impl Program {
             None => self.child.wait().await,
         }
     }
+}
+
+/// The failure for a program that could not be started: [`status::NOT_FOUND`] or
+/// [`status::CANNOT_EXECUTE`] with the reason.
+pub(crate) fn cannot_run(program: &OsStr, error: &io::Error) -> Failure {
+    let code = if error.kind() == io::ErrorKind::NotFound {
+        status::NOT_FOUND
+    } else {
+        status::CANNOT_EXECUTE
+    };
+    let shown = program.to_string_lossy();
+    Failure::new(code, format!("cannot run `{shown}`: {error}"))
 }
 
 /// The exit status that mirrors the program's: its code, or 128 + the signal that killed it.

@@ -11,6 +11,8 @@ mod run;
 mod signals;
 mod status;
 mod store;
+#[cfg(target_os = "linux")]
+mod tether;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,6 +23,10 @@ use crate::args::{Cli, Command};
 use crate::exit::{Failure, status as code};
 
 fn main() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    if let Some(failed) = tether::enter() {
+        return failed;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return exit::clap_error(&error),

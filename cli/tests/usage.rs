@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use common::{
@@ -195,4 +196,80 @@ async fn signals_are_forwarded_to_the_program() {
             "{signal}"
         );
     }
+}
+
+/// The fail-closed case the lease cannot cover: fencelock itself killed with SIGKILL. Nothing
+/// renews the lease or stops the program any more, so the kernel must kill the program now.
+#[tokio::test]
+async fn the_program_dies_when_fencelock_is_killed() {
+    let (mut cli, mut lines) = spawn_with_lines(&[
+        "run",
+        "--store",
+        "memory://",
+        "n",
+        "--",
+        "sh",
+        "-c",
+        "echo ready; exec sleep 600",
+    ]);
+    assert_eq!(next_line(&mut lines, LIMIT).await, "ready");
+    let fencelock = Pid::from_raw(i32::try_from(cli.id().unwrap()).unwrap());
+    kill(fencelock, Signal::SIGKILL).unwrap();
+    assert_eq!(wait_exit(&mut cli, LIMIT).await.signal(), Some(9));
+    // The program (now `sleep`) holds the last write end of the pipe: end of file means it is
+    // gone. Untethered it would sleep on for ten minutes.
+    let eof = tokio::time::timeout(LIMIT, lines.next_line())
+        .await
+        .expect("the program outlived fencelock");
+    assert_eq!(eof.unwrap(), None);
+}
+
+/// The program starts with the signal dispositions of a normal child (Rust ignores SIGPIPE in
+/// its own processes, and the tether is one): `yes | head` must end `yes` by SIGPIPE.
+#[tokio::test]
+async fn the_program_does_not_inherit_an_ignored_sigpipe() {
+    let out = output(
+        &[
+            "run",
+            "--store",
+            "memory://",
+            "n",
+            "--",
+            "sh",
+            "-c",
+            "grep SigIgn /proc/$$/status",
+        ],
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mask = text.trim().trim_start_matches("SigIgn:").trim();
+    let ignored = u64::from_str_radix(mask, 16).unwrap_or_else(|_| panic!("{text:?}"));
+    assert_eq!(ignored & (1 << (Signal::SIGPIPE as u32 - 1)), 0, "{text:?}");
+}
+
+/// The tether starts the program only while its parent is the fencelock that asked for it:
+/// a parent that died before the parent-death signal was set could not be noticed later.
+#[tokio::test]
+async fn the_tether_runs_the_program_only_under_its_own_parent() {
+    const TETHER: &str = "__fencelock-tether";
+    let me = std::process::id().to_string();
+    let ran = output(&[TETHER, &me, "--", "sh", "-c", "echo ran"], LIMIT).await;
+    assert_eq!(ran.status.code(), Some(0), "{}", stderr(&ran));
+    assert_eq!(stdout(&ran), "ran\n");
+
+    let someone_else = (std::process::id() + 1).to_string();
+    let out = output(
+        &[TETHER, &someone_else, "--", "sh", "-c", "echo ran"],
+        LIMIT,
+    )
+    .await;
+    assert_one_line_failure(&out, 70, "exited before the program started");
+    assert_eq!(stdout(&out), "");
+
+    let out = output(&[TETHER, &me, "sh", "-c", "echo ran"], LIMIT).await;
+    assert_one_line_failure(&out, status::USAGE, "`--`");
+    let out = output(&[TETHER, "x", "--", "sh"], LIMIT).await;
+    assert_one_line_failure(&out, status::USAGE, "internal to `fencelock run`");
 }
