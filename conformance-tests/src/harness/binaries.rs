@@ -25,6 +25,7 @@ fn package_of(binary: &str) -> &'static str {
         "pg_isready" | "psql" => "postgresql-client-15",
         "setpriv" | "ipcrm" => "util-linux",
         "cp" => "coreutils",
+        "openssl" => "openssl",
         _ => "(unknown)",
     }
 }

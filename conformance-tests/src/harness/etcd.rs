@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::certs::{self, TlsFiles};
 use super::error::{HarnessError, Result};
 use super::process::{Launch, ServerProcess};
 use super::{binaries, blocking, http, ports, retry_addr_in_use, tempdirs};
@@ -25,6 +26,8 @@ pub struct EtcdMember {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// The TLS client port, for a cluster started with [`EtcdCluster::start_tls`].
+    tls_port: Option<u16>,
 }
 
 impl EtcdMember {
@@ -36,6 +39,13 @@ impl EtcdMember {
     /// The client URL, `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The TLS client URL, `https://localhost:PORT` (the name the certificate is for), for a
+    /// cluster started with [`EtcdCluster::start_tls`].
+    pub fn tls_endpoint(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("https://localhost:{port}"))
     }
 
     /// The client address.
@@ -69,6 +79,7 @@ impl Deref for EtcdMember {
 #[derive(Debug)]
 pub struct EtcdCluster {
     members: Vec<EtcdMember>,
+    tls: Option<TlsFiles>,
 }
 
 impl EtcdCluster {
@@ -77,8 +88,20 @@ impl EtcdCluster {
         blocking(move || Self::start_blocking(size)).await
     }
 
+    /// [`Self::start`], with every member also taking TLS client connections on a second
+    /// port ([`EtcdMember::tls_endpoint`]), its certificate signed by one throwaway authority
+    /// for the cluster ([`Self::tls`]); clients need no certificate of their own. Members still
+    /// talk to each other in plain HTTP.
+    pub async fn start_tls(size: usize) -> Result<Self> {
+        blocking(move || Self::start_blocking_with(size, true)).await
+    }
+
     /// [`Self::start`], blocking the calling thread.
     pub fn start_blocking(size: usize) -> Result<Self> {
+        Self::start_blocking_with(size, false)
+    }
+
+    fn start_blocking_with(size: usize, tls: bool) -> Result<Self> {
         if size == 0 {
             return Err(HarnessError::new(
                 "an etcd cluster needs at least one member",
@@ -86,13 +109,13 @@ impl EtcdCluster {
         }
         let program = binaries::find("etcd")?;
         retry_addr_in_use(|| {
-            let cluster = Self::launch(&program, size)?;
+            let cluster = Self::launch(&program, size, tls)?;
             cluster.wait_healthy()?;
             Ok(cluster)
         })
     }
 
-    fn launch(program: &std::path::Path, size: usize) -> Result<Self> {
+    fn launch(program: &std::path::Path, size: usize, tls: bool) -> Result<Self> {
         static CLUSTERS: AtomicU32 = AtomicU32::new(0);
         let token = format!(
             "fencelock-{}-{}-{:x}",
@@ -100,8 +123,10 @@ impl EtcdCluster {
             CLUSTERS.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
         );
-        let ports = ports::free_ports(2 * size)?;
-        let (client_ports, peer_ports) = ports.split_at(size);
+        let ports = ports::free_ports(3 * size)?;
+        let (client_ports, rest) = ports.split_at(size);
+        let (peer_ports, tls_ports) = rest.split_at(size);
+        let mut files = None;
         let initial_cluster = peer_ports
             .iter()
             .enumerate()
@@ -109,18 +134,36 @@ impl EtcdCluster {
             .collect::<Vec<_>>()
             .join(",");
         let mut members = Vec::with_capacity(size);
-        for (i, (&client_port, &peer_port)) in client_ports.iter().zip(peer_ports).enumerate() {
+        for (i, ((&client_port, &peer_port), &tls_port)) in client_ports
+            .iter()
+            .zip(peer_ports)
+            .zip(tls_ports)
+            .enumerate()
+        {
             let name = format!("m{i}");
             let dir = tempdirs::server_dir("etcd")?;
-            let client_url = format!("http://127.0.0.1:{client_port}");
+            // One authority for the whole cluster, in the first member's directory (which
+            // lives as long as the cluster).
+            if tls && files.is_none() {
+                files = Some(certs::generate(dir.path())?);
+            }
+            let tls_port = files.as_ref().map(|_| tls_port);
+            let plain_url = format!("http://127.0.0.1:{client_port}");
+            let (listen_url, advertise_url) = match tls_port {
+                Some(port) => (
+                    format!("{plain_url},https://127.0.0.1:{port}"),
+                    format!("{plain_url},https://localhost:{port}"),
+                ),
+                None => (plain_url.clone(), plain_url),
+            };
             let peer_url = format!("http://127.0.0.1:{peer_port}");
             let mut args: Vec<OsString> = [
                 "--name",
                 &name,
                 "--listen-client-urls",
-                &client_url,
+                &listen_url,
                 "--advertise-client-urls",
-                &client_url,
+                &advertise_url,
                 "--listen-peer-urls",
                 &peer_url,
                 "--initial-advertise-peer-urls",
@@ -145,6 +188,12 @@ impl EtcdCluster {
             .collect();
             args.push("--data-dir".into());
             args.push(dir.path().join("data").into());
+            if let Some(files) = &files {
+                args.push("--cert-file".into());
+                args.push(files.server_cert.clone().into());
+                args.push("--key-file".into());
+                args.push(files.server_key.clone().into());
+            }
             let probe_addr = addr(client_port);
             let process = ServerProcess::new(
                 "etcd",
@@ -162,9 +211,13 @@ impl EtcdCluster {
                 name,
                 client_port,
                 peer_port,
+                tls_port,
             });
         }
-        Ok(Self { members })
+        Ok(Self {
+            members,
+            tls: files,
+        })
     }
 
     /// Launch every member, then wait until all are healthy (they need each
@@ -224,6 +277,19 @@ impl EtcdCluster {
     /// Whether the cluster has no members (never: [`Self::start`] refuses 0).
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// The certificates, for a cluster started with [`Self::start_tls`].
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// The TLS client URLs of all members, for a cluster started with [`Self::start_tls`].
+    pub fn tls_endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter_map(EtcdMember::tls_endpoint)
+            .collect()
     }
 
     /// The client URLs of all members.

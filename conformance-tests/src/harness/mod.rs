@@ -24,6 +24,7 @@
 //! needs none.
 
 mod binaries;
+mod certs;
 mod error;
 mod etcd;
 mod http;
@@ -37,13 +38,14 @@ mod shared;
 mod spawner;
 mod tempdirs;
 
+pub use certs::TlsFiles;
 pub use error::{HarnessError, Result};
 pub use etcd::{EtcdCluster, EtcdMember};
 pub use ports::{free_port, free_ports};
 pub use postgres::{PostgresConfig, PostgresServer};
 pub use process::ServerProcess;
 pub use proxy::TcpProxy;
-pub use redis::{RedisConfig, RedisPersistence, RedisServer};
+pub use redis::{RedisConfig, RedisPersistence, RedisServer, RedisTls};
 pub use shared::{
     ETCD_ENDPOINTS_VAR, POSTGRES_URL_VAR, REDIS_URL_VAR, Target, etcd_endpoints_or_start,
     postgres_url_or_start, redis_url_or_start, shared_etcd, shared_postgres, shared_redis,

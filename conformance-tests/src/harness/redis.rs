@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::certs::{self, TlsFiles};
 use super::error::{HarnessError, Result};
 use super::process::{Launch, ServerProcess};
 use super::{binaries, blocking, ports, resp, retry_addr_in_use, tempdirs};
@@ -37,6 +38,9 @@ pub struct RedisConfig {
     pub port: Option<u16>,
     /// More `redis-server` arguments, e.g. `["--maxmemory", "10mb"]`.
     pub extra_args: Vec<String>,
+    /// Also listen for TLS on a second port, with a certificate for `localhost` signed by a
+    /// throwaway authority (made with `openssl`); clients need no certificate of their own.
+    pub tls: bool,
 }
 
 impl RedisConfig {
@@ -52,6 +56,23 @@ impl RedisConfig {
             ..Self::default()
         }
     }
+
+    /// No persistence, and TLS on a second port.
+    pub fn tls() -> Self {
+        Self {
+            tls: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a [`RedisServer`] started with [`RedisConfig::tls`] takes TLS connections.
+#[derive(Debug, Clone)]
+pub struct RedisTls {
+    /// The TLS port.
+    pub port: u16,
+    /// The certificates.
+    pub files: TlsFiles,
 }
 
 /// A `redis-server` child process on 127.0.0.1; see [`ServerProcess`] for
@@ -60,6 +81,7 @@ impl RedisConfig {
 pub struct RedisServer {
     process: ServerProcess,
     port: u16,
+    tls: Option<RedisTls>,
 }
 
 impl RedisServer {
@@ -100,6 +122,16 @@ impl RedisServer {
             };
             args.extend(persistence.iter().map(OsString::from));
             args.extend(config.extra_args.iter().map(OsString::from));
+            let tls = if config.tls {
+                let tls = RedisTls {
+                    port: ports::free_port()?,
+                    files: certs::generate(dir.path())?,
+                };
+                args.extend(tls_args(&tls));
+                Some(tls)
+            } else {
+                None
+            };
             let addr = addr(port);
             let process = ServerProcess::new(
                 "redis-server",
@@ -113,7 +145,7 @@ impl RedisServer {
                 READY_TIMEOUT,
             );
             process.start_blocking()?;
-            Ok(Self { process, port })
+            Ok(Self { process, port, tls })
         })
     }
 
@@ -162,6 +194,19 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The TLS port and certificates, for a server started with [`RedisConfig::tls`].
+    pub fn tls(&self) -> Option<&RedisTls> {
+        self.tls.as_ref()
+    }
+
+    /// `rediss://localhost:TLS_PORT` (the name the certificate is for), for a server started
+    /// with [`RedisConfig::tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|tls| format!("rediss://localhost:{}", tls.port))
+    }
+
     /// Send one command over a fresh connection and return the raw RESP reply
     /// frame, e.g. `"+OK\r\n"`, `"-READONLY …\r\n"`, `":1\r\n"`,
     /// `"$3\r\nbar\r\n"`, `"$-1\r\n"`. A Redis error reply is `Ok` (it starts
@@ -185,6 +230,21 @@ impl Deref for RedisServer {
     fn deref(&self) -> &ServerProcess {
         &self.process
     }
+}
+
+/// `redis-server` arguments for TLS on a second port; clients need no certificate.
+fn tls_args(tls: &RedisTls) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--tls-port".into(), tls.port.to_string().into()];
+    for (option, path) in [
+        ("--tls-cert-file", &tls.files.server_cert),
+        ("--tls-key-file", &tls.files.server_key),
+        ("--tls-ca-cert-file", &tls.files.ca_cert),
+    ] {
+        args.push(option.into());
+        args.push(path.into());
+    }
+    args.extend(["--tls-auth-clients".into(), "no".into()]);
+    args
 }
 
 fn addr(port: u16) -> SocketAddr {
