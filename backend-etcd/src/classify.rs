@@ -3,6 +3,7 @@
 //! | driver error | kind |
 //! | --- | --- |
 //! | connection refused / could not connect (request never sent) | `Unavailable` |
+//! | the TLS handshake refused the server's certificate | `Unavailable` |
 //! | `etcdserver: no leader`, `too many requests` (rejected before Raft) | `Unavailable` |
 //! | deadline exceeded, cancelled, our own op timeout | `OutcomeUnknown` |
 //! | `etcdserver: request timed out…`, `leader changed` (may be committed) | `OutcomeUnknown` |
@@ -136,6 +137,8 @@ fn text_verdict(text: &str) -> Verdict {
         "dns error",
         "failed to lookup address",
         "no route to host",
+        // The TLS handshake refused the server's certificate: no request went out.
+        "invalid peer certificate",
     ];
     if not_sent.iter().any(|s| text.contains(s)) {
         Verdict::NotSent
@@ -185,6 +188,11 @@ mod tests {
             (
                 status(Code::Unavailable, "etcdserver: no leader"),
                 Operation::Renew,
+                Unavailable,
+            ),
+            (
+                status(Code::Unavailable, "invalid peer certificate: UnknownIssuer"),
+                Operation::Inspect,
                 Unavailable,
             ),
             (

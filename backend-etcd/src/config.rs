@@ -115,7 +115,10 @@ impl EtcdConfig {
     ///
     /// Without this, fencelock connects with a connect timeout equal to the op timeout and
     /// `require_leader` on, so a member cut off from its cluster refuses requests instead of
-    /// stalling them.
+    /// stalling them; `https://` endpoints (crate feature `tls`) are verified against the
+    /// system's root certificates, or those in the file `SSL_CERT_FILE` names. For a private
+    /// authority in code, or a client certificate, pass
+    /// `ConnectOptions::new().with_tls(TlsOptions::new().ca_certificate(…))` here.
     pub fn with_connect_options(mut self, options: ConnectOptions) -> Self {
         self.connect_options = Some(options);
         self
@@ -143,11 +146,11 @@ impl EtcdConfig {
             0 => EtcdLeaseStore::DEFAULT_OP_TIMEOUT,
             ms => Duration::from_millis(ms),
         };
-        let mut options = self.connect_options.clone().unwrap_or_else(|| {
-            ConnectOptions::new()
-                .with_connect_timeout(op_timeout)
-                .with_require_leader(true)
-        });
+        let tls = self.uses_tls()?;
+        let mut options = match self.connect_options.clone() {
+            Some(options) => options,
+            None => default_options(op_timeout, tls)?,
+        };
         if let Some(user) = &self.user {
             options = options.with_user(user.clone(), self.password.clone().unwrap_or_default());
         }
@@ -161,6 +164,45 @@ impl EtcdConfig {
             store = store.with_max_ttl(Duration::from_secs(self.max_ttl_secs))?;
         }
         Ok(store)
+    }
+}
+
+impl EtcdConfig {
+    /// Whether the endpoints are `https://`: all of them or none.
+    fn uses_tls(&self) -> Result<bool, Error> {
+        let https = |e: &String| {
+            e.get(..8)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        };
+        match self.endpoints.iter().filter(|e| https(e)).count() {
+            0 => Ok(false),
+            n if n == self.endpoints.len() => Ok(true),
+            _ => Err(Error::invalid(
+                "etcd endpoints",
+                "a mix of https:// and plain endpoints; use one scheme for the whole cluster",
+            )),
+        }
+    }
+}
+
+/// fencelock's connect options: see [`EtcdConfig::with_connect_options`].
+fn default_options(op_timeout: Duration, tls: bool) -> Result<ConnectOptions, Error> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(op_timeout)
+        .with_require_leader(true);
+    if !tls {
+        return Ok(options);
+    }
+    #[cfg(feature = "tls")]
+    {
+        Ok(options.with_tls(etcd_client::TlsOptions::new().with_native_roots()))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        Err(Error::invalid(
+            "etcd endpoints",
+            "https:// endpoints need fencelock-etcd's crate feature `tls`",
+        ))
     }
 }
 
