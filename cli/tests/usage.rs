@@ -16,6 +16,11 @@ use nix::unistd::Pid;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
+/// `fencelock run --store memory:// n -- sh -c script`.
+fn sh_in_memory(script: &str) -> [&str; 8] {
+    ["run", "--store", "memory://", "n", "--", "sh", "-c", script]
+}
+
 #[tokio::test]
 async fn help_has_examples_and_exit_statuses() {
     let out = output(&["run", "--help"], LIMIT).await;
@@ -131,20 +136,7 @@ async fn run_passes_token_and_mirrors_exit_status() {
     assert_eq!(stdout(&out).trim(), "1 job/1");
     assert!(stderr(&out).contains("memory://"), "the warning is missing");
 
-    let out = output(
-        &[
-            "run",
-            "--store",
-            "memory://",
-            "n",
-            "--",
-            "sh",
-            "-c",
-            "kill -USR1 $$",
-        ],
-        LIMIT,
-    )
-    .await;
+    let out = output(&sh_in_memory("kill -USR1 $$"), LIMIT).await;
     assert_eq!(out.status.code(), Some(128 + Signal::SIGUSR1 as i32));
 
     let out = output(
@@ -173,16 +165,7 @@ async fn signals_are_forwarded_to_the_program() {
             r#"trap 'echo got; exit {code}' {}; echo ready; while :; do sleep 0.05; done"#,
             signal.as_str().trim_start_matches("SIG")
         );
-        let (mut cli, mut lines) = spawn_with_lines(&[
-            "run",
-            "--store",
-            "memory://",
-            "n",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ]);
+        let (mut cli, mut lines) = spawn_with_lines(&sh_in_memory(&script));
         assert_eq!(next_line(&mut lines, LIMIT).await, "ready");
         kill(
             Pid::from_raw(i32::try_from(cli.id().unwrap()).unwrap()),
@@ -202,16 +185,7 @@ async fn signals_are_forwarded_to_the_program() {
 /// renews the lease or stops the program any more, so the kernel must kill the program now.
 #[tokio::test]
 async fn the_program_dies_when_fencelock_is_killed() {
-    let (mut cli, mut lines) = spawn_with_lines(&[
-        "run",
-        "--store",
-        "memory://",
-        "n",
-        "--",
-        "sh",
-        "-c",
-        "echo ready; exec sleep 600",
-    ]);
+    let (mut cli, mut lines) = spawn_with_lines(&sh_in_memory("echo ready; exec sleep 600"));
     assert_eq!(next_line(&mut lines, LIMIT).await, "ready");
     let fencelock = Pid::from_raw(i32::try_from(cli.id().unwrap()).unwrap());
     kill(fencelock, Signal::SIGKILL).unwrap();
@@ -228,20 +202,7 @@ async fn the_program_dies_when_fencelock_is_killed() {
 /// its own processes, and the tether is one): `yes | head` must end `yes` by SIGPIPE.
 #[tokio::test]
 async fn the_program_does_not_inherit_an_ignored_sigpipe() {
-    let out = output(
-        &[
-            "run",
-            "--store",
-            "memory://",
-            "n",
-            "--",
-            "sh",
-            "-c",
-            "grep SigIgn /proc/$$/status",
-        ],
-        LIMIT,
-    )
-    .await;
+    let out = output(&sh_in_memory("grep SigIgn /proc/$$/status"), LIMIT).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let mask = text.trim().trim_start_matches("SigIgn:").trim();
