@@ -113,12 +113,13 @@ impl EtcdConfig {
     /// etcd-client's own options, passed through: TLS (crate feature `tls`), keepalive, connect
     /// timeout, … [`EtcdConfig::with_user`] is applied on top.
     ///
-    /// Without this, fencelock connects with a connect timeout equal to the op timeout and
-    /// `require_leader` on, so a member cut off from its cluster refuses requests instead of
-    /// stalling them; `https://` endpoints (crate feature `tls`) are verified against the
-    /// system's root certificates, or those in the file `SSL_CERT_FILE` names. For a private
-    /// authority in code, or a client certificate, pass
-    /// `ConnectOptions::new().with_tls(TlsOptions::new().ca_certificate(…))` here.
+    /// These replace fencelock's own ([`Self::default_connect_options`]: a connect timeout
+    /// equal to the op timeout; `require_leader` on, so a member cut off from its cluster
+    /// refuses requests instead of stalling them; `https://` endpoints, with crate feature
+    /// `tls`, verified against the system's root certificates or those in the file
+    /// `SSL_CERT_FILE` names). Start from those to keep them. For a private authority in
+    /// code, or a client certificate, add
+    /// `.with_tls(TlsOptions::new().ca_certificate(…))`.
     pub fn with_connect_options(mut self, options: ConnectOptions) -> Self {
         self.connect_options = Some(options);
         self
@@ -142,14 +143,10 @@ impl EtcdConfig {
                 "a password without a user name",
             ));
         }
-        let op_timeout = match self.op_timeout_ms {
-            0 => EtcdLeaseStore::DEFAULT_OP_TIMEOUT,
-            ms => Duration::from_millis(ms),
-        };
-        let tls = self.uses_tls()?;
+        let op_timeout = self.op_timeout();
         let mut options = match self.connect_options.clone() {
             Some(options) => options,
-            None => default_options(op_timeout, tls)?,
+            None => self.default_connect_options()?,
         };
         if let Some(user) = &self.user {
             options = options.with_user(user.clone(), self.password.clone().unwrap_or_default());
@@ -168,6 +165,42 @@ impl EtcdConfig {
 }
 
 impl EtcdConfig {
+    fn op_timeout(&self) -> Duration {
+        match self.op_timeout_ms {
+            0 => EtcdLeaseStore::DEFAULT_OP_TIMEOUT,
+            ms => Duration::from_millis(ms),
+        }
+    }
+
+    /// The etcd-client options [`Self::connect`] uses when
+    /// [`with_connect_options`](Self::with_connect_options) gave none: a connect timeout equal
+    /// to the op timeout, `require_leader` on, and for `https://` endpoints TLS verified against
+    /// the system's roots (or `SSL_CERT_FILE`). Start from these to change one setting and
+    /// keep the rest.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a mix of `https://` and plain endpoints, or `https://`
+    /// endpoints without the crate feature `tls`.
+    pub fn default_connect_options(&self) -> Result<ConnectOptions, Error> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(self.op_timeout())
+            .with_require_leader(true);
+        if !self.uses_tls()? {
+            return Ok(options);
+        }
+        #[cfg(feature = "tls")]
+        {
+            Ok(options.with_tls(etcd_client::TlsOptions::new().with_native_roots()))
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            Err(Error::invalid(
+                "etcd endpoints",
+                "https:// endpoints need fencelock-etcd's crate feature `tls`",
+            ))
+        }
+    }
+
     /// Whether the endpoints are `https://`: all of them or none.
     fn uses_tls(&self) -> Result<bool, Error> {
         let https = |e: &String| {
@@ -182,27 +215,6 @@ impl EtcdConfig {
                 "a mix of https:// and plain endpoints; use one scheme for the whole cluster",
             )),
         }
-    }
-}
-
-/// fencelock's connect options: see [`EtcdConfig::with_connect_options`].
-fn default_options(op_timeout: Duration, tls: bool) -> Result<ConnectOptions, Error> {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(op_timeout)
-        .with_require_leader(true);
-    if !tls {
-        return Ok(options);
-    }
-    #[cfg(feature = "tls")]
-    {
-        Ok(options.with_tls(etcd_client::TlsOptions::new().with_native_roots()))
-    }
-    #[cfg(not(feature = "tls"))]
-    {
-        Err(Error::invalid(
-            "etcd endpoints",
-            "https:// endpoints need fencelock-etcd's crate feature `tls`",
-        ))
     }
 }
 

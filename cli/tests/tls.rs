@@ -1,6 +1,6 @@
 //! The real binary over TLS to a real redis-server and etcd, each with a certificate from a
-//! throwaway authority: trusted through `SSL_CERT_FILE` the run works; untrusted it fails
-//! with one line, as unavailable, and the program never starts.
+//! throwaway authority: trusted through `SSL_CERT_FILE`, `run`, `status` and `check` work;
+//! untrusted, `run` fails with one line, as unavailable, and the program never starts.
 #![cfg(all(feature = "redis", feature = "etcd"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -39,6 +39,27 @@ async fn run(url: &str, ca: Option<&Path>) -> std::process::Output {
 }
 
 async fn trusted_and_untrusted(url: &str, ca: &Path) {
+    // `check` (its own driver calls) and `status` trust the same authority.
+    let mut check = fencelock(&["check", "--store", url]);
+    check.env("SSL_CERT_FILE", ca);
+    let out = check.output().await.unwrap();
+    let report = stdout(&out);
+    // 1 is "warnings" (the harness's Redis has no persistence), never a failure to check.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{url}: {report}{}",
+        stderr(&out)
+    );
+    assert!(
+        report.contains(" 7.") || report.contains(" 3."),
+        "{url}: {report}"
+    );
+    let mut inspect = fencelock(&["status", "--store", url, "tls-free"]);
+    inspect.env("SSL_CERT_FILE", ca);
+    let out = inspect.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{url}: {}", stderr(&out));
+    assert!(stdout(&out).contains("free"), "{url}: {}", stdout(&out));
+
     let out = run(url, Some(ca)).await;
     assert_eq!(out.status.code(), Some(0), "{url}: {}", stderr(&out));
     let token = stdout(&out);

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use fencelock_etcd::etcd_client::{
-    self, AlarmAction, AlarmOptions, AlarmType, Client, ConnectOptions,
-};
+use fencelock_etcd::EtcdConfig;
+use fencelock_etcd::etcd_client::{self, AlarmAction, AlarmOptions, AlarmType, Client};
 
 use super::{Finding, Report};
 use crate::exit::{Failure, status};
@@ -18,8 +17,13 @@ pub(crate) async fn check(endpoints: &[String], timeout: Duration) -> Result<Rep
             ),
         )
     };
-    let options = ConnectOptions::new()
-        .with_connect_timeout(timeout)
+    // The store's own options (TLS roots for https:// endpoints), but without require_leader:
+    // a cluster without a leader is a finding to report, not a failed check.
+    let options = EtcdConfig::new(endpoints)
+        .with_op_timeout(timeout)
+        .default_connect_options()
+        .map_err(|e| Failure::usage(e.to_string()))?
+        .with_require_leader(false)
         .with_timeout(timeout);
     let work = async {
         let mut client = Client::connect(endpoints, Some(options.clone())).await?;
