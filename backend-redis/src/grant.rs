@@ -4,6 +4,7 @@
 //! string comparison inside the script.
 
 use fencelock_core::{FencingToken, HolderId, Lease};
+use redis::{RedisWrite, ToRedisArgs};
 
 /// One grant as stored in Redis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,9 +24,35 @@ impl Grant {
 
     /// The stored form, exactly as the acquire script writes it.
     pub(crate) fn encode(self) -> String {
-        format!("{}:{}", self.holder, self.token)
+        String::from_utf8_lossy(self.encoded().as_bytes()).into_owned()
     }
 
+    /// The stored form as a command argument, written straight into the command.
+    pub(crate) fn arg(self) -> impl ToRedisArgs {
+        self.encoded()
+    }
+
+    /// The stored form in a buffer, without the formatting machinery (this runs for every
+    /// renew and release).
+    fn encoded(self) -> Encoded {
+        let mut bytes = [0u8; ENCODED_MAX];
+        bytes[..32].copy_from_slice(&holder_hex(self.holder));
+        bytes[32] = b':';
+        let mut token = self.token.get();
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (token % 10) as u8;
+            token /= 10;
+            if token == 0 {
+                break;
+            }
+        }
+        let len = 33 + digits.len() - start;
+        bytes[33..len].copy_from_slice(&digits[start..]);
+        Encoded { bytes, len }
+    }
     /// Parses the stored form; `None` for anything the acquire script did not write.
     pub(crate) fn parse(value: &str) -> Option<Self> {
         let (holder, token) = value.split_once(':')?;
@@ -43,6 +70,39 @@ impl Grant {
     }
 }
 
+/// 32 hex digits, 1 colon, up to 20 decimal digits.
+const ENCODED_MAX: usize = 53;
+
+/// [`Grant::encode`] in a buffer.
+struct Encoded {
+    bytes: [u8; ENCODED_MAX],
+    len: usize,
+}
+
+impl Encoded {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl ToRedisArgs for Encoded {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        out.write_arg(self.as_bytes());
+    }
+}
+
+/// A holder id as the 32 lowercase hex digits of its `Display`, without formatting.
+pub(crate) fn holder_hex(holder: HolderId) -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut value = holder.as_u128();
+    let mut hex = [0u8; 32];
+    for digit in hex.iter_mut().rev() {
+        *digit = HEX[(value & 0xf) as usize];
+        value >>= 4;
+    }
+    hex
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +115,14 @@ mod tests {
         };
         let encoded = grant.encode();
         assert_eq!(encoded, "00000000000000000000000000000abc:1700000000000123");
+        for (holder, token) in [(0, 0), (u128::MAX, u64::MAX), (0x1234_5678, 10)] {
+            let grant = Grant {
+                holder: HolderId::from_u128(holder),
+                token: FencingToken::new(token),
+            };
+            let formatted = format!("{}:{}", grant.holder, grant.token);
+            assert_eq!(grant.encode(), formatted);
+        }
         assert_eq!(Grant::parse(&encoded), Some(grant));
         for bad in [
             "",

@@ -81,17 +81,38 @@ impl KeyLayout {
 
     /// The keys of the lock `name`.
     pub fn lock(&self, name: &LockName) -> LockKeys {
-        let tag = hash_tag(name.as_str());
+        let tag = tag_of(name.as_str());
         LockKeys {
-            lock: format!("{}{{{tag}}}:lock:{name}", self.prefix),
-            counter: format!("{}{{{tag}}}:token:{name}", self.prefix),
+            lock: self.key(&tag, "lock", name),
+            counter: self.key(&tag, "token", name),
         }
+    }
+
+    /// The key holding the grant of the lock `name` (the `lock` of [`Self::lock`]).
+    pub fn lock_key(&self, name: &LockName) -> String {
+        self.key(&tag_of(name.as_str()), "lock", name)
     }
 
     /// The pub/sub channel releases of the lock `name` are announced on (payload: the name).
     pub fn release_channel(&self, name: &LockName) -> String {
-        let tag = hash_tag(name.as_str());
-        format!("{}{{{tag}}}:released:{name}", self.prefix)
+        self.key(&tag_of(name.as_str()), "released", name)
+    }
+
+    /// `<prefix>{<tag>}:<kind>:<name>`, built without the formatting machinery (this runs
+    /// two or three times per lock operation).
+    fn key(&self, tag: &[u8; 16], kind: &str, name: &LockName) -> String {
+        let name = name.as_str();
+        let mut key =
+            String::with_capacity(self.prefix.len() + tag.len() + kind.len() + name.len() + 4);
+        key.push_str(&self.prefix);
+        key.push('{');
+        // The tag is 16 ASCII hex digits.
+        key.extend(tag.iter().map(|&b| char::from(b)));
+        key.push_str("}:");
+        key.push_str(kind);
+        key.push(':');
+        key.push_str(name);
+        key
     }
 }
 
@@ -107,12 +128,23 @@ impl Default for KeyLayout {
 ///
 /// Stable across processes, versions and platforms (it is part of the key layout).
 pub fn hash_tag(name: &str) -> String {
+    tag_of(name).iter().map(|&b| char::from(b)).collect()
+}
+
+/// [`hash_tag`] as ASCII bytes, without allocating.
+fn tag_of(name: &str) -> [u8; 16] {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = name
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hash = name
         .bytes()
         .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
-    format!("{hash:016x}")
+    let mut tag = [0u8; 16];
+    for digit in tag.iter_mut().rev() {
+        *digit = HEX[(hash & 0xf) as usize];
+        hash >>= 4;
+    }
+    tag
 }
 
 #[cfg(test)]
@@ -153,6 +185,7 @@ mod tests {
             assert_eq!(cluster_tag(&channel), hash_tag(n), "{n}");
             assert!(channel.ends_with(&format!(":released:{n}")));
             assert!(keys.lock.ends_with(&format!(":lock:{n}")));
+            assert_eq!(layout.lock_key(&name(n)), keys.lock);
             assert_ne!(keys.lock, keys.counter);
         }
     }

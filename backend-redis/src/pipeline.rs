@@ -39,8 +39,8 @@ where
         pipe.cmd("EVALSHA")
             .arg(SCRIPTS.renew.get_hash())
             .arg(1)
-            .arg(&shared.layout.lock(lease.name()).lock)
-            .arg(Grant::of(lease).encode())
+            .arg(shared.layout.lock_key(lease.name()))
+            .arg(Grant::of(lease).arg())
             .arg(ttl_ms);
     }
     let mut conn = conn.clone();

@@ -1,12 +1,15 @@
 //! The Lua scripts, one per operation, loaded once per process and run with EVALSHA.
 //!
-//! [`redis::Script`] sends `EVALSHA` and, when the server answers `NOSCRIPT` (after a restart,
-//! a failover or `SCRIPT FLUSH`), loads the script and retries transparently. Scripts take
-//! every name and value as `KEYS`/`ARGV`; no script text is ever built from input.
+//! [`evalsha`] starts the command and [`run`] sends it: when the server answers `NOSCRIPT`
+//! (after a restart, a failover or `SCRIPT FLUSH`), it loads the script and sends the command
+//! again, as [`redis::Script::invoke_async`] does. Building the `EVALSHA` ourselves writes
+//! keys and arguments straight into the command, without the invocation's copy of each.
+//! Scripts take every name and value as `KEYS`/`ARGV`; no script text is ever built from input.
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::aio::ConnectionLike;
+use redis::{Cmd, ErrorKind, RedisResult, Script, ServerErrorKind, Value};
 
 /// The scripts of the lease store and the fenced write.
 #[derive(Debug)]
@@ -41,3 +44,26 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     redlock_read: Script::new(include_str!("lua/redlock_read.lua")),
     redlock_write: Script::new(include_str!("lua/redlock_write.lua")),
 });
+
+/// `EVALSHA <hash of script> <keys>`: add the `keys` keys, then the arguments.
+pub(crate) fn evalsha(script: &Script, keys: usize) -> Cmd {
+    let mut cmd = Cmd::with_capacity(8, 192);
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+    cmd
+}
+
+/// Sends `cmd` (from [`evalsha`] of `script`); loads the script and sends `cmd` again if the
+/// server does not have it.
+pub(crate) async fn run<C: ConnectionLike>(
+    conn: &mut C,
+    script: &Script,
+    cmd: &Cmd,
+) -> RedisResult<Value> {
+    match cmd.query_async(conn).await {
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            cmd.query_async(conn).await
+        }
+        result => result,
+    }
+}

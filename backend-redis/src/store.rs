@@ -9,17 +9,17 @@ use fencelock_core::{
     Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, LossReason, Operation,
     ReleaseWatch, TtlLimits,
 };
-use redis::Value;
 use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::{Cmd, Script, Value};
 use tokio::time::Instant;
 
 use crate::classify::{STORE, classify};
 use crate::config::millis;
 use crate::fence::RedisFence;
-use crate::grant::Grant;
+use crate::grant::{Grant, holder_hex};
 use crate::keys::KeyLayout;
 use crate::reply::{self, Acquired, Compared};
-use crate::scripts::SCRIPTS;
+use crate::scripts::{self, SCRIPTS, evalsha};
 use crate::wakeups::Wakeups;
 
 /// A [`LeaseStore`] on Redis.
@@ -70,14 +70,9 @@ where
         &self.conn
     }
 
-    async fn run(
-        &self,
-        op: Operation,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<Value, Error> {
+    async fn run(&self, op: Operation, script: &Script, cmd: &Cmd) -> Result<Value, Error> {
         let mut conn = self.conn.clone();
-        invocation
-            .invoke_async(&mut conn)
+        scripts::run(&mut conn, script, cmd)
             .await
             .map_err(|e| classify(op, e))
     }
@@ -110,14 +105,13 @@ where
         let ttl_ms = millis(ttl);
         let keys = self.shared.layout.lock(name);
         let holder = HolderId::random();
-        let mut invocation = SCRIPTS.acquire.prepare_invoke();
-        invocation
-            .key(&keys.lock)
-            .key(&keys.counter)
-            .arg(holder.to_string())
+        let mut cmd = evalsha(&SCRIPTS.acquire, 2);
+        cmd.arg(&keys.lock)
+            .arg(&keys.counter)
+            .arg(&holder_hex(holder)[..])
             .arg(ttl_ms);
         let sent_at = Instant::now();
-        match reply::acquired(self.run(Operation::Acquire, &invocation).await?)? {
+        match reply::acquired(self.run(Operation::Acquire, &SCRIPTS.acquire, &cmd).await?)? {
             Acquired::Held => Ok(None),
             Acquired::Granted(grant) if grant.holder == holder => Ok(Some(Lease::granted(
                 name.clone(),
@@ -136,16 +130,13 @@ where
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
         let ttl = self.shared.limits.check(ttl)?;
         let ttl_ms = millis(ttl);
-        let keys = self.shared.layout.lock(lease.name());
-        let mut invocation = SCRIPTS.renew.prepare_invoke();
-        invocation
-            .key(&keys.lock)
-            .arg(Grant::of(lease).encode())
-            .arg(ttl_ms);
+        let key = self.shared.layout.lock_key(lease.name());
+        let mut cmd = evalsha(&SCRIPTS.renew, 1);
+        cmd.arg(&key).arg(Grant::of(lease).arg()).arg(ttl_ms);
         let sent_at = Instant::now();
         match reply::compared(
             Operation::Renew,
-            self.run(Operation::Renew, &invocation).await?,
+            self.run(Operation::Renew, &SCRIPTS.renew, &cmd).await?,
         )? {
             Compared::Done => Ok(lease.renewed(Duration::from_millis(ttl_ms), sent_at)),
             Compared::Lost(current) => Err(loss(lease, current)),
@@ -158,16 +149,15 @@ where
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
-        let keys = self.shared.layout.lock(lease.name());
-        let mut invocation = SCRIPTS.release.prepare_invoke();
-        invocation
-            .key(&keys.lock)
-            .arg(Grant::of(lease).encode())
+        let key = self.shared.layout.lock_key(lease.name());
+        let mut cmd = evalsha(&SCRIPTS.release, 1);
+        cmd.arg(&key)
+            .arg(Grant::of(lease).arg())
             .arg(self.shared.layout.release_channel(lease.name()))
             .arg(lease.name().as_str());
         match reply::compared(
             Operation::Release,
-            self.run(Operation::Release, &invocation).await?,
+            self.run(Operation::Release, &SCRIPTS.release, &cmd).await?,
         )? {
             Compared::Done => Ok(()),
             Compared::Lost(current) => Err(loss(lease, current)),
@@ -175,10 +165,10 @@ where
     }
 
     async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
-        let keys = self.shared.layout.lock(name);
-        let mut invocation = SCRIPTS.inspect.prepare_invoke();
-        invocation.key(&keys.lock);
-        let held = reply::inspected(self.run(Operation::Inspect, &invocation).await?)?;
+        let key = self.shared.layout.lock_key(name);
+        let mut cmd = evalsha(&SCRIPTS.inspect, 1);
+        cmd.arg(&key);
+        let held = reply::inspected(self.run(Operation::Inspect, &SCRIPTS.inspect, &cmd).await?)?;
         Ok(held.map(|(grant, pttl)| LeaseInfo {
             token: grant.token,
             holder: Some(grant.holder),
@@ -187,13 +177,15 @@ where
     }
 
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
-        let keys = self.shared.layout.lock(name);
-        let mut invocation = SCRIPTS.force_release.prepare_invoke();
-        invocation
-            .key(&keys.lock)
+        let key = self.shared.layout.lock_key(name);
+        let mut cmd = evalsha(&SCRIPTS.force_release, 1);
+        cmd.arg(&key)
             .arg(self.shared.layout.release_channel(name))
             .arg(name.as_str());
-        let broken = reply::broken(self.run(Operation::ForceRelease, &invocation).await?)?;
+        let broken = reply::broken(
+            self.run(Operation::ForceRelease, &SCRIPTS.force_release, &cmd)
+                .await?,
+        )?;
         Ok(broken.map(|grant| grant.token))
     }
 
