@@ -162,9 +162,7 @@ impl EtcdConfig {
         }
         Ok(store)
     }
-}
 
-impl EtcdConfig {
     fn op_timeout(&self) -> Duration {
         match self.op_timeout_ms {
             0 => EtcdLeaseStore::DEFAULT_OP_TIMEOUT,

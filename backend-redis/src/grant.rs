@@ -53,6 +53,7 @@ impl Grant {
         bytes[33..len].copy_from_slice(&digits[start..]);
         Encoded { bytes, len }
     }
+
     /// Parses the stored form; `None` for anything the acquire script did not write.
     pub(crate) fn parse(value: &str) -> Option<Self> {
         let (holder, token) = value.split_once(':')?;
@@ -93,9 +94,13 @@ impl ToRedisArgs for Encoded {
 
 /// A holder id as the 32 lowercase hex digits of its `Display`, without formatting.
 pub(crate) fn holder_hex(holder: HolderId) -> [u8; 32] {
+    hex_digits(holder.as_u128())
+}
+
+/// The last `N` lowercase hex digits of `value`, zero-padded, as ASCII.
+pub(crate) fn hex_digits<const N: usize>(mut value: u128) -> [u8; N] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut value = holder.as_u128();
-    let mut hex = [0u8; 32];
+    let mut hex = [0u8; N];
     for digit in hex.iter_mut().rev() {
         *digit = HEX[(value & 0xf) as usize];
         value >>= 4;

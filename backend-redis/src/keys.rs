@@ -135,16 +135,10 @@ pub fn hash_tag(name: &str) -> String {
 fn tag_of(name: &str) -> [u8; 16] {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hash = name
+    let hash = name
         .bytes()
         .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
-    let mut tag = [0u8; 16];
-    for digit in tag.iter_mut().rev() {
-        *digit = HEX[(hash & 0xf) as usize];
-        hash >>= 4;
-    }
-    tag
+    crate::grant::hex_digits(u128::from(hash))
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //!
 //! The store starts each command with `evalsha` and sends it with `run`: when the server
 //! answers `NOSCRIPT` (after a restart, a failover or `SCRIPT FLUSH`), it loads the script and
-//! sends the command again, as [`redis::Script::invoke_async`] does. Building the `EVALSHA` ourselves writes
-//! keys and arguments straight into the command, without the invocation's copy of each.
+//! sends the command again, as [`redis::Script::invoke_async`] does. Building the `EVALSHA`
+//! ourselves writes keys and arguments straight into the command, without the invocation's
+//! copy of each.
 //! Scripts take every name and value as `KEYS`/`ARGV`; no script text is ever built from input.
 
 use std::sync::LazyLock;
