@@ -1,6 +1,6 @@
 //! The Lua scripts, one per operation, loaded once per process and run with EVALSHA.
 //!
-//! The store starts each command with `evalsha` and sends it with `run`: when the server
+//! The store starts each call with `evalsha` and sends it with `Call::run`: when the server
 //! answers `NOSCRIPT` (after a restart, a failover or `SCRIPT FLUSH`), it loads the script and
 //! sends the command again, as [`redis::Script::invoke_async`] does. Building the `EVALSHA`
 //! ourselves writes keys and arguments straight into the command, without the invocation's
@@ -10,7 +10,7 @@
 use std::sync::LazyLock;
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, ErrorKind, RedisResult, Script, ServerErrorKind, Value};
+use redis::{Cmd, ErrorKind, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value};
 
 /// The scripts of the lease store and the fenced write.
 #[derive(Debug)]
@@ -46,25 +46,35 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     redlock_write: Script::new(include_str!("lua/redlock_write.lua")),
 });
 
-/// `EVALSHA <hash of script> <keys>`: add the `keys` keys, then the arguments.
-pub(crate) fn evalsha(script: &Script, keys: usize) -> Cmd {
-    let mut cmd = Cmd::with_capacity(8, 192);
-    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
-    cmd
+/// One `EVALSHA` of a script, built argument by argument straight into the command.
+pub(crate) struct Call {
+    script: &'static Script,
+    cmd: Cmd,
 }
 
-/// Sends `cmd` (from [`evalsha`] of `script`); loads the script and sends `cmd` again if the
-/// server does not have it.
-pub(crate) async fn run<C: ConnectionLike>(
-    conn: &mut C,
-    script: &Script,
-    cmd: &Cmd,
-) -> RedisResult<Value> {
-    match cmd.query_async(conn).await {
-        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-            script.load_async(conn).await?;
-            cmd.query_async(conn).await
+/// `EVALSHA <hash of script> <keys>`: add the `keys` keys, then the arguments.
+pub(crate) fn evalsha(script: &'static Script, keys: usize) -> Call {
+    let mut cmd = Cmd::with_capacity(8, 192);
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+    Call { script, cmd }
+}
+
+impl Call {
+    /// Appends a key or argument.
+    pub(crate) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// Sends the call; loads the script and sends the call again if the server does not have
+    /// it.
+    pub(crate) async fn run<C: ConnectionLike>(&self, conn: &mut C) -> RedisResult<Value> {
+        match self.cmd.query_async(conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.script.load_async(conn).await?;
+                self.cmd.query_async(conn).await
+            }
+            result => result,
         }
-        result => result,
     }
 }

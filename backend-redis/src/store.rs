@@ -9,8 +9,8 @@ use fencelock_core::{
     Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, LossReason, Operation,
     ReleaseWatch, TtlLimits,
 };
+use redis::Value;
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{Cmd, Script, Value};
 use tokio::time::Instant;
 
 use crate::classify::{STORE, classify};
@@ -19,7 +19,7 @@ use crate::fence::RedisFence;
 use crate::grant::{Grant, holder_hex};
 use crate::keys::KeyLayout;
 use crate::reply::{self, Acquired, Compared};
-use crate::scripts::{self, SCRIPTS, evalsha};
+use crate::scripts::{Call, SCRIPTS, evalsha};
 use crate::wakeups::Wakeups;
 
 /// A [`LeaseStore`] on Redis.
@@ -70,11 +70,9 @@ where
         &self.conn
     }
 
-    async fn run(&self, op: Operation, script: &Script, cmd: &Cmd) -> Result<Value, Error> {
+    async fn run(&self, op: Operation, call: &Call) -> Result<Value, Error> {
         let mut conn = self.conn.clone();
-        scripts::run(&mut conn, script, cmd)
-            .await
-            .map_err(|e| classify(op, e))
+        call.run(&mut conn).await.map_err(|e| classify(op, e))
     }
 }
 
@@ -105,13 +103,13 @@ where
         let ttl_ms = millis(ttl);
         let keys = self.shared.layout.lock(name);
         let holder = HolderId::random();
-        let mut cmd = evalsha(&SCRIPTS.acquire, 2);
-        cmd.arg(&keys.lock)
+        let mut call = evalsha(&SCRIPTS.acquire, 2);
+        call.arg(&keys.lock)
             .arg(&keys.counter)
             .arg(&holder_hex(holder)[..])
             .arg(ttl_ms);
         let sent_at = Instant::now();
-        match reply::acquired(self.run(Operation::Acquire, &SCRIPTS.acquire, &cmd).await?)? {
+        match reply::acquired(self.run(Operation::Acquire, &call).await?)? {
             Acquired::Held => Ok(None),
             Acquired::Granted(grant) if grant.holder == holder => Ok(Some(Lease::granted(
                 name.clone(),
@@ -131,13 +129,10 @@ where
         let ttl = self.shared.limits.check(ttl)?;
         let ttl_ms = millis(ttl);
         let key = self.shared.layout.lock_key(lease.name());
-        let mut cmd = evalsha(&SCRIPTS.renew, 1);
-        cmd.arg(&key).arg(Grant::of(lease).arg()).arg(ttl_ms);
+        let mut call = evalsha(&SCRIPTS.renew, 1);
+        call.arg(&key).arg(Grant::of(lease).arg()).arg(ttl_ms);
         let sent_at = Instant::now();
-        match reply::compared(
-            Operation::Renew,
-            self.run(Operation::Renew, &SCRIPTS.renew, &cmd).await?,
-        )? {
+        match reply::compared(Operation::Renew, self.run(Operation::Renew, &call).await?)? {
             Compared::Done => Ok(lease.renewed(Duration::from_millis(ttl_ms), sent_at)),
             Compared::Lost(current) => Err(loss(lease, current)),
         }
@@ -150,14 +145,14 @@ where
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let key = self.shared.layout.lock_key(lease.name());
-        let mut cmd = evalsha(&SCRIPTS.release, 1);
-        cmd.arg(&key)
+        let mut call = evalsha(&SCRIPTS.release, 1);
+        call.arg(&key)
             .arg(Grant::of(lease).arg())
             .arg(self.shared.layout.release_channel(lease.name()))
             .arg(lease.name().as_str());
         match reply::compared(
             Operation::Release,
-            self.run(Operation::Release, &SCRIPTS.release, &cmd).await?,
+            self.run(Operation::Release, &call).await?,
         )? {
             Compared::Done => Ok(()),
             Compared::Lost(current) => Err(loss(lease, current)),
@@ -166,9 +161,9 @@ where
 
     async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
         let key = self.shared.layout.lock_key(name);
-        let mut cmd = evalsha(&SCRIPTS.inspect, 1);
-        cmd.arg(&key);
-        let held = reply::inspected(self.run(Operation::Inspect, &SCRIPTS.inspect, &cmd).await?)?;
+        let mut call = evalsha(&SCRIPTS.inspect, 1);
+        call.arg(&key);
+        let held = reply::inspected(self.run(Operation::Inspect, &call).await?)?;
         Ok(held.map(|(grant, pttl)| LeaseInfo {
             token: grant.token,
             holder: Some(grant.holder),
@@ -178,14 +173,11 @@ where
 
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
         let key = self.shared.layout.lock_key(name);
-        let mut cmd = evalsha(&SCRIPTS.force_release, 1);
-        cmd.arg(&key)
+        let mut call = evalsha(&SCRIPTS.force_release, 1);
+        call.arg(&key)
             .arg(self.shared.layout.release_channel(name))
             .arg(name.as_str());
-        let broken = reply::broken(
-            self.run(Operation::ForceRelease, &SCRIPTS.force_release, &cmd)
-                .await?,
-        )?;
+        let broken = reply::broken(self.run(Operation::ForceRelease, &call).await?)?;
         Ok(broken.map(|grant| grant.token))
     }
 
