@@ -20,8 +20,10 @@ holder whose lease expired (paused, partitioned) cannot overwrite newer work.
 The store is given by --store or FENCELOCK_STORE:
   redis://[:PASSWORD@]HOST:PORT[/DB]   rediss://… (TLS)
   postgres://USER[:PASSWORD]@HOST:PORT/DB
-  etcd://HOST:PORT[,HOST:PORT…]
-  memory://   (in-process only: for trying things out, excludes nothing across processes)";
+  etcd://HOST:PORT[,HOST:PORT…]        etcd+https://… (TLS)
+  memory://   (in-process only: for trying things out, excludes nothing across processes)
+Over TLS the server's certificate must chain to the system's roots or to those in the file
+SSL_CERT_FILE names (for a private authority).";
 
 const EXAMPLES: &str = "\
 Examples:
