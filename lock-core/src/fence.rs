@@ -7,8 +7,9 @@
 //! (one holder writes many times); lower ones never.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
+use crate::lock;
 use crate::{Error, FencingToken};
 
 /// An in-memory fence: one high-water mark per resource.
@@ -46,7 +47,7 @@ impl FenceGate {
         token: FencingToken,
         write: impl FnOnce() -> T,
     ) -> Result<T, Error> {
-        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut marks = lock(&self.marks);
         if let Some(&high_water) = marks.get(resource)
             && token < high_water
         {
@@ -64,11 +65,7 @@ impl FenceGate {
 
     /// The highest token admitted for `resource`.
     pub fn high_water(&self, resource: &str) -> Option<FencingToken> {
-        self.marks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(resource)
-            .copied()
+        lock(&self.marks).get(resource).copied()
     }
 }
 
@@ -95,7 +92,7 @@ impl<T> Fenced<T> {
         token: FencingToken,
         update: impl FnOnce(&mut T) -> R,
     ) -> Result<R, Error> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = lock(&self.inner);
         if let Some(high_water) = inner.0
             && token < high_water
         {
@@ -112,12 +109,12 @@ impl<T> Fenced<T> {
 
     /// Reads the value.
     pub fn read<R>(&self, read: impl FnOnce(&T) -> R) -> R {
-        read(&self.inner.lock().unwrap_or_else(PoisonError::into_inner).1)
+        read(&lock(&self.inner).1)
     }
 
     /// The highest token accepted.
     pub fn high_water(&self) -> Option<FencingToken> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).0
+        lock(&self.inner).0
     }
 }
 

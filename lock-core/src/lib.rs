@@ -17,6 +17,16 @@ pub mod wait;
 mod wake;
 mod watchdog;
 
+/// Locks `mutex` even if a thread panicked while holding it, so that one panic does not make
+/// every later call panic too. The crate's own critical sections only update plain maps and
+/// counters; the one that runs caller code (`Fenced::write`) has already raised the high-water
+/// mark, so a panicking update never lets a lower token in afterwards.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub use error::{BoxError, Error, ErrorKind, LossReason, Operation};
 pub use fence::{FenceGate, Fenced};
 pub use guard::LockGuard;

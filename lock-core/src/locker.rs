@@ -2,7 +2,7 @@
 //! here once, over any `LeaseStore`.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::guard::GuardState;
+use crate::lock;
 use crate::metrics;
 use crate::seen::{DEFAULT_NAMES, Seen};
 use crate::wait::WaitPolicy;
@@ -230,14 +231,11 @@ impl Locker {
     /// The highest token this locker has seen for `name`, if it still remembers the name (see
     /// [`Locker::with_token_memory`]).
     pub fn last_token(&self, name: &LockName) -> Option<FencingToken> {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
+        lock(&self.seen).get(name)
     }
 
     fn record_token(&self, lease: &Lease) -> Result<(), Error> {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = lock(&self.seen);
         match seen.get(lease.name()) {
             Some(prev) if lease.token() <= prev => Err(Error::TokenRegression {
                 name: lease.name().clone(),

@@ -1,12 +1,13 @@
 //! `MemoryLeaseStore`: the in-process reference backend.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use crate::lock;
 use crate::{
     Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, LossReason, Operation,
     ReleaseWatch, TtlLimits, WakeupHub,
@@ -72,7 +73,7 @@ impl MemoryLeaseStore {
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<LockName, Slot>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 

@@ -8,13 +8,14 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
+use crate::lock;
 use crate::{Error, Lease, LeaseStore};
 
 /// The longest a renewal waits for others to join its batch.
@@ -87,7 +88,7 @@ impl Renewer {
 
     /// The batcher's queue, starting the batcher on the current runtime if it is not running.
     fn sender(&self) -> mpsc::UnboundedSender<Job> {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut queue = lock(&self.queue);
         if let Some(tx) = queue.as_ref().filter(|tx| !tx.is_closed()) {
             return tx.clone();
         }

@@ -9,12 +9,13 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 
 use crate::LockName;
+use crate::lock;
 
 /// The waiters of one name.
 #[derive(Debug, Default)]
@@ -71,7 +72,7 @@ impl WakeupHub {
     }
 
     fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<LockName, Arc<Queue>>> {
-        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.queues)
     }
 
     /// Subscribes to notifications for `name`.
