@@ -246,6 +246,14 @@ struct Timers {
     dead: bool,
 }
 
+impl Timers {
+    /// Drops the watchdogs whose guards stopped them.
+    fn drop_stopped(&mut self) {
+        self.heap
+            .retain(|Reverse(due)| !due.dog.stop.is_cancelled());
+    }
+}
+
 /// A watchdog in the queue: due at `at`; `seq` keeps equal instants in insertion order.
 struct Due {
     at: Instant,
@@ -284,9 +292,7 @@ impl Queue {
             return;
         }
         if timers.heap.len() >= timers.sweep_at.max(MIN_SWEEP) {
-            timers
-                .heap
-                .retain(|Reverse(due)| !due.dog.stop.is_cancelled());
+            timers.drop_stopped();
             timers.sweep_at = timers.heap.len() * 2;
         }
         let seq = timers.next_seq;
@@ -317,9 +323,7 @@ impl Queue {
             }
         }
         if timers.closed {
-            timers
-                .heap
-                .retain(|Reverse(due)| !due.dog.stop.is_cancelled());
+            timers.drop_stopped();
             if timers.heap.is_empty() && timers.in_flight == 0 && due.is_empty() {
                 return None;
             }
