@@ -21,9 +21,9 @@ pub(crate) struct GuardState {
 /// Its watchdog renews the lease (unless renewal is off) and fires the lost signal at once
 /// when it cannot: the store says the grant is gone, a renewal fails for good, the local
 /// deadline passes, or the watchdog itself dies (a renewal panics, or the runtime it runs on
-/// shuts down). Observe loss with [`LockGuard::lost`] (a future
-/// for `tokio::select!`), [`LockGuard::cancellation_token`], [`LockGuard::is_valid`] or
-/// [`LockGuard::check`]; or let [`LockGuard::run`] cancel your work for you.
+/// shuts down). Observe loss with [`LockGuard::lost`] (a future for `tokio::select!`),
+/// [`LockGuard::cancellation_token`], [`LockGuard::is_valid`] or [`LockGuard::check`]; or let
+/// [`LockGuard::run`] cancel your work for you.
 ///
 /// [`LockGuard::release`] frees the lock and reports a lease that was lost meanwhile. Dropping
 /// the guard stops renewal and releases in the background, best effort.

@@ -1,6 +1,7 @@
 //! Renewal batching: every watchdog in one runtime's timer queue of a [`crate::Locker`] hands
-//! its renewal to one batcher task, which sends whatever is due together through [`LeaseStore::renew_many`] (one pipeline,
-//! one statement or one stream, where the backend allows) and answers each watchdog alone.
+//! its renewal to one batcher task, which sends whatever is due together through
+//! [`LeaseStore::renew_many`] (one pipeline, one statement or one stream, where the backend
+//! allows) and answers each watchdog alone.
 //!
 //! Nothing here can end a renewal silently: a batch that panics, a batcher that is gone and a
 //! backend that answers the wrong number of results all come back to the watchdog as a
