@@ -123,7 +123,9 @@ impl EtcdCluster {
             CLUSTERS.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
         );
-        let ports = ports::free_ports(3 * size)?;
+        // Client and peer ports, and a TLS port per member only when asked for.
+        let per_member = if tls { 3 } else { 2 };
+        let ports = ports::free_ports(per_member * size)?;
         let (client_ports, rest) = ports.split_at(size);
         let (peer_ports, tls_ports) = rest.split_at(size);
         let mut files = None;
@@ -134,12 +136,7 @@ impl EtcdCluster {
             .collect::<Vec<_>>()
             .join(",");
         let mut members = Vec::with_capacity(size);
-        for (i, ((&client_port, &peer_port), &tls_port)) in client_ports
-            .iter()
-            .zip(peer_ports)
-            .zip(tls_ports)
-            .enumerate()
-        {
+        for (i, (&client_port, &peer_port)) in client_ports.iter().zip(peer_ports).enumerate() {
             let name = format!("m{i}");
             let dir = tempdirs::server_dir("etcd")?;
             // One authority for the whole cluster, in the first member's directory (which
@@ -147,7 +144,7 @@ impl EtcdCluster {
             if tls && files.is_none() {
                 files = Some(certs::generate(dir.path())?);
             }
-            let tls_port = files.as_ref().map(|_| tls_port);
+            let tls_port = tls_ports.get(i).copied();
             let plain_url = format!("http://127.0.0.1:{client_port}");
             let (listen_url, advertise_url) = match tls_port {
                 Some(port) => (
