@@ -1,12 +1,17 @@
 //! The one error type of fencelock, and how errors classify themselves.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{FencingToken, LockName};
 
-/// A boxed error from a driver, kept as the `source()` of an [`Error`].
+/// A boxed error from a driver, as the error constructors take it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A driver error kept as the `source()` of an [`Error`]. Shared, so that an [`Error`] is
+/// `Clone` (one failed batch is every lease's error) and every copy keeps the whole chain.
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The store operation an error happened in.
 #[non_exhaustive]
@@ -118,7 +123,7 @@ pub enum ErrorKind {
 ///
 /// Messages say what happened and what to do. Driver errors are kept as [`std::error::Error::source`].
 #[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The lease is no longer held by this holder.
     #[error("lease on `{name}` lost: token {token} {reason}; stop writing with token {token}")]
@@ -153,7 +158,7 @@ pub enum Error {
         op: Operation,
         /// The driver's error.
         #[source]
-        source: BoxError,
+        source: ErrorSource,
     },
     /// The request may or may not have been applied.
     #[error(
@@ -166,7 +171,7 @@ pub enum Error {
         op: Operation,
         /// The driver's error.
         #[source]
-        source: BoxError,
+        source: ErrorSource,
     },
     /// Input rejected before anything was sent.
     #[error("invalid {what}: {reason}")]
@@ -219,99 +224,17 @@ pub enum Error {
         op: Operation,
         /// The driver's error.
         #[source]
-        source: BoxError,
+        source: ErrorSource,
     },
 }
 
-impl Error {
-    /// `n` copies of this error, one for each lease of a batch that failed as a whole (see
-    /// [`crate::LeaseStore::renew_many`]). The copies share the driver's error: each displays
-    /// it and has it as its source.
-    pub fn fan_out(self, n: usize) -> Vec<Error> {
-        let copy = |e: &Error| -> Error {
-            match e {
-                Self::LeaseLost {
-                    name,
-                    token,
-                    reason,
-                } => Self::LeaseLost {
-                    name: name.clone(),
-                    token: *token,
-                    reason: reason.clone(),
-                },
-                Self::LostDuringWork {
-                    name,
-                    token,
-                    reason,
-                } => Self::LostDuringWork {
-                    name: name.clone(),
-                    token: *token,
-                    reason: reason.clone(),
-                },
-                Self::Unavailable { store, op, source } => Self::Unavailable {
-                    store,
-                    op: *op,
-                    source: Shared::of(source),
-                },
-                Self::OutcomeUnknown { store, op, source } => Self::OutcomeUnknown {
-                    store,
-                    op: *op,
-                    source: Shared::of(source),
-                },
-                Self::InvalidInput { what, reason } => Self::InvalidInput {
-                    what,
-                    reason: reason.clone(),
-                },
-                Self::TokenRegression { name, seen, got } => Self::TokenRegression {
-                    name: name.clone(),
-                    seen: *seen,
-                    got: *got,
-                },
-                Self::StaleToken {
-                    resource,
-                    presented,
-                    high_water,
-                } => Self::StaleToken {
-                    resource: resource.clone(),
-                    presented: *presented,
-                    high_water: *high_water,
-                },
-                Self::Timeout { name, waited } => Self::Timeout {
-                    name: name.clone(),
-                    waited: *waited,
-                },
-                Self::Backend { store, op, source } => Self::Backend {
-                    store,
-                    op: *op,
-                    source: Shared::of(source),
-                },
-            }
-        };
-        let shared = match self {
-            Self::Unavailable { store, op, source } => Self::Unavailable {
-                store,
-                op,
-                source: Shared::wrap(source),
-            },
-            Self::OutcomeUnknown { store, op, source } => Self::OutcomeUnknown {
-                store,
-                op,
-                source: Shared::wrap(source),
-            },
-            Self::Backend { store, op, source } => Self::Backend {
-                store,
-                op,
-                source: Shared::wrap(source),
-            },
-            other => other,
-        };
-        let mut copies: Vec<Error> = (1..n).map(|_| copy(&shared)).collect();
-        if n > 0 {
-            copies.push(shared);
-        }
-        copies
-    }
+/// A driver error as an [`ErrorSource`]: the box becomes the shared allocation, so the chain
+/// below it is kept as it was.
+fn shared(source: BoxError) -> ErrorSource {
+    Arc::from(source)
+}
 
+impl Error {
     /// The classification of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -358,7 +281,7 @@ impl Error {
         Self::Unavailable {
             store,
             op,
-            source: source.into(),
+            source: shared(source.into()),
         }
     }
 
@@ -371,7 +294,7 @@ impl Error {
         Self::OutcomeUnknown {
             store,
             op,
-            source: source.into(),
+            source: shared(source.into()),
         }
     }
 
@@ -380,7 +303,7 @@ impl Error {
         Self::Backend {
             store,
             op,
-            source: source.into(),
+            source: shared(source.into()),
         }
     }
 
@@ -400,28 +323,22 @@ mod tests {
     use std::error::Error as _;
 
     #[test]
-    fn fan_out_copies_kind_message_and_source() {
-        let name = LockName::new("n").unwrap();
-        let inner = std::io::Error::other("root cause");
-        let outer = Error::outcome_unknown("etcd", Operation::Renew, inner);
-        let message = outer.to_string();
-        let copies = outer.fan_out(3);
-        assert_eq!(copies.len(), 3);
+    fn clones_keep_kind_message_and_source_chain() {
+        let root = std::io::Error::other("root cause");
+        let outer = Error::outcome_unknown("etcd", Operation::Renew, root);
+        let copies = vec![outer.clone(), outer.clone()];
         for copy in &copies {
             assert_eq!(copy.kind(), ErrorKind::OutcomeUnknown);
-            assert_eq!(copy.to_string(), message);
-            assert!(copy.source().is_some());
+            assert_eq!(copy.to_string(), outer.to_string());
+            let source = copy.source().expect("the driver error is kept");
+            assert_eq!(source.to_string(), "root cause");
         }
         let lost = Error::LeaseLost {
-            name,
+            name: LockName::new("n").unwrap(),
             token: FencingToken::new(7),
             reason: LossReason::NotHeld,
         };
-        let copies = lost.fan_out(2);
-        assert!(copies.iter().all(|e| e.kind() == ErrorKind::LeaseLost));
-        assert!(Error::invalid("ttl", "zero").fan_out(0).is_empty());
-        let invalid = Error::invalid("ttl", "zero").fan_out(2);
-        assert!(invalid.iter().all(|e| e.to_string() == "invalid ttl: zero"));
+        assert_eq!(lost.clone().to_string(), lost.to_string());
     }
 
     #[test]
@@ -496,35 +413,5 @@ mod tests {
             err.to_string(),
             "lease on `jobs/42` lost: token 17 was superseded by token 18; stop writing with token 17"
         );
-    }
-}
-
-/// A driver error shared by the copies of [`Error::fan_out`].
-#[derive(Clone, Debug)]
-struct Shared(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
-
-impl Shared {
-    fn wrap(source: BoxError) -> BoxError {
-        Box::new(Shared(std::sync::Arc::from(source)))
-    }
-
-    /// A copy of `source`: shared if it was wrapped, else its message.
-    fn of(source: &BoxError) -> BoxError {
-        match source.downcast_ref::<Shared>() {
-            Some(shared) => Box::new(shared.clone()),
-            None => source.to_string().into(),
-        }
-    }
-}
-
-impl fmt::Display for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for Shared {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
     }
 }

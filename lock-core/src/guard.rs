@@ -73,17 +73,24 @@ impl LockGuard {
         self.state.borrow().lease.deadline()
     }
 
-    /// Why the lease was lost, if it was.
-    pub fn loss(&self) -> Option<LossReason> {
+    /// Why the lease was lost, if it was: the loss the watchdog reported, the local deadline
+    /// having passed, or the watchdog being gone without saying why (its runtime shut down:
+    /// fail closed). A getter: it fires nothing (see [`LockGuard::lost`] for the signal).
+    pub fn loss_reason(&self) -> Option<LossReason> {
         if let Some(reason) = self.recorded_loss() {
-            // The deadline may pass before the watchdog wakes to record it: whoever notices
-            // first fires the cancellation tokens, so they never lag behind `loss()`.
-            self.ended.cancel();
             return Some(reason);
         }
-        // The watchdog is gone without saying why (e.g. its runtime shut down): fail closed.
         let gone = self.ended.is_cancelled() || self.state.has_changed().is_err();
         gone.then(stopped)
+    }
+
+    /// [`LockGuard::loss_reason`], and if there is one, the cancellation tokens fired now: the
+    /// deadline may pass before the watchdog wakes to record it, and whoever notices first
+    /// fires them, so the signal never lags behind what `lost()` and `run()` report.
+    fn notice_loss(&self) -> Option<LossReason> {
+        let reason = self.loss_reason()?;
+        self.ended.cancel();
+        Some(reason)
     }
 
     /// A loss the watchdog reported, or the local deadline having passed.
@@ -98,7 +105,7 @@ impl LockGuard {
     /// Whether the lease still holds as far as this client can tell: not reported lost and
     /// before the local deadline. Check it (or use [`LockGuard::check`]) right before writes.
     pub fn is_valid(&self) -> bool {
-        self.loss().is_none()
+        self.loss_reason().is_none()
     }
 
     /// The token if the lease is still valid, else the [`Error::LeaseLost`] to return.
@@ -106,7 +113,7 @@ impl LockGuard {
     /// # Errors
     /// [`Error::LeaseLost`] with the reason, once the lease is lost.
     pub fn check(&self) -> Result<FencingToken, Error> {
-        match self.loss() {
+        match self.loss_reason() {
             None => Ok(self.token()),
             Some(reason) => Err(Error::lost(&self.lease(), reason)),
         }
@@ -117,17 +124,17 @@ impl LockGuard {
     pub async fn lost(&self) -> LossReason {
         let mut state = self.state.clone();
         loop {
-            // `loss()` fires the cancellation tokens with any loss it reports, so once this
-            // returns they have fired too.
-            if let Some(reason) = self.loss() {
+            // `notice_loss()` fires the cancellation tokens with any loss it reports, so once
+            // this returns they have fired too.
+            if let Some(reason) = self.notice_loss() {
                 return reason;
             }
             let deadline = state.borrow_and_update().lease.deadline();
             tokio::select! {
                 changed = state.changed() => if changed.is_err() {
-                    return self.loss().unwrap_or_else(stopped);
+                    return self.notice_loss().unwrap_or_else(stopped);
                 },
-                () = self.ended.cancelled() => return self.loss().unwrap_or_else(stopped),
+                () = self.ended.cancelled() => return self.notice_loss().unwrap_or_else(stopped),
                 () = sleep_until(deadline) => {}
             }
         }
@@ -150,7 +157,7 @@ impl LockGuard {
             token: self.token(),
             reason,
         };
-        if let Some(reason) = self.loss() {
+        if let Some(reason) = self.notice_loss() {
             return Err(lost(reason));
         }
         tokio::select! {

@@ -21,8 +21,8 @@ impl HolderId {
         Self(rand::random())
     }
 
-    /// Wraps a raw value.
-    pub const fn from_u128(value: u128) -> Self {
+    /// Wraps a raw value (backends: [`crate::backend::holder_id`]).
+    pub(crate) const fn from_u128(value: u128) -> Self {
         Self(value)
     }
 
@@ -66,7 +66,7 @@ pub fn safety_margin(ttl: Duration) -> Duration {
 /// One grant of a lock, as the holder sees it.
 ///
 /// The `deadline` is conservative: the monotonic instant at which the acquire (or last renew)
-/// request was *sent*, plus the granted TTL, minus [`safety_margin`]. The server started its
+/// request was *sent*, plus the granted TTL, minus [`crate::backend::safety_margin`]. The server started its
 /// TTL no earlier than the send, so before the deadline the grant cannot have expired on the
 /// server — even if this process was paused and has heard nothing since.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,9 +79,8 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A grant as a backend reports it: `ttl` is what the server granted (after any rounding),
-    /// `sent_at` the monotonic instant the request left this process.
-    pub fn granted(
+    /// A grant as a backend reports it (backends: [`crate::backend::granted_lease`]).
+    pub(crate) fn granted(
         name: LockName,
         token: FencingToken,
         holder: HolderId,
@@ -97,8 +96,9 @@ impl Lease {
         }
     }
 
-    /// This grant after a successful renewal sent at `sent_at` for `ttl`.
-    pub fn renewed(&self, ttl: Duration, sent_at: Instant) -> Self {
+    /// This grant after a successful renewal sent at `sent_at` for `ttl` (backends:
+    /// [`crate::backend::renewed_lease`]).
+    pub(crate) fn renewed(&self, ttl: Duration, sent_at: Instant) -> Self {
         Self {
             ttl,
             deadline: deadline_after(sent_at, ttl),
@@ -197,6 +197,22 @@ impl TtlLimits {
     /// # Errors
     /// [`Error::InvalidInput`] for zero, sub-millisecond, and above-maximum TTLs.
     pub fn check(&self, ttl: Duration) -> Result<Duration, Error> {
+        Self::check_floor(ttl)?;
+        if ttl > self.max {
+            return Err(Error::invalid(
+                "ttl",
+                format!(
+                    "{ttl:?} is above this store's maximum of {:?}; raise it with with_max_ttl if you mean it",
+                    self.max
+                ),
+            ));
+        }
+        Ok(ttl)
+    }
+
+    /// The part of [`TtlLimits::check`] that holds for every store: a TTL is at least
+    /// [`TtlLimits::MIN`].
+    pub(crate) fn check_floor(ttl: Duration) -> Result<(), Error> {
         if ttl.is_zero() {
             return Err(Error::invalid(
                 "ttl",
@@ -209,16 +225,7 @@ impl TtlLimits {
                 format!("{ttl:?} is below the 1ms minimum; stores count TTLs in milliseconds"),
             ));
         }
-        if ttl > self.max {
-            return Err(Error::invalid(
-                "ttl",
-                format!(
-                    "{ttl:?} is above this store's maximum of {:?}; raise it with with_max_ttl if you mean it",
-                    self.max
-                ),
-            ));
-        }
-        Ok(ttl)
+        Ok(())
     }
 }
 

@@ -117,7 +117,7 @@ impl Locker {
     ) -> Result<LockGuard, Error> {
         let name = name.into_lock_name()?;
         let started = Instant::now();
-        match self.try_acquire(&name, options).await? {
+        match self.take(&name, &options, options.wait(), started).await? {
             Some(guard) => Ok(guard),
             None => Err(Error::Timeout {
                 name,
@@ -126,18 +126,31 @@ impl Locker {
         }
     }
 
-    /// Like [`Locker::acquire`], but contention is a value: `Ok(None)` when the lock stayed held
-    /// for as long as `options` allow waiting.
+    /// Takes `name` if it is free right now, and starts its watchdog; never waits, whatever
+    /// `options` say about waiting (as tokio's `try_*` methods). Contention is a value:
+    /// `Ok(None)` when someone else holds the lock.
     ///
     /// # Errors
-    /// As [`Locker::acquire`], except that a timeout is `Ok(None)`.
+    /// As [`Locker::acquire`], except that a held lock is `Ok(None)`.
     pub async fn try_acquire(
         &self,
         name: impl IntoLockName,
         options: AcquireOptions,
     ) -> Result<Option<LockGuard>, Error> {
         let name = name.into_lock_name()?;
-        let ttl = self.store.ttl_limits().check(options.ttl())?;
+        self.take(&name, &options, Wait::No, Instant::now()).await
+    }
+
+    /// The one acquire path: the name is validated by the caller, the TTL by the store (once,
+    /// before anything is sent), the renew and poll intervals here.
+    async fn take(
+        &self,
+        name: &LockName,
+        options: &AcquireOptions,
+        wait: Wait,
+        started: Instant,
+    ) -> Result<Option<LockGuard>, Error> {
+        let ttl = options.ttl();
         let every = options.renew_every()?;
         let poll_interval = options.checked_poll_interval()?;
         let span = tracing::info_span!(
@@ -148,10 +161,9 @@ impl Locker {
             token = tracing::field::Empty,
         );
         async {
-            let started = Instant::now();
             let backend = self.store.backend();
             let result = self
-                .acquire_lease(&name, ttl, options.wait(), poll_interval, started)
+                .acquire_lease(name, ttl, wait, poll_interval, started)
                 .await;
             let outcome = match &result {
                 Ok(Some(_)) => "acquired",
@@ -164,7 +176,7 @@ impl Locker {
                 tracing::debug!(waited_ms, "not acquired");
                 return Ok(None);
             };
-            if options.wait() != Wait::No {
+            if wait != Wait::No {
                 metrics::waited(backend, started.elapsed());
             }
             tracing::Span::current().record("token", lease.token().get());

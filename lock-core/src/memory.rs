@@ -7,10 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use crate::backend::{ReleaseWatch, WakeupHub, lost_or_superseded};
 use crate::lock;
 use crate::{
-    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, LossReason, Operation,
-    ReleaseWatch, TtlLimits, WakeupHub,
+    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
 };
 
 /// An in-process [`LeaseStore`] with the same guarantees as the networked backends, within one
@@ -45,12 +45,11 @@ impl Slot {
         self.held.as_ref().filter(|h| h.expires_at > now)
     }
 
-    /// Why `lease` does not hold here (or `None` if it does).
-    fn loss_of(&self, lease: &Lease, now: Instant) -> Option<LossReason> {
+    /// The `LeaseLost` of `lease` if it does not hold here (or `None` if it does).
+    fn loss_of(&self, lease: &Lease, now: Instant) -> Option<Error> {
         match self.live(now) {
             Some(h) if h.holder == lease.holder() && h.token == lease.token() => None,
-            Some(h) if h.token > lease.token() => Some(LossReason::Superseded { by: h.token }),
-            _ => Some(LossReason::NotHeld),
+            live => Some(lost_or_superseded(lease, live.map(|h| h.token))),
         }
     }
 }
@@ -129,10 +128,10 @@ impl LeaseStore for MemoryLeaseStore {
         let expires_at = expiry(now, ttl)?;
         let mut slots = self.slots();
         let Some(slot) = slots.get_mut(lease.name()) else {
-            return Err(Error::lost(lease, LossReason::NotHeld));
+            return Err(lost_or_superseded(lease, None));
         };
-        if let Some(reason) = slot.loss_of(lease, now) {
-            return Err(Error::lost(lease, reason));
+        if let Some(lost) = slot.loss_of(lease, now) {
+            return Err(lost);
         }
         if let Some(held) = slot.held.as_mut() {
             held.expires_at = expires_at;
@@ -145,10 +144,10 @@ impl LeaseStore for MemoryLeaseStore {
         {
             let mut slots = self.slots();
             let Some(slot) = slots.get_mut(lease.name()) else {
-                return Err(Error::lost(lease, LossReason::NotHeld));
+                return Err(lost_or_superseded(lease, None));
             };
-            if let Some(reason) = slot.loss_of(lease, now) {
-                return Err(Error::lost(lease, reason));
+            if let Some(lost) = slot.loss_of(lease, now) {
+                return Err(lost);
             }
             slot.held = None;
         }

@@ -132,8 +132,12 @@ impl AcquireOptions {
     /// The renew interval to use, validated against the TTL; `None` when renewal is off.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a zero interval or one not below TTL/2.
+    /// [`Error::InvalidInput`] for a TTL below [`crate::TtlLimits::MIN`], a zero interval, or
+    /// one not below TTL/2.
     pub fn renew_every(&self) -> Result<Option<Duration>, Error> {
+        // An interval is a fraction of the TTL, so a TTL no store accepts is the error to report
+        // (the store's maximum is the store's to check, once, when the request is made).
+        crate::TtlLimits::check_floor(self.ttl)?;
         let every = match self.renewal {
             Renewal::Off => return Ok(None),
             Renewal::Auto { every: None } => self.ttl / 3,

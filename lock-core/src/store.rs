@@ -1,18 +1,19 @@
 //! The `LeaseStore` contract: the small surface every backend implements.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::wait::{self, WaitPolicy};
-use crate::{Error, FencingToken, Lease, LeaseInfo, LockName, ReleaseWatch, TtlLimits};
+use crate::backend::{ReleaseWatch, WaitPolicy, acquire_with_polling};
+use crate::{Error, FencingToken, Lease, LeaseInfo, LockName, TtlLimits};
 
 /// A store that grants leases with a TTL and issues fencing tokens.
 ///
-/// Backends implement this; users normally go through [`crate::Locker`], which adds waiting,
-/// renewal, loss signals and regression checks on top. Every `# Behavior` bullet below has a
+/// Backends implement this (the [`crate::backend`] module is the guide and holds the pieces);
+/// users normally go through [`crate::Locker`], which adds waiting, renewal, loss signals and
+/// regression checks on top. `Arc<S>`, `Box<S>` and wrappers built on
+/// [`crate::backend::ForwardingStore`] are stores too. Every `# Behavior` bullet below has a
 /// conformance case of the same name in `fencelock-conformance`.
 ///
 /// Expiry is judged by the **store's** clock, never by comparing client wall clocks. Contention
@@ -117,51 +118,6 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
         ttl: Duration,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        wait::acquire_with_polling(self, name, ttl, policy).await
+        acquire_with_polling(self, name, ttl, policy).await
     }
 }
-
-macro_rules! forward_lease_store {
-    ($($ptr:ident),*) => {$(
-        #[async_trait]
-        impl<T: LeaseStore + ?Sized> LeaseStore for $ptr<T> {
-            fn backend(&self) -> &'static str {
-                (**self).backend()
-            }
-            fn ttl_limits(&self) -> TtlLimits {
-                (**self).ttl_limits()
-            }
-            async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-                (**self).try_acquire(name, ttl).await
-            }
-            async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
-                (**self).renew(lease, ttl).await
-            }
-            async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
-                (**self).renew_many(leases, ttl).await
-            }
-            async fn release(&self, lease: &Lease) -> Result<(), Error> {
-                (**self).release(lease).await
-            }
-            async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
-                (**self).inspect(name).await
-            }
-            async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
-                (**self).force_release(name).await
-            }
-            async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-                (**self).watch_released(name).await
-            }
-            async fn acquire_waiting(
-                &self,
-                name: &LockName,
-                ttl: Duration,
-                policy: WaitPolicy,
-            ) -> Result<Option<Lease>, Error> {
-                (**self).acquire_waiting(name, ttl, policy).await
-            }
-        }
-    )*};
-}
-
-forward_lease_store!(Arc, Box);

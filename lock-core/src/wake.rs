@@ -19,13 +19,13 @@ use crate::lock;
 
 /// The waiters of one name.
 #[derive(Debug, Default)]
-struct Queue {
+struct NameWaiters {
     notify: Arc<Notify>,
     /// Set when the backend's push channel broke: waiters fall back to polling.
     closed: AtomicBool,
 }
 
-impl Queue {
+impl NameWaiters {
     /// A place in the queue, registered at once so that no later notification is missed.
     fn join(&self) -> Pin<Box<OwnedNotified>> {
         let mut place = Box::pin(Arc::clone(&self.notify).notified_owned());
@@ -40,7 +40,7 @@ impl Queue {
 /// never missed, even if it arrives before [`ReleaseWatch::notified`] is awaited.
 #[derive(Debug)]
 pub struct ReleaseWatch {
-    queue: Arc<Queue>,
+    queue: Arc<NameWaiters>,
     place: Pin<Box<OwnedNotified>>,
 }
 
@@ -62,7 +62,7 @@ impl ReleaseWatch {
 /// (Redis pub/sub, PostgreSQL NOTIFY, an in-process release).
 #[derive(Debug, Default)]
 pub struct WakeupHub {
-    queues: Mutex<HashMap<LockName, Arc<Queue>>>,
+    queues: Mutex<HashMap<LockName, Arc<NameWaiters>>>,
 }
 
 impl WakeupHub {
@@ -71,7 +71,7 @@ impl WakeupHub {
         Self::default()
     }
 
-    fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<LockName, Arc<Queue>>> {
+    fn queues(&self) -> std::sync::MutexGuard<'_, HashMap<LockName, Arc<NameWaiters>>> {
         lock(&self.queues)
     }
 
@@ -116,6 +116,17 @@ impl WakeupHub {
         }
     }
 
+    /// Whether `name` has a live subscription. A name without one is forgotten, so a backend
+    /// that asks about every name it listens for (to drop idle channels) keeps the hub small.
+    pub fn is_watched(&self, name: &LockName) -> bool {
+        let mut queues = self.queues();
+        let watched = queues.get(name).is_some_and(has_waiters);
+        if !watched {
+            queues.remove(name);
+        }
+        watched
+    }
+
     /// How many names currently have a live subscription.
     pub fn watched_names(&self) -> usize {
         self.queues().values().filter(|q| has_waiters(q)).count()
@@ -123,7 +134,7 @@ impl WakeupHub {
 }
 
 /// Whether any `ReleaseWatch` still holds the queue (the hub holds one reference itself).
-fn has_waiters(queue: &Arc<Queue>) -> bool {
+fn has_waiters(queue: &Arc<NameWaiters>) -> bool {
     Arc::strong_count(queue) > 1
 }
 
@@ -200,6 +211,42 @@ mod tests {
         let mut again = hub.subscribe(&name("a"));
         hub.notify("a");
         assert!(again.notified().await, "later subscriptions work again");
+    }
+
+    #[tokio::test]
+    async fn a_name_is_watched_until_its_last_watch_is_dropped() {
+        let hub = WakeupHub::new();
+        let a = name("a");
+        let first = hub.subscribe(&a);
+        let mut second = hub.subscribe(&a);
+        let other = hub.subscribe(&name("b"));
+        assert_eq!(hub.watched_names(), 2);
+        drop(first);
+        assert!(hub.is_watched(&a));
+        hub.notify("a");
+        assert!(second.notified().await);
+        drop(second);
+        assert!(!hub.is_watched(&a));
+        assert!(
+            !hub.queues().contains_key("a"),
+            "an unwatched name is forgotten"
+        );
+        assert!(hub.is_watched(&name("b")));
+        assert!(!hub.is_watched(&name("never")));
+        drop(other);
+        assert_eq!(hub.watched_names(), 0);
+    }
+
+    #[test]
+    fn names_never_asked_about_are_pruned_in_bulk() {
+        let hub = WakeupHub::new();
+        let kept = hub.subscribe(&name("kept"));
+        for i in 0..3 * 1024 {
+            drop(hub.subscribe(&name(&format!("gone/{i}"))));
+        }
+        assert!(hub.queues().len() <= 1024, "{}", hub.queues().len());
+        assert!(hub.is_watched(&name("kept")));
+        drop(kept);
     }
 
     #[test]

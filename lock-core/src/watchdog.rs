@@ -44,7 +44,7 @@ pub(crate) struct Watchdogs {
     batching: bool,
     /// One queue per runtime that took a lock through this locker; an entry leaves when its
     /// driver ends.
-    queues: Mutex<HashMap<runtime::Id, Arc<Queue>>>,
+    queues: Mutex<HashMap<runtime::Id, Arc<TimerQueue>>>,
 }
 
 impl fmt::Debug for Watchdogs {
@@ -83,13 +83,13 @@ impl Watchdogs {
     }
 
     /// The queue of `runtime`, starting its driver there if it has none.
-    fn queue_on(self: &Arc<Self>, runtime: &runtime::Handle) -> Arc<Queue> {
+    fn queue_on(self: &Arc<Self>, runtime: &runtime::Handle) -> Arc<TimerQueue> {
         let id = runtime.id();
         let mut queues = lock(&self.queues);
         if let Some(queue) = queues.get(&id) {
             return Arc::clone(queue);
         }
-        let queue = Arc::new(Queue {
+        let queue = Arc::new(TimerQueue {
             store: Arc::clone(&self.store),
             renewer: Renewer::new(Arc::clone(&self.store), self.batching),
             timers: Mutex::new(Timers::default()),
@@ -219,7 +219,7 @@ enum Step {
 }
 
 /// The timer queue of one runtime, and what its driver and renewals need.
-struct Queue {
+struct TimerQueue {
     store: Arc<dyn LeaseStore>,
     /// This runtime's renewal batcher: renewals of one runtime's guards are batched together,
     /// and a runtime that shuts down takes no other runtime's renewals with it.
@@ -281,7 +281,7 @@ impl Ord for Due {
     }
 }
 
-impl Queue {
+impl TimerQueue {
     /// Puts `dog` in the queue, waking the driver only if it is due before the driver's next look.
     fn schedule(&self, dog: Dog) {
         let at = dog.due_at();
@@ -357,7 +357,7 @@ impl Queue {
 
 /// The driver of one runtime's queue: sleeps until the earliest watchdog is due (or a new one
 /// is due earlier) and fires every due one.
-async fn drive(queue: Arc<Queue>, _alive: Alive) {
+async fn drive(queue: Arc<TimerQueue>, _alive: Alive) {
     loop {
         let Some((due, looks_by)) = queue.take_due(Instant::now()) else {
             return;
@@ -376,7 +376,7 @@ async fn drive(queue: Arc<Queue>, _alive: Alive) {
 }
 
 /// One renewal of one watchdog, a panic in it caught and reported.
-async fn renewal(queue: Arc<Queue>, dog: Dog) {
+async fn renewal(queue: Arc<TimerQueue>, dog: Dog) {
     let _flight = InFlight(Arc::clone(&queue));
     let backend = queue.store.backend();
     let (state, ended) = (dog.state.clone(), dog.ended.clone());
@@ -400,7 +400,7 @@ async fn renewal(queue: Arc<Queue>, dog: Dog) {
 
 /// Counts a renewal in flight (so that a closed queue's driver waits for it), even if the
 /// renewal is dropped unfinished.
-struct InFlight(Arc<Queue>);
+struct InFlight(Arc<TimerQueue>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -420,7 +420,7 @@ impl Drop for InFlight {
 struct Alive {
     owner: Weak<Watchdogs>,
     runtime: runtime::Id,
-    queue: Arc<Queue>,
+    queue: Arc<TimerQueue>,
 }
 
 impl Drop for Alive {

@@ -47,7 +47,13 @@ impl LeaseStore for Faulty {
         Ok(lease.map(|l| {
             if self.regress.load(Ordering::SeqCst) {
                 let token = FencingToken::new(1000 - l.token().get());
-                Lease::granted(l.name().clone(), token, l.holder(), l.ttl(), Instant::now())
+                fencelock_core::backend::granted_lease(
+                    l.name().clone(),
+                    token,
+                    l.holder(),
+                    l.ttl(),
+                    Instant::now(),
+                )
             } else {
                 l
             }
@@ -80,7 +86,7 @@ impl LeaseStore for Faulty {
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         if self.regress.load(Ordering::SeqCst) {
             let real = FencingToken::new(1000 - lease.token().get());
-            let lease = Lease::granted(
+            let lease = fencelock_core::backend::granted_lease(
                 lease.name().clone(),
                 real,
                 lease.holder(),
@@ -100,7 +106,7 @@ impl LeaseStore for Faulty {
     async fn watch_released(
         &self,
         name: &LockName,
-    ) -> Result<Option<fencelock_core::ReleaseWatch>, Error> {
+    ) -> Result<Option<fencelock_core::backend::ReleaseWatch>, Error> {
         self.inner.watch_released(name).await
     }
 }
@@ -123,7 +129,7 @@ async fn watchdog_renews_across_many_ttls() {
     let (store, locker) = setup();
     let guard = locker.acquire("job", opts()).await.unwrap();
     sleep(TTL * 10).await;
-    assert!(guard.is_valid(), "{:?}", guard.loss());
+    assert!(guard.is_valid(), "{:?}", guard.loss_reason());
     let renews = store.renews.load(Ordering::SeqCst);
     assert!(
         (29..=31).contains(&renews),
@@ -179,7 +185,7 @@ async fn a_transient_error_followed_by_recovery_keeps_the_lease() {
     sleep(EVERY + Duration::from_millis(500)).await;
     store.renew_mode.store(RENEW_OK, Ordering::SeqCst);
     sleep(TTL * 3).await;
-    assert!(guard.is_valid(), "{:?}", guard.loss());
+    assert!(guard.is_valid(), "{:?}", guard.loss_reason());
     guard.release().await.unwrap();
 }
 
@@ -419,7 +425,7 @@ async fn renewals_due_together_go_to_the_store_as_one_batch() {
     }
     sleep(EVERY * 3 + EVERY / 2).await;
     for guard in &guards {
-        assert!(guard.is_valid(), "{:?}", guard.loss());
+        assert!(guard.is_valid(), "{:?}", guard.loss_reason());
     }
     assert_eq!(store.batched.load(Ordering::SeqCst), 150, "3 renewals each");
     assert_eq!(store.renews.load(Ordering::SeqCst), 150);
@@ -444,7 +450,7 @@ async fn a_lease_lost_in_a_batch_is_reported_for_that_guard_alone() {
         LossReason::NotHeld
     );
     sleep(TTL * 2).await;
-    assert!(kept.is_valid(), "{:?}", kept.loss());
+    assert!(kept.is_valid(), "{:?}", kept.loss_reason());
     // The first batch carried both leases, every later one `kept` alone.
     assert_eq!(
         store.batched.load(Ordering::SeqCst),
@@ -494,7 +500,7 @@ fn a_locker_outlives_the_runtime_its_batcher_started_on() {
         runtime.block_on(async {
             let guard = locker.acquire("job", opts()).await.unwrap();
             sleep(EVERY * 2 + EVERY / 2).await;
-            assert!(guard.is_valid(), "round {round}: {:?}", guard.loss());
+            assert!(guard.is_valid(), "round {round}: {:?}", guard.loss_reason());
             guard.release().await.unwrap();
         });
     }
@@ -553,7 +559,7 @@ async fn guards_outlive_their_locker_and_its_driver_ends_after_them() {
     let guard = locker.acquire("job", opts()).await.unwrap();
     drop(locker);
     sleep(TTL * 2 + EVERY / 2).await;
-    assert!(guard.is_valid(), "{:?}", guard.loss());
+    assert!(guard.is_valid(), "{:?}", guard.loss_reason());
     assert_eq!(
         store.renews.load(Ordering::SeqCst),
         6,
@@ -585,7 +591,7 @@ fn a_guard_keeps_its_watchdog_when_another_runtime_sharing_its_locker_shuts_down
     let guard = b.block_on(async {
         let guard = locker.acquire("on-b", opts()).await.unwrap();
         sleep(EVERY + EVERY / 2).await;
-        assert!(guard.is_valid(), "{:?}", guard.loss());
+        assert!(guard.is_valid(), "{:?}", guard.loss_reason());
         assert_eq!(store.renews.load(Ordering::SeqCst), 1, "renewed on b");
         guard
     });
@@ -594,7 +600,7 @@ fn a_guard_keeps_its_watchdog_when_another_runtime_sharing_its_locker_shuts_down
     assert!(!held_on_a.is_valid(), "a's guard reports its watchdog gone");
     b.block_on(async {
         sleep(TTL * 2 + EVERY / 2).await;
-        assert!(guard.is_valid(), "{:?}", guard.loss());
+        assert!(guard.is_valid(), "{:?}", guard.loss_reason());
         assert_eq!(
             store.renews.load(Ordering::SeqCst),
             7,
