@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use fencelock_core::backend::{redact_url, ttl_millis};
 use fencelock_core::{Error, Operation};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::classify::classify;
-use crate::config::{Settings, millis};
+use crate::config::Settings;
 use crate::{PgConfig, PgLeaseStore};
 
 /// Options for a [`PgLeaseStore`]. Every `with_*` is optional; identifiers and durations are
@@ -63,7 +64,7 @@ impl PgLeaseStoreBuilder {
 
     /// The largest TTL accepted (default 24 h; at most 10 years).
     pub fn with_max_ttl(mut self, max: Duration) -> Self {
-        self.config.max_ttl_ms = millis(max);
+        self.config.max_ttl_ms = ttl_millis(max);
         self
     }
 
@@ -76,14 +77,14 @@ impl PgLeaseStoreBuilder {
     /// How long an operation waits for a pooled connection (default 5 s) before it fails as
     /// `Unavailable`. Applies to pools the store opens itself.
     pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.config.acquire_timeout_ms = millis(timeout);
+        self.config.acquire_timeout_ms = ttl_millis(timeout);
         self
     }
 
     /// How long one operation may take in all (default 10 s) before it fails as
     /// `OutcomeUnknown`.
     pub fn with_op_timeout(mut self, timeout: Duration) -> Self {
-        self.config.op_timeout_ms = millis(timeout);
+        self.config.op_timeout_ms = ttl_millis(timeout);
         self
     }
 
@@ -174,7 +175,7 @@ fn parse_url(url: &str) -> Result<PgConnectOptions, Error> {
             "postgres url",
             format!(
                 "{} does not start with postgres:// or postgresql://",
-                crate::config::redact(url)
+                redact_url(url)
             ),
         ));
     }
@@ -183,7 +184,7 @@ fn parse_url(url: &str) -> Result<PgConnectOptions, Error> {
             "postgres url",
             format!(
                 "{e}; expected postgres://user:password@host:port/database (given {})",
-                crate::config::redact(url)
+                redact_url(url)
             ),
         )
     })

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use fencelock_core::backend::{redact_url, ttl_millis};
 use fencelock_core::{Error, TtlLimits};
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +68,7 @@ impl Default for PgConfig {
             schema: Self::DEFAULT_SCHEMA.to_owned(),
             table: Self::DEFAULT_TABLE.to_owned(),
             channel: None,
-            max_ttl_ms: millis(TtlLimits::DEFAULT_MAX),
+            max_ttl_ms: ttl_millis(TtlLimits::DEFAULT_MAX),
             max_connections: 10,
             acquire_timeout_ms: 5_000,
             op_timeout_ms: 10_000,
@@ -82,7 +83,7 @@ impl Default for PgConfig {
 impl fmt::Debug for PgConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConfig")
-            .field("url", &redact(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("schema", &self.schema)
             .field("table", &self.table)
             .field("channel", &self.channel)
@@ -93,37 +94,9 @@ impl fmt::Debug for PgConfig {
             .field("migrate", &self.migrate)
             .field("durable_grants", &self.durable_grants)
             .field("push_wakeups", &self.push_wakeups)
-            .field("listen_url", &self.listen_url.as_deref().map(redact))
+            .field("listen_url", &self.listen_url.as_deref().map(redact_url))
             .finish()
     }
-}
-
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `url` with the password (in the user info or a `password=` parameter) replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://") {
-        let rest = scheme_end + 3;
-        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
-        if let Some(at) = out[rest..authority_end].rfind('@').map(|i| rest + i)
-            && let Some(colon) = out[rest..at].find(':').map(|i| rest + i)
-        {
-            out.replace_range(colon + 1..at, "***");
-        }
-    }
-    if let Some(query) = out.find('?') {
-        let mut params: Vec<String> = out[query + 1..].split('&').map(str::to_owned).collect();
-        for p in &mut params {
-            if p.to_ascii_lowercase().starts_with("password=") {
-                *p = "password=***".to_owned();
-            }
-        }
-        out.replace_range(query + 1.., &params.join("&"));
-    }
-    out
 }
 
 /// The validated form of a [`PgConfig`]: identifiers checked, durations built.
@@ -195,8 +168,6 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("user=app&password=***"), "{shown}");
-        assert_eq!(redact("postgres://db/app"), "postgres://db/app");
-        assert_eq!(redact("postgres://user@db/app"), "postgres://user@db/app");
     }
 
     #[test]

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fencelock_core::backend::{
+    ReleaseWatch, fail_each, granted_lease, lost_or_superseded, renewed_lease,
+};
 use fencelock_core::{
-    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, LossReason, Operation,
-    ReleaseWatch, TtlLimits,
+    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::time::Instant;
@@ -163,7 +165,7 @@ impl PgLeaseStore {
         tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), Error> {
         let Ok(token) = i64::try_from(lease.token().get()) else {
-            return Err(Error::lost(lease, LossReason::NotHeld));
+            return Err(lost_or_superseded(lease, None));
         };
         let row: Option<(i64, bool)> = sqlx::query_as(self.inner.sql.verify.clone())
             .bind(lease.name().as_str())
@@ -174,13 +176,11 @@ impl PgLeaseStore {
             .map_err(|e| classify(Operation::FencedWrite, e))?;
         match row {
             Some((_, true)) => Ok(()),
-            Some((current, false)) if current > token => Err(Error::lost(
+            Some((current, false)) => Err(lost_or_superseded(
                 lease,
-                LossReason::Superseded {
-                    by: FencingToken::new(current.unsigned_abs()),
-                },
+                Some(FencingToken::new(current.unsigned_abs())),
             )),
-            _ => Err(Error::lost(lease, LossReason::NotHeld)),
+            None => Err(lost_or_superseded(lease, None)),
         }
     }
 
@@ -199,13 +199,8 @@ impl PgLeaseStore {
 
     /// Why `lease` is not held, as far as the store can tell right now.
     async fn loss_of(&self, lease: &Lease) -> Error {
-        let reason = match self.inspect(lease.name()).await {
-            Ok(Some(info)) if info.token > lease.token() => {
-                LossReason::Superseded { by: info.token }
-            }
-            _ => LossReason::NotHeld,
-        };
-        Error::lost(lease, reason)
+        let current = self.inspect(lease.name()).await.ok().flatten();
+        lost_or_superseded(lease, current.map(|info| info.token))
     }
 }
 
@@ -274,7 +269,7 @@ impl LeaseStore for PgLeaseStore {
             return Ok(None);
         };
         let token = token_from(Operation::Acquire, name, raw)?;
-        Ok(Some(Lease::granted(
+        Ok(Some(granted_lease(
             name.clone(),
             token,
             holder,
@@ -286,7 +281,7 @@ impl LeaseStore for PgLeaseStore {
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
         let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
         let Ok(token) = i64::try_from(lease.token().get()) else {
-            return Err(Error::lost(lease, LossReason::NotHeld));
+            return Err(lost_or_superseded(lease, None));
         };
         let sent_at = Instant::now();
         let row: Option<i64> = self
@@ -302,7 +297,7 @@ impl LeaseStore for PgLeaseStore {
             .await?
             .map_err(|e| classify(Operation::Renew, e))?;
         match row {
-            Some(_) => Ok(lease.renewed(granted, sent_at)),
+            Some(_) => Ok(renewed_lease(lease, granted, sent_at)),
             None => Err(self.loss_of(lease).await),
         }
     }
@@ -311,7 +306,7 @@ impl LeaseStore for PgLeaseStore {
     async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
         let (ttl_us, granted) = match self.inner.limits.check(ttl) {
             Ok(ttl) => micros(ttl),
-            Err(error) => return error.fan_out(leases.len()).into_iter().map(Err).collect(),
+            Err(error) => return fail_each(error, leases.len()),
         };
         // Tokens beyond i64 cannot be in the table: such leases are simply not held.
         let batch: Vec<(&Lease, i64)> = leases
@@ -338,7 +333,7 @@ impl LeaseStore for PgLeaseStore {
                 .and_then(|rows| rows.map_err(|e| classify(Operation::Renew, e)));
             match rows {
                 Ok(rows) => renewed.extend(rows),
-                Err(error) => return error.fan_out(leases.len()).into_iter().map(Err).collect(),
+                Err(error) => return fail_each(error, leases.len()),
             }
         }
         let answers = leases.iter().map(|lease| async {
@@ -346,9 +341,9 @@ impl LeaseStore for PgLeaseStore {
                 .ok()
                 .map(|token| (lease.name().as_str().to_owned(), token));
             match key {
-                Some(key) if renewed.contains(&key) => Ok(lease.renewed(granted, sent_at)),
+                Some(key) if renewed.contains(&key) => Ok(renewed_lease(lease, granted, sent_at)),
                 Some(_) => Err(self.loss_of(lease).await),
-                None => Err(Error::lost(lease, LossReason::NotHeld)),
+                None => Err(lost_or_superseded(lease, None)),
             }
         });
         futures::future::join_all(answers).await
@@ -356,7 +351,7 @@ impl LeaseStore for PgLeaseStore {
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let Ok(token) = i64::try_from(lease.token().get()) else {
-            return Err(Error::lost(lease, LossReason::NotHeld));
+            return Err(lost_or_superseded(lease, None));
         };
         let released: i64 = self
             .timed(

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fencelock_core::{Error, LockName, Operation, ReleaseWatch, WakeupHub};
+use fencelock_core::backend::{ReleaseWatch, WakeupHub};
+use fencelock_core::{Error, LockName, Operation};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::OnceCell;
@@ -130,7 +131,7 @@ async fn run(mut listener: PgListener, pool: PgPool, channel: Ident, shared: Arc
 async fn reconnect(pool: &PgPool, channel: &Ident) -> PgListener {
     let mut backoff = Duration::from_millis(20);
     loop {
-        tokio::time::sleep(fencelock_core::wait::with_jitter(backoff)).await;
+        tokio::time::sleep(fencelock_core::backend::with_jitter(backoff)).await;
         match listen(pool, channel).await {
             Ok(listener) => return listener,
             Err(error) => {

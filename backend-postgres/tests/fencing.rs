@@ -183,7 +183,7 @@ async fn verify_rejects_a_taken_over_lease_and_the_write_does_not_commit() {
     tx.rollback().await.unwrap();
     let mut tx = pool.begin().await.unwrap();
     let never = LockName::new(support::unique("fence/never")).unwrap();
-    let ghost = fencelock_core::Lease::granted(
+    let ghost = fencelock_core::backend::granted_lease(
         never,
         FencingToken::new(1),
         fencelock_core::HolderId::random(),

@@ -7,9 +7,8 @@ mod support;
 use std::time::Duration;
 
 use fencelock_conformance::harness::PostgresConfig;
-use fencelock_core::{
-    AcquireOptions, ErrorKind, LeaseStore, LockName, Locker, LossReason, WaitPolicy,
-};
+use fencelock_core::backend::WaitPolicy;
+use fencelock_core::{AcquireOptions, ErrorKind, LeaseStore, LockName, Locker, LossReason};
 use fencelock_postgres::PgLeaseStore;
 use fencelock_postgres::sqlx::{self, PgPool};
 use tokio::time::Instant;
@@ -137,7 +136,7 @@ async fn terminated_connections_recover_and_lost_leases_are_reported() {
     assert!(
         kept_guard.is_valid(),
         "the kept lease survived: {:?}",
-        kept_guard.loss()
+        kept_guard.loss_reason()
     );
     assert_eq!(
         store.inspect(&kept).await.unwrap().unwrap().token,

@@ -6,7 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_core::{LeaseStore, LockName, WaitPolicy};
+use fencelock_core::backend::WaitPolicy;
+use fencelock_core::{LeaseStore, LockName};
 use fencelock_postgres::PgLeaseStore;
 use tokio::time::Instant;
 

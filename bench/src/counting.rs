@@ -6,10 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fencelock_core::{
-    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, ReleaseWatch, TtlLimits,
-    WaitPolicy,
-};
+use fencelock_core::backend::ForwardingStore;
+use fencelock_core::{Error, Lease, LeaseStore};
 
 /// Renewal counters.
 #[derive(Debug, Default)]
@@ -51,48 +49,22 @@ impl CountingStore {
 }
 
 #[async_trait]
-impl LeaseStore for CountingStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn ttl_limits(&self) -> TtlLimits {
-        self.inner.ttl_limits()
-    }
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        self.inner.try_acquire(name, ttl).await
+impl ForwardingStore for CountingStore {
+    fn inner(&self) -> &dyn LeaseStore {
+        &*self.inner
     }
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
-        let result = self.inner.renew(lease, ttl).await;
+        let result = self.inner().renew(lease, ttl).await;
         self.counts.calls.fetch_add(1, Ordering::Relaxed);
         self.counts.count(result.is_ok());
         result
     }
     async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
-        let results = self.inner.renew_many(leases, ttl).await;
+        let results = self.inner().renew_many(leases, ttl).await;
         self.counts.calls.fetch_add(1, Ordering::Relaxed);
         for result in &results {
             self.counts.count(result.is_ok());
         }
         results
-    }
-    async fn release(&self, lease: &Lease) -> Result<(), Error> {
-        self.inner.release(lease).await
-    }
-    async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
-        self.inner.inspect(name).await
-    }
-    async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
-        self.inner.force_release(name).await
-    }
-    async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-        self.inner.watch_released(name).await
-    }
-    async fn acquire_waiting(
-        &self,
-        name: &LockName,
-        ttl: Duration,
-        policy: WaitPolicy,
-    ) -> Result<Option<Lease>, Error> {
-        self.inner.acquire_waiting(name, ttl, policy).await
     }
 }

@@ -130,7 +130,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
     let peak_rss_kib = status_kib("VmHWM")?;
     let lost = guards
         .iter()
-        .filter(|g| g.loss().is_some() || !g.is_valid())
+        .filter(|g| g.loss_reason().is_some() || !g.is_valid())
         .count();
 
     let release_failures = stream::iter(guards)

@@ -122,7 +122,7 @@ pub async fn watchdog_keeps_lease_alive(cx: &Ctx) {
     let guard = cx.renewed_guard(&name).await;
     let first_deadline = guard.deadline();
     tokio::time::sleep(cx.short_ttl() * 3).await;
-    assert!(guard.is_valid(), "renewed: {:?}", guard.loss());
+    assert!(guard.is_valid(), "renewed: {:?}", guard.loss_reason());
     assert!(
         guard.deadline() > first_deadline,
         "the deadline moved forward"

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use fencelock_core::{ErrorKind, HolderId, Lease};
+use fencelock_core::backend::granted_lease;
+use fencelock_core::{ErrorKind, HolderId};
 use tokio::time::Instant;
 
 use super::assert_kind;
@@ -61,8 +62,8 @@ pub async fn renew_with_forged_holder_is_lost(cx: &Ctx) {
     let ttl = cx.long_ttl();
     let lease = cx.grant(&name, ttl).await;
     let now = Instant::now();
-    let other_holder = Lease::granted(name.clone(), lease.token(), HolderId::random(), ttl, now);
-    let other_token = Lease::granted(
+    let other_holder = granted_lease(name.clone(), lease.token(), HolderId::random(), ttl, now);
+    let other_token = granted_lease(
         name.clone(),
         fencelock_core::FencingToken::new(lease.token().get() + 1),
         lease.holder(),
@@ -103,7 +104,7 @@ pub async fn renew_many_answers_each_lease(cx: &Ctx) {
     let mut b = cx.grant(&cx.name("many-b"), ttl).await;
     let released = cx.grant(&cx.name("many-released"), cx.long_ttl()).await;
     cx.store().release(&released).await.unwrap();
-    let forged = Lease::granted(
+    let forged = granted_lease(
         a.name().clone(),
         fencelock_core::FencingToken::new(a.token().get() + 1),
         a.holder(),

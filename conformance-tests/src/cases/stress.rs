@@ -94,12 +94,10 @@ pub async fn contention_stress_no_stale_write_accepted(cx: &Ctx) {
         let (name, granted, write) = (name.clone(), granted.clone(), write.clone());
         tokio::spawn(async move {
             while Instant::now() < until {
-                let Some(guard) = locker
-                    .try_acquire(&name, no_renew.with_timeout(ttl * 3))
-                    .await
-                    .unwrap()
-                else {
-                    continue;
+                let guard = match locker.acquire(&name, no_renew.with_timeout(ttl * 3)).await {
+                    Ok(guard) => guard,
+                    Err(error) if error.kind() == ErrorKind::Timeout => continue,
+                    Err(error) => panic!("acquire failed: {error}"),
                 };
                 granted.lock().unwrap().push(guard.token());
                 let hold = rand::rng().random_range(Duration::ZERO..ttl * 2);

@@ -49,8 +49,10 @@ use crate::{Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, TtlLimi
 /// trait's methods of the same names too (the compiler asks which one you mean).
 ///
 /// A wrapper that overrides a method changes what the wrapper does, not what the wrapped store
-/// does: the wrapped store's own `acquire_waiting` still calls its own `try_acquire`. Override
-/// both where a planted behaviour must show in waiting acquires too.
+/// does: the wrapped store's own `acquire_waiting` still calls its own `try_acquire`, and its
+/// own `renew_many` its own renewals. Override `acquire_waiting` with `try_acquire`, and
+/// `renew_many` with `renew`, where the wrapper's behaviour must show there too (the
+/// [`crate::Locker`] renews through `renew_many`).
 #[async_trait]
 pub trait ForwardingStore: Send + Sync + fmt::Debug {
     /// The wrapped store.

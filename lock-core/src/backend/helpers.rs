@@ -27,27 +27,42 @@ pub fn ttl_millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
 
-/// `url` with any password replaced by `***`, for `Debug`, logs and error messages:
-/// `redis://user:secret@host:6379/0` → `redis://user:***@host:6379/0`.
-///
-/// Only the userinfo before the last `@` of the authority is touched; a URL without a password
-/// is returned as it is. A `user` alone is not a secret and is kept, so a message still says
-/// who connected.
+/// `url` with every secret replaced by `***`, for `Debug`, logs and error messages: the
+/// password of the user info (`redis://app:***@host`), a lone user info (Redis reads
+/// `redis://secret@host` as a password, so any lone user info is masked: fail closed), and a
+/// `password=` query parameter (`postgres://db/app?user=app&password=***`). Endpoints without
+/// a scheme (`user:pass@host:2379`) are masked the same way.
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => url.split_at(i + 3),
-        None => ("", url),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
+    let (authority, path) = rest.split_at(authority_end);
+    let path = mask_query_password(path);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return format!("{scheme}{authority}{path}");
     };
-    let (userinfo, host) = authority.split_at(at);
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}{user}:***{host}{tail}"),
-        None => url.to_owned(),
-    }
+    let user = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None if userinfo.is_empty() => String::new(),
+        None => "***".to_owned(),
+    };
+    format!("{scheme}{user}@{host}{path}")
+}
+
+fn mask_query_password(path: &str) -> String {
+    let Some((before, query)) = path.split_once('?') else {
+        return path.to_owned();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_owned(),
+        })
+        .collect();
+    format!("{before}?{}", params.join("&"))
 }
 
 /// The [`Error::LeaseLost`] for `lease` when the store no longer holds it: `Superseded` when
@@ -105,16 +120,28 @@ mod tests {
     #[test]
     fn redaction_table() {
         for (url, shown) in [
-            ("redis://h:6379", "redis://h:6379"),
-            ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
-            ("redis://user:pw@h:6379/0", "redis://user:***@h:6379/0"),
-            ("redis://user@h:6379", "redis://user@h:6379"),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:hunter2@host:6379/0", "redis://:***@host:6379/0"),
+            ("rediss://app:hunter2@host", "rediss://app:***@host"),
+            ("redis://hunter2@host", "redis://***@host"),
             (
-                "postgres://u:p@ss@db/app?x=@",
-                "postgres://u:***@db/app?x=@",
+                "redis://h:1/0?password=hunter2&x=1",
+                "redis://h:1/0?password=***&x=1",
             ),
-            ("http://a:b@h:1/x@y", "http://a:***@h:1/x@y"),
-            ("u:p@h:1", "u:***@h:1"),
+            ("redis://u:p@ss:hunter2@host", "redis://u:***@host"),
+            (
+                "postgres://app:hunter2@db:5432/app?sslmode=require",
+                "postgres://app:***@db:5432/app?sslmode=require",
+            ),
+            (
+                "postgres://db/app?user=app&PASSWORD=hunter2",
+                "postgres://db/app?user=app&PASSWORD=***",
+            ),
+            ("postgres://u:p@db/app?x=@", "postgres://u:***@db/app?x=@"),
+            ("http://a:hunter2@h:1/x@y", "http://a:***@h:1/x@y"),
+            ("a:hunter2@h:2379", "a:***@h:2379"),
+            ("http://h:2379", "http://h:2379"),
+            ("not a url", "not a url"),
             ("", ""),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");

@@ -3,13 +3,12 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fencelock::wait::WaitPolicy;
-use fencelock::{
-    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, ReleaseWatch, TtlLimits,
-    async_trait,
+use fencelock::{Error, FencingToken, Lease, LeaseStore, LockName, async_trait};
+use fencelock_core::backend::{
+    ForwardingStore, WaitPolicy, granted_lease, lock_unpoisoned, renewed_lease, safety_margin,
 };
 use nix::fcntl::{Flock, FlockArg};
 
@@ -57,29 +56,24 @@ impl TokenReset {
         // Keep the real deadline: only the token is wrong.
         let lasts = real
             .ttl()
-            .saturating_sub(fencelock::safety_margin(real.ttl()));
+            .saturating_sub(safety_margin(real.ttl()));
         let sent_at = real
             .deadline()
             .checked_sub(lasts)
             .unwrap_or_else(tokio::time::Instant::now);
-        let fake = Lease::granted(
+        let fake = granted_lease(
             real.name().clone(),
             FencingToken::new(token),
             real.holder(),
             real.ttl(),
             sent_at,
         );
-        self.real
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(token, real);
+        lock_unpoisoned(&self.real).insert(token, real);
         Ok(fake)
     }
 
     fn real(&self, fake: &Lease) -> Lease {
-        self.real
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock_unpoisoned(&self.real)
             .get(&fake.token().get())
             .cloned()
             .unwrap_or_else(|| fake.clone())
@@ -87,15 +81,12 @@ impl TokenReset {
 }
 
 #[async_trait]
-impl LeaseStore for TokenReset {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn ttl_limits(&self) -> TtlLimits {
-        self.inner.ttl_limits()
+impl ForwardingStore for TokenReset {
+    fn inner(&self) -> &dyn LeaseStore {
+        &*self.inner
     }
     async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        match self.inner.try_acquire(name, ttl).await? {
+        match self.inner().try_acquire(name, ttl).await? {
             Some(real) => self.fake(real).map(Some),
             None => Ok(None),
         }
@@ -103,26 +94,18 @@ impl LeaseStore for TokenReset {
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
         let real = self.real(lease);
         let sent_at = tokio::time::Instant::now();
-        let renewed = self.inner.renew(&real, ttl).await?;
-        let fake = lease.renewed(renewed.ttl(), sent_at);
-        self.real
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(lease.token().get(), renewed);
+        let renewed = self.inner().renew(&real, ttl).await?;
+        let fake = renewed_lease(lease, renewed.ttl(), sent_at);
+        lock_unpoisoned(&self.real).insert(lease.token().get(), renewed);
         Ok(fake)
+    }
+    async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
+        // Each fake lease maps to its own real one: renew them one by one, as the default does.
+        futures::future::join_all(leases.iter().map(|lease| ForwardingStore::renew(self, lease, ttl))).await
     }
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let real = self.real(lease);
-        self.inner.release(&real).await
-    }
-    async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
-        self.inner.inspect(name).await
-    }
-    async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
-        self.inner.force_release(name).await
-    }
-    async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-        self.inner.watch_released(name).await
+        self.inner().release(&real).await
     }
     async fn acquire_waiting(
         &self,
@@ -130,7 +113,7 @@ impl LeaseStore for TokenReset {
         ttl: Duration,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        match self.inner.acquire_waiting(name, ttl, policy).await? {
+        match self.inner().acquire_waiting(name, ttl, policy).await? {
             Some(real) => self.fake(real).map(Some),
             None => Ok(None),
         }
@@ -152,37 +135,18 @@ impl RenewSkip {
 }
 
 #[async_trait]
-impl LeaseStore for RenewSkip {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn ttl_limits(&self) -> TtlLimits {
-        self.inner.ttl_limits()
-    }
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        self.inner.try_acquire(name, ttl).await
+impl ForwardingStore for RenewSkip {
+    fn inner(&self) -> &dyn LeaseStore {
+        &*self.inner
     }
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
-        Ok(lease.renewed(ttl, tokio::time::Instant::now()))
+        Ok(renewed_lease(lease, ttl, tokio::time::Instant::now()))
     }
-    async fn release(&self, lease: &Lease) -> Result<(), Error> {
-        self.inner.release(lease).await
-    }
-    async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
-        self.inner.inspect(name).await
-    }
-    async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
-        self.inner.force_release(name).await
-    }
-    async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-        self.inner.watch_released(name).await
-    }
-    async fn acquire_waiting(
-        &self,
-        name: &LockName,
-        ttl: Duration,
-        policy: WaitPolicy,
-    ) -> Result<Option<Lease>, Error> {
-        self.inner.acquire_waiting(name, ttl, policy).await
+    async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
+        let now = tokio::time::Instant::now();
+        leases
+            .iter()
+            .map(|lease| Ok(renewed_lease(lease, ttl, now)))
+            .collect()
     }
 }
