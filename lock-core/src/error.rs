@@ -35,6 +35,10 @@ pub enum Operation {
     Watch,
     /// A fenced write into a downstream store.
     FencedWrite,
+    /// A fenced read from a downstream store.
+    FencedRead,
+    /// Asking the store about its own configuration.
+    Diagnose,
 }
 
 impl fmt::Display for Operation {
@@ -49,6 +53,8 @@ impl fmt::Display for Operation {
             Self::ForceRelease => "force release",
             Self::Watch => "watch",
             Self::FencedWrite => "fenced write",
+            Self::FencedRead => "fenced read",
+            Self::Diagnose => "diagnose",
         })
     }
 }
@@ -115,6 +121,8 @@ pub enum ErrorKind {
     StaleToken,
     /// Waiting for a lock took longer than the caller allowed.
     Timeout,
+    /// The store does not offer this operation (a capability, not a failure).
+    Unsupported,
     /// Any other failure reported by the store or its driver.
     Backend,
 }
@@ -215,6 +223,16 @@ pub enum Error {
         /// How long this call waited.
         waited: Duration,
     },
+    /// The store does not offer the operation; nothing was sent.
+    #[error("{store} does not support {op}: {reason}")]
+    Unsupported {
+        /// Which store.
+        store: &'static str,
+        /// The operation.
+        op: Operation,
+        /// Why, and what to use instead.
+        reason: String,
+    },
     /// Any other store failure.
     #[error("{store} error during {op}: {source}")]
     Backend {
@@ -246,6 +264,7 @@ impl Error {
             Self::TokenRegression { .. } => ErrorKind::TokenRegression,
             Self::StaleToken { .. } => ErrorKind::StaleToken,
             Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::Unsupported { .. } => ErrorKind::Unsupported,
             Self::Backend { .. } => ErrorKind::Backend,
         }
     }
@@ -295,6 +314,15 @@ impl Error {
             store,
             op,
             source: shared(source.into()),
+        }
+    }
+
+    /// An [`Error::Unsupported`].
+    pub fn unsupported(store: &'static str, op: Operation, reason: impl Into<String>) -> Self {
+        Self::Unsupported {
+            store,
+            op,
+            reason: reason.into(),
         }
     }
 
@@ -373,6 +401,11 @@ mod tests {
             (
                 Error::backend("etcd", Operation::Acquire, io()),
                 ErrorKind::Backend,
+                false,
+            ),
+            (
+                Error::unsupported("memory", Operation::Diagnose, "no server"),
+                ErrorKind::Unsupported,
                 false,
             ),
             (

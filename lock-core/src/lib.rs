@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backend;
+mod diagnosis;
 mod error;
 mod fence;
 mod guard;
@@ -23,6 +24,7 @@ mod watchdog;
 /// never lets a lower token in afterwards.
 use backend::lock_unpoisoned as lock;
 
+pub use diagnosis::{Diagnosis, Finding, Verdict};
 pub use error::{BoxError, Error, ErrorKind, ErrorSource, LossReason, Operation};
 pub use fence::{FenceGate, Fenced};
 pub use guard::LockGuard;

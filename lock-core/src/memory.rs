@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use crate::backend::{ReleaseWatch, WakeupHub, lost_or_superseded};
 use crate::lock;
 use crate::{
-    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
+    Diagnosis, Error, FencingToken, Finding, HolderId, Lease, LeaseInfo, LeaseStore, LockName,
+    Operation, TtlLimits,
 };
 
 /// An in-process [`LeaseStore`] with the same guarantees as the networked backends, within one
@@ -187,5 +188,13 @@ impl LeaseStore for MemoryLeaseStore {
 
     async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
         Ok(Some(self.hub.subscribe(name)))
+    }
+
+    async fn diagnose(&self) -> Result<Diagnosis, Error> {
+        Ok(Diagnosis::new(STORE, "in-process").with(Finding::warn(
+            "scope",
+            "one process",
+            "memory:// locks live inside one process: two programs never see each other's locks. Use it to try fencelock out and in tests; use Redis, PostgreSQL or etcd for real locks",
+        )))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::backend::{ReleaseWatch, WaitPolicy, acquire_with_polling};
-use crate::{Error, FencingToken, Lease, LeaseInfo, LockName, TtlLimits};
+use crate::{Diagnosis, Error, FencingToken, Lease, LeaseInfo, LockName, Operation, TtlLimits};
 
 /// A store that grants leases with a TTL and issues fencing tokens.
 ///
@@ -100,6 +100,21 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
     async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
         let _ = name;
         Ok(None)
+    }
+
+    /// Asks the store whether it is configured so that locks stay safe: persistence, eviction,
+    /// replication and failover settings, health. A program can call it at start-up;
+    /// `fencelock check` renders it.
+    ///
+    /// # Behavior
+    /// - `diagnose_reports_findings`: answers the server it talked to and at least one finding,
+    ///   or `Unsupported` for a store that has nothing to say; never a secret in any text.
+    async fn diagnose(&self) -> Result<Diagnosis, Error> {
+        Err(Error::unsupported(
+            self.backend(),
+            Operation::Diagnose,
+            "this store offers no diagnosis",
+        ))
     }
 
     /// Waits until `name` is granted or `policy.until` passes (`Ok(None)`).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::backend::{ReleaseWatch, WaitPolicy};
-use crate::{Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, TtlLimits};
+use crate::{Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, TtlLimits};
 
 /// A store that wraps another: every method forwards to [`ForwardingStore::inner`] unless the
 /// wrapper overrides it, and every `ForwardingStore` is a [`LeaseStore`].
@@ -103,6 +103,11 @@ pub trait ForwardingStore: Send + Sync + fmt::Debug {
         self.inner().watch_released(name).await
     }
 
+    /// See [`LeaseStore::diagnose`].
+    async fn diagnose(&self) -> Result<Diagnosis, Error> {
+        self.inner().diagnose().await
+    }
+
     /// See [`LeaseStore::acquire_waiting`].
     async fn acquire_waiting(
         &self,
@@ -143,6 +148,9 @@ impl<W: ForwardingStore + ?Sized> LeaseStore for W {
     }
     async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
         ForwardingStore::watch_released(self, name).await
+    }
+    async fn diagnose(&self) -> Result<Diagnosis, Error> {
+        ForwardingStore::diagnose(self).await
     }
     async fn acquire_waiting(
         &self,

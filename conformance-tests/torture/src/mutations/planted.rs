@@ -54,9 +54,7 @@ impl TokenReset {
     fn fake(&self, real: Lease) -> Result<Lease, Error> {
         let token = self.next_token()?;
         // Keep the real deadline: only the token is wrong.
-        let lasts = real
-            .ttl()
-            .saturating_sub(safety_margin(real.ttl()));
+        let lasts = real.ttl().saturating_sub(safety_margin(real.ttl()));
         let sent_at = real
             .deadline()
             .checked_sub(lasts)
@@ -101,7 +99,12 @@ impl ForwardingStore for TokenReset {
     }
     async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
         // Each fake lease maps to its own real one: renew them one by one, as the default does.
-        futures::future::join_all(leases.iter().map(|lease| ForwardingStore::renew(self, lease, ttl))).await
+        futures::future::join_all(
+            leases
+                .iter()
+                .map(|lease| ForwardingStore::renew(self, lease, ttl)),
+        )
+        .await
     }
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let real = self.real(lease);
