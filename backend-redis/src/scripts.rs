@@ -1,16 +1,16 @@
 //! The Lua scripts, one per operation, loaded once per process and run with EVALSHA.
 //!
-//! The store starts each call with `evalsha` and sends it with `Call::run`: when the server
-//! answers `NOSCRIPT` (after a restart, a failover or `SCRIPT FLUSH`), it loads the script and
-//! sends the command again, as [`redis::Script::invoke_async`] does. Building the `EVALSHA`
-//! ourselves writes keys and arguments straight into the command, without the invocation's
-//! copy of each.
+//! The store and the fence run every script through one `Call`. A call carries its script,
+//! and when the server answers `NOSCRIPT` (after a restart, a failover or `SCRIPT FLUSH`) it
+//! loads that script and sends the command once more, as
+//! [`redis::Script::invoke_async`] does. Building the `EVALSHA` ourselves writes keys and
+//! arguments straight into the command, without the invocation's copy of each.
 //! Scripts take every name and value as `KEYS`/`ARGV`; no script text is ever built from input.
 
 use std::sync::LazyLock;
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, ErrorKind, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value};
+use redis::{Cmd, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind, ToRedisArgs, Value};
 
 /// The scripts of the lease store and the fenced write.
 #[derive(Debug)]
@@ -46,22 +46,27 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     redlock_write: Script::new(include_str!("lua/redlock_write.lua")),
 });
 
-/// One `EVALSHA` of a script, built argument by argument straight into the command.
+/// One `EVALSHA` of a script, built argument by argument straight into the command, and the
+/// script it runs (the only one a `NOSCRIPT` reload may load).
 pub(crate) struct Call {
     script: &'static Script,
     cmd: Cmd,
 }
 
-/// `EVALSHA <hash of script> <keys>`: add the `keys` keys, then the arguments.
-pub(crate) fn evalsha(script: &'static Script, keys: usize) -> Call {
-    let mut cmd = Cmd::with_capacity(8, 192);
-    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
-    Call { script, cmd }
-}
-
 impl Call {
-    /// Appends a key or argument.
-    pub(crate) fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+    /// `EVALSHA <hash of script> <number of keys> <keys>`; add the arguments with
+    /// [`Self::arg`].
+    pub(crate) fn new(script: &'static Script, keys: &[&str]) -> Self {
+        let mut cmd = Cmd::with_capacity(8, 192);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
+        for key in keys {
+            cmd.arg(*key);
+        }
+        Self { script, cmd }
+    }
+
+    /// Appends an argument (`ARGV`).
+    pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> Self {
         self.cmd.arg(arg);
         self
     }
@@ -70,11 +75,15 @@ impl Call {
     /// it.
     pub(crate) async fn run<C: ConnectionLike>(&self, conn: &mut C) -> RedisResult<Value> {
         match self.cmd.query_async(conn).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            Err(e) if is_no_script(&e) => {
                 self.script.load_async(conn).await?;
                 self.cmd.query_async(conn).await
             }
             result => result,
         }
     }
+}
+
+fn is_no_script(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
