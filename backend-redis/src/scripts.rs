@@ -5,7 +5,8 @@
 //! the script it runs. When the server answers `NOSCRIPT` (after a restart, a failover or
 //! `SCRIPT FLUSH`), the call loads that script and is sent once more, as
 //! [`redis::Script::invoke_async`] does. A `Batch` pipelines calls with the same handling.
-//! The single-server store and the fence send calls; batched renewals send a batch.
+//! The single-server store, the fence and Redlock (one call shared by every server, each
+//! within its own time limit) send calls; batched renewals send a batch.
 //! Scripts take every name and value as `KEYS`/`ARGV`; no script text is ever built from input.
 
 use std::sync::LazyLock;
