@@ -79,7 +79,7 @@ async fn attempt_once(
     // Round 1: read grants and counters.
     let read = Call::new(&SCRIPTS.redlock_read, &[&keys.lock, &keys.counter]);
     let reads = inner
-        .fan_out(
+        .ask_all(
             Operation::Acquire,
             read,
             limit,
@@ -129,7 +129,7 @@ async fn attempt_once(
     let rollback = Rollback::arm(Arc::clone(inner), name.clone(), grant);
     *wrote = true;
     let writes = inner
-        .fan_out(
+        .ask_all(
             Operation::Acquire,
             write,
             limit,

@@ -39,7 +39,7 @@ pub(super) async fn renew(
         .arg(ttl_ms);
     let first_sent = Instant::now();
     let replies = inner
-        .fan_out(
+        .ask_all(
             Operation::Renew,
             renew,
             limit,
@@ -106,7 +106,7 @@ pub(super) async fn release_everywhere(
         .arg(channel)
         .arg(name.as_str());
     let replies = inner
-        .fan_out(
+        .ask_all(
             Operation::Release,
             release,
             inner.server_timeout,

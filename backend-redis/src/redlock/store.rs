@@ -63,7 +63,7 @@ impl Inner {
 
     /// Runs `call` on every server at once, each within `limit`, and decodes each answer until
     /// `settled` (see [`gather`]).
-    pub(crate) async fn fan_out<T: Send + 'static>(
+    pub(crate) async fn ask_all<T: Send + 'static>(
         self: &Arc<Self>,
         op: Operation,
         call: Call,
@@ -156,7 +156,7 @@ impl LeaseStore for RedlockLeaseStore {
         let keys = inner.layout.lock(name);
         let inspect = Call::new(&SCRIPTS.inspect, &[&keys.lock]);
         let replies = inner
-            .fan_out(
+            .ask_all(
                 Operation::Inspect,
                 inspect,
                 inner.server_timeout,
@@ -188,7 +188,7 @@ impl LeaseStore for RedlockLeaseStore {
             .arg(inner.layout.release_channel(name))
             .arg(name.as_str());
         let replies = inner
-            .fan_out(
+            .ask_all(
                 Operation::ForceRelease,
                 force,
                 inner.server_timeout,
