@@ -5,7 +5,7 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 
 use crate::classify::classify;
 use crate::reply;
-use crate::scripts::SCRIPTS;
+use crate::scripts::{Call, SCRIPTS};
 
 /// Fenced writes into Redis hashes.
 ///
@@ -55,11 +55,12 @@ where
         value: impl AsRef<[u8]>,
     ) -> Result<(), Error> {
         check(key, token)?;
-        let mut invocation = SCRIPTS.fenced_set.prepare_invoke();
-        invocation.key(key).arg(token.get()).arg(value.as_ref());
+        let call = Call::new(&SCRIPTS.fenced_set, &[key])
+            .arg(token.get())
+            .arg(value.as_ref());
         let mut conn = self.conn.clone();
-        let reply = invocation
-            .invoke_async(&mut conn)
+        let reply = call
+            .run(&mut conn)
             .await
             .map_err(|e| classify(Operation::FencedWrite, e))?;
         match reply::fenced(reply)? {

@@ -22,7 +22,9 @@ impl Grant {
         }
     }
 
-    /// The stored form, exactly as the acquire script writes it.
+    /// The stored form, exactly as the acquire script writes it (requests send
+    /// [`Self::arg`]).
+    #[cfg(test)]
     pub(crate) fn encode(self) -> String {
         String::from_utf8_lossy(self.encoded().as_bytes()).into_owned()
     }

@@ -1,4 +1,4 @@
-//! Batched renewal: the renew script for every lease of a batch in one pipeline — one write and
+//! Batched renewal: the renew script for every lease of a batch in one [`Batch`] — one write and
 //! one read on the connection for N leases. Each lease is its own `EVALSHA` on its own key, so
 //! the batch also works where the keys hash to different cluster slots.
 
@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use fencelock_core::{Error, Lease, Operation};
 use redis::aio::ConnectionLike;
-use redis::{ErrorKind, RedisResult, ServerErrorKind, Value};
 use tokio::time::Instant;
 
 use crate::classify::classify;
 use crate::config::millis;
 use crate::grant::Grant;
 use crate::reply::{self, Compared};
-use crate::scripts::SCRIPTS;
+use crate::scripts::{Batch, Call, SCRIPTS};
 use crate::store::{Shared, loss};
 
 /// [`fencelock_core::LeaseStore::renew_many`] on Redis.
@@ -33,37 +32,21 @@ where
     if leases.is_empty() {
         return Vec::new();
     }
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
+    let mut batch = Batch::with_capacity(leases.len());
     for lease in leases {
-        pipe.cmd("EVALSHA")
-            .arg(SCRIPTS.renew.get_hash())
-            .arg(1)
-            .arg(shared.layout.lock_key(lease.name()))
-            .arg(Grant::of(lease).arg())
-            .arg(ttl_ms);
+        let key = shared.layout.lock_key(lease.name());
+        batch.push(
+            Call::new(&SCRIPTS.renew, &[&key])
+                .arg(Grant::of(lease).arg())
+                .arg(ttl_ms),
+        );
     }
     let mut conn = conn.clone();
-    let mut sent_at = Instant::now();
-    let mut answers = pipe.query_async::<Vec<RedisResult<Value>>>(&mut conn).await;
-    if answers.as_ref().is_ok_and(|a| a.iter().any(is_no_script)) {
-        // The server forgot the script (restart, failover, `SCRIPT FLUSH`): load it and send
-        // the batch again. Renewing twice is harmless; the first pass renewed nothing.
-        if let Err(e) = SCRIPTS.renew.load_async(&mut conn).await {
-            return every(classify(Operation::Renew, e), leases);
-        }
-        sent_at = Instant::now();
-        answers = pipe.query_async(&mut conn).await;
-    }
-    let answers = match answers {
-        Ok(answers) if answers.len() == leases.len() => answers,
-        Ok(answers) => {
-            let what = format!("{} answers to {} renewals", answers.len(), leases.len());
-            return every(
-                crate::classify::unexpected_reply(Operation::Renew, what),
-                leases,
-            );
-        }
+    // As for one renewal, the deadline counts from the first send, also for a lease whose
+    // script had to be loaded and sent again.
+    let sent_at = Instant::now();
+    let answers = match batch.run(&mut conn).await {
+        Ok(answers) => answers,
         Err(e) => return every(classify(Operation::Renew, e), leases),
     };
     leases
@@ -77,12 +60,6 @@ where
             }
         })
         .collect()
-}
-
-fn is_no_script(answer: &RedisResult<Value>) -> bool {
-    answer
-        .as_ref()
-        .is_err_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
 }
 
 /// The same failure for every lease of the batch.

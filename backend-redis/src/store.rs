@@ -19,7 +19,7 @@ use crate::fence::RedisFence;
 use crate::grant::{Grant, holder_hex};
 use crate::keys::KeyLayout;
 use crate::reply::{self, Acquired, Compared};
-use crate::scripts::{Call, SCRIPTS, evalsha};
+use crate::scripts::{Call, SCRIPTS};
 use crate::wakeups::Wakeups;
 
 /// A [`LeaseStore`] on Redis.
@@ -103,9 +103,7 @@ where
         let ttl_ms = millis(ttl);
         let keys = self.shared.layout.lock(name);
         let holder = HolderId::random();
-        let mut call = evalsha(&SCRIPTS.acquire, 2);
-        call.arg(&keys.lock)
-            .arg(&keys.counter)
+        let call = Call::new(&SCRIPTS.acquire, &[&keys.lock, &keys.counter])
             .arg(&holder_hex(holder)[..])
             .arg(ttl_ms);
         let sent_at = Instant::now();
@@ -129,8 +127,9 @@ where
         let ttl = self.shared.limits.check(ttl)?;
         let ttl_ms = millis(ttl);
         let key = self.shared.layout.lock_key(lease.name());
-        let mut call = evalsha(&SCRIPTS.renew, 1);
-        call.arg(&key).arg(Grant::of(lease).arg()).arg(ttl_ms);
+        let call = Call::new(&SCRIPTS.renew, &[&key])
+            .arg(Grant::of(lease).arg())
+            .arg(ttl_ms);
         let sent_at = Instant::now();
         match reply::compared(Operation::Renew, self.run(Operation::Renew, &call).await?)? {
             Compared::Done => Ok(lease.renewed(Duration::from_millis(ttl_ms), sent_at)),
@@ -145,8 +144,7 @@ where
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let key = self.shared.layout.lock_key(lease.name());
-        let mut call = evalsha(&SCRIPTS.release, 1);
-        call.arg(&key)
+        let call = Call::new(&SCRIPTS.release, &[&key])
             .arg(Grant::of(lease).arg())
             .arg(self.shared.layout.release_channel(lease.name()))
             .arg(lease.name().as_str());
@@ -161,8 +159,7 @@ where
 
     async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
         let key = self.shared.layout.lock_key(name);
-        let mut call = evalsha(&SCRIPTS.inspect, 1);
-        call.arg(&key);
+        let call = Call::new(&SCRIPTS.inspect, &[&key]);
         let held = reply::inspected(self.run(Operation::Inspect, &call).await?)?;
         Ok(held.map(|(grant, pttl)| LeaseInfo {
             token: grant.token,
@@ -173,8 +170,7 @@ where
 
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
         let key = self.shared.layout.lock_key(name);
-        let mut call = evalsha(&SCRIPTS.force_release, 1);
-        call.arg(&key)
+        let call = Call::new(&SCRIPTS.force_release, &[&key])
             .arg(self.shared.layout.release_channel(name))
             .arg(name.as_str());
         let broken = reply::broken(self.run(Operation::ForceRelease, &call).await?)?;

@@ -16,14 +16,13 @@ use fencelock_core::{Error, FencingToken, HolderId, Lease, LockName, Operation};
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::instance::ScriptCall;
 use super::quorum::{self, REDLOCK, Replies, no_majority, quorum};
 use super::reply::{self, Read, Written};
 use super::rollback::Rollback;
 use super::store::Inner;
-use crate::grant::Grant;
+use crate::grant::{Grant, holder_hex};
 use crate::keys::LockKeys;
-use crate::scripts::SCRIPTS;
+use crate::scripts::{Call, SCRIPTS};
 
 /// How many attempts one `try_acquire` makes when it loses races (not when the name is held).
 const ATTEMPTS: u32 = 6;
@@ -78,13 +77,15 @@ async fn attempt_once(
     let first_sent = Instant::now();
 
     // Round 1: read grants and counters.
-    let read = ScriptCall::new(Operation::Acquire, &SCRIPTS.redlock_read)
-        .key(&keys.lock)
-        .key(&keys.counter);
+    let read = Call::new(&SCRIPTS.redlock_read, &[&keys.lock, &keys.counter]);
     let reads = inner
-        .fan_out(read, limit, reply::read, |r: &Replies<Read>| {
-            top_holder(r).1 >= q || r.count(|x| x.held.is_none()) >= q
-        })
+        .ask_all(
+            Operation::Acquire,
+            read,
+            limit,
+            reply::read,
+            |r: &Replies<Read>| top_holder(r).1 >= q || r.count(|x| x.held.is_none()) >= q,
+        )
         .await;
     if top_holder(&reads).1 >= q {
         return Ok(Attempt::Held);
@@ -120,20 +121,24 @@ async fn attempt_once(
         token: FencingToken::new(proposed),
     };
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let write = ScriptCall::new(Operation::Acquire, &SCRIPTS.redlock_write)
-        .key(&keys.lock)
-        .key(&keys.counter)
-        .arg(holder)
+    let write = Call::new(&SCRIPTS.redlock_write, &[&keys.lock, &keys.counter])
+        .arg(&holder_hex(holder)[..])
         .arg(proposed)
         .arg(ttl_ms);
     // From here on, a caller that drops this future leaves nothing held.
     let rollback = Rollback::arm(Arc::clone(inner), name.clone(), grant);
     *wrote = true;
     let writes = inner
-        .fan_out(write, limit, reply::written, |r: &Replies<Written>| {
-            let set = r.count(|w| *w == Written::Set);
-            set >= q || set + r.pending.len() < q
-        })
+        .ask_all(
+            Operation::Acquire,
+            write,
+            limit,
+            reply::written,
+            |r: &Replies<Written>| {
+                let set = r.count(|w| *w == Written::Set);
+                set >= q || set + r.pending.len() < q
+            },
+        )
         .await;
     let set = writes.count(|w| *w == Written::Set);
     let elapsed = first_sent.elapsed();

@@ -5,42 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fencelock_core::{Error, Operation};
+use redis::Value;
 use redis::aio::ConnectionManager;
-use redis::{Script, Value};
 
 use crate::classify::{STORE, classify};
+use crate::scripts::Call;
 use crate::wakeups::Wakeups;
-
-/// One script call with its keys and arguments, owned, so that it can be sent to every server
-/// from tasks of its own.
-#[derive(Clone, Debug)]
-pub(crate) struct ScriptCall {
-    op: Operation,
-    script: &'static Script,
-    keys: Vec<String>,
-    args: Vec<String>,
-}
-
-impl ScriptCall {
-    pub(crate) fn new(op: Operation, script: &'static Script) -> Self {
-        Self {
-            op,
-            script,
-            keys: Vec::new(),
-            args: Vec::new(),
-        }
-    }
-
-    pub(crate) fn key(mut self, key: &str) -> Self {
-        self.keys.push(key.to_owned());
-        self
-    }
-
-    pub(crate) fn arg(mut self, arg: impl ToString) -> Self {
-        self.args.push(arg.to_string());
-        self
-    }
-}
 
 /// One server of a Redlock store.
 pub(crate) struct Instance {
@@ -64,19 +34,16 @@ impl Instance {
         }
     }
 
-    /// Runs one script here, failing after `limit` as `OutcomeUnknown` (the request may have
-    /// reached the server). Errors name the server.
-    pub(crate) async fn run(&self, call: &ScriptCall, limit: Duration) -> Result<Value, Error> {
-        let op = call.op;
-        let mut invocation = call.script.prepare_invoke();
-        for key in &call.keys {
-            invocation.key(key);
-        }
-        for arg in &call.args {
-            invocation.arg(arg);
-        }
+    /// Runs `call` here (with its `NOSCRIPT` reload), failing after `limit` as
+    /// `OutcomeUnknown` (the request may have reached the server). Errors name the server.
+    pub(crate) async fn run(
+        &self,
+        op: Operation,
+        call: &Call,
+        limit: Duration,
+    ) -> Result<Value, Error> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(limit, invocation.invoke_async(&mut conn)).await {
+        match tokio::time::timeout(limit, call.run(&mut conn)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(at(&self.target, op, classify(op, e))),
             Err(_) => Err(Error::outcome_unknown(

@@ -6,12 +6,11 @@ use std::time::Duration;
 use fencelock_core::{Error, Lease, LockName, LossReason, Operation};
 use tokio::time::Instant;
 
-use super::instance::ScriptCall;
 use super::quorum::{self, Replies, no_majority, quorum};
 use super::store::Inner;
 use crate::grant::Grant;
 use crate::reply::{self, Compared};
-use crate::scripts::SCRIPTS;
+use crate::scripts::{Call, SCRIPTS};
 
 /// Extends `lease` on every server where this exact grant still holds.
 ///
@@ -35,13 +34,13 @@ pub(super) async fn renew(
     let limit = inner.server_timeout.min(left);
     let keys = inner.layout.lock(lease.name());
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let renew = ScriptCall::new(Operation::Renew, &SCRIPTS.renew)
-        .key(&keys.lock)
-        .arg(Grant::of(lease).encode())
+    let renew = Call::new(&SCRIPTS.renew, &[&keys.lock])
+        .arg(Grant::of(lease).arg())
         .arg(ttl_ms);
     let first_sent = Instant::now();
     let replies = inner
-        .fan_out(
+        .ask_all(
+            Operation::Renew,
             renew,
             limit,
             |v| reply::compared(Operation::Renew, v),
@@ -102,13 +101,13 @@ pub(super) async fn release_everywhere(
 ) -> Replies<Compared> {
     let keys = inner.layout.lock(name);
     let channel = inner.layout.release_channel(name);
-    let release = ScriptCall::new(Operation::Release, &SCRIPTS.release)
-        .key(&keys.lock)
-        .arg(grant.encode())
+    let release = Call::new(&SCRIPTS.release, &[&keys.lock])
+        .arg(grant.arg())
         .arg(channel)
         .arg(name.as_str());
     let replies = inner
-        .fan_out(
+        .ask_all(
+            Operation::Release,
             release,
             inner.server_timeout,
             |v| reply::compared(Operation::Release, v),

@@ -9,7 +9,7 @@ use fencelock_core::{
     Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, ReleaseWatch, TtlLimits,
 };
 
-use super::instance::{Instance, ScriptCall};
+use super::instance::Instance;
 use super::quorum::{self, REDLOCK, Replies, gather, no_majority, quorum};
 use super::{acquire, release, watch};
 use redis::Value;
@@ -18,7 +18,7 @@ use crate::config::millis;
 use crate::grant::Grant;
 use crate::keys::KeyLayout;
 use crate::reply;
-use crate::scripts::SCRIPTS;
+use crate::scripts::{Call, SCRIPTS};
 use crate::waiters::Waiters;
 
 /// A [`LeaseStore`] on N independent Redis servers (N odd, at least 3): a grant holds when a
@@ -61,19 +61,22 @@ impl Inner {
         Ok(ttl)
     }
 
-    /// Sends `call` to every server at once (see [`gather`]) and decodes each answer.
-    pub(crate) async fn fan_out<T: Send + 'static>(
+    /// Runs `call` on every server at once, each within `limit`, and decodes each answer until
+    /// `settled` (see [`gather`]).
+    pub(crate) async fn ask_all<T: Send + 'static>(
         self: &Arc<Self>,
-        call: ScriptCall,
+        op: Operation,
+        call: Call,
         limit: Duration,
         decode: fn(Value) -> Result<T, Error>,
         settled: impl FnMut(&Replies<T>) -> bool,
     ) -> Replies<T> {
+        let call = Arc::new(call);
         gather(
             self.instances.len(),
             |i| {
-                let (inner, call) = (Arc::clone(self), call.clone());
-                async move { decode(inner.instances[i].run(&call, limit).await?) }
+                let (inner, call) = (Arc::clone(self), Arc::clone(&call));
+                async move { decode(inner.instances[i].run(op, &call, limit).await?) }
             },
             settled,
         )
@@ -151,11 +154,15 @@ impl LeaseStore for RedlockLeaseStore {
         let n = inner.instances.len();
         let q = quorum(n);
         let keys = inner.layout.lock(name);
-        let inspect = ScriptCall::new(Operation::Inspect, &SCRIPTS.inspect).key(&keys.lock);
+        let inspect = Call::new(&SCRIPTS.inspect, &[&keys.lock]);
         let replies = inner
-            .fan_out(inspect, inner.server_timeout, reply::inspected, |r| {
-                majority_grant(r).is_some() || r.count(Option::is_none) >= q
-            })
+            .ask_all(
+                Operation::Inspect,
+                inspect,
+                inner.server_timeout,
+                reply::inspected,
+                |r| majority_grant(r).is_some() || r.count(Option::is_none) >= q,
+            )
             .await;
         if let Some((grant, remaining)) = majority_grant(&replies) {
             return Ok(Some(LeaseInfo {
@@ -177,12 +184,17 @@ impl LeaseStore for RedlockLeaseStore {
         let inner = &self.inner;
         let n = inner.instances.len();
         let keys = inner.layout.lock(name);
-        let force = ScriptCall::new(Operation::ForceRelease, &SCRIPTS.force_release)
-            .key(&keys.lock)
+        let force = Call::new(&SCRIPTS.force_release, &[&keys.lock])
             .arg(inner.layout.release_channel(name))
             .arg(name.as_str());
         let replies = inner
-            .fan_out(force, inner.server_timeout, reply::broken, |_| false)
+            .ask_all(
+                Operation::ForceRelease,
+                force,
+                inner.server_timeout,
+                reply::broken,
+                |_| false,
+            )
             .await;
         if replies.ok.len() < quorum(n) {
             return Err(no_majority(Operation::ForceRelease, n, replies.failed));
