@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, classify_for};
-use crate::grant::{ids_of, renewed_in};
 use crate::keys::{Queue, QueueKeys};
+use crate::renew_release::{ids_of, renewed_in};
 use crate::store::queue_range;
 
 /// Range reads per txn: etcd refuses txns of more than 128 operations by default.

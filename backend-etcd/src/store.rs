@@ -194,7 +194,7 @@ impl LeaseStore for EtcdLeaseStore {
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
-        crate::grant::renew(self, lease, ttl).await
+        crate::renew_release::renew(self, lease, ttl).await
     }
 
     async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
@@ -202,7 +202,7 @@ impl LeaseStore for EtcdLeaseStore {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
-        crate::grant::release(self, lease).await
+        crate::renew_release::release(self, lease).await
     }
 
     async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
