@@ -9,7 +9,7 @@ mod keepalive;
 mod keys;
 mod leases;
 mod queue;
-mod renew;
+mod renew_batch;
 mod renew_release;
 mod rpc;
 mod spare;

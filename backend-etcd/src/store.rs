@@ -198,7 +198,7 @@ impl LeaseStore for EtcdLeaseStore {
     }
 
     async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
-        crate::renew::renew_many(self, leases, ttl).await
+        crate::renew_batch::renew_many(self, leases, ttl).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
