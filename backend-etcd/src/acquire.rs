@@ -11,8 +11,8 @@ use fencelock_core::{Error, Lease, LockName, Operation};
 
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, is_lease_gone};
+use crate::etcd_lease::{self, Granted};
 use crate::keys::{Queue, QueueKeys, holder_of, token_of};
-use crate::leases::{self, Granted};
 use crate::store::queue_range;
 use crate::ticket::QueueTicket;
 
@@ -35,7 +35,7 @@ pub(crate) async fn lease_for(
     if spares && let Some(spare) = store.spares.take(ttl) {
         return Ok((spare, true));
     }
-    let granted = leases::grant(store, ttl, Operation::Acquire).await?;
+    let granted = etcd_lease::grant(store, ttl, Operation::Acquire).await?;
     store.spares.note_grant(ttl, &granted);
     Ok((granted, false))
 }

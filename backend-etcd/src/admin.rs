@@ -8,8 +8,8 @@ use fencelock_core::{Error, FencingToken, LeaseInfo, LockName, Operation};
 
 use crate::EtcdLeaseStore;
 use crate::classify::classify;
+use crate::etcd_lease;
 use crate::keys::{holder_of, token_of};
-use crate::leases;
 
 /// How often force-release re-reads the queue when its owner changed under it.
 const FORCE_ATTEMPTS: usize = 5;
@@ -81,7 +81,7 @@ pub(crate) async fn force_release(
             continue; // released or broken meanwhile: look again
         }
         if owner.lease != 0 {
-            leases::revoke(&store.rpc, owner.lease)
+            etcd_lease::revoke(&store.rpc, owner.lease)
                 .await
                 .map_err(|e| classify(Operation::ForceRelease, e))?;
         }

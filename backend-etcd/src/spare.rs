@@ -25,7 +25,7 @@ use std::time::Duration;
 use fencelock_core::{Lease, safety_margin};
 use tokio::time::Instant;
 
-use crate::leases::{Granted, spawn_revoke, ttl_seconds};
+use crate::etcd_lease::{Granted, spawn_revoke, ttl_seconds};
 use crate::rpc::Rpc;
 
 /// At most this many spares are kept per TTL; more are revoked.

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EtcdLeaseStore;
 use crate::classify::is_lease_gone;
+use crate::etcd_lease::{self, Granted};
 use crate::keepalive::KeepAlives;
-use crate::leases::{self, Granted};
 use crate::rpc::Rpc;
 
 /// See the module docs.
@@ -82,7 +82,7 @@ impl QueueTicket {
     /// retries in the background.
     pub(crate) async fn leave(mut self) {
         self.stop_keepalive();
-        match leases::revoke(&self.rpc, self.lease.id).await {
+        match etcd_lease::revoke(&self.rpc, self.lease.id).await {
             Ok(()) => self.armed = false,
             Err(e) => {
                 tracing::debug!(lease = self.lease.id, error = %e, "revoke failed; retrying in the background")
@@ -101,7 +101,7 @@ impl Drop for QueueTicket {
     fn drop(&mut self) {
         self.stop_keepalive();
         if self.armed {
-            leases::spawn_revoke(self.rpc.clone(), self.lease.id);
+            etcd_lease::spawn_revoke(self.rpc.clone(), self.lease.id);
         }
     }
 }

@@ -1,5 +1,6 @@
-//! etcd leases: whole-second TTLs, grants, revocation (also in the background). Keepalives
-//! go through the store's shared stream ([`crate::keepalive`]).
+//! etcd's own leases (not fencelock's [`fencelock_core::Lease`], which a grant of a lock is):
+//! whole-second TTLs, granting one, revoking one (also in the background). Keepalives go
+//! through the store's shared stream ([`crate::keepalive`]).
 
 use std::time::Duration;
 
