@@ -11,7 +11,7 @@ use fencelock_core::{Error, Lease, LockName, Operation};
 
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, is_lease_gone};
-use crate::etcd_lease::{self, Granted};
+use crate::etcd_lease::{self, EtcdLease};
 use crate::keys::{Queue, QueueKeys, holder_of, token_of};
 use crate::store::queue_range;
 use crate::ticket::QueueTicket;
@@ -31,7 +31,7 @@ pub(crate) async fn lease_for(
     store: &EtcdLeaseStore,
     ttl: Duration,
     spares: bool,
-) -> Result<(Granted, bool), Error> {
+) -> Result<(EtcdLease, bool), Error> {
     if spares && let Some(spare) = store.spares.take(ttl) {
         return Ok((spare, true));
     }

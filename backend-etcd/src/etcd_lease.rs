@@ -11,9 +11,9 @@ use crate::EtcdLeaseStore;
 use crate::classify::{classify, is_lease_gone};
 use crate::rpc::Rpc;
 
-/// A lease etcd granted.
+/// An etcd lease granted to us: its id, granted TTL, and the instant its grant was sent.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Granted {
+pub(crate) struct EtcdLease {
     pub(crate) id: i64,
     /// The TTL etcd granted: whole seconds, at least its minimum.
     pub(crate) ttl: Duration,
@@ -34,7 +34,7 @@ pub(crate) async fn grant(
     store: &EtcdLeaseStore,
     ttl: Duration,
     op: Operation,
-) -> Result<Granted, Error> {
+) -> Result<EtcdLease, Error> {
     let sent_at = Instant::now();
     let resp = store
         .rpc
@@ -51,7 +51,7 @@ pub(crate) async fn grant(
                 format!("etcd granted lease {:x} with TTL {}", resp.id(), resp.ttl()),
             )
         })?;
-    Ok(Granted {
+    Ok(EtcdLease {
         id: resp.id(),
         ttl: Duration::from_secs(granted),
         sent_at,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EtcdLeaseStore;
 use crate::classify::is_lease_gone;
-use crate::etcd_lease::{self, Granted};
+use crate::etcd_lease::{self, EtcdLease};
 use crate::keepalive::KeepAlives;
 use crate::rpc::Rpc;
 
@@ -19,7 +19,7 @@ use crate::rpc::Rpc;
 pub(crate) struct QueueTicket {
     rpc: Rpc,
     keepalives: KeepAlives,
-    lease: Granted,
+    lease: EtcdLease,
     /// The send instant of the latest keepalive etcd confirmed (or of the grant; for a reused
     /// spare, its last confirmed keepalive).
     confirmed: Arc<Mutex<Instant>>,
@@ -28,7 +28,7 @@ pub(crate) struct QueueTicket {
 }
 
 impl QueueTicket {
-    pub(crate) fn new(store: &EtcdLeaseStore, lease: Granted) -> Self {
+    pub(crate) fn new(store: &EtcdLeaseStore, lease: EtcdLease) -> Self {
         Self {
             rpc: store.rpc.clone(),
             keepalives: store.keepalives.clone(),
@@ -108,7 +108,7 @@ impl Drop for QueueTicket {
 
 async fn keep_alive_loop(
     keepalives: KeepAlives,
-    lease: Granted,
+    lease: EtcdLease,
     confirmed: Arc<Mutex<Instant>>,
     lost: CancellationToken,
 ) {
