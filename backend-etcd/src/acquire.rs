@@ -12,8 +12,8 @@ use fencelock_core::{Error, Lease, LockName, Operation};
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, is_lease_gone};
 use crate::etcd_lease::{self, EtcdLease};
-use crate::keys::{Queue, QueueKeys, holder_of, token_of};
-use crate::store::queue_range;
+use crate::keys::{QueueKeys, holder_of, token_of};
+use crate::queue_snapshot::{QueueSnapshot, queue_range};
 use crate::ticket::QueueTicket;
 
 /// This holder's key in the queue, and the queue as the txn saw it.
@@ -22,7 +22,7 @@ pub(crate) struct Enqueued {
     pub(crate) revision: i64,
     /// The revision the queue was read at; watch from the next one.
     pub(crate) read_at: i64,
-    pub(crate) queue: Queue,
+    pub(crate) queue: QueueSnapshot,
 }
 
 /// A lease for a request of `ttl`: a fresh spare if `spares` allows and one exists (then
@@ -95,7 +95,7 @@ pub(crate) async fn enqueue(
     Ok(Some(Enqueued {
         revision,
         read_at,
-        queue: Queue::from_kvs(keys, range(1)?.kvs()),
+        queue: QueueSnapshot::from_kvs(keys, range(1)?.kvs()),
     }))
 }
 
@@ -134,7 +134,9 @@ async fn claim(store: &EtcdLeaseStore, keys: &QueueKeys, lease_id: i64) -> Resul
         return Ok(Claim::Owned(resp.header().map_or(0, |h| h.revision())));
     }
     match resp.op_responses().first() {
-        Some(TxnOpResponse::Get(get)) if Queue::from_kvs(keys, get.kvs()).owner().is_some() => {
+        Some(TxnOpResponse::Get(get))
+            if QueueSnapshot::from_kvs(keys, get.kvs()).owner().is_some() =>
+        {
             Ok(Claim::Held)
         }
         Some(TxnOpResponse::Get(_)) => Ok(Claim::Nested),

@@ -2,7 +2,6 @@
 //! every holder or waiter of `NAME` owns the key `<prefix>NAME/<lease id in hex>`, attached to
 //! its lease; the owner is the key with the lowest create revision.
 
-use etcd_client::KeyValue;
 use fencelock_core::{Error, FencingToken, HolderId, LockName, Operation};
 
 use crate::classify::STORE;
@@ -37,7 +36,7 @@ impl QueueKeys {
     /// Whether `key` is a member of this queue: the prefix followed by a lease id in hex and
     /// nothing else. Keys of nested names (`name/sub/…` for the lock `name/sub`) share the
     /// range but are not members, so `a` and `a/b` stay two locks.
-    fn is_member(&self, key: &[u8]) -> bool {
+    pub(crate) fn is_member(&self, key: &[u8]) -> bool {
         let Some(rest) = key.strip_prefix(self.prefix.as_slice()) else {
             return false;
         };
@@ -89,55 +88,6 @@ pub(crate) fn token_of(create_revision: i64, op: Operation) -> Result<FencingTok
 /// The create revision a token stands for, if it can be one.
 pub(crate) fn revision_of(token: FencingToken) -> Option<i64> {
     i64::try_from(token.get()).ok().filter(|rev| *rev > 0)
-}
-
-/// One member of a queue.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Member {
-    pub(crate) key: Vec<u8>,
-    pub(crate) create_revision: i64,
-    pub(crate) lease: i64,
-}
-
-/// A lock's queue as read at one revision: members in create-revision order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Queue {
-    members: Vec<Member>,
-}
-
-impl Queue {
-    /// The members among `kvs` (any order), sorted by create revision.
-    pub(crate) fn from_kvs(keys: &QueueKeys, kvs: &[KeyValue]) -> Self {
-        let mut members: Vec<Member> = kvs
-            .iter()
-            .filter(|kv| keys.is_member(kv.key()))
-            .map(|kv| Member {
-                key: kv.key().to_vec(),
-                create_revision: kv.create_revision(),
-                lease: kv.lease(),
-            })
-            .collect();
-        members.sort_by_key(|m| m.create_revision);
-        Self { members }
-    }
-
-    /// The owner: the member with the lowest create revision.
-    pub(crate) fn owner(&self) -> Option<&Member> {
-        self.members.first()
-    }
-
-    /// Whether the member created at `revision` is still queued.
-    pub(crate) fn contains(&self, revision: i64) -> bool {
-        self.members.iter().any(|m| m.create_revision == revision)
-    }
-
-    /// The member right before the one created at `revision`: the one to wait for.
-    pub(crate) fn predecessor(&self, revision: i64) -> Option<&Member> {
-        self.members
-            .iter()
-            .rev()
-            .find(|m| m.create_revision < revision)
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod fence;
 mod keepalive;
 mod keys;
 mod queue;
+mod queue_snapshot;
 mod renew_batch;
 mod renew_release;
 mod rpc;

@@ -11,9 +11,9 @@ use tokio::time::Instant;
 
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, classify_for};
-use crate::keys::{Queue, QueueKeys};
+use crate::keys::QueueKeys;
+use crate::queue_snapshot::{QueueSnapshot, queue_range};
 use crate::renew_release::{ids_of, renewed_in};
-use crate::store::queue_range;
 
 /// Range reads per txn: etcd refuses txns of more than 128 operations by default.
 const READS_PER_TXN: usize = 100;
@@ -53,7 +53,8 @@ pub(crate) async fn renew_many(
             });
         }
     }
-    let mut read: Vec<Result<Queue, (ErrorKind, String)>> = Vec::with_capacity(queues.len());
+    let mut read: Vec<Result<QueueSnapshot, (ErrorKind, String)>> =
+        Vec::with_capacity(queues.len());
     for chunk in queues.chunks(READS_PER_TXN) {
         match read_queues(store, chunk).await {
             Ok(got) => read.extend(got.into_iter().map(Ok)),
@@ -107,7 +108,7 @@ fn of_kind(kind: ErrorKind, text: &str) -> Error {
 async fn read_queues(
     store: &EtcdLeaseStore,
     chunk: &[QueueKeys],
-) -> Result<Vec<Queue>, (ErrorKind, String)> {
+) -> Result<Vec<QueueSnapshot>, (ErrorKind, String)> {
     let txn = Txn::new().and_then(
         chunk
             .iter()
@@ -133,8 +134,8 @@ async fn read_queues(
         .iter()
         .zip(ops)
         .map(|(keys, op)| match op {
-            TxnOpResponse::Get(get) => Queue::from_kvs(keys, get.kvs()),
-            _ => Queue::default(),
+            TxnOpResponse::Get(get) => QueueSnapshot::from_kvs(keys, get.kvs()),
+            _ => QueueSnapshot::default(),
         })
         .collect())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, GetOptions, SortOrder, SortTarget};
+use etcd_client::Client;
 use fencelock_core::{
     Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits, WaitPolicy,
 };
@@ -14,7 +14,8 @@ use fencelock_core::{
 use crate::EtcdConfig;
 use crate::classify::{STORE, classify};
 use crate::keepalive::KeepAlives;
-use crate::keys::{Queue, QueueKeys};
+use crate::keys::QueueKeys;
+use crate::queue_snapshot::{QueueSnapshot, queue_range};
 use crate::rpc::Rpc;
 use crate::spare::Spares;
 
@@ -157,7 +158,7 @@ impl EtcdLeaseStore {
         &self,
         keys: &QueueKeys,
         op: Operation,
-    ) -> Result<(Queue, i64), Error> {
+    ) -> Result<(QueueSnapshot, i64), Error> {
         let resp = self
             .rpc
             .call(|mut c| {
@@ -167,16 +168,8 @@ impl EtcdLeaseStore {
             .await
             .map_err(|e| classify(op, e))?;
         let revision = resp.header().map_or(0, |h| h.revision());
-        Ok((Queue::from_kvs(keys, resp.kvs()), revision))
+        Ok((QueueSnapshot::from_kvs(keys, resp.kvs()), revision))
     }
-}
-
-/// A read of a whole queue: keys only, oldest first.
-pub(crate) fn queue_range() -> GetOptions {
-    GetOptions::new()
-        .with_prefix()
-        .with_keys_only()
-        .with_sort(SortTarget::Create, SortOrder::Ascend)
 }
 
 #[async_trait]
