@@ -12,7 +12,7 @@ use fencelock_core::{Error, Lease, LockName, Operation};
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, is_lease_gone};
 use crate::etcd_lease::{self, EtcdLease};
-use crate::keys::{QueueKeys, holder_of, token_of};
+use crate::keys::{LockKeys, holder_of, token_of};
 use crate::queue_snapshot::{QueueSnapshot, queue_range};
 use crate::ticket::QueueTicket;
 
@@ -54,7 +54,7 @@ pub(crate) fn vanished(lease_id: i64) -> Error {
 /// (a spare revoked behind our back): nothing was written.
 pub(crate) async fn enqueue(
     store: &EtcdLeaseStore,
-    keys: &QueueKeys,
+    keys: &LockKeys,
     lease_id: i64,
 ) -> Result<Option<Enqueued>, Error> {
     let key = keys.holder_key(lease_id);
@@ -114,7 +114,7 @@ enum Claim {
 /// Puts our key iff nothing at all is under the queue's prefix, else reads the queue — one
 /// txn, and the only write of an uncontended acquire. A held lock costs no write and no
 /// revoke: the caller keeps its lease.
-async fn claim(store: &EtcdLeaseStore, keys: &QueueKeys, lease_id: i64) -> Result<Claim, Error> {
+async fn claim(store: &EtcdLeaseStore, keys: &LockKeys, lease_id: i64) -> Result<Claim, Error> {
     let txn = Txn::new()
         // A range compare: true iff no key in the range exists (etcd 3.3+).
         .when([Compare::create_revision(keys.prefix(), CompareOp::Equal, 0).with_prefix()])
@@ -155,7 +155,7 @@ pub(crate) async fn try_acquire(
     ttl: Duration,
 ) -> Result<Option<Lease>, Error> {
     let ttl = store.ttl_limits_checked(ttl)?;
-    let keys = store.queue_keys(name);
+    let keys = store.lock_keys(name);
     let mut spares = true;
     loop {
         let (granted, spare) = lease_for(store, ttl, spares).await?;

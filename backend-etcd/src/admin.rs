@@ -20,7 +20,7 @@ pub(crate) async fn inspect(
     store: &EtcdLeaseStore,
     name: &LockName,
 ) -> Result<Option<LeaseInfo>, Error> {
-    let keys = store.queue_keys(name);
+    let keys = store.lock_keys(name);
     let (queue, _) = store.read_queue(&keys, Operation::Inspect).await?;
     let Some(owner) = queue.owner() else {
         return Ok(None);
@@ -58,7 +58,7 @@ pub(crate) async fn force_release(
     store: &EtcdLeaseStore,
     name: &LockName,
 ) -> Result<Option<FencingToken>, Error> {
-    let keys = store.queue_keys(name);
+    let keys = store.lock_keys(name);
     for _ in 0..FORCE_ATTEMPTS {
         let (queue, _) = store.read_queue(&keys, Operation::ForceRelease).await?;
         let Some(owner) = queue.owner() else {

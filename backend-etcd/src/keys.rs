@@ -6,13 +6,14 @@ use fencelock_core::{Error, FencingToken, HolderId, LockName, Operation};
 
 use crate::classify::STORE;
 
-/// The keys of one lock's queue: everything directly below `<prefix><name>/`.
+/// The keys of one lock: its holder's and its waiters', everything directly below
+/// `<prefix><name>/`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct QueueKeys {
+pub(crate) struct LockKeys {
     prefix: Vec<u8>,
 }
 
-impl QueueKeys {
+impl LockKeys {
     pub(crate) fn new(key_prefix: &str, name: &LockName) -> Self {
         let mut prefix = Vec::with_capacity(key_prefix.len() + name.as_str().len() + 1);
         prefix.extend_from_slice(key_prefix.as_bytes());
@@ -33,9 +34,9 @@ impl QueueKeys {
         key
     }
 
-    /// Whether `key` is a member of this queue: the prefix followed by a lease id in hex and
-    /// nothing else. Keys of nested names (`name/sub/…` for the lock `name/sub`) share the
-    /// range but are not members, so `a` and `a/b` stay two locks.
+    /// Whether `key` is a holder's or waiter's key of this lock: the prefix followed by a lease
+    /// id in hex and nothing else. Keys of nested names (`name/sub/…` for the lock `name/sub`)
+    /// share the range but are not members, so `a` and `a/b` stay two locks.
     pub(crate) fn is_member(&self, key: &[u8]) -> bool {
         let Some(rest) = key.strip_prefix(self.prefix.as_slice()) else {
             return false;
@@ -94,8 +95,8 @@ pub(crate) fn revision_of(token: FencingToken) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn keys(name: &str) -> QueueKeys {
-        QueueKeys::new("", &LockName::new(name).unwrap())
+    fn keys(name: &str) -> LockKeys {
+        LockKeys::new("", &LockName::new(name).unwrap())
     }
 
     #[test]
@@ -106,7 +107,7 @@ mod tests {
         assert_eq!(k.holder_key(0x7c2d_a1fd_a21a_b20c), b"foo/7c2da1fda21ab20c");
         assert_eq!(lease_id_hex(-26), "-1a");
         assert_eq!(
-            QueueKeys::new("locks/", &LockName::new("a b").unwrap()).holder_key(255),
+            LockKeys::new("locks/", &LockName::new("a b").unwrap()).holder_key(255),
             b"locks/a b/ff"
         );
     }

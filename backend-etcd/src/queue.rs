@@ -11,7 +11,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use crate::EtcdLeaseStore;
 use crate::acquire::{enqueue, lease_for, vanished};
 use crate::classify::classify;
-use crate::keys::{QueueKeys, holder_of, token_of};
+use crate::keys::{LockKeys, holder_of, token_of};
 use crate::ticket::QueueTicket;
 
 /// The first pause after a transient error while waiting; doubles up to the poll interval.
@@ -35,7 +35,7 @@ pub(crate) async fn acquire_waiting(
     policy: WaitPolicy,
 ) -> Result<Option<Lease>, Error> {
     let ttl = store.ttl_limits_checked(ttl)?;
-    let keys = store.queue_keys(name);
+    let keys = store.lock_keys(name);
     let mut spares = true;
     loop {
         match pass(store, name, &keys, ttl, policy, spares).await? {
@@ -51,7 +51,7 @@ pub(crate) async fn acquire_waiting(
 async fn pass(
     store: &EtcdLeaseStore,
     name: &LockName,
-    keys: &QueueKeys,
+    keys: &LockKeys,
     ttl: Duration,
     policy: WaitPolicy,
     spares: bool,

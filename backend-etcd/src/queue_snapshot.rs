@@ -4,7 +4,7 @@
 
 use etcd_client::{GetOptions, KeyValue, SortOrder, SortTarget};
 
-use crate::keys::QueueKeys;
+use crate::keys::LockKeys;
 
 /// A read of a whole queue: keys only, oldest first.
 pub(crate) fn queue_range() -> GetOptions {
@@ -30,7 +30,7 @@ pub(crate) struct QueueSnapshot {
 
 impl QueueSnapshot {
     /// The members among `kvs` (any order), sorted by create revision.
-    pub(crate) fn from_kvs(keys: &QueueKeys, kvs: &[KeyValue]) -> Self {
+    pub(crate) fn from_kvs(keys: &LockKeys, kvs: &[KeyValue]) -> Self {
         let mut members: Vec<QueuedKey> = kvs
             .iter()
             .filter(|kv| keys.is_member(kv.key()))

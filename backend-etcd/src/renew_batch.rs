@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, classify_for};
-use crate::keys::QueueKeys;
+use crate::keys::LockKeys;
 use crate::queue_snapshot::{QueueSnapshot, queue_range};
 use crate::renew_release::{ids_of, renewed_in};
 
@@ -42,11 +42,11 @@ pub(crate) async fn renew_many(
     .await;
     // One read per distinct queue among the leases etcd confirmed (a lease listed twice, or
     // two leases of one name, share it).
-    let mut queues: Vec<QueueKeys> = Vec::new();
-    let mut index: HashMap<QueueKeys, usize> = HashMap::new();
+    let mut queues: Vec<LockKeys> = Vec::new();
+    let mut index: HashMap<LockKeys, usize> = HashMap::new();
     for (lease, alive) in leases.iter().zip(&alive) {
         if let Some(Ok(())) = alive {
-            let keys = store.queue_keys(lease.name());
+            let keys = store.lock_keys(lease.name());
             index.entry(keys.clone()).or_insert_with(|| {
                 queues.push(keys);
                 queues.len() - 1
@@ -69,7 +69,7 @@ pub(crate) async fn renew_many(
             let ids = ids?;
             match alive {
                 Some(Ok(())) => {
-                    let keys = store.queue_keys(lease.name());
+                    let keys = store.lock_keys(lease.name());
                     let i = index.get(&keys).copied().ok_or_else(lost_track)?;
                     match read.get(i).ok_or_else(lost_track)? {
                         Ok(queue) => renewed_in(queue, &keys, lease, ids, sent_at),
@@ -107,7 +107,7 @@ fn of_kind(kind: ErrorKind, text: &str) -> Error {
 /// would be, and repeated for every lease of the chunk (errors are not `Clone`).
 async fn read_queues(
     store: &EtcdLeaseStore,
-    chunk: &[QueueKeys],
+    chunk: &[LockKeys],
 ) -> Result<Vec<QueueSnapshot>, (ErrorKind, String)> {
     let txn = Txn::new().and_then(
         chunk

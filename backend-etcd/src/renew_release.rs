@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::EtcdLeaseStore;
 use crate::classify::{classify, classify_for};
-use crate::keys::{QueueKeys, lease_id_of, revision_of, token_of};
+use crate::keys::{LockKeys, lease_id_of, revision_of, token_of};
 use crate::queue_snapshot::{QueueSnapshot, queue_range};
 
 /// The etcd lease id and create revision a lease stands for; `LeaseLost` if it cannot stand
@@ -56,7 +56,7 @@ pub(crate) async fn renew(
         .map_err(|e| classify_for(lease, Operation::Renew, e))?;
     // The key was attached to the lease before this keepalive was sent, so if it still exists
     // now, it lives at least until `sent_at` + TTL (unless deleted explicitly).
-    let keys = store.queue_keys(lease.name());
+    let keys = store.lock_keys(lease.name());
     let (queue, _) = store.read_queue(&keys, Operation::Renew).await?;
     renewed_in(&queue, &keys, lease, (lease_id, revision), sent_at)
 }
@@ -65,7 +65,7 @@ pub(crate) async fn renew(
 /// confirmed) still has its key, with its create revision, as the owner.
 pub(crate) fn renewed_in(
     queue: &QueueSnapshot,
-    keys: &QueueKeys,
+    keys: &LockKeys,
     lease: &Lease,
     (lease_id, revision): (i64, i64),
     sent_at: Instant,
@@ -87,7 +87,7 @@ pub(crate) fn renewed_in(
 /// else is published.
 pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(), Error> {
     let (lease_id, revision) = ids_of(lease)?;
-    let keys: QueueKeys = store.queue_keys(lease.name());
+    let keys: LockKeys = store.lock_keys(lease.name());
     let key = keys.holder_key(lease_id);
     let txn = Txn::new()
         .when([Compare::create_revision(

@@ -14,7 +14,7 @@ use fencelock_core::{
 use crate::EtcdConfig;
 use crate::classify::{STORE, classify};
 use crate::keepalive::KeepAlives;
-use crate::keys::QueueKeys;
+use crate::keys::LockKeys;
 use crate::queue_snapshot::{QueueSnapshot, queue_range};
 use crate::rpc::Rpc;
 use crate::spare::Spares;
@@ -144,9 +144,9 @@ impl EtcdLeaseStore {
         &self.rpc.client
     }
 
-    /// The keys of `name`'s queue.
-    pub(crate) fn queue_keys(&self, name: &LockName) -> QueueKeys {
-        QueueKeys::new(&self.key_prefix, name)
+    /// The keys of the lock `name`.
+    pub(crate) fn lock_keys(&self, name: &LockName) -> LockKeys {
+        LockKeys::new(&self.key_prefix, name)
     }
 
     pub(crate) fn ttl_limits_checked(&self, ttl: Duration) -> Result<Duration, Error> {
@@ -156,7 +156,7 @@ impl EtcdLeaseStore {
     /// The queue of `keys` and the revision it was read at.
     pub(crate) async fn read_queue(
         &self,
-        keys: &QueueKeys,
+        keys: &LockKeys,
         op: Operation,
     ) -> Result<(QueueSnapshot, i64), Error> {
         let resp = self
