@@ -11,10 +11,10 @@ use fencelock_core::{Error, Lease, LockName, Operation};
 
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, is_lease_gone};
+use crate::contender::Contender;
 use crate::etcd_lease::{self, EtcdLease};
 use crate::keys::{LockKeys, holder_of, token_of};
 use crate::queue_snapshot::{QueueSnapshot, queue_range};
-use crate::ticket::QueueTicket;
 
 /// This holder's key in the queue, and the queue as the txn saw it.
 pub(crate) struct Enqueued {
@@ -161,14 +161,14 @@ pub(crate) async fn try_acquire(
         let (granted, spare) = lease_for(store, ttl, spares).await?;
         // From here on, every way out but a grant or a claim that wrote nothing (error,
         // contention after queueing, cancellation) revokes it.
-        let ticket = QueueTicket::new(store, granted);
+        let contender = Contender::new(store, granted);
         // The create revision of our key if it owns the lock; `None` if etcd no longer knew
         // the lease (nothing was written).
         let owned = match claim(store, &keys, granted.id).await? {
             Claim::Owned(revision) => Some(revision),
             Claim::Held => {
                 // Nothing was written: the lease is as good as before, keep it for later.
-                ticket.forget();
+                contender.forget();
                 store.spares.restore(granted);
                 return Ok(None);
             }
@@ -179,7 +179,7 @@ pub(crate) async fn try_acquire(
                     Some(queued.revision)
                 }
                 Some(_) => {
-                    ticket.leave().await;
+                    contender.leave().await;
                     return Ok(None);
                 }
                 None => None,
@@ -187,7 +187,7 @@ pub(crate) async fn try_acquire(
             Claim::LeaseGone => None,
         };
         let Some(revision) = owned else {
-            ticket.forget();
+            contender.forget();
             if spare {
                 // Revoked behind our back while spare; grant a new one.
                 spares = false;
@@ -197,7 +197,7 @@ pub(crate) async fn try_acquire(
         };
         let token = token_of(revision, Operation::Acquire)?;
         // A spare's deadline counts from its last confirmed keepalive, not from now.
-        let sent_at = ticket.into_grant();
+        let sent_at = contender.into_grant();
         return Ok(Some(Lease::granted(
             name.clone(),
             token,

@@ -4,6 +4,7 @@ mod acquire;
 mod admin;
 mod classify;
 mod config;
+mod contender;
 mod etcd_lease;
 mod fence;
 mod keepalive;
@@ -15,7 +16,6 @@ mod renew_release;
 mod rpc;
 mod spare;
 mod store;
-mod ticket;
 
 pub use config::EtcdConfig;
 pub use fence::FENCE_TOKEN_SUFFIX;

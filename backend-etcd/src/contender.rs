@@ -1,6 +1,6 @@
-//! A place in a lock's queue: a granted etcd lease whose key may be queued. Until it is turned
-//! into a grant, dropping it revokes the lease (and so removes the key) in the background, so
-//! that a cancelled or failed acquire never leaves a key blocking the queue.
+//! A contender for a lock: the etcd lease an acquire runs on, whose key may be queued. Until it
+//! is turned into a grant, dropping it revokes the lease (and so removes the key) in the
+//! background, so that a cancelled or failed acquire never leaves a key blocking the queue.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use crate::keepalive::KeepAlives;
 use crate::rpc::Rpc;
 
 /// See the module docs.
-pub(crate) struct QueueTicket {
+pub(crate) struct Contender {
     rpc: Rpc,
     keepalives: KeepAlives,
     lease: EtcdLease,
@@ -27,7 +27,7 @@ pub(crate) struct QueueTicket {
     armed: bool,
 }
 
-impl QueueTicket {
+impl Contender {
     pub(crate) fn new(store: &EtcdLeaseStore, lease: EtcdLease) -> Self {
         Self {
             rpc: store.rpc.clone(),
@@ -39,8 +39,8 @@ impl QueueTicket {
         }
     }
 
-    /// Keeps the lease alive while this ticket waits in the queue (every third of its TTL), so
-    /// that a long wait does not let the queued key expire. If the waiter dies, keepalives stop
+    /// Keeps the lease alive while this contender waits in the queue (every third of its TTL),
+    /// so that a long wait does not let the queued key expire. If the waiter dies, keepalives stop
     /// and its key leaves the queue at most one TTL later, like a crashed holder's.
     pub(crate) fn keep_alive_while_waiting(&mut self) {
         let lost = CancellationToken::new();
@@ -97,7 +97,7 @@ impl QueueTicket {
     }
 }
 
-impl Drop for QueueTicket {
+impl Drop for Contender {
     fn drop(&mut self) {
         self.stop_keepalive();
         if self.armed {
