@@ -9,13 +9,13 @@ mod etcd_lease;
 mod fence;
 mod keepalive;
 mod keys;
-mod queue;
 mod queue_snapshot;
 mod renew_batch;
 mod renew_release;
 mod rpc;
 mod spare;
 mod store;
+mod wait;
 
 pub use config::EtcdConfig;
 pub use fence::FENCE_TOKEN_SUFFIX;

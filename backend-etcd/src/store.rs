@@ -212,6 +212,6 @@ impl LeaseStore for EtcdLeaseStore {
         ttl: Duration,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        crate::queue::acquire_waiting(self, name, ttl, policy).await
+        crate::wait::acquire_waiting(self, name, ttl, policy).await
     }
 }

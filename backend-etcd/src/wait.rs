@@ -1,6 +1,6 @@
-//! Waiting in line, the way Go's `concurrency.Mutex.Lock` does: keep the key queued, watch the
-//! delete of the predecessor (the newest key older than ours), re-check, repeat. FIFO, one
-//! watcher per release, no polling.
+//! Waiting for a lock ([`fencelock_core::LeaseStore::acquire_waiting`]) in line, the way Go's
+//! `concurrency.Mutex.Lock` does: keep the key queued, watch the delete of the predecessor (the
+//! newest key older than ours), re-check, repeat. FIFO, one watcher per release, no polling.
 
 use std::time::Duration;
 
