@@ -11,10 +11,10 @@ use fencelock_core::{Error, Lease, LockName, Operation};
 
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, is_lease_gone};
-use crate::keys::{Queue, QueueKeys, holder_of, token_of};
-use crate::leases::{self, Granted};
-use crate::store::queue_range;
-use crate::ticket::QueueTicket;
+use crate::contender::Contender;
+use crate::etcd_lease::{self, EtcdLease};
+use crate::keys::{LockKeys, holder_of, token_of};
+use crate::queue_snapshot::{QueueSnapshot, queue_range};
 
 /// This holder's key in the queue, and the queue as the txn saw it.
 pub(crate) struct Enqueued {
@@ -22,7 +22,7 @@ pub(crate) struct Enqueued {
     pub(crate) revision: i64,
     /// The revision the queue was read at; watch from the next one.
     pub(crate) read_at: i64,
-    pub(crate) queue: Queue,
+    pub(crate) queue: QueueSnapshot,
 }
 
 /// A lease for a request of `ttl`: a fresh spare if `spares` allows and one exists (then
@@ -31,11 +31,11 @@ pub(crate) async fn lease_for(
     store: &EtcdLeaseStore,
     ttl: Duration,
     spares: bool,
-) -> Result<(Granted, bool), Error> {
+) -> Result<(EtcdLease, bool), Error> {
     if spares && let Some(spare) = store.spares.take(ttl) {
         return Ok((spare, true));
     }
-    let granted = leases::grant(store, ttl, Operation::Acquire).await?;
+    let granted = etcd_lease::grant(store, ttl, Operation::Acquire).await?;
     store.spares.note_grant(ttl, &granted);
     Ok((granted, false))
 }
@@ -54,7 +54,7 @@ pub(crate) fn vanished(lease_id: i64) -> Error {
 /// (a spare revoked behind our back): nothing was written.
 pub(crate) async fn enqueue(
     store: &EtcdLeaseStore,
-    keys: &QueueKeys,
+    keys: &LockKeys,
     lease_id: i64,
 ) -> Result<Option<Enqueued>, Error> {
     let key = keys.holder_key(lease_id);
@@ -95,7 +95,7 @@ pub(crate) async fn enqueue(
     Ok(Some(Enqueued {
         revision,
         read_at,
-        queue: Queue::from_kvs(keys, range(1)?.kvs()),
+        queue: QueueSnapshot::from_kvs(keys, range(1)?.kvs()),
     }))
 }
 
@@ -114,7 +114,7 @@ enum Claim {
 /// Puts our key iff nothing at all is under the queue's prefix, else reads the queue — one
 /// txn, and the only write of an uncontended acquire. A held lock costs no write and no
 /// revoke: the caller keeps its lease.
-async fn claim(store: &EtcdLeaseStore, keys: &QueueKeys, lease_id: i64) -> Result<Claim, Error> {
+async fn claim(store: &EtcdLeaseStore, keys: &LockKeys, lease_id: i64) -> Result<Claim, Error> {
     let txn = Txn::new()
         // A range compare: true iff no key in the range exists (etcd 3.3+).
         .when([Compare::create_revision(keys.prefix(), CompareOp::Equal, 0).with_prefix()])
@@ -134,7 +134,9 @@ async fn claim(store: &EtcdLeaseStore, keys: &QueueKeys, lease_id: i64) -> Resul
         return Ok(Claim::Owned(resp.header().map_or(0, |h| h.revision())));
     }
     match resp.op_responses().first() {
-        Some(TxnOpResponse::Get(get)) if Queue::from_kvs(keys, get.kvs()).owner().is_some() => {
+        Some(TxnOpResponse::Get(get))
+            if QueueSnapshot::from_kvs(keys, get.kvs()).owner().is_some() =>
+        {
             Ok(Claim::Held)
         }
         Some(TxnOpResponse::Get(_)) => Ok(Claim::Nested),
@@ -153,20 +155,20 @@ pub(crate) async fn try_acquire(
     ttl: Duration,
 ) -> Result<Option<Lease>, Error> {
     let ttl = store.ttl_limits_checked(ttl)?;
-    let keys = store.queue_keys(name);
+    let keys = store.lock_keys(name);
     let mut spares = true;
     loop {
         let (granted, spare) = lease_for(store, ttl, spares).await?;
         // From here on, every way out but a grant or a claim that wrote nothing (error,
         // contention after queueing, cancellation) revokes it.
-        let ticket = QueueTicket::new(store, granted);
+        let contender = Contender::new(store, granted);
         // The create revision of our key if it owns the lock; `None` if etcd no longer knew
         // the lease (nothing was written).
         let owned = match claim(store, &keys, granted.id).await? {
             Claim::Owned(revision) => Some(revision),
             Claim::Held => {
                 // Nothing was written: the lease is as good as before, keep it for later.
-                ticket.forget();
+                contender.forget();
                 store.spares.restore(granted);
                 return Ok(None);
             }
@@ -177,7 +179,7 @@ pub(crate) async fn try_acquire(
                     Some(queued.revision)
                 }
                 Some(_) => {
-                    ticket.leave().await;
+                    contender.leave().await;
                     return Ok(None);
                 }
                 None => None,
@@ -185,7 +187,7 @@ pub(crate) async fn try_acquire(
             Claim::LeaseGone => None,
         };
         let Some(revision) = owned else {
-            ticket.forget();
+            contender.forget();
             if spare {
                 // Revoked behind our back while spare; grant a new one.
                 spares = false;
@@ -195,7 +197,7 @@ pub(crate) async fn try_acquire(
         };
         let token = token_of(revision, Operation::Acquire)?;
         // A spare's deadline counts from its last confirmed keepalive, not from now.
-        let sent_at = ticket.into_grant();
+        let sent_at = contender.into_grant();
         return Ok(Some(Lease::granted(
             name.clone(),
             token,

@@ -8,8 +8,8 @@ use fencelock_core::{Error, FencingToken, LeaseInfo, LockName, Operation};
 
 use crate::EtcdLeaseStore;
 use crate::classify::classify;
+use crate::etcd_lease;
 use crate::keys::{holder_of, token_of};
-use crate::leases;
 
 /// How often force-release re-reads the queue when its owner changed under it.
 const FORCE_ATTEMPTS: usize = 5;
@@ -20,7 +20,7 @@ pub(crate) async fn inspect(
     store: &EtcdLeaseStore,
     name: &LockName,
 ) -> Result<Option<LeaseInfo>, Error> {
-    let keys = store.queue_keys(name);
+    let keys = store.lock_keys(name);
     let (queue, _) = store.read_queue(&keys, Operation::Inspect).await?;
     let Some(owner) = queue.owner() else {
         return Ok(None);
@@ -58,7 +58,7 @@ pub(crate) async fn force_release(
     store: &EtcdLeaseStore,
     name: &LockName,
 ) -> Result<Option<FencingToken>, Error> {
-    let keys = store.queue_keys(name);
+    let keys = store.lock_keys(name);
     for _ in 0..FORCE_ATTEMPTS {
         let (queue, _) = store.read_queue(&keys, Operation::ForceRelease).await?;
         let Some(owner) = queue.owner() else {
@@ -81,7 +81,7 @@ pub(crate) async fn force_release(
             continue; // released or broken meanwhile: look again
         }
         if owner.lease != 0 {
-            leases::revoke(&store.rpc, owner.lease)
+            etcd_lease::revoke(&store.rpc, owner.lease)
                 .await
                 .map_err(|e| classify(Operation::ForceRelease, e))?;
         }

@@ -1,5 +1,5 @@
 //! One long-lived keepalive stream per store, shared by every renewal and every waiting
-//! ticket, instead of a new gRPC stream per keepalive.
+//! contender, instead of a new gRPC stream per keepalive.
 //!
 //! A background task owns the stream. Callers hand it a lease id and a reply slot; the task
 //! sends `LeaseKeepAliveRequest { id }` on the stream (etcd-client's `pub-response-field`

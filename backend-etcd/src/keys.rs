@@ -2,18 +2,18 @@
 //! every holder or waiter of `NAME` owns the key `<prefix>NAME/<lease id in hex>`, attached to
 //! its lease; the owner is the key with the lowest create revision.
 
-use etcd_client::KeyValue;
 use fencelock_core::{Error, FencingToken, HolderId, LockName, Operation};
 
 use crate::classify::STORE;
 
-/// The keys of one lock's queue: everything directly below `<prefix><name>/`.
+/// The keys of one lock: its holder's and its waiters', everything directly below
+/// `<prefix><name>/`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct QueueKeys {
+pub(crate) struct LockKeys {
     prefix: Vec<u8>,
 }
 
-impl QueueKeys {
+impl LockKeys {
     pub(crate) fn new(key_prefix: &str, name: &LockName) -> Self {
         let mut prefix = Vec::with_capacity(key_prefix.len() + name.as_str().len() + 1);
         prefix.extend_from_slice(key_prefix.as_bytes());
@@ -34,10 +34,10 @@ impl QueueKeys {
         key
     }
 
-    /// Whether `key` is a member of this queue: the prefix followed by a lease id in hex and
-    /// nothing else. Keys of nested names (`name/sub/…` for the lock `name/sub`) share the
-    /// range but are not members, so `a` and `a/b` stay two locks.
-    fn is_member(&self, key: &[u8]) -> bool {
+    /// Whether `key` is a holder's or waiter's key of this lock: the prefix followed by a lease
+    /// id in hex and nothing else. Keys of nested names (`name/sub/…` for the lock `name/sub`)
+    /// share the range but are not members, so `a` and `a/b` stay two locks.
+    pub(crate) fn is_member(&self, key: &[u8]) -> bool {
         let Some(rest) = key.strip_prefix(self.prefix.as_slice()) else {
             return false;
         };
@@ -91,61 +91,12 @@ pub(crate) fn revision_of(token: FencingToken) -> Option<i64> {
     i64::try_from(token.get()).ok().filter(|rev| *rev > 0)
 }
 
-/// One member of a queue.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Member {
-    pub(crate) key: Vec<u8>,
-    pub(crate) create_revision: i64,
-    pub(crate) lease: i64,
-}
-
-/// A lock's queue as read at one revision: members in create-revision order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Queue {
-    members: Vec<Member>,
-}
-
-impl Queue {
-    /// The members among `kvs` (any order), sorted by create revision.
-    pub(crate) fn from_kvs(keys: &QueueKeys, kvs: &[KeyValue]) -> Self {
-        let mut members: Vec<Member> = kvs
-            .iter()
-            .filter(|kv| keys.is_member(kv.key()))
-            .map(|kv| Member {
-                key: kv.key().to_vec(),
-                create_revision: kv.create_revision(),
-                lease: kv.lease(),
-            })
-            .collect();
-        members.sort_by_key(|m| m.create_revision);
-        Self { members }
-    }
-
-    /// The owner: the member with the lowest create revision.
-    pub(crate) fn owner(&self) -> Option<&Member> {
-        self.members.first()
-    }
-
-    /// Whether the member created at `revision` is still queued.
-    pub(crate) fn contains(&self, revision: i64) -> bool {
-        self.members.iter().any(|m| m.create_revision == revision)
-    }
-
-    /// The member right before the one created at `revision`: the one to wait for.
-    pub(crate) fn predecessor(&self, revision: i64) -> Option<&Member> {
-        self.members
-            .iter()
-            .rev()
-            .find(|m| m.create_revision < revision)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn keys(name: &str) -> QueueKeys {
-        QueueKeys::new("", &LockName::new(name).unwrap())
+    fn keys(name: &str) -> LockKeys {
+        LockKeys::new("", &LockName::new(name).unwrap())
     }
 
     #[test]
@@ -156,7 +107,7 @@ mod tests {
         assert_eq!(k.holder_key(0x7c2d_a1fd_a21a_b20c), b"foo/7c2da1fda21ab20c");
         assert_eq!(lease_id_hex(-26), "-1a");
         assert_eq!(
-            QueueKeys::new("locks/", &LockName::new("a b").unwrap()).holder_key(255),
+            LockKeys::new("locks/", &LockName::new("a b").unwrap()).holder_key(255),
             b"locks/a b/ff"
         );
     }

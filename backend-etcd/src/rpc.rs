@@ -16,7 +16,7 @@ const MAX_PAUSE: Duration = Duration::from_millis(200);
 
 /// A client and the time one operation may take.
 ///
-/// The client sits behind an `Arc`: the store, its tickets, its spare pool and its keepalive
+/// The client sits behind an `Arc`: the store, its contenders, its spare pool and its keepalive
 /// task each hold an `Rpc`, and cloning a whole [`Client`] clones a channel handle per etcd
 /// service. Each request clones only what it sends on.
 #[derive(Clone)]

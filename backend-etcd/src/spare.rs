@@ -25,7 +25,7 @@ use std::time::Duration;
 use fencelock_core::{Lease, safety_margin};
 use tokio::time::Instant;
 
-use crate::leases::{Granted, spawn_revoke, ttl_seconds};
+use crate::etcd_lease::{EtcdLease, spawn_revoke, ttl_seconds};
 use crate::rpc::Rpc;
 
 /// At most this many spares are kept per TTL; more are revoked.
@@ -40,7 +40,7 @@ pub(crate) struct Spares {
 struct Pool {
     rpc: Rpc,
     /// Spares by granted TTL in whole seconds, oldest first.
-    by_ttl: HashMap<u64, Vec<Granted>>,
+    by_ttl: HashMap<u64, Vec<EtcdLease>>,
     /// Requested TTLs (whole seconds) that etcd raised on grant (to its minimum TTL), and to
     /// what: a spare of the raised TTL is what a fresh grant would give.
     raised: HashMap<u64, u64>,
@@ -67,7 +67,7 @@ impl Spares {
     }
 
     /// A spare for a request of `ttl`, if a fresh one exists; stale ones are revoked.
-    pub(crate) fn take(&self, ttl: Duration) -> Option<Granted> {
+    pub(crate) fn take(&self, ttl: Duration) -> Option<EtcdLease> {
         let requested = u64::try_from(ttl_seconds(ttl)).ok()?;
         let mut pool = self.pool();
         let key = pool.raised.get(&requested).copied().unwrap_or(requested);
@@ -87,7 +87,7 @@ impl Spares {
     }
 
     /// Notes that a request of `requested` was granted `granted` (etcd raises short TTLs).
-    pub(crate) fn note_grant(&self, requested: Duration, granted: &Granted) {
+    pub(crate) fn note_grant(&self, requested: Duration, granted: &EtcdLease) {
         let (Ok(requested), Some(granted)) = (
             u64::try_from(ttl_seconds(requested)),
             whole_seconds(granted.ttl),
@@ -101,7 +101,7 @@ impl Spares {
 
     /// Keeps `granted`, which never had a key attached (its claim found the lock held), as a
     /// spare; revokes it in the background when it is too old or the pool is full.
-    pub(crate) fn restore(&self, granted: Granted) {
+    pub(crate) fn restore(&self, granted: EtcdLease) {
         let mut pool = self.pool();
         let rpc = pool.rpc.clone();
         let now = Instant::now();
@@ -165,12 +165,12 @@ fn whole_seconds(ttl: Duration) -> Option<u64> {
 /// The lease behind `lease` as a spare: its freshness is the send instant of the grant or
 /// renewal its deadline was computed from (see [`Lease::granted`]), recovered exactly by
 /// undoing the deadline's arithmetic.
-fn spare_of(lease: &Lease, lease_id: i64) -> Option<Granted> {
+fn spare_of(lease: &Lease, lease_id: i64) -> Option<EtcdLease> {
     let ttl = lease.ttl();
     let sent_at = lease
         .deadline()
         .checked_sub(ttl.checked_sub(safety_margin(ttl))?)?;
-    Some(Granted {
+    Some(EtcdLease {
         id: lease_id,
         ttl,
         sent_at,

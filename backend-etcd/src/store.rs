@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, GetOptions, SortOrder, SortTarget};
+use etcd_client::Client;
 use fencelock_core::{
     Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits, WaitPolicy,
 };
@@ -14,7 +14,8 @@ use fencelock_core::{
 use crate::EtcdConfig;
 use crate::classify::{STORE, classify};
 use crate::keepalive::KeepAlives;
-use crate::keys::{Queue, QueueKeys};
+use crate::keys::LockKeys;
+use crate::queue_snapshot::{QueueSnapshot, queue_range};
 use crate::rpc::Rpc;
 use crate::spare::Spares;
 
@@ -143,9 +144,9 @@ impl EtcdLeaseStore {
         &self.rpc.client
     }
 
-    /// The keys of `name`'s queue.
-    pub(crate) fn queue_keys(&self, name: &LockName) -> QueueKeys {
-        QueueKeys::new(&self.key_prefix, name)
+    /// The keys of the lock `name`.
+    pub(crate) fn lock_keys(&self, name: &LockName) -> LockKeys {
+        LockKeys::new(&self.key_prefix, name)
     }
 
     pub(crate) fn ttl_limits_checked(&self, ttl: Duration) -> Result<Duration, Error> {
@@ -155,9 +156,9 @@ impl EtcdLeaseStore {
     /// The queue of `keys` and the revision it was read at.
     pub(crate) async fn read_queue(
         &self,
-        keys: &QueueKeys,
+        keys: &LockKeys,
         op: Operation,
-    ) -> Result<(Queue, i64), Error> {
+    ) -> Result<(QueueSnapshot, i64), Error> {
         let resp = self
             .rpc
             .call(|mut c| {
@@ -167,16 +168,8 @@ impl EtcdLeaseStore {
             .await
             .map_err(|e| classify(op, e))?;
         let revision = resp.header().map_or(0, |h| h.revision());
-        Ok((Queue::from_kvs(keys, resp.kvs()), revision))
+        Ok((QueueSnapshot::from_kvs(keys, resp.kvs()), revision))
     }
-}
-
-/// A read of a whole queue: keys only, oldest first.
-pub(crate) fn queue_range() -> GetOptions {
-    GetOptions::new()
-        .with_prefix()
-        .with_keys_only()
-        .with_sort(SortTarget::Create, SortOrder::Ascend)
 }
 
 #[async_trait]
@@ -194,15 +187,15 @@ impl LeaseStore for EtcdLeaseStore {
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
-        crate::grant::renew(self, lease, ttl).await
+        crate::renew_release::renew(self, lease, ttl).await
     }
 
     async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
-        crate::renew::renew_many(self, leases, ttl).await
+        crate::renew_batch::renew_many(self, leases, ttl).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
-        crate::grant::release(self, lease).await
+        crate::renew_release::release(self, lease).await
     }
 
     async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
@@ -219,6 +212,6 @@ impl LeaseStore for EtcdLeaseStore {
         ttl: Duration,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        crate::queue::acquire_waiting(self, name, ttl, policy).await
+        crate::wait::acquire_waiting(self, name, ttl, policy).await
     }
 }

@@ -1,6 +1,6 @@
-//! Waiting in line, the way Go's `concurrency.Mutex.Lock` does: keep the key queued, watch the
-//! delete of the predecessor (the newest key older than ours), re-check, repeat. FIFO, one
-//! watcher per release, no polling.
+//! Waiting for a lock ([`fencelock_core::LeaseStore::acquire_waiting`]) in line, the way Go's
+//! `concurrency.Mutex.Lock` does: keep the key queued, watch the delete of the predecessor (the
+//! newest key older than ours), re-check, repeat. FIFO, one watcher per release, no polling.
 
 use std::time::Duration;
 
@@ -11,8 +11,8 @@ use tokio::time::{Instant, sleep, sleep_until};
 use crate::EtcdLeaseStore;
 use crate::acquire::{enqueue, lease_for, vanished};
 use crate::classify::classify;
-use crate::keys::{QueueKeys, holder_of, token_of};
-use crate::ticket::QueueTicket;
+use crate::contender::Contender;
+use crate::keys::{LockKeys, holder_of, token_of};
 
 /// The first pause after a transient error while waiting; doubles up to the poll interval.
 const FIRST_RETRY: Duration = Duration::from_millis(20);
@@ -35,7 +35,7 @@ pub(crate) async fn acquire_waiting(
     policy: WaitPolicy,
 ) -> Result<Option<Lease>, Error> {
     let ttl = store.ttl_limits_checked(ttl)?;
-    let keys = store.queue_keys(name);
+    let keys = store.lock_keys(name);
     let mut spares = true;
     loop {
         match pass(store, name, &keys, ttl, policy, spares).await? {
@@ -51,17 +51,17 @@ pub(crate) async fn acquire_waiting(
 async fn pass(
     store: &EtcdLeaseStore,
     name: &LockName,
-    keys: &QueueKeys,
+    keys: &LockKeys,
     ttl: Duration,
     policy: WaitPolicy,
     spares: bool,
 ) -> Result<Pass, Error> {
     let (granted, spare) = lease_for(store, ttl, spares).await?;
-    // Dropping the ticket (cancellation, error) revokes the lease and so dequeues the key.
-    let mut ticket = QueueTicket::new(store, granted);
-    ticket.keep_alive_while_waiting();
+    // Dropping the contender (cancellation, error) revokes the lease and so dequeues the key.
+    let mut contender = Contender::new(store, granted);
+    contender.keep_alive_while_waiting();
     let Some(enqueued) = enqueue(store, keys, granted.id).await? else {
-        ticket.forget();
+        contender.forget();
         return if spare {
             Ok(Pass::SpareGone)
         } else {
@@ -77,7 +77,7 @@ async fn pass(
         }
         if queue.owner().map(|m| m.create_revision) == Some(mine) {
             let token = token_of(mine, Operation::Acquire)?;
-            let sent_at = ticket.into_grant();
+            let sent_at = contender.into_grant();
             return Ok(Pass::Granted(Lease::granted(
                 name.clone(),
                 token,
@@ -89,7 +89,7 @@ async fn pass(
         let predecessor = queue.predecessor(mine).map(|m| m.key.clone());
         let woke = tokio::select! {
             biased;
-            () = ticket.lost() => Woke::KeyLost,
+            () = contender.lost() => Woke::KeyLost,
             () = until(policy.until) => Woke::Deadline,
             done = wait_deleted(store, predecessor, read_at + 1) => Woke::Watched(done),
             // A safety net only: a lost watch event costs at most one poll interval.
@@ -98,7 +98,7 @@ async fn pass(
         let waited = match woke {
             Woke::KeyLost => return Ok(Pass::KeyLost),
             Woke::Deadline => {
-                ticket.leave().await;
+                contender.leave().await;
                 return Ok(Pass::TimedOut);
             }
             Woke::Watched(done) => done,
@@ -119,7 +119,7 @@ async fn pass(
                     () = sleep(retry) => false,
                 };
                 if gave_up {
-                    ticket.leave().await;
+                    contender.leave().await;
                     return Ok(Pass::TimedOut);
                 }
                 retry = (retry * 2).min(policy.poll_interval);

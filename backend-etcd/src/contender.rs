@@ -1,6 +1,6 @@
-//! A place in a lock's queue: a granted etcd lease whose key may be queued. Until it is turned
-//! into a grant, dropping it revokes the lease (and so removes the key) in the background, so
-//! that a cancelled or failed acquire never leaves a key blocking the queue.
+//! A contender for a lock: the etcd lease an acquire runs on, whose key may be queued. Until it
+//! is turned into a grant, dropping it revokes the lease (and so removes the key) in the
+//! background, so that a cancelled or failed acquire never leaves a key blocking the queue.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -11,15 +11,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EtcdLeaseStore;
 use crate::classify::is_lease_gone;
+use crate::etcd_lease::{self, EtcdLease};
 use crate::keepalive::KeepAlives;
-use crate::leases::{self, Granted};
 use crate::rpc::Rpc;
 
 /// See the module docs.
-pub(crate) struct QueueTicket {
+pub(crate) struct Contender {
     rpc: Rpc,
     keepalives: KeepAlives,
-    lease: Granted,
+    lease: EtcdLease,
     /// The send instant of the latest keepalive etcd confirmed (or of the grant; for a reused
     /// spare, its last confirmed keepalive).
     confirmed: Arc<Mutex<Instant>>,
@@ -27,8 +27,8 @@ pub(crate) struct QueueTicket {
     armed: bool,
 }
 
-impl QueueTicket {
-    pub(crate) fn new(store: &EtcdLeaseStore, lease: Granted) -> Self {
+impl Contender {
+    pub(crate) fn new(store: &EtcdLeaseStore, lease: EtcdLease) -> Self {
         Self {
             rpc: store.rpc.clone(),
             keepalives: store.keepalives.clone(),
@@ -39,8 +39,8 @@ impl QueueTicket {
         }
     }
 
-    /// Keeps the lease alive while this ticket waits in the queue (every third of its TTL), so
-    /// that a long wait does not let the queued key expire. If the waiter dies, keepalives stop
+    /// Keeps the lease alive while this contender waits in the queue (every third of its TTL),
+    /// so that a long wait does not let the queued key expire. If the waiter dies, keepalives stop
     /// and its key leaves the queue at most one TTL later, like a crashed holder's.
     pub(crate) fn keep_alive_while_waiting(&mut self) {
         let lost = CancellationToken::new();
@@ -82,7 +82,7 @@ impl QueueTicket {
     /// retries in the background.
     pub(crate) async fn leave(mut self) {
         self.stop_keepalive();
-        match leases::revoke(&self.rpc, self.lease.id).await {
+        match etcd_lease::revoke(&self.rpc, self.lease.id).await {
             Ok(()) => self.armed = false,
             Err(e) => {
                 tracing::debug!(lease = self.lease.id, error = %e, "revoke failed; retrying in the background")
@@ -97,18 +97,18 @@ impl QueueTicket {
     }
 }
 
-impl Drop for QueueTicket {
+impl Drop for Contender {
     fn drop(&mut self) {
         self.stop_keepalive();
         if self.armed {
-            leases::spawn_revoke(self.rpc.clone(), self.lease.id);
+            etcd_lease::spawn_revoke(self.rpc.clone(), self.lease.id);
         }
     }
 }
 
 async fn keep_alive_loop(
     keepalives: KeepAlives,
-    lease: Granted,
+    lease: EtcdLease,
     confirmed: Arc<Mutex<Instant>>,
     lost: CancellationToken,
 ) {

@@ -11,9 +11,9 @@ use tokio::time::Instant;
 
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, classify_for};
-use crate::grant::{ids_of, renewed_in};
-use crate::keys::{Queue, QueueKeys};
-use crate::store::queue_range;
+use crate::keys::LockKeys;
+use crate::queue_snapshot::{QueueSnapshot, queue_range};
+use crate::renew_release::{ids_of, renewed_in};
 
 /// Range reads per txn: etcd refuses txns of more than 128 operations by default.
 const READS_PER_TXN: usize = 100;
@@ -42,18 +42,19 @@ pub(crate) async fn renew_many(
     .await;
     // One read per distinct queue among the leases etcd confirmed (a lease listed twice, or
     // two leases of one name, share it).
-    let mut queues: Vec<QueueKeys> = Vec::new();
-    let mut index: HashMap<QueueKeys, usize> = HashMap::new();
+    let mut queues: Vec<LockKeys> = Vec::new();
+    let mut index: HashMap<LockKeys, usize> = HashMap::new();
     for (lease, alive) in leases.iter().zip(&alive) {
         if let Some(Ok(())) = alive {
-            let keys = store.queue_keys(lease.name());
+            let keys = store.lock_keys(lease.name());
             index.entry(keys.clone()).or_insert_with(|| {
                 queues.push(keys);
                 queues.len() - 1
             });
         }
     }
-    let mut read: Vec<Result<Queue, (ErrorKind, String)>> = Vec::with_capacity(queues.len());
+    let mut read: Vec<Result<QueueSnapshot, (ErrorKind, String)>> =
+        Vec::with_capacity(queues.len());
     for chunk in queues.chunks(READS_PER_TXN) {
         match read_queues(store, chunk).await {
             Ok(got) => read.extend(got.into_iter().map(Ok)),
@@ -68,7 +69,7 @@ pub(crate) async fn renew_many(
             let ids = ids?;
             match alive {
                 Some(Ok(())) => {
-                    let keys = store.queue_keys(lease.name());
+                    let keys = store.lock_keys(lease.name());
                     let i = index.get(&keys).copied().ok_or_else(lost_track)?;
                     match read.get(i).ok_or_else(lost_track)? {
                         Ok(queue) => renewed_in(queue, &keys, lease, ids, sent_at),
@@ -106,8 +107,8 @@ fn of_kind(kind: ErrorKind, text: &str) -> Error {
 /// would be, and repeated for every lease of the chunk (errors are not `Clone`).
 async fn read_queues(
     store: &EtcdLeaseStore,
-    chunk: &[QueueKeys],
-) -> Result<Vec<Queue>, (ErrorKind, String)> {
+    chunk: &[LockKeys],
+) -> Result<Vec<QueueSnapshot>, (ErrorKind, String)> {
     let txn = Txn::new().and_then(
         chunk
             .iter()
@@ -133,8 +134,8 @@ async fn read_queues(
         .iter()
         .zip(ops)
         .map(|(keys, op)| match op {
-            TxnOpResponse::Get(get) => Queue::from_kvs(keys, get.kvs()),
-            _ => Queue::default(),
+            TxnOpResponse::Get(get) => QueueSnapshot::from_kvs(keys, get.kvs()),
+            _ => QueueSnapshot::default(),
         })
         .collect())
 }

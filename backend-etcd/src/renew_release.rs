@@ -9,8 +9,8 @@ use tokio::time::Instant;
 
 use crate::EtcdLeaseStore;
 use crate::classify::{classify, classify_for};
-use crate::keys::{Queue, QueueKeys, lease_id_of, revision_of, token_of};
-use crate::store::queue_range;
+use crate::keys::{LockKeys, lease_id_of, revision_of, token_of};
+use crate::queue_snapshot::{QueueSnapshot, queue_range};
 
 /// The etcd lease id and create revision a lease stands for; `LeaseLost` if it cannot stand
 /// for any (a forged holder id or token).
@@ -22,7 +22,11 @@ pub(crate) fn ids_of(lease: &Lease) -> Result<(i64, i64), Error> {
 }
 
 /// Why `lease` (created at `revision`) is not the owner of `queue`.
-pub(crate) fn loss_in(queue: &Queue, revision: i64, op: Operation) -> Result<LossReason, Error> {
+pub(crate) fn loss_in(
+    queue: &QueueSnapshot,
+    revision: i64,
+    op: Operation,
+) -> Result<LossReason, Error> {
     match queue.owner() {
         Some(owner) if owner.create_revision > revision => Ok(LossReason::Superseded {
             by: token_of(owner.create_revision, op)?,
@@ -52,7 +56,7 @@ pub(crate) async fn renew(
         .map_err(|e| classify_for(lease, Operation::Renew, e))?;
     // The key was attached to the lease before this keepalive was sent, so if it still exists
     // now, it lives at least until `sent_at` + TTL (unless deleted explicitly).
-    let keys = store.queue_keys(lease.name());
+    let keys = store.lock_keys(lease.name());
     let (queue, _) = store.read_queue(&keys, Operation::Renew).await?;
     renewed_in(&queue, &keys, lease, (lease_id, revision), sent_at)
 }
@@ -60,8 +64,8 @@ pub(crate) async fn renew(
 /// `lease` renewed by a keepalive sent at `sent_at`, if `queue` (read after that keepalive was
 /// confirmed) still has its key, with its create revision, as the owner.
 pub(crate) fn renewed_in(
-    queue: &Queue,
-    keys: &QueueKeys,
+    queue: &QueueSnapshot,
+    keys: &LockKeys,
     lease: &Lease,
     (lease_id, revision): (i64, i64),
     sent_at: Instant,
@@ -83,7 +87,7 @@ pub(crate) fn renewed_in(
 /// else is published.
 pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(), Error> {
     let (lease_id, revision) = ids_of(lease)?;
-    let keys: QueueKeys = store.queue_keys(lease.name());
+    let keys: LockKeys = store.lock_keys(lease.name());
     let key = keys.holder_key(lease_id);
     let txn = Txn::new()
         .when([Compare::create_revision(
@@ -100,8 +104,8 @@ pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(),
         .map_err(|e| classify(Operation::Release, e))?;
     if !resp.succeeded() {
         let queue = match resp.op_responses().first() {
-            Some(TxnOpResponse::Get(get)) => Queue::from_kvs(&keys, get.kvs()),
-            _ => Queue::default(),
+            Some(TxnOpResponse::Get(get)) => QueueSnapshot::from_kvs(&keys, get.kvs()),
+            _ => QueueSnapshot::default(),
         };
         let reason = loss_in(&queue, revision, Operation::Release)?;
         return Err(Error::lost(lease, reason));

@@ -1,5 +1,6 @@
-//! etcd leases: whole-second TTLs, grants, revocation (also in the background). Keepalives
-//! go through the store's shared stream ([`crate::keepalive`]).
+//! etcd's own leases (not fencelock's [`fencelock_core::Lease`], which a grant of a lock is):
+//! whole-second TTLs, granting one, revoking one (also in the background). Keepalives go
+//! through the store's shared stream ([`crate::keepalive`]).
 
 use std::time::Duration;
 
@@ -10,9 +11,9 @@ use crate::EtcdLeaseStore;
 use crate::classify::{classify, is_lease_gone};
 use crate::rpc::Rpc;
 
-/// A lease etcd granted.
+/// An etcd lease granted to us: its id, granted TTL, and the instant its grant was sent.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Granted {
+pub(crate) struct EtcdLease {
     pub(crate) id: i64,
     /// The TTL etcd granted: whole seconds, at least its minimum.
     pub(crate) ttl: Duration,
@@ -33,7 +34,7 @@ pub(crate) async fn grant(
     store: &EtcdLeaseStore,
     ttl: Duration,
     op: Operation,
-) -> Result<Granted, Error> {
+) -> Result<EtcdLease, Error> {
     let sent_at = Instant::now();
     let resp = store
         .rpc
@@ -50,7 +51,7 @@ pub(crate) async fn grant(
                 format!("etcd granted lease {:x} with TTL {}", resp.id(), resp.ttl()),
             )
         })?;
-    Ok(Granted {
+    Ok(EtcdLease {
         id: resp.id(),
         ttl: Duration::from_secs(granted),
         sent_at,
