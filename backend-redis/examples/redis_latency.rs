@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use fencelock_core::{LeaseStore, LockName, WaitPolicy};
+use fencelock_core::backend::WaitPolicy;
+use fencelock_core::{LeaseStore, LockName};
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis;
 

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
+use fencelock_core::backend::{redact_url, ttl_millis};
 use fencelock_core::{Error, Operation, TtlLimits};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 
 use crate::classify::classify;
-use crate::config::{RedisConfig, millis, redact_url};
+use crate::config::RedisConfig;
 use crate::keys::KeyLayout;
 use crate::store::{RedisLeaseStore, Shared};
 use crate::wakeups::Wakeups;
@@ -58,19 +59,19 @@ impl RedisStoreBuilder {
 
     /// The largest TTL accepted (default 24 h).
     pub fn with_max_ttl(mut self, max: Duration) -> Self {
-        self.config.max_ttl_ms = millis(max);
+        self.config.max_ttl_ms = ttl_millis(max);
         self
     }
 
     /// How long a request waits for its reply before failing as `OutcomeUnknown` (default 1 s).
     pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
-        self.config.response_timeout_ms = millis(timeout);
+        self.config.response_timeout_ms = ttl_millis(timeout);
         self
     }
 
     /// How long opening a connection may take (default 1 s).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout_ms = millis(timeout);
+        self.config.connect_timeout_ms = ttl_millis(timeout);
         self
     }
 

@@ -117,14 +117,14 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_foreign_values() {
         let grant = Grant {
-            holder: HolderId::from_u128(0xabc),
+            holder: fencelock_core::backend::holder_id(0xabc),
             token: FencingToken::new(1_700_000_000_000_123),
         };
         let encoded = grant.encode();
         assert_eq!(encoded, "00000000000000000000000000000abc:1700000000000123");
         for (holder, token) in [(0, 0), (u128::MAX, u64::MAX), (0x1234_5678, 10)] {
             let grant = Grant {
-                holder: HolderId::from_u128(holder),
+                holder: fencelock_core::backend::holder_id(holder),
                 token: FencingToken::new(token),
             };
             let formatted = format!("{}:{}", grant.holder, grant.token);

@@ -12,11 +12,10 @@ mod reply;
 pub mod scripts;
 mod store;
 mod tls;
-mod waiters;
 mod wakeups;
 
 pub use builder::RedisStoreBuilder;
-pub use config::{RedisConfig, redact_url};
+pub use config::RedisConfig;
 pub use fence::{FencedValue, RedisFence};
 pub use keys::KeyLayout;
 pub use redlock::{RedlockConfig, RedlockLeaseStore, RedlockStoreBuilder};

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use fencelock_core::backend::{fail_each, renewed_lease, ttl_millis};
 use fencelock_core::{Error, Lease, Operation};
 use redis::aio::ConnectionLike;
 use tokio::time::Instant;
 
 use crate::classify::classify;
-use crate::config::millis;
 use crate::grant::Grant;
 use crate::reply::{self, Compared};
 use crate::scripts::{Batch, Call, SCRIPTS};
@@ -26,7 +26,7 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     let ttl_ms = match shared.limits.check(ttl) {
-        Ok(ttl) => millis(ttl),
+        Ok(ttl) => ttl_millis(ttl),
         Err(error) => return every(error, leases),
     };
     if leases.is_empty() {
@@ -55,7 +55,7 @@ where
         .map(|(lease, answer)| {
             let value = answer.map_err(|e| classify(Operation::Renew, e))?;
             match reply::compared(Operation::Renew, value)? {
-                Compared::Done => Ok(lease.renewed(Duration::from_millis(ttl_ms), sent_at)),
+                Compared::Done => Ok(renewed_lease(lease, Duration::from_millis(ttl_ms), sent_at)),
                 Compared::Lost(current) => Err(loss(lease, current)),
             }
         })
@@ -64,5 +64,5 @@ where
 
 /// The same failure for every lease of the batch.
 fn every(error: Error, leases: &[Lease]) -> Vec<Result<Lease, Error>> {
-    error.fan_out(leases.len()).into_iter().map(Err).collect()
+    fail_each(error, leases.len())
 }

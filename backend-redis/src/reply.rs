@@ -111,7 +111,8 @@ pub(crate) fn fenced(value: Value) -> Result<Option<FencingToken>, Error> {
 
 #[cfg(test)]
 mod tests {
-    use fencelock_core::{ErrorKind, HolderId};
+    use fencelock_core::ErrorKind;
+    use fencelock_core::backend::holder_id;
 
     use super::*;
 
@@ -122,7 +123,7 @@ mod tests {
     #[test]
     fn decodes_every_script_shape() {
         let g = Grant {
-            holder: HolderId::from_u128(7),
+            holder: holder_id(7),
             token: FencingToken::new(42),
         };
         let enc = bulk(&g.encode());

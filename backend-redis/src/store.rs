@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fencelock_core::backend::{
+    ReleaseWatch, granted_lease, lost_or_superseded, renewed_lease, ttl_millis,
+};
 use fencelock_core::{
-    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, LossReason, Operation,
-    ReleaseWatch, TtlLimits,
+    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
 };
 use redis::Value;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use tokio::time::Instant;
 
 use crate::classify::{STORE, classify};
-use crate::config::millis;
 use crate::fence::RedisFence;
 use crate::grant::{Grant, holder_hex};
 use crate::keys::KeyLayout;
@@ -78,11 +79,7 @@ where
 
 /// Why `lease` no longer holds, given the grant the store has now.
 pub(crate) fn loss(lease: &Lease, current: Option<Grant>) -> Error {
-    let reason = match current {
-        Some(now) if now.token > lease.token() => LossReason::Superseded { by: now.token },
-        _ => LossReason::NotHeld,
-    };
-    Error::lost(lease, reason)
+    lost_or_superseded(lease, current.map(|grant| grant.token))
 }
 
 #[async_trait]
@@ -100,7 +97,7 @@ where
 
     async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
         let ttl = self.shared.limits.check(ttl)?;
-        let ttl_ms = millis(ttl);
+        let ttl_ms = ttl_millis(ttl);
         let keys = self.shared.layout.lock(name);
         let holder = HolderId::random();
         let call = Call::new(&SCRIPTS.acquire, &[&keys.lock, &keys.counter])
@@ -109,7 +106,7 @@ where
         let sent_at = Instant::now();
         match reply::acquired(self.run(Operation::Acquire, &call).await?)? {
             Acquired::Held => Ok(None),
-            Acquired::Granted(grant) if grant.holder == holder => Ok(Some(Lease::granted(
+            Acquired::Granted(grant) if grant.holder == holder => Ok(Some(granted_lease(
                 name.clone(),
                 grant.token,
                 holder,
@@ -125,14 +122,14 @@ where
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
         let ttl = self.shared.limits.check(ttl)?;
-        let ttl_ms = millis(ttl);
+        let ttl_ms = ttl_millis(ttl);
         let key = self.shared.layout.lock_key(lease.name());
         let call = Call::new(&SCRIPTS.renew, &[&key])
             .arg(Grant::of(lease).arg())
             .arg(ttl_ms);
         let sent_at = Instant::now();
         match reply::compared(Operation::Renew, self.run(Operation::Renew, &call).await?)? {
-            Compared::Done => Ok(lease.renewed(Duration::from_millis(ttl_ms), sent_at)),
+            Compared::Done => Ok(renewed_lease(lease, Duration::from_millis(ttl_ms), sent_at)),
             Compared::Lost(current) => Err(loss(lease, current)),
         }
     }

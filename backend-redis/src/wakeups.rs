@@ -13,7 +13,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use fencelock_core::{Error, LockName, Operation, ReleaseWatch};
+use fencelock_core::backend::{ReleaseWatch, WakeupHub};
+use fencelock_core::{Error, LockName, Operation};
 use futures::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
@@ -22,7 +23,6 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::classify::{STORE, classify};
 use crate::keys::KeyLayout;
-use crate::waiters::Waiters;
 
 /// The least time between two attempts to open the subscriber after one failed.
 pub(crate) const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
@@ -35,7 +35,7 @@ pub(crate) struct Wakeups {
     client: redis::Client,
     layout: KeyLayout,
     connect_timeout: Duration,
-    waiters: Arc<Waiters>,
+    waiters: Arc<WakeupHub>,
     state: Arc<Mutex<State>>,
 }
 
@@ -72,7 +72,7 @@ impl Wakeups {
         client: redis::Client,
         layout: KeyLayout,
         connect_timeout: Duration,
-        waiters: Arc<Waiters>,
+        waiters: Arc<WakeupHub>,
     ) -> Self {
         Self {
             client,
@@ -93,7 +93,7 @@ impl Wakeups {
 
     /// Makes sure the subscriber connection is up and subscribed to `name`'s channel, opening
     /// it if needed. `Ok(true)` once the server confirmed, `Ok(false)` while a recent attempt
-    /// failed. Register the waiter with the [`Waiters`] before calling this.
+    /// failed. Register the waiter with the [`WakeupHub`] before calling this.
     pub(crate) async fn ensure_subscribed(&self, name: &LockName) -> Result<bool, Error> {
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
@@ -200,7 +200,7 @@ impl From<redis::RedisError> for RequestError {
 /// the store is gone), then closes every watch.
 async fn run(
     mut stream: PubSubStream,
-    waiters: Arc<Waiters>,
+    waiters: Arc<WakeupHub>,
     state: Weak<Mutex<State>>,
     layout: KeyLayout,
     limit: Duration,
@@ -237,7 +237,7 @@ async fn run(
 /// Unsubscribes from the channels of names that no longer have waiters.
 async fn unsubscribe_idle(
     state: &Mutex<State>,
-    waiters: &Waiters,
+    waiters: &WakeupHub,
     layout: &KeyLayout,
     limit: Duration,
 ) -> Result<(), Error> {

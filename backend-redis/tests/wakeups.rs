@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{eventually, name, raw, server, store};
 use fencelock_conformance::harness::{RedisConfig, RedisServer};
-use fencelock_core::{LeaseStore, LockName, WaitPolicy};
+use fencelock_core::backend::WaitPolicy;
+use fencelock_core::{LeaseStore, LockName};
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::aio::MultiplexedConnection;
 use tokio::time::Instant;

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fencelock_core::backend::{granted_lease, ttl_millis};
 use fencelock_core::{Error, FencingToken, HolderId, Lease, LockName, Operation};
 use rand::Rng;
 use tokio::time::Instant;
@@ -120,7 +121,7 @@ async fn attempt_once(
         holder,
         token: FencingToken::new(proposed),
     };
-    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let ttl_ms = ttl_millis(ttl);
     let write = Call::new(&SCRIPTS.redlock_write, &[&keys.lock, &keys.counter])
         .arg(&holder_hex(holder)[..])
         .arg(proposed)
@@ -148,7 +149,7 @@ async fn attempt_once(
             .filter(|(v, _)| first_sent + *v > Instant::now());
         if let Some((_, sent_at)) = deadline {
             rollback.disarm();
-            return Ok(Attempt::Granted(Lease::granted(
+            return Ok(Attempt::Granted(granted_lease(
                 name.clone(),
                 grant.token,
                 holder,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fencelock_core::backend::{WakeupHub, redact_url, ttl_millis};
 use fencelock_core::{Error, Operation, TtlLimits};
 use futures::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -13,9 +14,7 @@ use super::instance::Instance;
 use super::quorum::{no_majority, quorum};
 use super::store::{Inner, RedlockLeaseStore};
 use crate::classify::classify;
-use crate::config::{millis, redact_url};
 use crate::keys::KeyLayout;
-use crate::waiters::Waiters;
 use crate::wakeups::Wakeups;
 
 /// Options for a [`RedlockLeaseStore`]; finish with [`connect`](Self::connect) or
@@ -56,7 +55,7 @@ impl RedlockStoreBuilder {
 
     /// The largest TTL accepted (default 24 h).
     pub fn with_max_ttl(mut self, max: Duration) -> Self {
-        self.config.max_ttl_ms = millis(max);
+        self.config.max_ttl_ms = ttl_millis(max);
         self
     }
 
@@ -70,13 +69,13 @@ impl RedlockStoreBuilder {
     /// The longest one request to one server may take (default 100 ms; an acquire uses at most
     /// a quarter of its TTL). A server that does not answer in time counts as a "no".
     pub fn with_server_timeout(mut self, timeout: Duration) -> Self {
-        self.config.server_timeout_ms = millis(timeout);
+        self.config.server_timeout_ms = ttl_millis(timeout);
         self
     }
 
     /// How long opening a connection or a subscriber may take (default 1 s).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout_ms = millis(timeout);
+        self.config.connect_timeout_ms = ttl_millis(timeout);
         self
     }
 
@@ -123,7 +122,7 @@ impl RedlockStoreBuilder {
         self.config.validate()?;
         let layout = KeyLayout::new(self.config.key_prefix.clone())?;
         let limits = TtlLimits::with_max(self.config.max_ttl())?;
-        let waiters = Arc::new(Waiters::default());
+        let waiters = Arc::new(WakeupHub::new());
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(self.config.server_timeout()))
             .set_connection_timeout(Some(self.config.connect_timeout()))

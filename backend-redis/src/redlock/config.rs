@@ -3,10 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use fencelock_core::backend::{redact_url, ttl_millis};
 use fencelock_core::{Error, TtlLimits};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{millis, redact_url};
 use crate::keys::DEFAULT_PREFIX;
 
 /// The default clock-drift factor: 1 % of the TTL (plus 2 ms) is not trusted.
@@ -120,7 +120,7 @@ impl Default for RedlockConfig {
         Self {
             servers: Vec::new(),
             key_prefix: DEFAULT_PREFIX.to_owned(),
-            max_ttl_ms: millis(TtlLimits::DEFAULT_MAX),
+            max_ttl_ms: ttl_millis(TtlLimits::DEFAULT_MAX),
             drift_factor: DEFAULT_DRIFT_FACTOR,
             server_timeout_ms: 100,
             connect_timeout_ms: 1_000,

@@ -4,7 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use fencelock_core::{Error, ErrorKind, Operation, safety_margin};
+use fencelock_core::backend::safety_margin;
+use fencelock_core::{Error, ErrorKind, Operation};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
@@ -97,7 +98,7 @@ pub(crate) fn validity(ttl: Duration, elapsed: Duration, drift: Duration) -> Opt
         .filter(|v| !v.is_zero())
 }
 
-/// The instant to pass as `sent_at` to `Lease::granted`/`renewed` with `ttl`, so that the
+/// The instant to pass as `sent_at` to `granted_lease`/`renewed_lease` with `ttl`, so that the
 /// lease's deadline (`sent_at + ttl − safety_margin(ttl)`) is exactly `first_sent + validity`.
 /// `None` if that instant cannot be represented (then the grant is not used).
 pub(crate) fn backdated(first_sent: Instant, ttl: Duration, validity: Duration) -> Option<Instant> {
@@ -184,13 +185,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn backdated_send_makes_the_deadline_first_sent_plus_validity() {
-        use fencelock_core::{FencingToken, HolderId, Lease, LockName};
+        use fencelock_core::{FencingToken, HolderId, LockName};
         for (ttl_ms, factor, elapsed_ms) in [(10_000, 0.01, 7), (300, 0.01, 1), (1_000, 0.2, 30)] {
             let ttl = Duration::from_millis(ttl_ms);
             let sent = Instant::now();
             tokio::time::advance(Duration::from_millis(elapsed_ms)).await;
             let v = validity(ttl, sent.elapsed(), drift(ttl, factor)).unwrap();
-            let lease = Lease::granted(
+            let lease = fencelock_core::backend::granted_lease(
                 LockName::new("n").unwrap(),
                 FencingToken::new(1),
                 HolderId::random(),
@@ -199,7 +200,11 @@ mod tests {
             );
             assert_eq!(lease.deadline(), sent + v, "{ttl_ms} {factor}");
             assert_eq!(lease.ttl(), ttl);
-            let renewed = lease.renewed(ttl, backdated(sent, ttl, v).unwrap());
+            let renewed = fencelock_core::backend::renewed_lease(
+                &lease,
+                ttl,
+                backdated(sent, ttl, v).unwrap(),
+            );
             assert_eq!(renewed.deadline(), sent + v);
         }
     }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fencelock_core::backend::{lost_or_superseded, renewed_lease, ttl_millis};
 use fencelock_core::{Error, Lease, LockName, LossReason, Operation};
 use tokio::time::Instant;
 
@@ -33,7 +34,7 @@ pub(super) async fn renew(
     }
     let limit = inner.server_timeout.min(left);
     let keys = inner.layout.lock(lease.name());
-    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let ttl_ms = ttl_millis(ttl);
     let renew = Call::new(&SCRIPTS.renew, &[&keys.lock])
         .arg(Grant::of(lease).arg())
         .arg(ttl_ms);
@@ -56,7 +57,7 @@ pub(super) async fn renew(
         let validity = quorum::validity(ttl, first_sent.elapsed(), inner.drift(ttl))
             .filter(|v| first_sent + *v > now);
         if let Some(sent_at) = validity.and_then(|v| quorum::backdated(first_sent, ttl, v)) {
-            return Ok(lease.renewed(ttl, sent_at));
+            return Ok(renewed_lease(lease, ttl, sent_at));
         }
         return Err(Error::lost(lease, LossReason::DeadlineReached));
     }
@@ -127,19 +128,15 @@ fn decided(r: &Replies<Compared>, n: usize) -> bool {
     done >= q || r.ok.len() - done > n - q
 }
 
-/// `LeaseLost`, `Superseded` if a server showed a newer grant.
+/// `LeaseLost`, `Superseded` by the newest grant any server showed, if newer.
 fn loss(lease: &Lease, replies: &Replies<Compared>) -> Error {
-    let newer = replies
+    let newest = replies
         .ok
         .iter()
         .filter_map(|(_, c)| match c {
-            Compared::Lost(Some(g)) if g.token > lease.token() => Some(g.token),
+            Compared::Lost(Some(g)) => Some(g.token),
             _ => None,
         })
         .max();
-    let reason = match newer {
-        Some(by) => LossReason::Superseded { by },
-        None => LossReason::NotHeld,
-    };
-    Error::lost(lease, reason)
+    lost_or_superseded(lease, newest)
 }

@@ -68,7 +68,8 @@ pub(crate) fn written(value: Value) -> Result<Written, Error> {
 
 #[cfg(test)]
 mod tests {
-    use fencelock_core::{ErrorKind, HolderId};
+    use fencelock_core::ErrorKind;
+    use fencelock_core::backend::holder_id;
 
     use super::*;
 
@@ -79,7 +80,7 @@ mod tests {
     #[test]
     fn decodes_both_phases() {
         let g = Grant {
-            holder: HolderId::from_u128(9),
+            holder: holder_id(9),
             token: FencingToken::new(77),
         };
         assert_eq!(

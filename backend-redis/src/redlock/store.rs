@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fencelock_core::backend::{ReleaseWatch, WakeupHub, ttl_millis};
 use fencelock_core::{
-    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, ReleaseWatch, TtlLimits,
+    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
 };
 
 use super::instance::Instance;
@@ -14,12 +15,10 @@ use super::quorum::{self, REDLOCK, Replies, gather, no_majority, quorum};
 use super::{acquire, release, watch};
 use redis::Value;
 
-use crate::config::millis;
 use crate::grant::Grant;
 use crate::keys::KeyLayout;
 use crate::reply;
 use crate::scripts::{Call, SCRIPTS};
-use crate::waiters::Waiters;
 
 /// A [`LeaseStore`] on N independent Redis servers (N odd, at least 3): a grant holds when a
 /// majority of them agreed within the validity budget, and its fencing token is above the
@@ -41,14 +40,14 @@ pub(crate) struct Inner {
     pub(crate) drift_factor: f64,
     pub(crate) server_timeout: Duration,
     /// The waiters, fed by every server's subscriber.
-    pub(crate) waiters: Arc<Waiters>,
+    pub(crate) waiters: Arc<WakeupHub>,
 }
 
 impl Inner {
     /// The TTL as the servers will apply it (whole milliseconds, rounded up), checked against
     /// the limits and the drift allowance.
     pub(crate) fn check_ttl(&self, ttl: Duration) -> Result<Duration, Error> {
-        let ttl = Duration::from_millis(millis(self.limits.check(ttl)?));
+        let ttl = Duration::from_millis(ttl_millis(self.limits.check(ttl)?));
         let drift = self.drift(ttl);
         if ttl <= drift * 2 {
             return Err(Error::invalid(

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use fencelock_core::{Error, LockName, ReleaseWatch};
+use fencelock_core::backend::ReleaseWatch;
+use fencelock_core::{Error, LockName};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
