@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use fencelock_core::backend::granted_lease;
 use fencelock_core::{Error, Lease, LockName, Operation};
 
 use crate::EtcdLeaseStore;
@@ -198,7 +199,7 @@ pub(crate) async fn try_acquire(
         let token = token_of(revision, Operation::Acquire)?;
         // A spare's deadline counts from its last confirmed keepalive, not from now.
         let sent_at = contender.into_grant();
-        return Ok(Some(Lease::granted(
+        return Ok(Some(granted_lease(
             name.clone(),
             token,
             holder_of(granted.id),

@@ -15,7 +15,8 @@
 use std::error::Error as _;
 
 use etcd_client::Error as EtcdError;
-use fencelock_core::{Error, Lease, LossReason, Operation};
+use fencelock_core::backend::lost_or_superseded;
+use fencelock_core::{Error, Lease, Operation};
 use tonic::Code;
 
 /// The store name in errors and logs.
@@ -37,7 +38,7 @@ pub(crate) fn classify(op: Operation, err: EtcdError) -> Error {
 /// longer knows is [`Error::LeaseLost`].
 pub(crate) fn classify_for(lease: &Lease, op: Operation, err: EtcdError) -> Error {
     if is_lease_gone(&err) {
-        return Error::lost(lease, LossReason::NotHeld);
+        return lost_or_superseded(lease, None);
     }
     classify(op, err)
 }
@@ -163,7 +164,8 @@ fn chain(err: &EtcdError) -> String {
 mod tests {
     use std::time::Duration;
 
-    use fencelock_core::{ErrorKind, FencingToken, HolderId, LockName};
+    use fencelock_core::backend::{granted_lease, holder_id};
+    use fencelock_core::{ErrorKind, FencingToken, LockName};
     use tokio::time::Instant;
 
     use super::*;
@@ -302,10 +304,10 @@ mod tests {
 
     #[test]
     fn lease_gone_is_lost_for_its_holder() {
-        let lease = Lease::granted(
+        let lease = granted_lease(
             LockName::new("n").unwrap(),
             FencingToken::new(5),
-            HolderId::from_u128(9),
+            holder_id(9),
             Duration::from_secs(1),
             Instant::now(),
         );

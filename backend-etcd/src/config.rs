@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
+use fencelock_core::backend::{redact_url, ttl_millis};
 use fencelock_core::{Error, Operation};
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +50,7 @@ impl fmt::Debug for EtcdConfig {
             .field("endpoints", &endpoints)
             .field("key_prefix", &self.key_prefix)
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password.as_ref().map(|_| "***"))
             .field("op_timeout_ms", &self.op_timeout_ms)
             .field("max_ttl_secs", &self.max_ttl_secs)
             .field(
@@ -57,19 +58,6 @@ impl fmt::Debug for EtcdConfig {
                 &self.connect_options.as_ref().map(|_| "<set>"),
             )
             .finish()
-    }
-}
-
-/// `scheme://user:pass@host` → `scheme://<redacted>@host`.
-fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let sep = if scheme.is_empty() { "" } else { "://" };
-            format!("{scheme}{sep}<redacted>{}", &rest[at..])
-        }
-        None => url.to_owned(),
     }
 }
 
@@ -100,7 +88,7 @@ impl EtcdConfig {
 
     /// See [`EtcdLeaseStore::with_op_timeout`].
     pub fn with_op_timeout(mut self, timeout: Duration) -> Self {
-        self.op_timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.op_timeout_ms = ttl_millis(timeout);
         self
     }
 
@@ -236,13 +224,10 @@ mod tests {
     }
 
     #[test]
-    fn urls_lose_their_userinfo() {
-        assert_eq!(
-            redact_url("http://a:b@h:1/x@y"),
-            "http://<redacted>@h:1/x@y"
-        );
+    fn urls_lose_their_password() {
+        assert_eq!(redact_url("http://a:b@h:1/x@y"), "http://a:***@h:1/x@y");
         assert_eq!(redact_url("http://h:1"), "http://h:1");
-        assert_eq!(redact_url("u:p@h:1"), "<redacted>@h:1");
+        assert_eq!(redact_url("u:p@h:1"), "u:***@h:1");
     }
 
     #[tokio::test]

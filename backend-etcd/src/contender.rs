@@ -2,9 +2,10 @@
 //! is turned into a grant, dropping it revokes the lease (and so removes the key) in the
 //! background, so that a cancelled or failed acquire never leaves a key blocking the queue.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fencelock_core::backend::lock_unpoisoned;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -66,10 +67,7 @@ impl Contender {
     pub(crate) fn into_grant(mut self) -> Instant {
         self.stop_keepalive();
         self.armed = false;
-        *self
-            .confirmed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        *lock_unpoisoned(&self.confirmed)
     }
 
     /// The lease is gone (revoked or expired): nothing to revoke any more.
@@ -117,14 +115,14 @@ async fn keep_alive_loop(
         tokio::time::sleep(every).await;
         let sent_at = Instant::now();
         match keepalives.keep_alive(lease.id).await {
-            Ok(()) => *confirmed.lock().unwrap_or_else(PoisonError::into_inner) = sent_at,
+            Ok(()) => *lock_unpoisoned(&confirmed) = sent_at,
             Err(e) if is_lease_gone(&e) => {
                 tracing::debug!(lease = lease.id, "the waiting lease expired");
                 lost.cancel();
                 return;
             }
             Err(e) => {
-                let last = *confirmed.lock().unwrap_or_else(PoisonError::into_inner);
+                let last = *lock_unpoisoned(&confirmed);
                 if last.elapsed() >= lease.ttl {
                     tracing::debug!(lease = lease.id, error = %e, "no keepalive confirmed for a whole TTL");
                     lost.cancel();

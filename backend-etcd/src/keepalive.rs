@@ -12,9 +12,10 @@
 //! on the next request.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use etcd_client::{Error as EtcdError, LeaseKeepAliveStream, LeaseKeeper};
+use fencelock_core::backend::lock_unpoisoned;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
@@ -59,7 +60,7 @@ impl KeepAlives {
     }
 
     fn submit(&self, request: Request) {
-        let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inbox = lock_unpoisoned(&self.inbox);
         let request = match inbox.as_ref() {
             Some(tx) => match tx.send(request) {
                 Ok(()) => return,

@@ -2,6 +2,7 @@
 //! every holder or waiter of `NAME` owns the key `<prefix>NAME/<lease id in hex>`, attached to
 //! its lease; the owner is the key with the lowest create revision.
 
+use fencelock_core::backend::holder_id;
 use fencelock_core::{Error, FencingToken, HolderId, LockName, Operation};
 
 use crate::classify::STORE;
@@ -58,7 +59,7 @@ pub(crate) fn lease_id_hex(lease_id: i64) -> String {
 
 /// The holder id of a grant: its etcd lease id.
 pub(crate) fn holder_of(lease_id: i64) -> HolderId {
-    HolderId::from_u128(u128::from(lease_id as u64))
+    holder_id(u128::from(lease_id as u64))
 }
 
 /// The etcd lease id behind a holder id, if it can be one.
@@ -134,8 +135,8 @@ mod tests {
         for id in [1, 0x7c2d_a1fd_a21a_b20c, i64::MAX] {
             assert_eq!(lease_id_of(holder_of(id)), Some(id));
         }
-        assert_eq!(lease_id_of(HolderId::from_u128(u128::MAX)), None);
-        assert_eq!(lease_id_of(HolderId::from_u128(0)), None);
+        assert_eq!(lease_id_of(holder_id(u128::MAX)), None);
+        assert_eq!(lease_id_of(holder_id(0)), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use etcd_client::{Txn, TxnOp, TxnOpResponse};
-use fencelock_core::{Error, ErrorKind, Lease, Operation};
+use fencelock_core::backend::fail_each;
+use fencelock_core::{Error, Lease, Operation};
 use futures::future::join_all;
 use tokio::time::Instant;
 
@@ -27,7 +28,7 @@ pub(crate) async fn renew_many(
 ) -> Vec<Result<Lease, Error>> {
     if let Err(error) = store.ttl_limits_checked(ttl) {
         // The same `InvalidInput` for every lease; nothing is sent.
-        return error.fan_out(leases.len()).into_iter().map(Err).collect();
+        return fail_each(error, leases.len());
     }
     let ids: Vec<Result<(i64, i64), Error>> = leases.iter().map(ids_of).collect();
     // Every keepalive is queued on the stream before the first answer is awaited; the send
@@ -53,12 +54,11 @@ pub(crate) async fn renew_many(
             });
         }
     }
-    let mut read: Vec<Result<QueueSnapshot, (ErrorKind, String)>> =
-        Vec::with_capacity(queues.len());
+    let mut read: Vec<Result<QueueSnapshot, Error>> = Vec::with_capacity(queues.len());
     for chunk in queues.chunks(READS_PER_TXN) {
         match read_queues(store, chunk).await {
             Ok(got) => read.extend(got.into_iter().map(Ok)),
-            Err(failure) => read.extend(chunk.iter().map(|_| Err(failure.clone()))),
+            Err(failure) => read.extend(fail_each(failure, chunk.len())),
         }
     }
     leases
@@ -73,7 +73,7 @@ pub(crate) async fn renew_many(
                     let i = index.get(&keys).copied().ok_or_else(lost_track)?;
                     match read.get(i).ok_or_else(lost_track)? {
                         Ok(queue) => renewed_in(queue, &keys, lease, ids, sent_at),
-                        Err((kind, text)) => Err(of_kind(*kind, text)),
+                        Err(e) => Err(e.clone()),
                     }
                 }
                 Some(Err(e)) => Err(classify_for(lease, Operation::Renew, e)),
@@ -91,38 +91,29 @@ fn lost_track() -> Error {
     )
 }
 
-/// A renew error of `kind` with the driver's message `text`.
-fn of_kind(kind: ErrorKind, text: &str) -> Error {
-    match kind {
-        ErrorKind::Unavailable => Error::unavailable(STORE, Operation::Renew, text.to_owned()),
-        ErrorKind::OutcomeUnknown => {
-            Error::outcome_unknown(STORE, Operation::Renew, text.to_owned())
-        }
-        _ => Error::backend(STORE, Operation::Renew, text.to_owned()),
-    }
-}
-
 /// The queues of `chunk`, in order, read in one read-only txn (each read like
 /// [`EtcdLeaseStore::read_queue`]'s). A failure is classified once, as `renew`'s own read
-/// would be, and repeated for every lease of the chunk (errors are not `Clone`).
+/// would be, and answers every lease of the chunk.
 async fn read_queues(
     store: &EtcdLeaseStore,
     chunk: &[LockKeys],
-) -> Result<Vec<QueueSnapshot>, (ErrorKind, String)> {
+) -> Result<Vec<QueueSnapshot>, Error> {
     let txn = Txn::new().and_then(
         chunk
             .iter()
             .map(|keys| TxnOp::get(keys.prefix(), Some(queue_range())))
             .collect::<Vec<_>>(),
     );
-    let resp = store.rpc.txn(txn).await.map_err(|err| {
-        let text = err.to_string();
-        (classify(Operation::Renew, err).kind(), text)
-    })?;
+    let resp = store
+        .rpc
+        .txn(txn)
+        .await
+        .map_err(|e| classify(Operation::Renew, e))?;
     let ops = resp.op_responses();
     if ops.len() != chunk.len() {
-        return Err((
-            ErrorKind::Backend,
+        return Err(Error::backend(
+            STORE,
+            Operation::Renew,
             format!(
                 "etcd answered a txn of {} reads with {} results",
                 chunk.len(),

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
-use fencelock_core::{Error, Lease, LossReason, Operation};
+use fencelock_core::backend::{lost_or_superseded, renewed_lease};
+use fencelock_core::{Error, Lease, Operation};
 use tokio::time::Instant;
 
 use crate::EtcdLeaseStore;
@@ -17,21 +18,20 @@ use crate::queue_snapshot::{QueueSnapshot, queue_range};
 pub(crate) fn ids_of(lease: &Lease) -> Result<(i64, i64), Error> {
     match (lease_id_of(lease.holder()), revision_of(lease.token())) {
         (Some(id), Some(rev)) => Ok((id, rev)),
-        _ => Err(Error::lost(lease, LossReason::NotHeld)),
+        _ => Err(lost_or_superseded(lease, None)),
     }
 }
 
-/// Why `lease` (created at `revision`) is not the owner of `queue`.
-pub(crate) fn loss_in(
-    queue: &QueueSnapshot,
-    revision: i64,
-    op: Operation,
-) -> Result<LossReason, Error> {
-    match queue.owner() {
-        Some(owner) if owner.create_revision > revision => Ok(LossReason::Superseded {
-            by: token_of(owner.create_revision, op)?,
-        }),
-        _ => Ok(LossReason::NotHeld),
+/// The error for `lease` (created at `revision`), which is not the owner of `queue`: `LeaseLost`,
+/// superseded iff the owner is newer. Only a newer owner's create revision must be a token.
+fn loss_in(queue: &QueueSnapshot, lease: &Lease, revision: i64, op: Operation) -> Error {
+    let newer = queue
+        .owner()
+        .map(|owner| owner.create_revision)
+        .filter(|rev| *rev > revision);
+    match newer.map(|rev| token_of(rev, op)).transpose() {
+        Ok(current) => lost_or_superseded(lease, current),
+        Err(e) => e,
     }
 }
 
@@ -75,10 +75,9 @@ pub(crate) fn renewed_in(
         .owner()
         .is_some_and(|owner| owner.key == key && owner.create_revision == revision);
     if !held {
-        let reason = loss_in(queue, revision, Operation::Renew)?;
-        return Err(Error::lost(lease, reason));
+        return Err(loss_in(queue, lease, revision, Operation::Renew));
     }
-    Ok(lease.renewed(lease.ttl(), sent_at))
+    Ok(renewed_lease(lease, lease.ttl(), sent_at))
 }
 
 /// [`fencelock_core::LeaseStore::release`]: deletes the holder key iff its create revision
@@ -107,8 +106,7 @@ pub(crate) async fn release(store: &EtcdLeaseStore, lease: &Lease) -> Result<(),
             Some(TxnOpResponse::Get(get)) => QueueSnapshot::from_kvs(&keys, get.kvs()),
             _ => QueueSnapshot::default(),
         };
-        let reason = loss_in(&queue, revision, Operation::Release)?;
-        return Err(Error::lost(lease, reason));
+        return Err(loss_in(&queue, lease, revision, Operation::Release));
     }
     // Our txn deleted the key, so the lock is free and waiters are already woken: the bare
     // lease holds nothing. Keep it for the next acquire, or revoke it off the caller's path.

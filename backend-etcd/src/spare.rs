@@ -19,10 +19,11 @@
 //!   the acquire grants a fresh lease instead.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use fencelock_core::{Lease, safety_margin};
+use fencelock_core::Lease;
+use fencelock_core::backend::{lock_unpoisoned, safety_margin};
 use tokio::time::Instant;
 
 use crate::etcd_lease::{EtcdLease, spawn_revoke, ttl_seconds};
@@ -62,8 +63,8 @@ impl Spares {
         }
     }
 
-    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        lock_unpoisoned(&self.inner)
     }
 
     /// A spare for a request of `ttl`, if a fresh one exists; stale ones are revoked.
@@ -163,7 +164,7 @@ fn whole_seconds(ttl: Duration) -> Option<u64> {
 }
 
 /// The lease behind `lease` as a spare: its freshness is the send instant of the grant or
-/// renewal its deadline was computed from (see [`Lease::granted`]), recovered exactly by
+/// renewal its deadline was computed from (see [`granted_lease`](fencelock_core::backend::granted_lease)), recovered exactly by
 /// undoing the deadline's arithmetic.
 fn spare_of(lease: &Lease, lease_id: i64) -> Option<EtcdLease> {
     let ttl = lease.ttl();
@@ -179,7 +180,8 @@ fn spare_of(lease: &Lease, lease_id: i64) -> Option<EtcdLease> {
 
 #[cfg(test)]
 mod tests {
-    use fencelock_core::{FencingToken, HolderId, LockName};
+    use fencelock_core::backend::{granted_lease, holder_id, renewed_lease};
+    use fencelock_core::{FencingToken, LockName};
 
     use super::*;
 
@@ -187,16 +189,16 @@ mod tests {
     async fn freshness_is_the_send_instant_of_the_grant() {
         let sent = Instant::now();
         let ttl = Duration::from_secs(7);
-        let lease = Lease::granted(
+        let lease = granted_lease(
             LockName::new("n").unwrap(),
             FencingToken::new(3),
-            HolderId::from_u128(5),
+            holder_id(5),
             ttl,
             sent,
         );
         let spare = spare_of(&lease, 5).unwrap();
         assert_eq!(spare.sent_at, sent);
-        let renewed = lease.renewed(ttl, sent + Duration::from_secs(2));
+        let renewed = renewed_lease(&lease, ttl, sent + Duration::from_secs(2));
         assert_eq!(
             spare_of(&renewed, 5).unwrap().sent_at,
             sent + Duration::from_secs(2)

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::Client;
+use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{
-    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits, WaitPolicy,
+    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
 };
 
 use crate::EtcdConfig;

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchFilterType, WatchOptions};
-use fencelock_core::{Error, Lease, LockName, Operation, WaitPolicy};
+use fencelock_core::backend::{WaitPolicy, granted_lease};
+use fencelock_core::{Error, Lease, LockName, Operation};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::EtcdLeaseStore;
@@ -78,7 +79,7 @@ async fn pass(
         if queue.owner().map(|m| m.create_revision) == Some(mine) {
             let token = token_of(mine, Operation::Acquire)?;
             let sent_at = contender.into_grant();
-            return Ok(Pass::Granted(Lease::granted(
+            return Ok(Pass::Granted(granted_lease(
                 name.clone(),
                 token,
                 holder_of(granted.id),

@@ -62,7 +62,7 @@ async fn leader_kill_never_yields_two_holders_and_tokens_keep_rising() {
                 );
                 contender = Some(lease);
             }
-            Ok(None) => assert!(guard.is_valid() || guard.loss().is_some()),
+            Ok(None) => assert!(guard.is_valid() || guard.loss_reason().is_some()),
             Err(e) => {
                 assert!(e.is_transient(), "{e}");
                 transient += 1;
@@ -74,7 +74,7 @@ async fn leader_kill_never_yields_two_holders_and_tokens_keep_rising() {
         Some(lease) => {
             println!(
                 "the lease was lost in the failover ({:?}); contender got {}",
-                guard.loss(),
+                guard.loss_reason(),
                 lease.token()
             );
             tokens.push(lease.token());
@@ -84,7 +84,7 @@ async fn leader_kill_never_yields_two_holders_and_tokens_keep_rising() {
             assert!(
                 guard.is_valid(),
                 "held through the failover: {:?}",
-                guard.loss()
+                guard.loss_reason()
             );
             assert_eq!(
                 store.inspect(&name).await.unwrap().unwrap().token,
