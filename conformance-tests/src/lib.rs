@@ -2,11 +2,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cases;
+mod fence_fixture;
 mod fixture;
 pub mod harness;
 pub mod history;
 
+pub use fence_fixture::{FenceCtx, FenceFixture};
 pub use fixture::{Ctx, Fixture};
+
+/// Runs one case on its own multi-threaded runtime (two workers), for the tests the suite
+/// macros stamp out: the caller's crate needs no `tokio` dependency of its own.
+#[doc(hidden)]
+pub fn __run_case<F: std::future::Future<Output = ()>>(case: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the case")
+        .block_on(case);
+}
 
 /// Every conformance case, in one list: `for_each_case!(callback!)` calls
 /// `callback!(case1, case2, …)`. Used by [`conformance_suite!`].
@@ -65,11 +79,72 @@ macro_rules! conformance_suite {
 macro_rules! __conformance_tests {
     (($fixture:path); $($case:ident),* $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let fixture = $fixture().await;
-                let cx = $crate::Ctx::new(fixture);
-                $crate::cases::$case(&cx).await;
+            #[test]
+            fn $case() {
+                $crate::__run_case(async {
+                    let fixture = $fixture().await;
+                    let cx = $crate::Ctx::new(fixture);
+                    $crate::cases::$case(&cx).await;
+                });
+            }
+        )*
+    };
+}
+
+/// Every fence case that a fence with a store behind it passes, in one list (see
+/// [`fence_suite!`]); `fence_dead_store_never_accepted` comes last.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! for_each_fence_case {
+    ($callback:ident ! $args:tt) => {
+        $crate::$callback! { $args;
+            fence_equal_token_admitted,
+            fence_lower_token_rejected,
+            fence_higher_token_raises_mark,
+            fence_concurrent_writers_never_regress,
+            fence_read_after_rejected_write_returns_accepted,
+            fence_hostile_keys_and_values,
+        }
+    };
+}
+
+/// Stamps out the fence tier as named tests, one per `# Behavior` bullet of
+/// [`fencelock_core::Fence`].
+///
+/// `$fixture` is a path to an `async fn() -> FenceFixture`, called once per case. A fence over
+/// a real store also passes `fence_dead_store_never_accepted` (give the fixture a dead twin
+/// with [`FenceFixture::with_dead`]); an in-process fence, which has no store to lose, says
+/// `fence_suite!(fixture, in_process)` and that case is not stamped out.
+///
+/// ```no_run
+/// async fn memory() -> fencelock_conformance::FenceFixture {
+///     fencelock_conformance::FenceFixture::new(fencelock_core::FenceGate::new())
+/// }
+/// fencelock_conformance::fence_suite!(memory, in_process);
+/// ```
+#[macro_export]
+macro_rules! fence_suite {
+    ($fixture:path) => {
+        $crate::for_each_fence_case!(__fence_tests!($fixture));
+        $crate::__fence_tests!(($fixture); fence_dead_store_never_accepted);
+    };
+    ($fixture:path, in_process) => {
+        $crate::for_each_fence_case!(__fence_tests!($fixture));
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __fence_tests {
+    (($fixture:path); $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::__run_case(async {
+                    let fixture = $fixture().await;
+                    let cx = $crate::FenceCtx::new(fixture);
+                    $crate::cases::$case(&cx).await;
+                });
             }
         )*
     };

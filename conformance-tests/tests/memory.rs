@@ -8,3 +8,9 @@ async fn memory() -> Fixture {
 }
 
 fencelock_conformance::conformance_suite!(memory);
+
+async fn memory_fence() -> fencelock_conformance::FenceFixture {
+    fencelock_conformance::FenceFixture::new(fencelock_core::FenceGate::new())
+}
+
+fencelock_conformance::fence_suite!(memory_fence, in_process);

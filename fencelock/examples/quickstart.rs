@@ -19,7 +19,7 @@ struct Storage {
 
 impl Storage {
     fn write(&self, token: FencingToken, balance: i64) -> Result<(), Error> {
-        self.fence.write("account/42", token, || {
+        self.fence.admit_with("account/42", token, || {
             *self.balance.lock().unwrap_or_else(|e| e.into_inner()) = balance;
         })
     }

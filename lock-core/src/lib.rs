@@ -26,7 +26,7 @@ use backend::lock_unpoisoned as lock;
 
 pub use diagnosis::{Diagnosis, Finding, Verdict};
 pub use error::{BoxError, Error, ErrorKind, ErrorSource, LossReason, Operation};
-pub use fence::{FenceGate, Fenced};
+pub use fence::{Fence, FenceGate, Fenced, FencedValue};
 pub use guard::LockGuard;
 pub use lease::{HolderId, Lease, LeaseInfo, TtlLimits};
 pub use locker::Locker;

@@ -2,6 +2,7 @@
 //! against any store through a [`crate::Ctx`].
 
 mod client;
+mod fence;
 mod grant;
 mod input;
 mod release;
@@ -9,6 +10,7 @@ mod renew;
 mod stress;
 
 pub use client::*;
+pub use fence::*;
 pub use grant::*;
 pub use input::*;
 pub use release::*;

@@ -42,7 +42,7 @@ pub async fn contention_stress_no_stale_write_accepted(cx: &Ctx) {
         );
         move |token: FencingToken| {
             report.attempted.fetch_add(1, Ordering::SeqCst);
-            let result = gate.write("resource", token, || {
+            let result = gate.admit_with("resource", token, || {
                 counter.fetch_add(1, Ordering::SeqCst);
                 log.lock().unwrap().push(token);
             });
