@@ -100,7 +100,7 @@ mod tests {
             &LockName::new("deploy/prod").unwrap(),
             Some(LeaseInfo {
                 token: FencingToken::new(17),
-                holder: Some(HolderId::from_u128(0xab)),
+                holder: Some(HolderId::parse_hex("ab").unwrap()),
                 remaining: Duration::from_millis(12_400),
             }),
         );
