@@ -157,7 +157,7 @@ fn persistence(aof_enabled: Option<&str>, appendfsync: Option<&str>) -> Vec<Find
         return vec![Finding::warn(
             "appendonly",
             "no",
-            "a restart forgets held locks (RDB snapshots keep only what was there at the last snapshot), so a second holder can start before the first notices at its next renewal. Tokens still rise (they come from the server clock), so fenced writes stay safe. Set appendonly yes (appendfsync everysec or always)",
+            "a restart forgets held locks (RDB snapshots alone keep only what existed at the last snapshot), so a second holder can start before the first notices at its next renewal. Tokens still rise (they come from the server clock), so fenced writes stay safe. Set appendonly yes (appendfsync everysec or always)",
         )];
     }
     let mut out = vec![Finding::ok(
