@@ -5,6 +5,7 @@ mod admin;
 mod classify;
 mod config;
 mod contender;
+mod diagnose;
 mod etcd_lease;
 mod fence;
 mod keepalive;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use etcd_client::Client;
 use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{
-    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
+    Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
 };
 
 use crate::EtcdConfig;
@@ -214,5 +214,11 @@ impl LeaseStore for EtcdLeaseStore {
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
         crate::wait::acquire_waiting(self, name, ttl, policy).await
+    }
+
+    /// Over the store's client: version, leader, members, alarms, database size, and whether
+    /// every endpoint answers (see the crate docs, "Diagnosis").
+    async fn diagnose(&self) -> Result<Diagnosis, Error> {
+        crate::diagnose::diagnose(self).await
     }
 }

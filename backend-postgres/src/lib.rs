@@ -3,6 +3,7 @@
 mod builder;
 mod classify;
 mod config;
+mod diagnose;
 mod fence;
 mod ident;
 mod migrate;

@@ -10,7 +10,8 @@ use fencelock_core::backend::{
     ReleaseWatch, fail_each, granted_lease, lost_or_superseded, renewed_lease,
 };
 use fencelock_core::{
-    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
+    Diagnosis, Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation,
+    TtlLimits,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::time::Instant;
@@ -415,6 +416,20 @@ impl LeaseStore for PgLeaseStore {
             }
             None => Ok(None),
         }
+    }
+
+    /// One statement on the store's pool: version, primary or standby, `fsync`,
+    /// `synchronous_commit` (as the store's sessions see it), synchronous standbys (see the
+    /// crate docs, "Diagnosis").
+    async fn diagnose(&self) -> Result<Diagnosis, Error> {
+        let settings = self
+            .timed(Operation::Diagnose, crate::diagnose::ask(&self.inner.pool))
+            .await?
+            .map_err(|e| classify(Operation::Diagnose, e))?;
+        Ok(crate::diagnose::diagnosis(
+            &settings,
+            self.inner.durable_grants,
+        ))
     }
 }
 

@@ -9,7 +9,8 @@ use fencelock_core::backend::{
     ReleaseWatch, granted_lease, lost_or_superseded, renewed_lease, ttl_millis,
 };
 use fencelock_core::{
-    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
+    Diagnosis, Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation,
+    TtlLimits,
 };
 use redis::Value;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -179,6 +180,14 @@ where
             Some(wakeups) => wakeups.watch(name).await,
             None => Ok(None),
         }
+    }
+
+    /// `INFO` and `CONFIG GET` over the store's connection: version, persistence, eviction
+    /// policy, replication role (see the crate docs, "Diagnosis").
+    async fn diagnose(&self) -> Result<Diagnosis, Error> {
+        let mut conn = self.conn.clone();
+        let settings = crate::diagnose::ask(&mut conn).await?;
+        Ok(crate::diagnose::diagnosis(&settings))
     }
 }
 

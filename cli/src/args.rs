@@ -90,11 +90,20 @@ Exit status: 0 broken (or already free); 1 declined at the prompt; 64 usage (e.g
 without a terminal); 69 store unavailable.";
 
 const CHECK_AFTER: &str = "\
-Checks: Redis persistence (AOF/RDB), maxmemory-policy (eviction can drop locks) and replication
-role; PostgreSQL version, synchronous_commit, fsync and standby status; etcd cluster health.
+The store diagnoses itself (the same findings a program gets from LeaseStore::diagnose): Redis
+version, persistence (appendonly, appendfsync), maxmemory-policy (eviction can drop locks),
+replication role and min-replicas-to-write; for Redlock each server and the quorum; PostgreSQL
+version, primary or standby, fsync, synchronous_commit and synchronous standbys; etcd version,
+leader, members, alarms and which members answer. Then one lock operation runs through the
+store.
 
-Exit status: 0 reachable and safe; 1 reachable, with warnings to read; 64 usage (bad URL, backend
-not built in); 69 unreachable.";
+Examples:
+  fencelock check --store redis://10.0.0.5:6379
+  fencelock check --json --store etcd://10.0.0.1:2379 | jq -r .verdict
+
+Exit status: 0 reachable and safe; 1 reachable, with warnings to read; 78 reachable, but locks
+cannot work safely there (a FAIL line: a replica, no leader, no majority, out of space); 64
+usage (bad URL, backend not built in); 69 unreachable.";
 
 /// The `fencelock` command line.
 #[derive(Debug, Parser)]
@@ -217,6 +226,9 @@ pub(crate) struct ReleaseArgs {
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    /// Print one JSON document (backend, server, findings, verdict) instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 fn parse_name(input: &str) -> Result<LockName, fencelock::Error> {

@@ -15,6 +15,9 @@ pub(crate) mod status {
     pub(crate) const UNAVAILABLE: u8 = 69;
     /// Something that should not happen (e.g. the store handed out a lower token).
     pub(crate) const INTERNAL: u8 = 70;
+    /// `check`: the store answered, but is set up so that locks cannot work safely (a `FAIL`
+    /// finding: a read-only replica, no leader, no majority, out of space). `EX_CONFIG`.
+    pub(crate) const UNSAFE_FOR_LOCKS: u8 = 78;
     /// The lock stayed held by someone else for all of `--wait` (or at once with `--no-wait`).
     pub(crate) const BUSY: u8 = 75;
     /// The lease was lost while the program ran; the program was stopped.

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_one_line_failure, output, status, stdout};
+use common::{assert_one_line_failure, check_json, finding, output, status, stdout};
 use fencelock_conformance::harness;
 
 backend_cli_tests!(
@@ -24,18 +24,49 @@ async fn check_reports_settings_with_advice() {
     let url = url().await;
     let out = output(&["check", "--store", &url], Duration::from_secs(20)).await;
     let text = stdout(&out);
-    assert!(text.contains("PostgreSQL"), "{text}");
-    assert!(text.contains("synchronous_commit"), "{text}");
-    assert!(text.contains("lock operations"), "{text}");
-    // The harness runs PostgreSQL with fsync=off, which check must flag.
     assert!(
-        text.contains("WARN") && text.contains("fsync = off"),
+        text.starts_with("store    postgres (PostgreSQL 15"),
         "{text}"
     );
+    assert!(text.contains("ok       role = primary"), "{text}");
+    assert!(text.contains("ok       synchronous_commit = on"), "{text}");
+    assert!(text.contains("ok       lock operations = work"), "{text}");
+    // The harness runs PostgreSQL with fsync=off, which check must flag.
+    assert!(text.contains("WARN     fsync = off"), "{text}");
     assert_eq!(
         out.status.code(),
         Some(status::WARNINGS_OR_DECLINED),
         "{text}"
+    );
+
+    let (code, json) = check_json(&url, &[]).await;
+    assert_eq!(code, Some(status::WARNINGS_OR_DECLINED), "{json:#}");
+    assert_eq!(json["backend"], "postgres");
+    assert_eq!(json["verdict"], "warn");
+    assert_eq!(finding(&json, "fsync")["value"], "off");
+}
+
+/// The store's sessions commit with `synchronous_commit = local` (a `-c` option in the URL):
+/// grants do not wait for synchronous standbys, which check warns about.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_warns_about_what_the_stores_sessions_run_with() {
+    let server = harness::PostgresServer::start(harness::PostgresConfig {
+        durable: true,
+        ..harness::PostgresConfig::default()
+    })
+    .await
+    .unwrap();
+    let (code, json) = check_json(&server.url(), &[]).await;
+    assert_eq!(code, Some(0), "{json:#}");
+    assert_eq!(json["verdict"], "ok");
+
+    let local = format!("{}?options=-c%20synchronous_commit%3Dlocal", server.url());
+    let (code, json) = check_json(&local, &[]).await;
+    assert_eq!(code, Some(status::WARNINGS_OR_DECLINED), "{json:#}");
+    let sc = finding(&json, "synchronous_commit");
+    assert_eq!(
+        (&sc["value"], &sc["verdict"]),
+        (&"local".into(), &"warn".into())
     );
 }
 

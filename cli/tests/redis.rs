@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_one_line_failure, output, status, stdout};
+use common::{assert_one_line_failure, check_json, finding, output, status, stdout};
 use fencelock_conformance::harness;
 
 backend_cli_tests!(url, "redis://127.0.0.1:{port}", "redis");
@@ -20,13 +20,14 @@ async fn check_reports_settings_with_advice() {
     let url = url().await;
     let out = output(&["check", "--store", &url], Duration::from_secs(20)).await;
     let text = stdout(&out);
-    assert!(text.contains("Redis "), "{text}");
-    assert!(text.contains("maxmemory-policy"), "{text}");
+    assert!(text.starts_with("store    redis (Redis "), "{text}");
+    assert!(text.contains("maxmemory-policy = noeviction"), "{text}");
     assert!(text.contains("role = primary"), "{text}");
-    assert!(text.contains("lock operations"), "{text}");
+    assert!(text.contains("ok       lock operations = work"), "{text}");
     // The harness runs Redis without persistence, which check must flag.
+    assert!(text.contains("WARN     appendonly = no"), "{text}");
     assert!(
-        text.contains("WARN") && text.contains("persistence"),
+        text.ends_with("read the advice above before relying on these locks\n"),
         "{text}"
     );
     assert_eq!(
@@ -34,6 +35,62 @@ async fn check_reports_settings_with_advice() {
         Some(status::WARNINGS_OR_DECLINED),
         "{text}"
     );
+
+    let (code, json) = check_json(&url, &[]).await;
+    assert_eq!(code, Some(status::WARNINGS_OR_DECLINED), "{json:#}");
+    assert_eq!(json["backend"], "redis");
+    assert_eq!(json["verdict"], "warn");
+    assert_eq!(finding(&json, "appendonly")["verdict"], "warn");
+    assert_eq!(finding(&json, "lock operations")["verdict"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_of_a_well_configured_server_is_clean() {
+    let server = harness::RedisServer::start(harness::RedisConfig::aof())
+        .await
+        .unwrap();
+    let out = output(
+        &["check", "--store", &server.url()],
+        Duration::from_secs(20),
+    )
+    .await;
+    let text = stdout(&out);
+    assert!(!text.contains("WARN") && !text.contains("FAIL"), "{text}");
+    assert!(text.contains("ok       appendonly = yes"), "{text}");
+    assert!(
+        text.ends_with("safe for locks as far as these checks can tell\n"),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+}
+
+/// A replica: the store connects, but locks cannot work there: FAIL lines (the role, and the
+/// lock operation it refuses) and status 78, in text and JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_of_a_replica_fails() {
+    let primary = harness::RedisServer::start(harness::RedisConfig::aof())
+        .await
+        .unwrap();
+    let replica = harness::RedisServer::start_replica_of(&primary)
+        .await
+        .unwrap();
+    let out = output(
+        &["check", "--store", &replica.url()],
+        Duration::from_secs(20),
+    )
+    .await;
+    let text = stdout(&out);
+    assert!(text.contains("FAIL     role = replica"), "{text}");
+    assert!(
+        text.contains("locks cannot work safely on this store"),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(status::UNSAFE_FOR_LOCKS), "{text}");
+
+    let (code, json) = check_json(&replica.url(), &[]).await;
+    assert_eq!(code, Some(status::UNSAFE_FOR_LOCKS), "{json:#}");
+    assert_eq!(json["verdict"], "fail");
+    assert_eq!(finding(&json, "role")["verdict"], "fail");
 }
 
 /// `redlock://` over three servers: a run sees a token, and check reports each server and the
@@ -74,24 +131,32 @@ async fn redlock_runs_and_checks_each_server_and_the_quorum() {
     servers[2].kill().unwrap();
     let out = output(&["check", "--store", &url], Duration::from_secs(20)).await;
     let text = stdout(&out);
-    assert!(text.contains("server 1: persistence"), "{text}");
-    assert!(text.contains("server 3: no answer"), "{text}");
-    assert!(text.contains("quorum: 2 of 3 servers answer"), "{text}");
+    assert!(text.starts_with("store    redlock (Redis "), "{text}");
+    assert!(
+        text.contains("WARN     server 1: appendonly = no"),
+        "{text}"
+    );
+    assert!(text.contains("WARN     server 3: reachable = no"), "{text}");
+    assert!(
+        text.contains("ok       quorum = 2 of 3 servers answer"),
+        "{text}"
+    );
     assert_eq!(
         out.status.code(),
         Some(status::WARNINGS_OR_DECLINED),
         "{text}"
     );
+    let (code, json) = check_json(&url, &[]).await;
+    assert_eq!(code, Some(status::WARNINGS_OR_DECLINED), "{json:#}");
+    assert_eq!(json["backend"], "redlock");
+    assert_eq!(finding(&json, "quorum")["value"], "2 of 3 servers answer");
 
+    // Without a majority the store cannot even connect.
     servers[1].kill().unwrap();
     let out = output(
         &["check", "--store", &url, "--connect-timeout", "1s"],
         Duration::from_secs(20),
     )
     .await;
-    assert_one_line_failure(
-        &out,
-        status::UNAVAILABLE,
-        "only 1 of 3 Redlock servers answered",
-    );
+    assert_one_line_failure(&out, status::UNAVAILABLE, "no majority of the 3 servers");
 }

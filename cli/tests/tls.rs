@@ -39,7 +39,8 @@ async fn run(url: &str, ca: Option<&Path>) -> std::process::Output {
 }
 
 async fn trusted_and_untrusted(url: &str, ca: &Path) {
-    // `check` (its own driver calls) and `status` trust the same authority.
+    // `check` (the store's own diagnosis over its TLS connection) and `status` trust the
+    // same authority.
     let mut check = fencelock(&["check", "--store", url]);
     check.env("SSL_CERT_FILE", ca);
     let out = check.output().await.unwrap();

@@ -8,8 +8,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use common::{
-    assert_one_line_failure, fencelock, next_line, output, spawn_with_lines, status, stderr,
-    stdout, wait_exit,
+    assert_one_line_failure, check_json, fencelock, finding, next_line, output, spawn_with_lines,
+    status, stderr, stdout, wait_exit,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -114,6 +114,63 @@ async fn store_from_environment_and_password_never_printed() {
     cmd.env("FENCELOCK_STORE", "memory://");
     let out = cmd.output().await.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// `check` over `memory://`: the store's own diagnosis (one warning: it is one process) and
+/// the lock round trip, as text and as JSON; `check --help` documents every exit status.
+#[tokio::test]
+async fn check_renders_the_stores_diagnosis() {
+    let out = output(&["check", "--store", "memory://"], LIMIT).await;
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().next(),
+        Some("store    memory (in-process)"),
+        "{text}"
+    );
+    assert!(text.contains("WARN     scope = one process: "), "{text}");
+    assert!(text.contains("ok       lock operations = work: "), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(status::WARNINGS_OR_DECLINED),
+        "{text}"
+    );
+
+    let (code, json) = check_json("memory://", &[]).await;
+    assert_eq!(code, Some(status::WARNINGS_OR_DECLINED));
+    assert_eq!(json["backend"], "memory");
+    assert_eq!(json["server"], "in-process");
+    assert_eq!(json["verdict"], "warn");
+    assert_eq!(finding(&json, "scope")["verdict"], "warn");
+
+    let out = output(&["check", "--help"], LIMIT).await;
+    let help = stdout(&out);
+    for needle in ["--json", "78", "69", "LeaseStore::diagnose"] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}
+
+#[tokio::test]
+async fn check_of_a_dead_server_is_one_line() {
+    let port = fencelock_conformance::harness::free_port().unwrap();
+    for url in [
+        format!("redis://:hunter2@127.0.0.1:{port}"),
+        format!("etcd://127.0.0.1:{port}"),
+    ] {
+        for json in [false, true] {
+            let mut args = vec!["check", "--store", &url, "--connect-timeout", "1s"];
+            if json {
+                args.push("--json");
+            }
+            let out = output(&args, LIMIT).await;
+            assert_one_line_failure(&out, status::UNAVAILABLE, "check that the server is up");
+            assert_eq!(
+                stdout(&out),
+                "",
+                "nothing on stdout when nothing was checked"
+            );
+            assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+        }
+    }
 }
 
 #[tokio::test]

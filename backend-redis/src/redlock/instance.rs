@@ -54,6 +54,11 @@ impl Instance {
         }
     }
 
+    /// The connection to this server, for requests that are not scripts (`diagnose`).
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// `PING`, for `connect` to check that a majority is reachable.
     pub(crate) async fn ping(&self, limit: Duration) -> Result<(), Error> {
         let mut conn = self.conn.clone();

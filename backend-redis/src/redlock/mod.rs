@@ -3,6 +3,7 @@
 mod acquire;
 mod builder;
 mod config;
+mod diagnose;
 mod instance;
 mod quorum;
 mod release;

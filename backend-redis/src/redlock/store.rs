@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fencelock_core::backend::{ReleaseWatch, WakeupHub, ttl_millis};
 use fencelock_core::{
-    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
+    Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
 };
 
 use super::instance::Instance;
@@ -207,6 +207,12 @@ impl LeaseStore for RedlockLeaseStore {
 
     async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
         watch::watch_released(&self.inner, name).await
+    }
+
+    /// Every server diagnosed as a single Redis server (findings prefixed `server N`), and
+    /// whether a majority answers: fewer is a `Fail` finding, none at all an error.
+    async fn diagnose(&self) -> Result<Diagnosis, Error> {
+        super::diagnose::diagnose(&self.inner).await
     }
 }
 

@@ -1,113 +1,96 @@
 //! `fencelock check`: is the store reachable, and is it configured so that locks stay safe?
 //!
-//! One plain function per scheme, each using its backend's re-exported driver for the
-//! server-specific questions; every one also runs a lock round trip through `LeaseStore`.
+//! The store answers that itself ([`LeaseStore::diagnose`], the same call a program can make
+//! at start-up); this command adds one lock operation through the store and renders the
+//! result, as text or as one JSON document. It knows nothing about any server.
 
-#[cfg(feature = "etcd")]
-mod etcd;
-mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(feature = "redis")]
-mod redis;
-#[cfg(feature = "redis")]
-mod redlock;
+mod render;
 
 use std::process::ExitCode;
 
-use fencelock::{LockName, StoreUrl};
+use fencelock::{Diagnosis, ErrorKind, Finding, LeaseStore, LockName, Verdict};
 
 use crate::args::CheckArgs;
-use crate::exit::{Failure, status};
+use crate::duration::short;
+use crate::exit::{Failure, status, status_of};
 use crate::store::Target;
 
-/// How a finding bears on the lock's guarantees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Level {
-    Ok,
-    Warn,
-}
-
-/// One checked setting.
-#[derive(Debug)]
-pub(crate) struct Finding {
-    level: Level,
-    what: String,
-    advice: String,
-}
-
-impl Finding {
-    pub(crate) fn ok(what: impl Into<String>, advice: impl Into<String>) -> Self {
-        Self {
-            level: Level::Ok,
-            what: what.into(),
-            advice: advice.into(),
-        }
-    }
-
-    pub(crate) fn warn(what: impl Into<String>, advice: impl Into<String>) -> Self {
-        Self {
-            level: Level::Warn,
-            what: what.into(),
-            advice: advice.into(),
-        }
-    }
-
-    /// The same finding, said of `who` (one server of several).
-    #[cfg(feature = "redis")]
-    pub(crate) fn prefixed(self, who: &str) -> Self {
-        Self {
-            what: format!("{who}: {}", self.what),
-            ..self
-        }
-    }
-}
-
-/// What a check found.
-#[derive(Debug, Default)]
-pub(crate) struct Report {
-    pub(crate) server: String,
-    pub(crate) findings: Vec<Finding>,
-}
+/// A diagnosis makes a few requests, each bounded by the store's own timeouts (set from
+/// `--connect-timeout`); this bounds the whole in case a backend does not.
+const REQUESTS: u32 = 4;
 
 pub(crate) async fn check(args: CheckArgs) -> Result<ExitCode, Failure> {
     let target = Target::from_args(&args.store)?;
-    let mut report = match &target.parsed {
-        StoreUrl::Memory => memory::check(),
-        #[cfg(feature = "postgres")]
-        StoreUrl::Postgres(url) => postgres::check(url, target.timeout).await?,
-        #[cfg(feature = "redis")]
-        StoreUrl::Redis(url) => redis::check(url, target.timeout).await?,
-        #[cfg(feature = "redis")]
-        StoreUrl::Redlock(servers) => redlock::check(servers, target.timeout).await?,
-        #[cfg(feature = "etcd")]
-        StoreUrl::Etcd(endpoints) => etcd::check(endpoints, target.timeout).await?,
-        _ => {
-            return Err(Failure::usage(format!(
-                "this build of fencelock has no {} support; rebuild with the `{}` feature",
-                target.backend(),
-                target.backend()
-            )));
+    let store = target.connect().await?;
+    let diagnosis = diagnose(&target, &*store).await?;
+    let lock_operations = match round_trip(&target, &*store).await {
+        Ok(finding) => finding,
+        // A FAIL finding already says why lock operations fail here: show the whole report.
+        Err(failure) if diagnosis.verdict() == Verdict::Fail => {
+            Finding::fail("lock operations", "failed", failure.to_string())
         }
+        Err(failure) => return Err(failure),
     };
-    report.findings.push(round_trip(&target).await?);
-    print!("{}", render(&target, &report));
-    let warned = report.findings.iter().any(|f| f.level == Level::Warn);
-    Ok(if warned {
-        ExitCode::from(status::WARNINGS_OR_DECLINED)
+    let report = diagnosis.with(lock_operations);
+    let out = if args.json {
+        render::json(&report)?
     } else {
-        ExitCode::SUCCESS
-    })
+        render::text(&report)
+    };
+    print!("{out}");
+    Ok(ExitCode::from(exit_status(report.verdict())))
 }
 
-/// Connects through the lock store itself and asks about one name: proves the URL, the
-/// credentials and (for PostgreSQL) the lease table work.
-async fn round_trip(target: &Target) -> Result<Finding, Failure> {
-    let store = target.connect().await?;
+/// The exit status of a report: 0 safe, 1 warnings to read, 78 unsafe for locks.
+fn exit_status(verdict: Verdict) -> u8 {
+    match verdict {
+        Verdict::Ok => 0,
+        Verdict::Warn => status::WARNINGS_OR_DECLINED,
+        _ => status::UNSAFE_FOR_LOCKS,
+    }
+}
+
+/// The store's own diagnosis. A store that offers none still gets the round trip.
+async fn diagnose(target: &Target, store: &dyn LeaseStore) -> Result<Diagnosis, Failure> {
+    let limit = target.timeout.saturating_mul(REQUESTS);
+    let answer = tokio::time::timeout(limit, store.diagnose())
+        .await
+        .map_err(|_| {
+            Failure::new(
+                status::UNAVAILABLE,
+                format!(
+                    "the {} store did not answer the check within {}; check that the server is up (or raise --connect-timeout)",
+                    store.backend(),
+                    short(limit)
+                ),
+            )
+        })?;
+    match answer {
+        Ok(diagnosis) => Ok(diagnosis),
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            Ok(
+                Diagnosis::new(store.backend(), "unknown").with(Finding::warn(
+                    "diagnosis",
+                    "unsupported",
+                    format!("{e}; check the server's settings by hand"),
+                )),
+            )
+        }
+        Err(e) => Err(Failure::new(
+            status_of(&e),
+            format!("{e}; check that the server is up and the URL is right"),
+        )),
+    }
+}
+
+/// One lock operation through the store: proves the URL, the credentials and (for PostgreSQL)
+/// the lease table work.
+async fn round_trip(target: &Target, store: &dyn LeaseStore) -> Result<Finding, Failure> {
     let probe = LockName::new("fencelock-check/probe")?;
     target.bounded("inspect", store.inspect(&probe)).await?;
     Ok(Finding::ok(
         "lock operations",
+        "work",
         format!(
             "connected as a {} lock store and inspected a lock",
             store.backend()
@@ -115,26 +98,14 @@ async fn round_trip(target: &Target) -> Result<Finding, Failure> {
     ))
 }
 
-fn render(target: &Target, report: &Report) -> String {
-    let mut out = format!("store    {} ({})\n", target.backend(), report.server);
-    for finding in &report.findings {
-        let level = match finding.level {
-            Level::Ok => "ok  ",
-            Level::Warn => "WARN",
-        };
-        out.push_str(&format!(
-            "{level}     {}: {}\n",
-            finding.what, finding.advice
-        ));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_verdict_decides_the_exit_status() {
+        assert_eq!(exit_status(Verdict::Ok), 0);
+        assert_eq!(exit_status(Verdict::Warn), 1);
+        assert_eq!(exit_status(Verdict::Fail), 78);
     }
-    let warnings = report
-        .findings
-        .iter()
-        .filter(|f| f.level == Level::Warn)
-        .count();
-    out.push_str(&match warnings {
-        0 => "safe for locks as far as these checks can tell\n".to_owned(),
-        n => format!("{n} warning(s): read the advice above before relying on these locks\n"),
-    });
-    out
 }

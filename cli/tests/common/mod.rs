@@ -23,6 +23,7 @@ pub mod status {
     pub const USAGE: i32 = 64;
     pub const UNAVAILABLE: i32 = 69;
     pub const BUSY: i32 = 75;
+    pub const UNSAFE_FOR_LOCKS: i32 = 78;
     pub const LEASE_LOST: i32 = 79;
     pub const NOT_FOUND: i32 = 127;
 }
@@ -72,6 +73,35 @@ pub fn assert_one_line_failure(out: &Output, expected: i32, needle: &str) {
         !err.contains("panicked") && !err.contains("backtrace"),
         "{err}"
     );
+}
+
+/// Runs `fencelock check --json --store url extra…`: the exit status and the JSON document,
+/// after checking the document's shape (the lock round trip is the last finding).
+pub async fn check_json(url: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec!["check", "--json", "--store", url];
+    args.extend_from_slice(extra);
+    let out = output(&args, Duration::from_secs(30)).await;
+    let text = stdout(&out);
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {text}{}", stderr(&out)));
+    let findings = json["findings"].as_array().expect("findings");
+    assert_eq!(
+        findings.last().unwrap()["setting"],
+        "lock operations",
+        "{json:#}"
+    );
+    for key in ["backend", "server", "verdict"] {
+        assert!(json[key].is_string(), "{key} missing: {json:#}");
+    }
+    (out.status.code(), json)
+}
+
+/// The finding named `setting` in a `check --json` document.
+pub fn finding<'a>(json: &'a serde_json::Value, setting: &str) -> &'a serde_json::Value {
+    json["findings"]
+        .as_array()
+        .and_then(|all| all.iter().find(|f| f["setting"] == setting))
+        .unwrap_or_else(|| panic!("no `{setting}` finding: {json:#}"))
 }
 
 /// A lock name of its own for each test.
