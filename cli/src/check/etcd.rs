@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fencelock_etcd::EtcdConfig;
+use fencelock_etcd::EtcdLeaseStore;
 use fencelock_etcd::etcd_client::{self, AlarmAction, AlarmOptions, AlarmType, Client};
 
 use super::{Finding, Report};
@@ -19,8 +19,9 @@ pub(crate) async fn check(endpoints: &[String], timeout: Duration) -> Result<Rep
     };
     // The store's own options (TLS roots for https:// endpoints), but without require_leader:
     // a cluster without a leader is a finding to report, not a failed check.
-    let options = EtcdConfig::new(endpoints)
-        .with_op_timeout(timeout)
+    let options = EtcdLeaseStore::builder()
+        .with_urls(endpoints)
+        .with_connect_timeout(timeout)
         .default_connect_options()
         .map_err(|e| Failure::usage(e.to_string()))?
         .with_require_leader(false)
