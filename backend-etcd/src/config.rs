@@ -1,220 +1,172 @@
-//! Configuration: a plain (serde) struct with `with_*` methods and `connect()`.
+//! `EtcdConfig`: everything an [`crate::EtcdBuilder`] can set, as plain data for a config file;
+//! and `Settings`, the same with defaults applied and every value checked.
 
 use std::fmt;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
-use fencelock_core::backend::{redact_url, ttl_millis};
-use fencelock_core::{Error, Operation};
+use fencelock_core::backend::redact_url;
+use fencelock_core::{Error, TtlLimits};
 use serde::{Deserialize, Serialize};
 
-use crate::EtcdLeaseStore;
-use crate::classify::classify;
-
-/// How to reach etcd and lay out lock keys.
+/// Everything [`crate::EtcdBuilder`] can set, as plain data for a config file (serde).
 ///
-/// ```no_run
-/// # #[tokio::main] async fn main() -> Result<(), fencelock_core::Error> {
-/// let store = fencelock_etcd::EtcdLeaseStore::builder(["http://10.0.0.1:2379", "http://10.0.0.2:2379"])
-///     .with_key_prefix("locks/")
-///     .with_user("app", "s3cret")
-///     .connect()
-///     .await?;
-/// # Ok(()) }
-/// ```
+/// Every field is optional: absent means the default. Durations are whole milliseconds
+/// (`*_ms`), as in every fencelock backend's config. An unknown field is an error, so a typo is
+/// never silently ignored. `{"urls": ["http://10.0.0.1:2379"]}` is a complete config;
+/// [`crate::EtcdLeaseStore::from_config`] connects with it. `Debug` never prints the password.
 ///
-/// `Debug` never prints the password or the pass-through [`ConnectOptions`].
-#[derive(Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+/// The struct is `#[non_exhaustive]`: start from [`EtcdConfig::new`] or `Default` and set
+/// fields, or load it from a file.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct EtcdConfig {
-    /// Client URLs of the cluster's members.
-    pub endpoints: Vec<String>,
-    /// Prefix of every lock key (default empty: compatible with `etcdctl lock NAME`).
-    pub key_prefix: String,
+    /// Client URLs of the cluster's members (etcd's "endpoints"): `http://host:2379`, or
+    /// `https://…` for all of them (crate feature `tls`). Needed by `connect`; ignored by
+    /// `from_client`.
+    pub urls: Option<Vec<String>>,
+    /// Prefix of every lock key (default empty: compatible with `etcdctl lock NAME`); at most
+    /// 128 bytes, no control characters.
+    pub key_prefix: Option<String>,
+    /// How long one etcd request may take before it fails as `OutcomeUnknown` (default 5 s).
+    pub op_timeout_ms: Option<u64>,
+    /// How long connecting to the cluster may take (default 5 s).
+    pub connect_timeout_ms: Option<u64>,
+    /// The largest TTL accepted (default 24 h, at most 10 years).
+    pub max_ttl_ms: Option<u64>,
     /// User name for etcd authentication.
     pub user: Option<String>,
-    /// Password for etcd authentication.
+    /// Password for etcd authentication (needs `user`).
     pub password: Option<String>,
-    /// Per-request timeout in milliseconds (0: the default, 5000).
-    pub op_timeout_ms: u64,
-    /// Largest TTL accepted, in seconds (0: the default, 24 h).
-    pub max_ttl_secs: u64,
-    #[serde(skip)]
-    connect_options: Option<ConnectOptions>,
-}
-
-impl fmt::Debug for EtcdConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let endpoints: Vec<String> = self.endpoints.iter().map(|e| redact_url(e)).collect();
-        f.debug_struct("EtcdConfig")
-            .field("endpoints", &endpoints)
-            .field("key_prefix", &self.key_prefix)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("op_timeout_ms", &self.op_timeout_ms)
-            .field("max_ttl_secs", &self.max_ttl_secs)
-            .field(
-                "connect_options",
-                &self.connect_options.as_ref().map(|_| "<set>"),
-            )
-            .finish()
-    }
 }
 
 impl EtcdConfig {
-    /// A configuration for `endpoints` with every option at its default.
-    pub fn new<E: AsRef<str>>(endpoints: impl IntoIterator<Item = E>) -> Self {
+    /// The default operation timeout.
+    pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The default connect timeout.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The longest key prefix accepted, in bytes.
+    pub const MAX_KEY_PREFIX_LEN: usize = 128;
+
+    /// The defaults, with `urls` (the cluster members' client URLs).
+    pub fn new<E: AsRef<str>>(urls: impl IntoIterator<Item = E>) -> Self {
         Self {
-            endpoints: endpoints
-                .into_iter()
-                .map(|e| e.as_ref().to_owned())
-                .collect(),
+            urls: Some(urls.into_iter().map(|u| u.as_ref().to_owned()).collect()),
             ..Self::default()
         }
     }
 
-    /// See [`EtcdLeaseStore::with_key_prefix`].
-    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.key_prefix = prefix.into();
-        self
-    }
-
-    /// Authenticates as `user` with `password`.
-    pub fn with_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.user = Some(user.into());
-        self.password = Some(password.into());
-        self
-    }
-
-    /// See [`EtcdLeaseStore::with_op_timeout`].
-    pub fn with_op_timeout(mut self, timeout: Duration) -> Self {
-        self.op_timeout_ms = ttl_millis(timeout);
-        self
-    }
-
-    /// See [`EtcdLeaseStore::with_max_ttl`].
-    pub fn with_max_ttl(mut self, max: Duration) -> Self {
-        self.max_ttl_secs = max.as_secs();
-        self
-    }
-
-    /// etcd-client's own options, passed through: TLS (crate feature `tls`), keepalive, connect
-    /// timeout, … [`EtcdConfig::with_user`] is applied on top.
-    ///
-    /// These replace fencelock's own ([`Self::default_connect_options`]: a connect timeout
-    /// equal to the op timeout; `require_leader` on, so a member cut off from its cluster
-    /// refuses requests instead of stalling them; `https://` endpoints, with crate feature
-    /// `tls`, verified against the system's root certificates or those in the file
-    /// `SSL_CERT_FILE` names). Start from those to keep them. For a private authority in
-    /// code, or a client certificate, add
-    /// `.with_tls(TlsOptions::new().ca_certificate(…))`.
-    pub fn with_connect_options(mut self, options: ConnectOptions) -> Self {
-        self.connect_options = Some(options);
-        self
-    }
-
-    /// Connects and returns the store.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for no or malformed endpoints, a password without a user, a zero
-    /// timeout or a bad maximum TTL; [`Error::Unavailable`] when etcd cannot be reached.
-    pub async fn connect(self) -> Result<EtcdLeaseStore, Error> {
-        if self.endpoints.is_empty() {
-            return Err(Error::invalid(
-                "etcd endpoints",
-                "none given; pass at least one client URL such as http://127.0.0.1:2379",
-            ));
-        }
+    /// Defaults applied and every option checked; the URLs are checked by the builder's
+    /// `connect`.
+    pub(crate) fn settings(&self) -> Result<Settings, Error> {
         if self.password.is_some() && self.user.is_none() {
             return Err(Error::invalid(
                 "etcd credentials",
                 "a password without a user name",
             ));
         }
-        let op_timeout = self.op_timeout();
-        let mut options = match self.connect_options.clone() {
-            Some(options) => options,
-            None => self.default_connect_options()?,
-        };
-        if let Some(user) = &self.user {
-            options = options.with_user(user.clone(), self.password.clone().unwrap_or_default());
-        }
-        let client = Client::connect(&self.endpoints, Some(options))
-            .await
-            .map_err(|e| classify(Operation::Connect, e))?;
-        let mut store = EtcdLeaseStore::from_client(client)
-            .with_key_prefix(self.key_prefix)
-            .with_op_timeout(op_timeout)?;
-        if self.max_ttl_secs > 0 {
-            store = store.with_max_ttl(Duration::from_secs(self.max_ttl_secs))?;
-        }
-        Ok(store)
+        Ok(Settings {
+            key_prefix: key_prefix(self.key_prefix.as_deref().unwrap_or_default())?,
+            limits: TtlLimits::with_max(
+                self.max_ttl_ms
+                    .map_or(TtlLimits::DEFAULT_MAX, Duration::from_millis),
+            )?,
+            op_timeout: timeout("op timeout", self.op_timeout_ms, Self::DEFAULT_OP_TIMEOUT)?,
+            connect_timeout: timeout(
+                "connect timeout",
+                self.connect_timeout_ms,
+                Self::DEFAULT_CONNECT_TIMEOUT,
+            )?,
+        })
     }
+}
 
-    fn op_timeout(&self) -> Duration {
-        match self.op_timeout_ms {
-            0 => EtcdLeaseStore::DEFAULT_OP_TIMEOUT,
-            ms => Duration::from_millis(ms),
-        }
+impl fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Option<Vec<String>> = self
+            .urls
+            .as_ref()
+            .map(|urls| urls.iter().map(|u| redact_url(u)).collect());
+        f.debug_struct("EtcdConfig")
+            .field("urls", &urls)
+            .field("key_prefix", &self.key_prefix)
+            .field("op_timeout_ms", &self.op_timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("max_ttl_ms", &self.max_ttl_ms)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
     }
+}
 
-    /// The etcd-client options [`Self::connect`] uses when
-    /// [`with_connect_options`](Self::with_connect_options) gave none: a connect timeout equal
-    /// to the op timeout, `require_leader` on, and for `https://` endpoints TLS verified against
-    /// the system's roots (or `SSL_CERT_FILE`). Start from these to change one setting and
-    /// keep the rest.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for a mix of `https://` and plain endpoints, or `https://`
-    /// endpoints without the crate feature `tls`.
-    pub fn default_connect_options(&self) -> Result<ConnectOptions, Error> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(self.op_timeout())
-            .with_require_leader(true);
-        if !self.uses_tls()? {
-            return Ok(options);
-        }
-        #[cfg(feature = "tls")]
-        {
-            Ok(options.with_tls(etcd_client::TlsOptions::new().with_native_roots()))
-        }
-        #[cfg(not(feature = "tls"))]
-        {
-            Err(Error::invalid(
-                "etcd endpoints",
-                "https:// endpoints need fencelock-etcd's crate feature `tls`",
-            ))
-        }
-    }
+/// An [`EtcdConfig`] with its defaults applied and every value checked.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) key_prefix: String,
+    pub(crate) limits: TtlLimits,
+    pub(crate) op_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+}
 
-    /// Whether the endpoints are `https://`: all of them or none.
-    fn uses_tls(&self) -> Result<bool, Error> {
-        let https = |e: &String| {
-            e.get(..8)
-                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
-        };
-        match self.endpoints.iter().filter(|e| https(e)).count() {
-            0 => Ok(false),
-            n if n == self.endpoints.len() => Ok(true),
-            _ => Err(Error::invalid(
-                "etcd endpoints",
-                "a mix of https:// and plain endpoints; use one scheme for the whole cluster",
-            )),
-        }
+/// The longest timeout accepted. Longer ones are mistakes (a lock store that answers after a
+/// day has failed), and a near-`u64::MAX` one would overflow instant arithmetic.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// A timeout from its config field: `default` when absent; zero or above [`MAX_TIMEOUT`] is
+/// `InvalidInput`.
+fn timeout(what: &'static str, ms: Option<u64>, default: Duration) -> Result<Duration, Error> {
+    let Some(ms) = ms else {
+        return Ok(default);
+    };
+    let timeout = Duration::from_millis(ms);
+    if timeout.is_zero() || timeout > MAX_TIMEOUT {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "{ms} ms is outside 1 ms..={} ms; give it a positive duration of at most a day",
+                MAX_TIMEOUT.as_millis()
+            ),
+        ));
     }
+    Ok(timeout)
+}
+
+/// A key prefix: any text lock names may hold, at most [`EtcdConfig::MAX_KEY_PREFIX_LEN`]
+/// bytes. Control characters are refused as in lock names: they are never meant, and would make
+/// keys unreadable in `etcdctl`.
+fn key_prefix(prefix: &str) -> Result<String, Error> {
+    if prefix.len() > EtcdConfig::MAX_KEY_PREFIX_LEN {
+        return Err(Error::invalid(
+            "key prefix",
+            format!(
+                "it is {} bytes long; the limit is {}",
+                prefix.len(),
+                EtcdConfig::MAX_KEY_PREFIX_LEN
+            ),
+        ));
+    }
+    if let Some(c) = prefix.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(
+            "key prefix",
+            format!("it contains the control character {c:?}; drop it"),
+        ));
+    }
+    Ok(prefix.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
+    use fencelock_core::ErrorKind;
+
     use super::*;
 
     #[test]
     fn debug_never_prints_secrets() {
-        let config = EtcdConfig::new(["http://root:hunter2@127.0.0.1:2379"])
-            .with_user("app", "s3cret")
-            .with_connect_options(ConnectOptions::new().with_user("x", "inner-secret"));
+        let mut config = EtcdConfig::new(["http://root:hunter2@127.0.0.1:2379"]);
+        config.user = Some("app".into());
+        config.password = Some("s3cret".into());
         let shown = format!("{config:?}");
-        for secret in ["s3cret", "hunter2", "inner-secret"] {
+        for secret in ["s3cret", "hunter2"] {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(
@@ -224,26 +176,66 @@ mod tests {
     }
 
     #[test]
-    fn urls_lose_their_password() {
-        assert_eq!(redact_url("http://a:b@h:1/x@y"), "http://a:***@h:1/x@y");
-        assert_eq!(redact_url("http://h:1"), "http://h:1");
-        assert_eq!(redact_url("u:p@h:1"), "u:***@h:1");
+    fn loads_from_a_file_with_defaults_and_rejects_unknown_fields() {
+        let config: EtcdConfig =
+            serde_json::from_str(r#"{"urls": ["http://127.0.0.1:2379"]}"#).unwrap();
+        assert_eq!(config, EtcdConfig::new(["http://127.0.0.1:2379"]));
+        let settings = config.settings().unwrap();
+        assert_eq!(settings.key_prefix, "");
+        assert_eq!(settings.op_timeout, EtcdConfig::DEFAULT_OP_TIMEOUT);
+        assert_eq!(
+            settings.connect_timeout,
+            EtcdConfig::DEFAULT_CONNECT_TIMEOUT
+        );
+        assert_eq!(settings.limits.max(), TtlLimits::DEFAULT_MAX);
+
+        let full: EtcdConfig = serde_json::from_str(
+            r#"{"urls": ["http://a:2379", "http://b:2379"], "key_prefix": "locks/",
+                "op_timeout_ms": 1000, "connect_timeout_ms": 2000, "max_ttl_ms": 3600000,
+                "user": "app", "password": "s3cret"}"#,
+        )
+        .unwrap();
+        let settings = full.settings().unwrap();
+        assert_eq!(settings.key_prefix, "locks/");
+        assert_eq!(settings.op_timeout, Duration::from_secs(1));
+        assert_eq!(settings.connect_timeout, Duration::from_secs(2));
+        assert_eq!(settings.limits.max(), Duration::from_secs(3600));
+        let round_trip: EtcdConfig =
+            serde_json::from_str(&serde_json::to_string(&full).unwrap()).unwrap();
+        assert_eq!(round_trip, full);
+
+        for typo in [
+            r#"{"endpoints": ["http://a:2379"]}"#,
+            r#"{"max_ttl_secs": 60}"#,
+            r#"{"op_timeout_ms": -1}"#,
+        ] {
+            assert!(serde_json::from_str::<EtcdConfig>(typo).is_err(), "{typo}");
+        }
     }
 
-    #[tokio::test]
-    async fn bad_input_is_typed() {
-        use fencelock_core::ErrorKind;
-        let none: [&str; 0] = [];
-        for config in [
-            EtcdConfig::new(none),
-            EtcdConfig {
-                password: Some("p".into()),
-                ..EtcdConfig::new(["http://127.0.0.1:1"])
-            },
-            EtcdConfig::new(["http://[::1"]),
-        ] {
-            let err = config.connect().await.unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    /// What a bad value is, and how to set it.
+    type Case = (&'static str, fn(&mut EtcdConfig));
+
+    #[test]
+    fn bad_values_are_invalid_input() {
+        let cases: &[Case] = &[
+            ("zero op timeout", |c| c.op_timeout_ms = Some(0)),
+            ("zero connect timeout", |c| c.connect_timeout_ms = Some(0)),
+            ("op timeout above a day", |c| {
+                c.op_timeout_ms = Some(u64::MAX)
+            }),
+            ("zero max ttl", |c| c.max_ttl_ms = Some(0)),
+            ("max ttl above 10 years", |c| c.max_ttl_ms = Some(u64::MAX)),
+            ("newline in prefix", |c| c.key_prefix = Some("a\nb".into())),
+            ("NUL in prefix", |c| c.key_prefix = Some("a\0".into())),
+            ("prefix too long", |c| c.key_prefix = Some("p".repeat(129))),
+            ("password without user", |c| c.password = Some("p".into())),
+        ];
+        for (what, set) in cases {
+            let mut config = EtcdConfig::new(["http://127.0.0.1:2379"]);
+            set(&mut config);
+            let err = config.settings().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}: {err}");
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod acquire;
 mod admin;
+mod builder;
 mod classify;
 mod config;
 mod contender;
@@ -18,6 +19,7 @@ mod spare;
 mod store;
 mod wait;
 
+pub use builder::EtcdBuilder;
 pub use config::EtcdConfig;
 pub use fence::FENCE_TOKEN_SUFFIX;
 pub use store::EtcdLeaseStore;

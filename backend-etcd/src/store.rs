@@ -12,8 +12,8 @@ use fencelock_core::{
     Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
 };
 
-use crate::EtcdConfig;
 use crate::classify::{STORE, classify};
+use crate::config::Settings;
 use crate::keepalive::KeepAlives;
 use crate::keys::LockKeys;
 use crate::queue_snapshot::{QueueSnapshot, queue_range};
@@ -65,74 +65,19 @@ impl fmt::Debug for EtcdLeaseStore {
 }
 
 impl EtcdLeaseStore {
-    /// The default time one etcd request may take before its outcome counts as unknown (5 s).
-    pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
-
-    /// Connects to `endpoints` (`http://host:2379`, …) with default options.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for bad endpoints; [`Error::Unavailable`] when etcd cannot be
-    /// reached (authentication included).
-    pub async fn connect<E: AsRef<str>>(
-        endpoints: impl IntoIterator<Item = E>,
-    ) -> Result<Self, Error> {
-        Self::builder(endpoints).connect().await
-    }
-
-    /// A configuration to adjust before [`EtcdConfig::connect`].
-    pub fn builder<E: AsRef<str>>(endpoints: impl IntoIterator<Item = E>) -> EtcdConfig {
-        EtcdConfig::new(endpoints)
-    }
-
-    /// A store over a client you already have (its endpoints, TLS and auth are kept), with the
-    /// default options: empty key prefix, 24 h maximum TTL, 5 s operation timeout.
-    pub fn from_client(client: Client) -> Self {
+    /// A store over `client` with validated settings; every way to build one ends here.
+    pub(crate) fn assemble(client: Client, settings: Settings) -> Self {
         let rpc = Rpc {
-            client: std::sync::Arc::new(client),
-            timeout: Self::DEFAULT_OP_TIMEOUT,
+            client: Arc::new(client),
+            timeout: settings.op_timeout,
         };
         Self {
             keepalives: KeepAlives::new(rpc.clone()),
             spares: Spares::new(rpc.clone()),
             rpc,
-            key_prefix: Arc::from(""),
-            limits: TtlLimits::default(),
+            key_prefix: Arc::from(settings.key_prefix),
+            limits: settings.limits,
         }
-    }
-
-    /// Puts every lock key under `prefix`: the lock `NAME` lives at `<prefix>NAME/<lease id>`.
-    ///
-    /// The default is the empty prefix, which is what `etcdctl lock NAME` and Go's
-    /// `concurrency.NewMutex(session, "NAME/")` use. With a prefix `p`, fencelock's `NAME` and
-    /// `etcdctl lock pNAME` are the same lock.
-    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.key_prefix = Arc::from(prefix.into());
-        self
-    }
-
-    /// Sets the largest TTL accepted.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for a maximum outside 1 ms..=10 years.
-    pub fn with_max_ttl(mut self, max: Duration) -> Result<Self, Error> {
-        self.limits = TtlLimits::with_max(max)?;
-        Ok(self)
-    }
-
-    /// Sets how long one etcd request may take; after that its outcome is unknown
-    /// ([`Error::OutcomeUnknown`]).
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for zero.
-    pub fn with_op_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        if timeout.is_zero() {
-            return Err(Error::invalid(
-                "etcd op timeout",
-                "it is zero; give requests time to answer",
-            ));
-        }
-        self.rpc.timeout = timeout;
-        Ok(self)
     }
 
     /// The key prefix of lock keys.

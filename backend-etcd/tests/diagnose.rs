@@ -19,7 +19,8 @@ fn finding<'a>(d: &'a Diagnosis, setting: &str) -> (&'a str, Verdict) {
 }
 
 async fn store_on(endpoints: Vec<String>, op_timeout: Duration) -> EtcdLeaseStore {
-    EtcdLeaseStore::builder(endpoints)
+    EtcdLeaseStore::builder()
+        .with_urls(endpoints)
         .with_op_timeout(op_timeout)
         .connect()
         .await

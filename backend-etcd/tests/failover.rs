@@ -14,7 +14,8 @@ use tokio::time::{Instant, sleep};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_never_yields_two_holders_and_tokens_keep_rising() {
     let cluster = EtcdCluster::start(3).await.unwrap();
-    let store = EtcdLeaseStore::builder(cluster.endpoints())
+    let store = EtcdLeaseStore::builder()
+        .with_urls(cluster.endpoints())
         .with_op_timeout(Duration::from_secs(1))
         .connect()
         .await

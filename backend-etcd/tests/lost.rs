@@ -38,7 +38,8 @@ async fn lease_revoked_behind_our_back_fires_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_cluster_fires_lost_by_the_deadline() {
     let cluster = EtcdCluster::start(1).await.unwrap();
-    let store = EtcdLeaseStore::builder(cluster.endpoints())
+    let store = EtcdLeaseStore::builder()
+        .with_urls(cluster.endpoints())
         .with_op_timeout(Duration::from_millis(500))
         .connect()
         .await

@@ -98,7 +98,8 @@ async fn losing_attempts_and_timed_out_waiters_leave_no_key() {
 async fn holder_key_is_name_slash_lease_hex_and_token_is_its_create_revision() {
     let endpoints = shared_endpoints().await;
     for prefix in ["", "locks/"] {
-        let store = EtcdLeaseStore::builder(&endpoints)
+        let store = EtcdLeaseStore::builder()
+            .with_urls(&endpoints)
             .with_key_prefix(prefix)
             .connect()
             .await

@@ -11,7 +11,7 @@ use etcd_client::{Certificate, ConnectOptions, TlsOptions};
 use fencelock_conformance::Fixture;
 use fencelock_conformance::harness::EtcdCluster;
 use fencelock_core::ErrorKind;
-use fencelock_etcd::{EtcdConfig, EtcdLeaseStore};
+use fencelock_etcd::EtcdLeaseStore;
 use tokio::sync::OnceCell;
 
 /// etcd leases count whole seconds; with the harness's election settings etcd grants 1 s.
@@ -34,7 +34,8 @@ async fn etcd_tls() -> Fixture {
     let cluster = cluster().await;
     let ca = cluster.tls().unwrap().ca_pem().unwrap();
     let tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca));
-    let store = EtcdConfig::new(cluster.tls_endpoints())
+    let store = EtcdLeaseStore::builder()
+        .with_urls(cluster.tls_endpoints())
         .with_connect_options(
             ConnectOptions::new()
                 .with_tls(tls)

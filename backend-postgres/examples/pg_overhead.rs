@@ -83,8 +83,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|_| "set FENCELOCK_POSTGRES_URL=postgres://user@host:port/db")?;
     let durable = PgLeaseStore::connect(&url).await?;
     let fast = PgLeaseStore::builder()
+        .with_url(&url)
         .with_durable_grants(false)
-        .connect(&url)
+        .connect()
         .await?;
     let pool = durable.pool().clone();
     let mut select = Vec::with_capacity(ROUNDS);

@@ -1,4 +1,5 @@
-//! Building a `PgLeaseStore`: options, then `connect(url)` or `from_pool(pool)`.
+//! `PgBuilder`: the options of a `PgLeaseStore` (held in one `PgConfig`), then `connect()` or
+//! `from_pool(pool)`.
 
 use std::time::Duration;
 
@@ -11,8 +12,12 @@ use crate::classify::classify;
 use crate::config::Settings;
 use crate::{PgConfig, PgLeaseStore};
 
-/// Options for a [`PgLeaseStore`]. Every `with_*` is optional; identifiers and durations are
-/// validated when the store is built, so a hostile table name is an `InvalidInput` error.
+/// Options for a [`PgLeaseStore`]: `with_*` for each option, then [`connect`](Self::connect),
+/// or [`from_pool`](Self::from_pool) for the application's own pool.
+///
+/// Every option is a field of the [`PgConfig`] the builder holds (the same names, durations in
+/// `*_ms`); identifiers and durations are checked when the store is built, before anything is
+/// sent, so a hostile table name is an `InvalidInput` error.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), fencelock_core::Error> {
@@ -20,38 +25,84 @@ use crate::{PgConfig, PgLeaseStore};
 /// use fencelock_postgres::PgLeaseStore;
 ///
 /// let store = PgLeaseStore::builder()
+///     .with_url("postgres://app@localhost/app")
 ///     .with_schema("locks")
 ///     .with_table("leases")
 ///     .with_max_ttl(Duration::from_secs(600))
-///     .connect("postgres://app@localhost/app")
+///     .connect()
 ///     .await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug, Default)]
-pub struct PgLeaseStoreBuilder {
+pub struct PgBuilder {
     config: PgConfig,
 }
 
-impl PgLeaseStoreBuilder {
-    /// The default options.
+impl PgBuilder {
+    /// Default options, no URL yet.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Options from a [`PgConfig`] (its `url` is used by [`PgLeaseStoreBuilder::connect_configured`]).
+    /// The options (and URL) of `config`, e.g. loaded from a file.
     pub fn from_config(config: PgConfig) -> Self {
         Self { config }
     }
 
+    /// The options so far.
+    pub fn config(&self) -> &PgConfig {
+        &self.config
+    }
+
+    /// The database [`connect`](Self::connect) opens a pool to:
+    /// `postgres://user:password@host:port/database?…`.
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.config.url = Some(url.into());
+        self
+    }
+
     /// The schema of the lease table (default `public`).
     pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
-        self.config.schema = schema.into();
+        self.config.schema = Some(schema.into());
         self
     }
 
     /// The lease table (default `fencelock_leases`).
     pub fn with_table(mut self, table: impl Into<String>) -> Self {
-        self.config.table = table.into();
+        self.config.table = Some(table.into());
+        self
+    }
+
+    /// How long one operation may take in all (default 10 s) before it fails as
+    /// `OutcomeUnknown` (whole milliseconds, rounded up).
+    pub fn with_op_timeout(mut self, timeout: Duration) -> Self {
+        self.config.op_timeout_ms = Some(ttl_millis(timeout));
+        self
+    }
+
+    /// How long getting a connection may take (default 5 s) before the operation fails as
+    /// `Unavailable`: the acquire timeout of the pool the store opens (which includes opening a
+    /// new connection), and the connect timeout of the LISTEN connection.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout_ms = Some(ttl_millis(timeout));
+        self
+    }
+
+    /// The largest TTL accepted (default 24 h, at most 10 years).
+    pub fn with_max_ttl(mut self, max: Duration) -> Self {
+        self.config.max_ttl_ms = Some(ttl_millis(max));
+        self
+    }
+
+    /// Whether waiters are woken by LISTEN/NOTIFY (default `true`) or poll.
+    pub fn with_push_wakeups(mut self, push: bool) -> Self {
+        self.config.push_wakeups = Some(push);
+        self
+    }
+
+    /// The pool size when the store opens its own pool (default 10).
+    pub fn with_max_connections(mut self, max: u32) -> Self {
+        self.config.max_connections = Some(max);
         self
     }
 
@@ -62,51 +113,6 @@ impl PgLeaseStoreBuilder {
         self
     }
 
-    /// The largest TTL accepted (default 24 h; at most 10 years).
-    pub fn with_max_ttl(mut self, max: Duration) -> Self {
-        self.config.max_ttl_ms = ttl_millis(max);
-        self
-    }
-
-    /// The pool size when the store opens its own pool (default 10).
-    pub fn with_max_connections(mut self, max: u32) -> Self {
-        self.config.max_connections = max;
-        self
-    }
-
-    /// How long an operation waits for a pooled connection (default 5 s) before it fails as
-    /// `Unavailable`. Applies to pools the store opens itself.
-    pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.config.acquire_timeout_ms = ttl_millis(timeout);
-        self
-    }
-
-    /// How long one operation may take in all (default 10 s) before it fails as
-    /// `OutcomeUnknown`.
-    pub fn with_op_timeout(mut self, timeout: Duration) -> Self {
-        self.config.op_timeout_ms = ttl_millis(timeout);
-        self
-    }
-
-    /// Whether to create the schema and table on connect if missing (default `true`).
-    pub fn with_migrate_on_connect(mut self, migrate: bool) -> Self {
-        self.config.migrate = migrate;
-        self
-    }
-
-    /// Whether grants and renewals force `synchronous_commit = on` when the session has it
-    /// `off` (default `true`). Turn off only if losing the last grants in a crash is fine.
-    pub fn with_durable_grants(mut self, durable: bool) -> Self {
-        self.config.durable_grants = durable;
-        self
-    }
-
-    /// Whether waiters are woken by LISTEN/NOTIFY (default `true`) or poll.
-    pub fn with_push_wakeups(mut self, push: bool) -> Self {
-        self.config.push_wakeups = push;
-        self
-    }
-
     /// A separate URL for the LISTEN connection, e.g. straight to PostgreSQL while the pool
     /// goes through a transaction-mode pooler (LISTEN needs a session of its own).
     pub fn with_listen_url(mut self, url: impl Into<String>) -> Self {
@@ -114,59 +120,71 @@ impl PgLeaseStoreBuilder {
         self
     }
 
-    /// The configuration so far.
-    pub fn config(&self) -> &PgConfig {
-        &self.config
+    /// Whether to create the schema and table on connect if missing (default `true`).
+    pub fn with_migrate_on_connect(mut self, migrate: bool) -> Self {
+        self.config.migrate_on_connect = Some(migrate);
+        self
     }
 
-    /// Opens a pool to `url`, creates the table if missing (unless disabled), and returns the
-    /// store.
-    ///
-    /// # Errors
-    /// `InvalidInput` for a malformed URL or option; `Unavailable` when the server cannot be
-    /// reached; `Backend` when the table cannot be created.
-    pub async fn connect(mut self, url: &str) -> Result<PgLeaseStore, Error> {
-        url.clone_into(&mut self.config.url);
-        self.connect_configured().await
+    /// Whether grants and renewals force `synchronous_commit = on` when the session has it
+    /// `off` (default `true`). Turn off only if losing the last grants in a crash is fine.
+    pub fn with_durable_grants(mut self, durable: bool) -> Self {
+        self.config.durable_grants = Some(durable);
+        self
     }
 
-    /// [`PgLeaseStoreBuilder::connect`] to the URL of the configuration.
+    /// Opens a pool to the URL given by [`with_url`](Self::with_url) or the config, creates the
+    /// table if missing (unless disabled), and returns the store.
     ///
     /// # Errors
-    /// As [`PgLeaseStoreBuilder::connect`].
-    pub async fn connect_configured(self) -> Result<PgLeaseStore, Error> {
+    /// `InvalidInput` for a bad option, or a missing or malformed URL; `Unavailable` when the
+    /// server cannot be reached; `Backend` when the table cannot be created.
+    pub async fn connect(self) -> Result<PgLeaseStore, Error> {
         let settings = Settings::from_config(&self.config)?;
-        let options = parse_url(&self.config.url)?;
+        let Some(url) = self.config.url.as_deref() else {
+            return Err(Error::invalid(
+                "postgres url",
+                "none given; pass one to PgLeaseStore::connect(url) or with_url(url), or set `url` in the config",
+            ));
+        };
+        let options = parse_url(url)?;
+        let listen = listen_options(&settings)?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
+            .acquire_timeout(settings.connect_timeout)
             .connect_with(options)
             .await
             .map_err(|e| classify(Operation::Connect, e))?;
-        self.finish(pool, settings).await
+        finish(pool, settings, listen).await
     }
 
     /// A store over an existing pool (the application's own, say). The pool's options decide
-    /// size and timeouts; the store adds one LISTEN connection of its own once a waiter needs it.
+    /// size and acquire timeout; the builder's URL and `max_connections` are not used. The
+    /// store adds one LISTEN connection of its own once a waiter needs it.
     ///
     /// # Errors
     /// `InvalidInput` for a bad option; `Unavailable`/`Backend` from the migration.
     pub async fn from_pool(self, pool: PgPool) -> Result<PgLeaseStore, Error> {
         let settings = Settings::from_config(&self.config)?;
-        self.finish(pool, settings).await
+        let listen = listen_options(&settings)?;
+        finish(pool, settings, listen).await
     }
+}
 
-    async fn finish(self, pool: PgPool, settings: Settings) -> Result<PgLeaseStore, Error> {
-        let listen = if settings.push_wakeups {
-            Some(match &settings.listen_url {
-                Some(url) => parse_url(url)?,
-                None => (*pool.connect_options()).clone(),
-            })
-        } else {
-            None
-        };
-        PgLeaseStore::assemble(pool, settings, listen).await
-    }
+/// The LISTEN connection's own URL, parsed before anything is sent.
+fn listen_options(settings: &Settings) -> Result<Option<PgConnectOptions>, Error> {
+    settings.listen_url.as_deref().map(parse_url).transpose()
+}
+
+async fn finish(
+    pool: PgPool,
+    settings: Settings,
+    listen: Option<PgConnectOptions>,
+) -> Result<PgLeaseStore, Error> {
+    let listen = settings
+        .push_wakeups
+        .then(|| listen.unwrap_or_else(|| (*pool.connect_options()).clone()));
+    PgLeaseStore::assemble(pool, settings, listen).await
 }
 
 fn parse_url(url: &str) -> Result<PgConnectOptions, Error> {

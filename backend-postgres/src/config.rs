@@ -1,49 +1,59 @@
-//! Plain configuration: what a deployment file or environment says about the store.
+//! `PgConfig`: everything a [`crate::PgBuilder`] can set, as plain data for a config file; and
+//! `Settings`, the same with defaults applied and every value checked.
 
 use std::fmt;
 use std::time::Duration;
 
-use fencelock_core::backend::{redact_url, ttl_millis};
+use fencelock_core::backend::redact_url;
 use fencelock_core::{Error, TtlLimits};
 use serde::{Deserialize, Serialize};
 
 use crate::{Ident, TableName};
 
-/// Configuration of a [`crate::PgLeaseStore`], e.g. from a config file (serde).
+/// Everything [`crate::PgBuilder`] can set, as plain data for a config file (serde).
 ///
-/// Every field has a default, so a file may name only the URL. `Debug` hides passwords.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Every field is optional: absent means the default. Durations are whole milliseconds
+/// (`*_ms`), as in every fencelock backend's config. An unknown field is an error, so a typo is
+/// never silently ignored. `{"url": "postgres://app@db/app"}` is a complete config;
+/// [`crate::PgLeaseStore::from_config`] connects with it. `Debug` hides passwords.
+///
+/// The struct is `#[non_exhaustive]`: start from [`PgConfig::new`] or `Default` and set fields,
+/// or load it from a file.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PgConfig {
-    /// `postgres://user:password@host:port/database?…` (any libpq-style URL sqlx accepts).
-    pub url: String,
+    /// `postgres://user:password@host:port/database?…` (any libpq-style URL sqlx accepts; TLS
+    /// and its roots by `sslmode`/`sslrootcert`). Needed by `connect`; ignored by `from_pool`.
+    pub url: Option<String>,
     /// The schema of the lease table (default `public`); created by the migration if missing.
-    pub schema: String,
+    pub schema: Option<String>,
     /// The lease table (default `fencelock_leases`).
-    pub table: String,
+    pub table: Option<String>,
+    /// How long one operation may take in all before it fails as `OutcomeUnknown`
+    /// (default 10 s).
+    pub op_timeout_ms: Option<u64>,
+    /// How long getting a connection may take — from the pool, including opening a new one,
+    /// and the LISTEN connection — before the operation fails as `Unavailable` (default 5 s).
+    /// For a pool passed to `from_pool`, the pool's own acquire timeout applies to it instead.
+    pub connect_timeout_ms: Option<u64>,
+    /// The largest TTL accepted (default 24 h, at most 10 years).
+    pub max_ttl_ms: Option<u64>,
+    /// Wake waiters by LISTEN/NOTIFY (default `true`); without it, waiters poll.
+    pub push_wakeups: Option<bool>,
+    /// The pool size when the store opens its own pool (default 10).
+    pub max_connections: Option<u32>,
     /// The NOTIFY channel for release wake-ups (default: the table name).
     pub channel: Option<String>,
-    /// The largest TTL accepted, in milliseconds (default 24 h).
-    pub max_ttl_ms: u64,
-    /// The pool size when the store opens its own pool (default 10).
-    pub max_connections: u32,
-    /// How long an operation waits for a pooled connection before it is `Unavailable`
-    /// (default 5 s).
-    pub acquire_timeout_ms: u64,
-    /// How long an operation may take in all before its outcome is `OutcomeUnknown`
-    /// (default 10 s).
-    pub op_timeout_ms: u64,
+    /// A separate URL for the one LISTEN connection, e.g. straight to PostgreSQL when `url`
+    /// points at a transaction-mode pooler (default: the pool's own connect options).
+    pub listen_url: Option<String>,
     /// Create the schema and table on connect if missing (default `true`). Without it, call
     /// [`crate::PgLeaseStore::migrate`] or create the table from the README yourself.
-    pub migrate: bool,
+    pub migrate_on_connect: Option<bool>,
     /// Commit grants and renewals with `synchronous_commit = on` even where the server or role
     /// default is `off` (default `true`).
-    pub durable_grants: bool,
-    /// Wake waiters by LISTEN/NOTIFY (default `true`); without it, waiters poll.
-    pub push_wakeups: bool,
-    /// A separate URL for the one LISTEN connection, e.g. straight to PostgreSQL when `url`
-    /// points at a transaction-mode pooler (default: `url`, or the pool's own options).
-    pub listen_url: Option<String>,
+    pub durable_grants: Option<bool>,
 }
 
 impl PgConfig {
@@ -51,31 +61,18 @@ impl PgConfig {
     pub const DEFAULT_SCHEMA: &str = "public";
     /// The default table.
     pub const DEFAULT_TABLE: &str = "fencelock_leases";
+    /// The default operation timeout.
+    pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The default connect timeout.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The default pool size.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
     /// The defaults, with `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            url: Some(url.into()),
             ..Self::default()
-        }
-    }
-}
-
-impl Default for PgConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            schema: Self::DEFAULT_SCHEMA.to_owned(),
-            table: Self::DEFAULT_TABLE.to_owned(),
-            channel: None,
-            max_ttl_ms: ttl_millis(TtlLimits::DEFAULT_MAX),
-            max_connections: 10,
-            acquire_timeout_ms: 5_000,
-            op_timeout_ms: 10_000,
-            migrate: true,
-            durable_grants: true,
-            push_wakeups: true,
-            listen_url: None,
         }
     }
 }
@@ -83,73 +80,104 @@ impl Default for PgConfig {
 impl fmt::Debug for PgConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.url.as_deref().map(redact_url))
             .field("schema", &self.schema)
             .field("table", &self.table)
-            .field("channel", &self.channel)
-            .field("max_ttl_ms", &self.max_ttl_ms)
-            .field("max_connections", &self.max_connections)
-            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .field("op_timeout_ms", &self.op_timeout_ms)
-            .field("migrate", &self.migrate)
-            .field("durable_grants", &self.durable_grants)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("max_ttl_ms", &self.max_ttl_ms)
             .field("push_wakeups", &self.push_wakeups)
+            .field("max_connections", &self.max_connections)
+            .field("channel", &self.channel)
             .field("listen_url", &self.listen_url.as_deref().map(redact_url))
+            .field("migrate_on_connect", &self.migrate_on_connect)
+            .field("durable_grants", &self.durable_grants)
             .finish()
     }
 }
 
-/// The validated form of a [`PgConfig`]: identifiers checked, durations built.
+/// The validated form of a [`PgConfig`]: defaults applied, identifiers checked, durations built.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) table: TableName,
     pub(crate) channel: Ident,
     pub(crate) limits: TtlLimits,
     pub(crate) max_connections: u32,
-    pub(crate) acquire_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) op_timeout: Duration,
-    pub(crate) migrate: bool,
+    pub(crate) migrate_on_connect: bool,
     pub(crate) durable_grants: bool,
     pub(crate) push_wakeups: bool,
     pub(crate) listen_url: Option<String>,
 }
 
+/// The longest timeout accepted. Longer ones are mistakes (a lock store that answers after a
+/// day has failed), and a near-`u64::MAX` one would overflow the pool's deadline arithmetic.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 impl Settings {
     pub(crate) fn from_config(config: &PgConfig) -> Result<Self, Error> {
-        let table = TableName::new(&config.schema, &config.table)?;
+        let table = TableName::new(
+            config.schema.as_deref().unwrap_or(PgConfig::DEFAULT_SCHEMA),
+            config.table.as_deref().unwrap_or(PgConfig::DEFAULT_TABLE),
+        )?;
         let channel = match &config.channel {
             Some(channel) => Ident::new("notification channel", channel)?,
             None => table.table().clone(),
         };
-        if config.max_connections == 0 {
+        let max_connections = config
+            .max_connections
+            .unwrap_or(PgConfig::DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
             return Err(Error::invalid(
                 "max connections",
                 "it is zero; the store needs at least one connection",
             ));
         }
-        let positive = |what: &'static str, ms: u64| {
-            if ms == 0 {
-                Err(Error::invalid(
-                    what,
-                    "it is zero; give a positive number of milliseconds",
-                ))
-            } else {
-                Ok(Duration::from_millis(ms))
-            }
-        };
         Ok(Self {
             table,
             channel,
-            limits: TtlLimits::with_max(Duration::from_millis(config.max_ttl_ms))?,
-            max_connections: config.max_connections,
-            acquire_timeout: positive("acquire timeout", config.acquire_timeout_ms)?,
-            op_timeout: positive("operation timeout", config.op_timeout_ms)?,
-            migrate: config.migrate,
-            durable_grants: config.durable_grants,
-            push_wakeups: config.push_wakeups,
+            limits: TtlLimits::with_max(
+                config
+                    .max_ttl_ms
+                    .map_or(TtlLimits::DEFAULT_MAX, Duration::from_millis),
+            )?,
+            max_connections,
+            connect_timeout: timeout(
+                "connect timeout",
+                config.connect_timeout_ms,
+                PgConfig::DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            op_timeout: timeout(
+                "op timeout",
+                config.op_timeout_ms,
+                PgConfig::DEFAULT_OP_TIMEOUT,
+            )?,
+            migrate_on_connect: config.migrate_on_connect.unwrap_or(true),
+            durable_grants: config.durable_grants.unwrap_or(true),
+            push_wakeups: config.push_wakeups.unwrap_or(true),
             listen_url: config.listen_url.clone(),
         })
     }
+}
+
+/// A timeout from its config field: `default` when absent; zero or above [`MAX_TIMEOUT`] is
+/// `InvalidInput`.
+fn timeout(what: &'static str, ms: Option<u64>, default: Duration) -> Result<Duration, Error> {
+    let Some(ms) = ms else {
+        return Ok(default);
+    };
+    let timeout = Duration::from_millis(ms);
+    if timeout.is_zero() || timeout > MAX_TIMEOUT {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "{ms} ms is outside 1 ms..={} ms; give it a positive duration of at most a day",
+                MAX_TIMEOUT.as_millis()
+            ),
+        ));
+    }
+    Ok(timeout)
 }
 
 #[cfg(test)]
@@ -171,37 +199,77 @@ mod tests {
     }
 
     #[test]
-    fn defaults_and_serde() {
+    fn loads_from_a_file_with_defaults_and_rejects_unknown_fields() {
         let config: PgConfig = serde_json::from_str(r#"{"url":"postgres://db/app"}"#).unwrap();
         assert_eq!(config, PgConfig::new("postgres://db/app"));
         let settings = Settings::from_config(&config).unwrap();
         assert_eq!(settings.table.quoted(), "\"public\".\"fencelock_leases\"");
         assert_eq!(settings.channel.as_str(), "fencelock_leases");
-        assert!(serde_json::from_str::<PgConfig>(r#"{"tabel":"x"}"#).is_err());
+        assert_eq!(settings.op_timeout, PgConfig::DEFAULT_OP_TIMEOUT);
+        assert_eq!(settings.connect_timeout, PgConfig::DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(settings.limits.max(), TtlLimits::DEFAULT_MAX);
+        assert!(settings.migrate_on_connect && settings.durable_grants && settings.push_wakeups);
+
+        let full: PgConfig = serde_json::from_str(
+            r#"{"url": "postgres://db/app", "schema": "locks", "table": "leases",
+                "op_timeout_ms": 2000, "connect_timeout_ms": 1500, "max_ttl_ms": 60000,
+                "push_wakeups": false, "max_connections": 3, "channel": "wake",
+                "listen_url": "postgres://direct/app", "migrate_on_connect": false,
+                "durable_grants": false}"#,
+        )
+        .unwrap();
+        let settings = Settings::from_config(&full).unwrap();
+        assert_eq!(settings.table.quoted(), "\"locks\".\"leases\"");
+        assert_eq!(settings.channel.as_str(), "wake");
+        assert_eq!(settings.op_timeout, Duration::from_secs(2));
+        assert_eq!(settings.connect_timeout, Duration::from_millis(1500));
+        assert_eq!(settings.limits.max(), Duration::from_secs(60));
+        assert_eq!(settings.max_connections, 3);
+        assert!(!settings.migrate_on_connect && !settings.durable_grants);
+        assert!(!settings.push_wakeups);
+        let round_trip: PgConfig =
+            serde_json::from_str(&serde_json::to_string(&full).unwrap()).unwrap();
+        assert_eq!(round_trip, full);
+
+        for typo in [
+            r#"{"tabel":"x"}"#,
+            r#"{"acquire_timeout_ms": 5}"#,
+            r#"{"migrate": true}"#,
+        ] {
+            assert!(serde_json::from_str::<PgConfig>(typo).is_err(), "{typo}");
+        }
     }
 
+    /// What a bad value is, and how to set it.
+    type Case = (&'static str, fn(&mut PgConfig));
+
     #[test]
-    fn hostile_config_is_invalid_input() {
-        for (field, value) in [
-            ("table", "leases; DROP TABLE users; --"),
-            ("table", "x\" CASCADE"),
-            ("schema", "public.evil"),
-            ("schema", ""),
-            ("channel", "a b"),
-        ] {
+    fn bad_values_are_invalid_input() {
+        let cases: &[Case] = &[
+            ("injection in table", |c| {
+                c.table = Some("leases; DROP TABLE users; --".into());
+            }),
+            ("quote in table", |c| c.table = Some("x\" CASCADE".into())),
+            ("dotted schema", |c| c.schema = Some("public.evil".into())),
+            ("empty schema", |c| c.schema = Some(String::new())),
+            ("space in channel", |c| c.channel = Some("a b".into())),
+            ("zero pool", |c| c.max_connections = Some(0)),
+            ("zero op timeout", |c| c.op_timeout_ms = Some(0)),
+            ("zero connect timeout", |c| c.connect_timeout_ms = Some(0)),
+            ("op timeout above a day", |c| {
+                c.op_timeout_ms = Some(u64::MAX)
+            }),
+            ("connect timeout above a day", |c| {
+                c.connect_timeout_ms = Some(86_400_001);
+            }),
+            ("zero max ttl", |c| c.max_ttl_ms = Some(0)),
+            ("max ttl above 10 years", |c| c.max_ttl_ms = Some(u64::MAX)),
+        ];
+        for (what, set) in cases {
             let mut config = PgConfig::new("postgres://db/app");
-            match field {
-                "table" => config.table = value.to_owned(),
-                "schema" => config.schema = value.to_owned(),
-                _ => config.channel = Some(value.to_owned()),
-            }
+            set(&mut config);
             let err = Settings::from_config(&config).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{field}={value:?}");
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}: {err}");
         }
-        let zero = PgConfig {
-            max_connections: 0,
-            ..PgConfig::new("postgres://db/app")
-        };
-        assert!(Settings::from_config(&zero).is_err());
     }
 }

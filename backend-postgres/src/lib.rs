@@ -11,7 +11,7 @@ mod statements;
 mod store;
 mod wakeups;
 
-pub use builder::PgLeaseStoreBuilder;
+pub use builder::PgBuilder;
 pub use config::PgConfig;
 pub use fence::{FencedTable, PgQuery};
 pub use ident::{Ident, TableName};

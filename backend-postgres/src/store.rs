@@ -20,7 +20,7 @@ use crate::classify::{STORE, classify, sqlstate};
 use crate::config::Settings;
 use crate::statements::Statements;
 use crate::wakeups::Wakeups;
-use crate::{Ident, PgLeaseStoreBuilder, TableName, migrate};
+use crate::{Ident, PgBuilder, PgConfig, TableName, migrate};
 
 /// A [`LeaseStore`] on a PostgreSQL table: one row per lock name.
 ///
@@ -58,9 +58,9 @@ impl fmt::Debug for PgLeaseStore {
 }
 
 impl PgLeaseStore {
-    /// A builder for the options (table, TTL limit, pool size, …).
-    pub fn builder() -> PgLeaseStoreBuilder {
-        PgLeaseStoreBuilder::new()
+    /// Options for a store (table, TTL limit, pool size, …).
+    pub fn builder() -> PgBuilder {
+        PgBuilder::new()
     }
 
     /// Connects to `url` with the default options and creates the lease table if missing.
@@ -69,7 +69,15 @@ impl PgLeaseStore {
     /// `InvalidInput` for a malformed URL; `Unavailable` when the server cannot be reached;
     /// `Backend` when the table cannot be created (e.g. missing privileges).
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        Self::builder().connect(url).await
+        Self::builder().with_url(url).connect().await
+    }
+
+    /// Connects with the options and URL of `config`, e.g. loaded from a file.
+    ///
+    /// # Errors
+    /// As [`PgBuilder::connect`].
+    pub async fn from_config(config: PgConfig) -> Result<Self, Error> {
+        PgBuilder::from_config(config).connect().await
     }
 
     /// A store over the pool the application already has, with the default options; creates
@@ -88,7 +96,7 @@ impl PgLeaseStore {
     ) -> Result<Self, Error> {
         let sql = Statements::new(&settings.table, settings.durable_grants);
         let wakeups = listen.map(|options| {
-            Wakeups::new(settings.channel.clone(), options, settings.acquire_timeout)
+            Wakeups::new(settings.channel.clone(), options, settings.connect_timeout)
         });
         let store = Self {
             inner: Arc::new(Inner {
@@ -102,7 +110,7 @@ impl PgLeaseStore {
                 wakeups,
             }),
         };
-        if settings.migrate {
+        if settings.migrate_on_connect {
             store.migrate().await?;
         }
         Ok(store)

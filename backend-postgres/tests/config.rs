@@ -1,5 +1,6 @@
-//! Configuration and setup: hostile identifiers, odd-but-valid ones, concurrent first connects,
-//! bad URLs, an unreachable server, a missing table, and the token ceiling.
+//! Configuration and setup: hostile identifiers and option values, a config from a file,
+//! odd-but-valid identifiers, concurrent first connects, bad URLs, an unreachable server, a
+//! missing table, and the token ceiling.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -30,16 +31,58 @@ async fn hostile_identifiers_are_rejected_before_anything_is_sent() {
             PgLeaseStore::builder().with_schema(bad),
             PgLeaseStore::builder().with_channel(bad),
         ] {
-            let err = builder.connect(url).await.unwrap_err();
+            let err = builder.with_url(url).connect().await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}: {err}");
         }
     }
-    let err = PgLeaseStore::builder()
-        .with_max_ttl(Duration::ZERO)
-        .connect(url)
+}
+
+#[tokio::test]
+async fn bad_option_values_are_rejected_before_anything_is_sent() {
+    let url = "postgres://nobody@127.0.0.1:1/none";
+    let builders = [
+        PgLeaseStore::builder().with_max_ttl(Duration::ZERO),
+        PgLeaseStore::builder().with_max_ttl(Duration::from_secs(20 * 365 * 86_400)),
+        PgLeaseStore::builder().with_op_timeout(Duration::ZERO),
+        PgLeaseStore::builder().with_op_timeout(Duration::from_secs(2 * 86_400)),
+        PgLeaseStore::builder().with_connect_timeout(Duration::ZERO),
+        PgLeaseStore::builder().with_max_connections(0),
+        PgLeaseStore::builder().with_listen_url("mysql://x@y/z"),
+    ];
+    for builder in builders {
+        let shown = format!("{builder:?}");
+        let err = builder.with_url(url).connect().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{shown}: {err}");
+    }
+    let err = PgLeaseStore::builder().connect().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "no URL: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_from_a_file_connects_with_its_options() {
+    let url = support::shared_url().await;
+    let table = support::unique("from_file");
+    let config: PgConfig = serde_json::from_str(&format!(
+        r#"{{"url": "{url}", "schema": "fencelock_test", "table": "{table}",
+             "max_ttl_ms": 60000, "push_wakeups": false}}"#
+    ))
+    .unwrap();
+    let store = PgLeaseStore::from_config(config).await.unwrap();
+    assert_eq!(
+        store.table().quoted(),
+        format!("\"fencelock_test\".\"{table}\"")
+    );
+    assert_eq!(store.ttl_limits().max(), Duration::from_secs(60));
+    let name = LockName::new("from-file").unwrap();
+    assert!(
+        store.watch_released(&name).await.unwrap().is_none(),
+        "polls"
+    );
+    let err = store
+        .try_acquire(&name, Duration::from_secs(61))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 }
 
 #[tokio::test]
@@ -54,10 +97,11 @@ async fn bad_urls_and_unreachable_servers_are_typed() {
     }
     let port = fencelock_conformance::harness::free_port().unwrap();
     let err = PgLeaseStore::builder()
-        .with_acquire_timeout(Duration::from_secs(2))
-        .connect(&format!(
+        .with_url(format!(
             "postgres://postgres:secret@127.0.0.1:{port}/postgres"
         ))
+        .with_connect_timeout(Duration::from_secs(2))
+        .connect()
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
@@ -72,7 +116,8 @@ async fn odd_but_valid_identifiers_round_trip_exactly() {
         .with_schema(&schema)
         .with_table("user") // a keyword, and
         .with_channel("Select") // mixed case: both only work quoted
-        .connect(&url)
+        .with_url(&url)
+        .connect()
         .await
         .unwrap();
     let found: Option<String> = sqlx::query_scalar(
@@ -115,10 +160,11 @@ async fn concurrent_first_connects_do_not_race() {
         let (url, table) = (url.clone(), table.clone());
         tokio::spawn(async move {
             PgLeaseStore::builder()
+                .with_url(&url)
                 .with_schema("fencelock_test")
                 .with_table(table)
                 .with_max_connections(2)
-                .connect(&url)
+                .connect()
                 .await
         })
     });

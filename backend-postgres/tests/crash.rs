@@ -156,8 +156,9 @@ async fn without_durable_grants_the_same_crash_forgets_grants() {
     let mut forgotten = 0;
     for round in 0..3 {
         let store = PgLeaseStore::builder()
+            .with_url(server.url())
             .with_durable_grants(false)
-            .connect(&server.url())
+            .connect()
             .await
             .unwrap();
         let name = LockName::new(format!("crash/async/{round}")).unwrap();

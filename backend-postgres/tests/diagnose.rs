@@ -32,7 +32,8 @@ async fn diagnose(url: &str, durable_grants: bool) -> Diagnosis {
         .with_schema("fencelock_test")
         .with_table(support::unique("diagnose"))
         .with_durable_grants(durable_grants)
-        .connect(url)
+        .with_url(url)
+        .connect()
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
     store.diagnose().await.unwrap()
@@ -91,7 +92,8 @@ async fn a_read_only_default_fails() {
     // The lease table cannot be created read-only; the diagnosis says why.
     let store = PgLeaseStore::builder()
         .with_migrate_on_connect(false)
-        .connect(&url)
+        .with_url(&url)
+        .connect()
         .await
         .unwrap();
     let d = store.diagnose().await.unwrap();
@@ -109,7 +111,8 @@ async fn a_standby_fails() {
     let server = support::own_server(PostgresConfig::default()).await;
     let store = PgLeaseStore::builder()
         .with_op_timeout(Duration::from_secs(5))
-        .connect(&server.url())
+        .with_url(server.url())
+        .connect()
         .await
         .unwrap();
     server.kill().unwrap();
@@ -130,8 +133,9 @@ async fn a_dead_server_is_an_error_within_the_op_timeout() {
     let server = support::own_server(PostgresConfig::default()).await;
     let store = PgLeaseStore::builder()
         .with_op_timeout(Duration::from_millis(500))
-        .with_acquire_timeout(Duration::from_millis(300))
-        .connect(&server.url())
+        .with_connect_timeout(Duration::from_millis(300))
+        .with_url(server.url())
+        .connect()
         .await
         .unwrap();
     server.kill().unwrap();

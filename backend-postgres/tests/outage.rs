@@ -15,9 +15,10 @@ use tokio::time::Instant;
 async fn a_frozen_server_is_a_transient_error_within_the_op_timeout() {
     let server = support::own_server(PostgresConfig::default()).await;
     let store = PgLeaseStore::builder()
+        .with_url(server.url())
         .with_op_timeout(Duration::from_millis(500))
-        .with_acquire_timeout(Duration::from_millis(300))
-        .connect(&server.url())
+        .with_connect_timeout(Duration::from_millis(300))
+        .connect()
         .await
         .unwrap();
     let name = LockName::new("outage/frozen").unwrap();

@@ -84,10 +84,11 @@ async fn waiter_wakes_on_notify_within_milliseconds() {
 async fn without_push_wakeups_waiters_poll() {
     let url = support::shared_url().await;
     let store = PgLeaseStore::builder()
+        .with_url(&url)
         .with_schema("fencelock_test")
         .with_table("wakeup_leases")
         .with_push_wakeups(false)
-        .connect(&url)
+        .connect()
         .await
         .unwrap();
     let name = LockName::new(support::unique("wake/poll")).unwrap();

@@ -1,92 +1,147 @@
-//! Plain, serde-friendly configuration, and URL redaction for `Debug`.
+//! `RedisConfig`: everything a [`crate::RedisBuilder`] can set, as plain data for a config file;
+//! and `Settings`, the same with defaults applied and every value checked.
 
 use std::fmt;
 use std::time::Duration;
 
-use fencelock_core::TtlLimits;
-use fencelock_core::backend::{redact_url, ttl_millis};
+use fencelock_core::backend::redact_url;
+use fencelock_core::{Error, TtlLimits};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::DEFAULT_PREFIX;
+use crate::keys::{DEFAULT_PREFIX, KeyLayout};
 
-/// Everything [`crate::RedisStoreBuilder`] can set, as a plain struct for config files.
+/// Everything [`crate::RedisBuilder`] can set, as plain data for a config file (serde).
 ///
-/// Every field has a default, so `{"url": "redis://cache:6379"}` is a complete config.
-/// `Debug` masks the password in `url`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Every field is optional: absent means the default. Durations are whole milliseconds
+/// (`*_ms`), as in every fencelock backend's config. An unknown field is an error, so a typo is
+/// never silently ignored. `{"url": "redis://cache:6379"}` is a complete config;
+/// [`crate::RedisLeaseStore::from_config`] connects with it. `Debug` masks the password.
+///
+/// The struct is `#[non_exhaustive]`: start from [`RedisConfig::new`] or `Default` and set fields,
+/// or load it from a file.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db]`, `rediss://…` (crate feature `tls`) or
-    /// `redis+unix:///path`.
-    pub url: String,
-    /// Prepended to every key and to the release channel (default `fencelock:`); no braces.
-    pub key_prefix: String,
-    /// The largest TTL accepted, in milliseconds (default 24 h).
-    pub max_ttl_ms: u64,
-    /// How long a request may wait for its reply before it is `OutcomeUnknown` (default 1 s).
-    pub response_timeout_ms: u64,
-    /// How long opening a connection may take (default 1 s).
-    pub connect_timeout_ms: u64,
+    /// `redis+unix:///path`. Needed by `connect`; ignored by `from_client`/`from_connection`.
+    pub url: Option<String>,
+    /// Prepended to every key and release channel (default `fencelock:`); at most 128 bytes, no
+    /// `{`, `}` or control characters.
+    pub key_prefix: Option<String>,
+    /// How long a request may wait for its reply before it fails as `OutcomeUnknown`
+    /// (default 1 s).
+    pub op_timeout_ms: Option<u64>,
+    /// How long opening a connection (and the subscriber) may take (default 1 s).
+    pub connect_timeout_ms: Option<u64>,
+    /// The largest TTL accepted (default 24 h, at most 10 years).
+    pub max_ttl_ms: Option<u64>,
+    /// Whether waiters subscribe to release announcements (default `true`); without them,
+    /// waiters poll.
+    pub push_wakeups: Option<bool>,
     /// How many times a request retries opening a broken connection before it fails as
     /// `Unavailable` (default 1).
-    pub reconnect_attempts: usize,
-    /// Whether waiters subscribe to release announcements (default `true`). Without them,
-    /// waiters poll.
-    pub push_wakeups: bool,
+    pub reconnect_attempts: Option<usize>,
 }
 
 impl RedisConfig {
-    /// The defaults with `url`.
+    /// The default key prefix.
+    pub const DEFAULT_KEY_PREFIX: &str = DEFAULT_PREFIX;
+    /// The default operation timeout.
+    pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The default connect timeout.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The default number of reconnect attempts per request.
+    pub const DEFAULT_RECONNECT_ATTEMPTS: usize = 1;
+
+    /// The defaults, with `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            url: Some(url.into()),
             ..Self::default()
         }
     }
 
-    pub(crate) fn max_ttl(&self) -> Duration {
-        Duration::from_millis(self.max_ttl_ms)
-    }
-
-    pub(crate) fn response_timeout(&self) -> Duration {
-        Duration::from_millis(self.response_timeout_ms)
-    }
-
-    pub(crate) fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            url: "redis://127.0.0.1:6379".to_owned(),
-            key_prefix: DEFAULT_PREFIX.to_owned(),
-            max_ttl_ms: ttl_millis(TtlLimits::DEFAULT_MAX),
-            response_timeout_ms: 1_000,
-            connect_timeout_ms: 1_000,
-            reconnect_attempts: 1,
-            push_wakeups: true,
-        }
+    /// Defaults applied and every option checked; the URL is the caller's to check.
+    pub(crate) fn settings(&self) -> Result<Settings, Error> {
+        Ok(Settings {
+            layout: KeyLayout::new(self.key_prefix.as_deref().unwrap_or(DEFAULT_PREFIX))?,
+            limits: max_ttl(self.max_ttl_ms)?,
+            op_timeout: timeout("op timeout", self.op_timeout_ms, Self::DEFAULT_OP_TIMEOUT)?,
+            connect_timeout: timeout(
+                "connect timeout",
+                self.connect_timeout_ms,
+                Self::DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            push_wakeups: self.push_wakeups.unwrap_or(true),
+            reconnect_attempts: self
+                .reconnect_attempts
+                .unwrap_or(Self::DEFAULT_RECONNECT_ATTEMPTS),
+        })
     }
 }
 
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.url.as_deref().map(redact_url))
             .field("key_prefix", &self.key_prefix)
-            .field("max_ttl_ms", &self.max_ttl_ms)
-            .field("response_timeout_ms", &self.response_timeout_ms)
+            .field("op_timeout_ms", &self.op_timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
-            .field("reconnect_attempts", &self.reconnect_attempts)
+            .field("max_ttl_ms", &self.max_ttl_ms)
             .field("push_wakeups", &self.push_wakeups)
+            .field("reconnect_attempts", &self.reconnect_attempts)
             .finish()
     }
 }
 
+/// A [`RedisConfig`] with its defaults applied and every value checked.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) layout: KeyLayout,
+    pub(crate) limits: TtlLimits,
+    pub(crate) op_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) push_wakeups: bool,
+    pub(crate) reconnect_attempts: usize,
+}
+
+/// The longest timeout accepted. Longer ones are mistakes (a lock store that answers after a
+/// day has failed), and a near-`u64::MAX` one would overflow instant arithmetic in the drivers.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// A timeout from its config field: `default` when absent; zero or above [`MAX_TIMEOUT`] is
+/// `InvalidInput`.
+pub(crate) fn timeout(
+    what: &'static str,
+    ms: Option<u64>,
+    default: Duration,
+) -> Result<Duration, Error> {
+    let Some(ms) = ms else {
+        return Ok(default);
+    };
+    let timeout = Duration::from_millis(ms);
+    if timeout.is_zero() || timeout > MAX_TIMEOUT {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "{ms} ms is outside 1 ms..={} ms; give it a positive duration of at most a day",
+                MAX_TIMEOUT.as_millis()
+            ),
+        ));
+    }
+    Ok(timeout)
+}
+
+/// The TTL limits from the `max_ttl_ms` field (default [`TtlLimits::DEFAULT_MAX`]).
+pub(crate) fn max_ttl(ms: Option<u64>) -> Result<TtlLimits, Error> {
+    TtlLimits::with_max(ms.map_or(TtlLimits::DEFAULT_MAX, Duration::from_millis))
+}
+
 #[cfg(test)]
 mod tests {
+    use fencelock_core::ErrorKind;
+
     use super::*;
 
     #[test]
@@ -104,9 +159,65 @@ mod tests {
     }
 
     #[test]
-    fn deserializes_with_defaults_and_rejects_unknown_fields() {
+    fn loads_from_a_file_with_defaults_and_rejects_unknown_fields() {
         let config: RedisConfig = serde_json::from_str(r#"{"url": "redis://cache:6379"}"#).unwrap();
         assert_eq!(config, RedisConfig::new("redis://cache:6379"));
-        assert!(serde_json::from_str::<RedisConfig>(r#"{"urll": "x"}"#).is_err());
+        let settings = config.settings().unwrap();
+        assert_eq!(settings.layout.prefix(), "fencelock:");
+        assert_eq!(settings.op_timeout, RedisConfig::DEFAULT_OP_TIMEOUT);
+        assert_eq!(settings.limits.max(), TtlLimits::DEFAULT_MAX);
+        assert!(settings.push_wakeups);
+
+        let full: RedisConfig = serde_json::from_str(
+            r#"{"url": "redis://cache:6379", "key_prefix": "app:", "op_timeout_ms": 250,
+                "connect_timeout_ms": 2000, "max_ttl_ms": 60000, "push_wakeups": false,
+                "reconnect_attempts": 3}"#,
+        )
+        .unwrap();
+        let settings = full.settings().unwrap();
+        assert_eq!(settings.layout.prefix(), "app:");
+        assert_eq!(settings.op_timeout, Duration::from_millis(250));
+        assert_eq!(settings.connect_timeout, Duration::from_secs(2));
+        assert_eq!(settings.limits.max(), Duration::from_secs(60));
+        assert!(!settings.push_wakeups);
+        assert_eq!(settings.reconnect_attempts, 3);
+        let round_trip: RedisConfig =
+            serde_json::from_str(&serde_json::to_string(&full).unwrap()).unwrap();
+        assert_eq!(round_trip, full);
+
+        for typo in [
+            r#"{"urll": "x"}"#,
+            r#"{"response_timeout_ms": 5}"#,
+            r#"{"op_timeout_ms": "1s"}"#,
+        ] {
+            assert!(serde_json::from_str::<RedisConfig>(typo).is_err(), "{typo}");
+        }
+    }
+
+    /// What a bad value is, and how to set it.
+    type Case = (&'static str, fn(&mut RedisConfig));
+
+    #[test]
+    fn bad_values_are_invalid_input() {
+        let cases: &[Case] = &[
+            ("zero op timeout", |c| c.op_timeout_ms = Some(0)),
+            ("zero connect timeout", |c| c.connect_timeout_ms = Some(0)),
+            ("op timeout above a day", |c| {
+                c.op_timeout_ms = Some(u64::MAX)
+            }),
+            ("zero max ttl", |c| c.max_ttl_ms = Some(0)),
+            ("max ttl above 10 years", |c| c.max_ttl_ms = Some(u64::MAX)),
+            ("brace in prefix", |c| c.key_prefix = Some("{tag}".into())),
+            ("control character in prefix", |c| {
+                c.key_prefix = Some("a\nb".into());
+            }),
+            ("prefix too long", |c| c.key_prefix = Some("p".repeat(129))),
+        ];
+        for (what, set) in cases {
+            let mut config = RedisConfig::new("redis://h:1");
+            set(&mut config);
+            let err = config.settings().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}: {err}");
+        }
     }
 }

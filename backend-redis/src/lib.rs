@@ -15,11 +15,11 @@ mod store;
 mod tls;
 mod wakeups;
 
-pub use builder::RedisStoreBuilder;
+pub use builder::RedisBuilder;
 pub use config::RedisConfig;
 pub use fence::{FencedValue, RedisFence};
 pub use keys::KeyLayout;
-pub use redlock::{RedlockConfig, RedlockLeaseStore, RedlockStoreBuilder};
+pub use redlock::{RedlockBuilder, RedlockConfig, RedlockLeaseStore};
 pub use store::RedisLeaseStore;
 
 /// The `redis` driver this crate is built on, so you name the same version.

@@ -158,9 +158,10 @@ async fn a_password_never_shows() {
 async fn a_dead_server_is_an_error_in_bounded_time() {
     let redis = server(RedisConfig::ephemeral()).await;
     let store = RedisLeaseStore::builder()
-        .with_response_timeout(Duration::from_millis(500))
+        .with_op_timeout(Duration::from_millis(500))
         .with_connect_timeout(Duration::from_millis(500))
-        .connect(&redis.url())
+        .with_url(redis.url())
+        .connect()
         .await
         .unwrap();
     redis.kill().unwrap();
@@ -187,8 +188,8 @@ async fn redlock_diagnoses_each_server_and_the_quorum() {
             .map(Result::unwrap)
             .collect();
     let store = RedlockLeaseStore::builder()
-        .with_servers(servers.iter().map(RedisServer::url))
-        .with_server_timeout(Duration::from_millis(500))
+        .with_urls(servers.iter().map(RedisServer::url))
+        .with_op_timeout(Duration::from_millis(500))
         .connect()
         .await
         .unwrap();

@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{name, server, store};
-use fencelock_conformance::harness::{RedisConfig, free_port};
+use fencelock_conformance::harness::{RedisConfig as HarnessConfig, free_port};
 use fencelock_core::{ErrorKind, LeaseStore};
-use fencelock_redis::RedisLeaseStore;
+use fencelock_redis::{RedisConfig, RedisLeaseStore};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -41,24 +41,52 @@ async fn bad_urls_and_options_are_invalid_input_before_anything_is_sent() {
     // Options are checked first: the unreachable server is never contacted.
     let builders = [
         RedisLeaseStore::builder().with_key_prefix("{tag}"),
+        RedisLeaseStore::builder().with_key_prefix("a\nb"),
         RedisLeaseStore::builder().with_max_ttl(Duration::ZERO),
         RedisLeaseStore::builder().with_max_ttl(Duration::from_secs(20 * 365 * 86_400)),
-        RedisLeaseStore::builder().with_response_timeout(Duration::ZERO),
+        RedisLeaseStore::builder().with_op_timeout(Duration::ZERO),
+        RedisLeaseStore::builder().with_op_timeout(Duration::from_secs(2 * 86_400)),
         RedisLeaseStore::builder().with_connect_timeout(Duration::ZERO),
     ];
     for builder in builders {
         let shown = format!("{builder:?}");
-        let err = builder.connect(&nowhere).await.unwrap_err();
+        let err = builder.with_url(&nowhere).connect().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{shown}: {err}");
     }
+    // No URL at all, and a config from a file naming one that is not Redis.
+    let err = RedisLeaseStore::builder().connect().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let config: RedisConfig = serde_json::from_str(r#"{"url": "http://127.0.0.1:6379"}"#).unwrap();
+    let err = RedisLeaseStore::from_config(config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
+/// A config loaded from a file connects, with its options in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_from_a_file_connects_with_its_options() {
+    let server = server(HarnessConfig::ephemeral()).await;
+    let config: RedisConfig = serde_json::from_str(&format!(
+        r#"{{"url": "{}", "key_prefix": "from-file:", "max_ttl_ms": 60000}}"#,
+        server.url()
+    ))
+    .unwrap();
+    let store = RedisLeaseStore::from_config(config).await.unwrap();
+    assert_eq!(store.layout().prefix(), "from-file:");
+    assert_eq!(store.ttl_limits().max(), Duration::from_secs(60));
+    let err = store
+        .try_acquire(&name("from-file"), Duration::from_secs(61))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_server_is_outcome_unknown_then_recovers() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(HarnessConfig::ephemeral()).await;
     let store = RedisLeaseStore::builder()
-        .with_response_timeout(Duration::from_millis(200))
-        .connect(&server.url())
+        .with_url(server.url())
+        .with_op_timeout(Duration::from_millis(200))
+        .connect()
         .await
         .unwrap();
     let n = name("paused");
@@ -74,7 +102,7 @@ async fn paused_server_is_outcome_unknown_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_server_is_transient_and_then_unavailable() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(HarnessConfig::ephemeral()).await;
     let store = store(&server).await;
     let n = name("killed");
     let lease = store.try_acquire(&n, LONG).await.unwrap().unwrap();
@@ -95,7 +123,7 @@ async fn killed_server_is_transient_and_then_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_never_shows_and_a_wrong_one_is_a_backend_error() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(HarnessConfig::ephemeral()).await;
     // Set after start: the harness waits for an unauthenticated PING.
     let reply = server
         .command(&["CONFIG", "SET", "requirepass", "hunter2"])

@@ -331,7 +331,7 @@ async fn bad_configurations_are_invalid_input() {
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{servers:?}: {err}");
     }
     let err = RedlockLeaseStore::builder()
-        .with_servers([
+        .with_urls([
             "redis://127.0.0.1:1",
             "redis://127.0.0.1:2",
             "redis://127.0.0.1:3",

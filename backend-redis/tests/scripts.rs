@@ -68,8 +68,9 @@ async fn noscript_after_script_flush_is_handled() {
 async fn hostile_names_stay_inside_their_keys() {
     let server = server(RedisConfig::ephemeral()).await;
     let store = RedisLeaseStore::builder()
+        .with_url(server.url())
         .with_key_prefix("hostile:")
-        .connect(&server.url())
+        .connect()
         .await
         .unwrap();
     let mut conn = raw(&server).await;

@@ -72,10 +72,11 @@ async fn plain_redis_to_the_tls_port_fails() {
     let port = server().await.tls().unwrap().port;
     let url = format!("redis://127.0.0.1:{port}");
     let store = RedisLeaseStore::builder()
+        .with_url(&url)
         .with_connect_timeout(Duration::from_secs(1))
-        .with_response_timeout(Duration::from_secs(1))
+        .with_op_timeout(Duration::from_secs(1))
         .with_reconnect_attempts(0)
-        .connect(&url);
+        .connect();
     let result = tokio::time::timeout(LIMIT, store)
         .await
         .expect("connecting did not end");

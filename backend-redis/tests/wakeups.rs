@@ -184,8 +184,9 @@ async fn waiters_share_one_subscriber_connection_per_store() {
     }
     // A store without push wake-ups says so, and its waiters poll.
     let polling = RedisLeaseStore::builder()
+        .with_url(server.url())
         .with_push_wakeups(false)
-        .connect(&server.url())
+        .connect()
         .await
         .unwrap();
     assert!(polling.watch_released(&names[0]).await.unwrap().is_none());

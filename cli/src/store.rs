@@ -119,35 +119,39 @@ async fn open(target: &Target) -> Result<Arc<dyn LeaseStore>, fencelock::Error> 
         #[cfg(feature = "postgres")]
         StoreUrl::Postgres(url) => {
             let store = fencelock_postgres::PgLeaseStore::builder()
-                .with_acquire_timeout(target.timeout)
+                .with_url(url)
                 .with_op_timeout(target.timeout)
+                .with_connect_timeout(target.timeout)
                 .with_max_connections(2)
-                .connect(url)
+                .connect()
                 .await?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "redis")]
         StoreUrl::Redis(url) => {
             let store = fencelock_redis::RedisLeaseStore::builder()
+                .with_url(url)
+                .with_op_timeout(target.timeout)
                 .with_connect_timeout(target.timeout)
-                .with_response_timeout(target.timeout)
-                .connect(url)
+                .connect()
                 .await?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "redis")]
-        StoreUrl::Redlock(servers) => {
+        StoreUrl::Redlock(urls) => {
             let store = fencelock_redis::RedlockLeaseStore::builder()
-                .with_servers(servers)
+                .with_urls(urls)
                 .with_connect_timeout(target.timeout)
                 .connect()
                 .await?;
             Ok(Arc::new(store))
         }
         #[cfg(feature = "etcd")]
-        StoreUrl::Etcd(endpoints) => {
-            let store = fencelock_etcd::EtcdLeaseStore::builder(endpoints)
+        StoreUrl::Etcd(urls) => {
+            let store = fencelock_etcd::EtcdLeaseStore::builder()
+                .with_urls(urls)
                 .with_op_timeout(target.timeout)
+                .with_connect_timeout(target.timeout)
                 .connect()
                 .await?;
             Ok(Arc::new(store))

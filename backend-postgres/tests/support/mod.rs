@@ -34,9 +34,10 @@ pub(crate) async fn own_server(config: PostgresConfig) -> PostgresServer {
 /// A store on the shared server, on table `table` in schema `fencelock_test`.
 pub(crate) async fn store_on(url: &str, table: &str) -> PgLeaseStore {
     PgLeaseStore::builder()
+        .with_url(url)
         .with_schema("fencelock_test")
         .with_table(table)
-        .connect(url)
+        .connect()
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }

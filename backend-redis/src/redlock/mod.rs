@@ -12,6 +12,6 @@ mod rollback;
 mod store;
 mod watch;
 
-pub use builder::RedlockStoreBuilder;
+pub use builder::RedlockBuilder;
 pub use config::{DEFAULT_DRIFT_FACTOR, MAX_SERVERS, RedlockConfig};
 pub use store::RedlockLeaseStore;

@@ -46,8 +46,9 @@ impl PgBench {
     /// Connects to `url` with a pool of at most `connections`.
     pub async fn connect(url: &str, connections: u32) -> Result<Self> {
         let store = PgLeaseStore::builder()
+            .with_url(url)
             .with_max_connections(connections)
-            .connect(url)
+            .connect()
             .await?;
         let pool = store.pool().clone();
         sqlx::raw_sql(RTT_TABLE).execute(&pool).await?;

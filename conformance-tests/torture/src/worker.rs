@@ -82,10 +82,11 @@ async fn connect_once(
     match (op_timeout_ms, url.strip_prefix("etcd://")) {
         (Some(ms), Some(hosts)) => {
             let endpoints = hosts.split(',').map(|h| format!("http://{h}"));
-            let store = fencelock::etcd::EtcdConfig::new(endpoints)
-                .with_op_timeout(Duration::from_millis(ms))
-                .connect()
-                .await?;
+            // A short connect timeout too: `connect` retries within CONNECT_PATIENCE.
+            let mut config = fencelock::etcd::EtcdConfig::new(endpoints);
+            config.op_timeout_ms = Some(ms);
+            config.connect_timeout_ms = Some(ms);
+            let store = fencelock::etcd::EtcdLeaseStore::from_config(config).await?;
             Ok(Arc::new(store))
         }
         _ => fencelock::connect(url).await,
