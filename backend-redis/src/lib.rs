@@ -16,9 +16,9 @@ mod wakeups;
 
 pub use builder::RedisStoreBuilder;
 pub use config::RedisConfig;
-pub use fence::{FencedValue, RedisFence};
+pub use fence::RedisFence;
 pub use keys::KeyLayout;
-pub use redlock::{RedlockConfig, RedlockLeaseStore, RedlockStoreBuilder};
+pub use redlock::{RedlockConfig, RedlockFence, RedlockLeaseStore, RedlockStoreBuilder};
 pub use store::RedisLeaseStore;
 
 /// The `redis` driver this crate is built on, so you name the same version.

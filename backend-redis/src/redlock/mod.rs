@@ -3,6 +3,7 @@
 mod acquire;
 mod builder;
 mod config;
+mod fence;
 mod instance;
 mod quorum;
 mod release;
@@ -13,4 +14,5 @@ mod watch;
 
 pub use builder::RedlockStoreBuilder;
 pub use config::{DEFAULT_DRIFT_FACTOR, MAX_SERVERS, RedlockConfig};
+pub use fence::RedlockFence;
 pub use store::RedlockLeaseStore;
