@@ -7,6 +7,7 @@ mod config;
 mod contender;
 mod etcd_lease;
 mod fence;
+mod fence_owner;
 mod keepalive;
 mod keys;
 mod queue_snapshot;
@@ -18,7 +19,7 @@ mod store;
 mod wait;
 
 pub use config::EtcdConfig;
-pub use fence::FENCE_TOKEN_SUFFIX;
+pub use fence::{EtcdFence, FENCE_TOKEN_SUFFIX};
 pub use store::EtcdLeaseStore;
 
 /// The etcd client this crate is built on, re-exported so that your `Client`, `ConnectOptions`
