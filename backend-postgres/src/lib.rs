@@ -4,6 +4,7 @@ mod builder;
 mod classify;
 mod config;
 mod fence;
+mod fenced_table;
 mod ident;
 mod migrate;
 mod statements;
@@ -12,7 +13,8 @@ mod wakeups;
 
 pub use builder::PgLeaseStoreBuilder;
 pub use config::PgConfig;
-pub use fence::{FencedTable, PgQuery};
+pub use fence::PgFence;
+pub use fenced_table::{FencedTable, PgQuery};
 pub use ident::{Ident, TableName};
 pub use store::PgLeaseStore;
 
