@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use fencelock_core::{Error, LeaseStore, LockName};
+use fencelock_core::{Error, Fence, LeaseStore, LockName};
 use fencelock_etcd::EtcdLeaseStore;
 use fencelock_etcd::etcd_client::{Compare, CompareOp, LockOptions, PutOptions, Txn, TxnOp};
 
@@ -143,13 +143,13 @@ async fn main() -> Result<(), Error> {
     })
     .await?;
     let next_token = std::sync::atomic::AtomicU64::new(1_000);
-    measure("fencelock: fenced_put (one txn)", |_| {
-        let store = store.clone();
+    measure("fencelock: fence write (one txn)", |_| {
+        let fence = store.fence();
         let key = format!("{run}/fenced");
         let token = fencelock_core::FencingToken::new(
             next_token.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         );
-        async move { store.fenced_put(key, "v", token).await }
+        async move { fence.write(&key, token, b"v").await }
     })
     .await?;
     store.release(&held).await?;

@@ -9,6 +9,7 @@ mod contender;
 mod diagnose;
 mod etcd_lease;
 mod fence;
+mod fence_owner;
 mod keepalive;
 mod keys;
 mod queue_snapshot;
@@ -21,7 +22,7 @@ mod wait;
 
 pub use builder::EtcdBuilder;
 pub use config::EtcdConfig;
-pub use fence::FENCE_TOKEN_SUFFIX;
+pub use fence::{EtcdFence, FENCE_TOKEN_SUFFIX};
 pub use store::EtcdLeaseStore;
 
 /// The etcd client this crate is built on, re-exported so that your `Client`, `ConnectOptions`

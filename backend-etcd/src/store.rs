@@ -31,7 +31,7 @@ use crate::spare::Spares;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use fencelock_core::{AcquireOptions, Locker};
+/// use fencelock_core::{AcquireOptions, Fence, Locker};
 /// use fencelock_etcd::EtcdLeaseStore;
 ///
 /// # #[tokio::main] async fn main() -> Result<(), fencelock_core::Error> {
@@ -40,7 +40,7 @@ use crate::spare::Spares;
 /// let guard = locker
 ///     .acquire("jobs/nightly", AcquireOptions::new().with_ttl(Duration::from_secs(10)))
 ///     .await?;
-/// store.fenced_put("reports/nightly", "done", guard.token()).await?;
+/// store.fence().write("reports/nightly", guard.token(), b"done").await?;
 /// guard.release().await?;
 /// # Ok(()) }
 /// ```

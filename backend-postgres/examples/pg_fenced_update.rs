@@ -7,11 +7,12 @@
 //!
 //! Worker A takes the lock with a short TTL and "pauses" past it; worker B takes the lock over
 //! with a larger token and writes. When A wakes up and writes with its old token, the fenced
-//! UPDATE changes nothing and reports `StaleToken` naming both tokens.
+//! UPDATE changes nothing and reports `StaleToken` naming both tokens; so does the key/value
+//! fence (`PgFence`).
 
 use std::time::Duration;
 
-use fencelock_core::{Error, LeaseStore, LockName};
+use fencelock_core::{Error, Fence, LeaseStore, LockName};
 use fencelock_postgres::sqlx::{self, AssertSqlSafe};
 use fencelock_postgres::{FencedTable, PgLeaseStore};
 
@@ -52,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("B holds `{name}` with token {}", b.token());
     let mut conn = pool.acquire().await?;
     accounts
-        .update(&mut conn, b.token(), 1_i64, "balance = balance + $3", |q| {
+        .update(&mut conn, 1_i64, b.token(), "balance = balance + $3", |q| {
             q.bind(10_i64)
         })
         .await?;
@@ -60,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A wakes up and writes with its stale token: rejected, nothing changes.
     match accounts
-        .update(&mut conn, a.token(), 1_i64, "balance = $3", |q| {
+        .update(&mut conn, 1_i64, a.token(), "balance = $3", |q| {
             q.bind(0_i64)
         })
         .await
@@ -74,6 +75,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .fetch_one(&pool)
             .await?;
     println!("row 1: balance {balance}, last written with token {token}");
+
+    // The same rule as a key/value fence (the `Fence` every backend has): no table of yours
+    // needed. `store.fence()` creates `fencelock_fences` if missing.
+    let fence = store.fence().await?;
+    let key = format!("example/account-1/{}", b.token());
+    fence.write(&key, b.token(), b"balance 110").await?;
+    match fence.write(&key, a.token(), b"balance 0").await {
+        Err(err @ Error::StaleToken { .. }) => println!("A's fenced write was rejected: {err}"),
+        other => return Err(format!("expected StaleToken, got {other:?}").into()),
+    }
+    let kept = fence
+        .read(&key)
+        .await?
+        .ok_or("the fenced value is missing")?;
+    println!(
+        "`{key}` = {:?} (token {})",
+        String::from_utf8_lossy(&kept.value),
+        kept.token
+    );
 
     store.release(&b).await?;
     Ok(())

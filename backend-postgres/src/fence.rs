@@ -1,175 +1,277 @@
-//! Fenced writes into downstream tables: the token check and the write are one statement.
+//! `PgFence`: fenced key/value writes into a table of ours, the check and the write one
+//! statement. (For fencing rows of your own tables, see `FencedTable` and `verify`.)
 
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use fencelock_core::{Error, FencingToken, Operation};
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
-use sqlx::{AssertSqlSafe, Encode, PgConnection, Postgres, Type};
+use async_trait::async_trait;
+use fencelock_core::{Error, Fence, FencedValue, FencingToken, Operation};
+use sqlx::{AssertSqlSafe, PgPool, SqlSafeStr, SqlStr};
 
-use crate::classify::classify;
-use crate::{Ident, TableName};
+use crate::classify::{STORE, classify};
+use crate::{PgLeaseStore, TableName, migrate};
 
-/// A query of the fenced-update helper, to which the caller binds its own `$3`, `$4`, ….
-pub type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+const MIGRATE: &str = include_str!("sql/fence_migrate.sql");
+const WRITE: &str = include_str!("sql/fence_write.sql");
+const MARK: &str = include_str!("sql/fence_mark.sql");
+const READ: &str = include_str!("sql/fence_read.sql");
 
-/// A downstream table whose rows carry the fencing token of their last writer.
+/// The [`Fence`] on PostgreSQL: fenced values in a key/value table.
 ///
-/// [`FencedTable::update`] runs
-/// `UPDATE t SET <your assignments>, fence_token = $1 WHERE key = $2 AND fence_token <= $1`,
-/// so a write with a token lower than the row's last accepted token changes nothing, in the
-/// same atomic step that would have written it. Equal tokens are admitted (one holder writes
-/// many times). A rejected write is reported as [`Error::StaleToken`] with both tokens.
-///
-/// The table needs a token column, e.g.
-/// `ALTER TABLE accounts ADD COLUMN fence_token bigint NOT NULL DEFAULT 0`
-/// (a `NULL` token counts as "never fenced" and admits any write).
+/// The table (default `fencelock_fences`, created if missing by [`PgFence::migrate`]) has one
+/// row per key: `key text`, `fence_token bigint` (the high-water mark) and `value bytea`.
+/// [`Fence::write`] is one statement,
+/// `INSERT … ON CONFLICT (key) DO UPDATE SET … WHERE fence_token <= $token`, so the check,
+/// the write and the raised mark are one atomic step; only a rejected write costs a second
+/// statement, which reads the mark that rejected it for [`Error::StaleToken`].
 ///
 /// ```no_run
-/// # async fn demo(pool: sqlx::PgPool, token: fencelock_core::FencingToken) -> Result<(), fencelock_core::Error> {
-/// use fencelock_postgres::FencedTable;
+/// # async fn demo(store: fencelock_postgres::PgLeaseStore, token: fencelock_core::FencingToken) -> Result<(), fencelock_core::Error> {
+/// use fencelock_core::Fence;
 ///
-/// let accounts = FencedTable::new("public", "accounts", "id")?;
-/// let mut conn = pool.acquire().await.unwrap();
-/// let rows = accounts
-///     .update(&mut conn, token, 42_i64, "balance = balance + $3", |q| q.bind(100_i64))
-///     .await?; // Err(StaleToken) if a newer holder already wrote row 42
-/// assert!(rows <= 1);
+/// let fence = store.fence().await?; // creates `fencelock_fences` if missing
+/// fence.write("reports/nightly", token, b"done").await?; // Err(StaleToken) once superseded
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FencedTable {
+#[derive(Clone)]
+pub struct PgFence {
+    pool: PgPool,
     table: TableName,
-    key: Ident,
-    fence: Ident,
+    sql: Arc<Statements>,
+    op_timeout: Duration,
 }
 
-impl FencedTable {
-    /// The default name of the token column.
-    pub const DEFAULT_FENCE_COLUMN: &str = "fence_token";
+#[derive(Debug)]
+struct Statements {
+    migrate: SqlStr,
+    write: SqlStr,
+    mark: SqlStr,
+    read: SqlStr,
+}
 
-    /// The table `schema.table`, whose rows are addressed by `key_column`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] when a name is not a plain identifier.
-    pub fn new(schema: &str, table: &str, key_column: &str) -> Result<Self, Error> {
-        Ok(Self {
-            table: TableName::new(schema, table)?,
-            key: Ident::new("key column", key_column)?,
-            fence: Ident::new("fence column", Self::DEFAULT_FENCE_COLUMN)?,
-        })
+impl PgFence {
+    /// The default name of the fence table.
+    pub const DEFAULT_TABLE: &str = "fencelock_fences";
+
+    /// The longest key accepted, in bytes: a primary-key entry must fit a third of a page.
+    pub const MAX_KEY_LEN: usize = 2048;
+
+    /// A fence over `table` on `pool`, with a 10 s operation timeout. Sends nothing: run
+    /// [`PgFence::migrate`] once to create the table, or let an administrator create it.
+    pub fn new(pool: PgPool, table: TableName) -> Self {
+        let quoted = table.quoted();
+        let render = |template: &str| {
+            let sql = template.replace("{table}", &quoted);
+            AssertSqlSafe(Arc::<str>::from(sql.trim())).into_sql_str()
+        };
+        Self {
+            sql: Arc::new(Statements {
+                migrate: render(MIGRATE),
+                write: render(WRITE),
+                mark: render(MARK),
+                read: render(READ),
+            }),
+            pool,
+            table,
+            op_timeout: Duration::from_secs(10),
+        }
     }
 
-    /// Uses `column` for the token instead of `fence_token`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] when `column` is not a plain identifier.
-    pub fn with_fence_column(mut self, column: &str) -> Result<Self, Error> {
-        self.fence = Ident::new("fence column", column)?;
-        Ok(self)
+    /// How long one statement may take before its outcome counts as unknown.
+    pub fn with_op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
     }
 
-    /// The statement [`FencedTable::update`] runs for the assignments `set`:
-    /// `$1` is the token, `$2` the key, and `set` may use `$3` onwards.
-    pub fn update_sql(&self, set: &str) -> String {
-        format!(
-            "UPDATE {table} SET {set}, {fence} = $1 WHERE {key} = $2 AND ({fence} IS NULL OR {fence} <= $1)",
-            table = self.table.quoted(),
-            fence = self.fence.quoted(),
-            key = self.key.quoted(),
+    /// The fence table.
+    pub fn table(&self) -> &TableName {
+        &self.table
+    }
+
+    /// Creates the schema and the fence table if missing. Idempotent, and safe to run from
+    /// many processes at once (as the lease table's migration).
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot be reached; `Backend` e.g. without privileges.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        let op = Operation::Setup;
+        let create = migrate::migrate(&self.pool, &self.table, self.sql.migrate.clone());
+        tokio::time::timeout(self.op_timeout, create)
+            .await
+            .map_err(|_| self.timed_out(op))?
+    }
+
+    /// Runs `statement` under the operation timeout; a timeout means it may have run.
+    async fn timed<T>(
+        &self,
+        op: Operation,
+        statement: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.op_timeout, statement).await {
+            Ok(result) => result.map_err(|e| classify(op, e)),
+            Err(_) => Err(self.timed_out(op)),
+        }
+    }
+
+    fn timed_out(&self, op: Operation) -> Error {
+        Error::outcome_unknown(
+            STORE,
+            op,
+            format!("no reply from postgres within {:?}", self.op_timeout),
         )
     }
+}
 
-    /// Writes the row `key` with `token` if no higher token has written it.
-    ///
-    /// `set` is your assignment list (`"balance = $3, note = $4"`, written by you, not by your
-    /// users); `bind` binds `$3` onwards. Run it on the transaction that holds your other
-    /// writes (`&mut *tx`), or on any connection.
-    ///
-    /// Returns the number of rows written: 0 if no row has that key.
+impl PgLeaseStore {
+    /// A fence on the store's pool, with its operation timeout, over the table
+    /// `fencelock_fences` in the lease table's schema, which this creates if missing.
     ///
     /// # Errors
-    /// [`Error::StaleToken`] naming the presented and the stored token when the row was
-    /// already written with a higher token; driver errors classified as for the lease store.
-    pub async fn update<'q, K>(
-        &self,
-        conn: &mut PgConnection,
-        token: FencingToken,
-        key: K,
-        set: &str,
-        bind: impl FnOnce(PgQuery<'q>) -> PgQuery<'q>,
-    ) -> Result<u64, Error>
-    where
-        K: Clone + fmt::Debug + Type<Postgres> + for<'e> Encode<'e, Postgres>,
-    {
+    /// As [`PgFence::migrate`].
+    pub async fn fence(&self) -> Result<PgFence, Error> {
+        let table = TableName::new(self.table().schema().as_str(), PgFence::DEFAULT_TABLE)?;
+        let fence = PgFence::new(self.pool().clone(), table).with_op_timeout(self.op_timeout());
+        fence.migrate().await?;
+        Ok(fence)
+    }
+}
+
+#[async_trait]
+impl Fence for PgFence {
+    fn backend(&self) -> &'static str {
+        STORE
+    }
+
+    /// # Errors
+    /// As [`Fence::write`]; also [`Error::InvalidInput`] for an empty key, a key with NUL (a
+    /// `text` cannot hold it) or longer than [`PgFence::MAX_KEY_LEN`] bytes, and a token above
+    /// `i64::MAX`.
+    async fn write(&self, key: &str, token: FencingToken, value: &[u8]) -> Result<(), Error> {
+        let op = Operation::FencedWrite;
+        check_key(key)?;
         let presented = i64::try_from(token.get()).map_err(|_| {
             Error::invalid(
                 "fencing token",
                 format!("{token} does not fit a bigint column"),
             )
         })?;
-        let fail = |e| classify(Operation::FencedWrite, e);
-        let update = sqlx::query(AssertSqlSafe(self.update_sql(set)))
+        let write = sqlx::query_scalar::<_, i64>(self.sql.write.clone())
+            .bind(key)
             .bind(presented)
-            .bind(key.clone());
-        let written = bind(update)
-            .execute(&mut *conn)
-            .await
-            .map_err(fail)?
-            .rows_affected();
-        if written > 0 {
-            return Ok(written);
+            .bind(value)
+            .fetch_optional(&self.pool);
+        if self.timed(op, write).await?.is_some() {
+            return Ok(());
         }
-        // Nothing written: either no such row, or a higher token holds it. Read which, so the
-        // error can name both tokens.
-        let stored: Option<Option<i64>> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT {fence} FROM {table} WHERE {key} = $1",
-            fence = self.fence.quoted(),
-            table = self.table.quoted(),
-            key = self.key.quoted(),
-        )))
-        .bind(key.clone())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(fail)?;
-        match stored.flatten() {
-            Some(high) if high > presented => Err(Error::StaleToken {
-                resource: format!("{} row {} = {key:?}", self.table, self.key),
-                presented: token,
-                high_water: FencingToken::new(high.unsigned_abs()),
-            }),
-            _ => Ok(0),
+        // Rejected: read the mark that did it. Marks only rise, so it is still above `token`.
+        let mark = sqlx::query_scalar::<_, i64>(self.sql.mark.clone())
+            .bind(key)
+            .fetch_optional(&self.pool);
+        match self.timed(op, mark).await? {
+            Some(high) if high > presented => {
+                fencelock_core::metrics::stale_write_rejected(STORE);
+                Err(Error::StaleToken {
+                    resource: key.to_owned(),
+                    presented: token,
+                    high_water: FencingToken::new(high.unsigned_abs()),
+                })
+            }
+            other => Err(Error::backend(
+                STORE,
+                op,
+                format!(
+                    "the write to `{key}` was rejected, but its mark is now {other:?}; the row was changed by hand (marks only rise), retry the write"
+                ),
+            )),
         }
     }
+
+    /// # Errors
+    /// The store's errors; [`Error::InvalidInput`] as for [`Fence::write`].
+    async fn read(&self, key: &str) -> Result<Option<FencedValue>, Error> {
+        check_key(key)?;
+        let read = sqlx::query_as::<_, (Vec<u8>, i64)>(self.sql.read.clone())
+            .bind(key)
+            .fetch_optional(&self.pool);
+        let row = self.timed(Operation::FencedRead, read).await?;
+        Ok(row
+            .map(|(value, token)| FencedValue::new(value, FencingToken::new(token.unsigned_abs()))))
+    }
+}
+
+impl fmt::Debug for PgFence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The pool's options hold the password, so they are not shown.
+        f.debug_struct("PgFence")
+            .field("table", &self.table)
+            .field("op_timeout", &self.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() {
+        return Err(Error::invalid(
+            "fenced key",
+            "it is empty; name the resource",
+        ));
+    }
+    if key.contains('\0') {
+        return Err(Error::invalid(
+            "fenced key",
+            format!("{key:?} holds a NUL byte, which a PostgreSQL text cannot hold"),
+        ));
+    }
+    if key.len() > PgFence::MAX_KEY_LEN {
+        return Err(Error::invalid(
+            "fenced key",
+            format!(
+                "it is {} bytes long; keys of at most {} bytes fit the table's index",
+                key.len(),
+                PgFence::MAX_KEY_LEN
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use fencelock_core::ErrorKind;
 
-    #[test]
-    fn builds_the_fenced_update() {
-        let t = FencedTable::new("public", "accounts", "id").unwrap();
-        assert_eq!(
-            t.update_sql("balance = $3"),
-            "UPDATE \"public\".\"accounts\" SET balance = $3, \"fence_token\" = $1 WHERE \"id\" = $2 AND (\"fence_token\" IS NULL OR \"fence_token\" <= $1)"
-        );
-        let t = t.with_fence_column("Fence").unwrap();
-        assert!(t.update_sql("v = $3").contains("\"Fence\" = $1"));
-    }
+    use super::*;
 
     #[test]
-    fn hostile_identifiers_are_rejected() {
-        for (schema, table, key) in [
-            ("public", "accounts; DROP TABLE x", "id"),
-            ("public", "accounts", "id = id OR true --"),
-            ("pub\"lic", "accounts", "id"),
-        ] {
-            let err = FencedTable::new(schema, table, key).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    fn keys_a_text_key_cannot_hold_are_invalid_input() {
+        let long = "k".repeat(PgFence::MAX_KEY_LEN + 1);
+        for key in ["", "nul\0byte", long.as_str()] {
+            assert_eq!(
+                check_key(key).unwrap_err().kind(),
+                ErrorKind::InvalidInput,
+                "{key:?}"
+            );
         }
-        let t = FencedTable::new("public", "accounts", "id").unwrap();
-        assert!(t.with_fence_column("x y").is_err());
+        assert!(check_key(&"k".repeat(PgFence::MAX_KEY_LEN)).is_ok());
+        assert!(check_key("sql'); DROP TABLE x; --").is_ok());
+    }
+
+    #[tokio::test]
+    async fn only_the_quoted_table_is_substituted() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let fence = PgFence::new(pool, TableName::new("s", "Fences").unwrap());
+        let sql = &fence.sql;
+        for statement in [&sql.migrate, &sql.write, &sql.mark, &sql.read] {
+            assert!(statement.as_str().contains("\"s\".\"Fences\""));
+            assert!(!statement.as_str().contains('{'), "{}", statement.as_str());
+        }
+        assert!(
+            sql.write
+                .as_str()
+                .contains("WHERE fence.fence_token <= EXCLUDED.fence_token")
+        );
     }
 }

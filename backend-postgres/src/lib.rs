@@ -5,6 +5,7 @@ mod classify;
 mod config;
 mod diagnose;
 mod fence;
+mod fenced_table;
 mod ident;
 mod migrate;
 mod statements;
@@ -13,7 +14,8 @@ mod wakeups;
 
 pub use builder::PgBuilder;
 pub use config::PgConfig;
-pub use fence::{FencedTable, PgQuery};
+pub use fence::PgFence;
+pub use fenced_table::{FencedTable, PgQuery};
 pub use ident::{Ident, TableName};
 pub use store::PgLeaseStore;
 

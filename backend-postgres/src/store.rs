@@ -125,7 +125,7 @@ impl PgLeaseStore {
         let inner = &self.inner;
         self.timed(
             Operation::Setup,
-            migrate::migrate(&inner.pool, &inner.table, &inner.sql),
+            migrate::migrate(&inner.pool, &inner.table, inner.sql.migrate.clone()),
         )
         .await?
     }
@@ -138,6 +138,11 @@ impl PgLeaseStore {
     /// The lease table.
     pub fn table(&self) -> &TableName {
         &self.inner.table
+    }
+
+    /// How long one operation may take before its outcome counts as unknown.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.inner.op_timeout
     }
 
     /// The NOTIFY channel releases are announced on.

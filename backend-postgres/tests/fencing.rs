@@ -62,7 +62,7 @@ async fn fenced_update_rejects_a_stale_token_and_names_both() {
     let mut conn = pool.acquire().await.unwrap();
 
     let rows = fenced
-        .update(&mut conn, new.token(), 1_i64, "balance = $3", |q| {
+        .update(&mut conn, 1_i64, new.token(), "balance = $3", |q| {
             q.bind(200_i64)
         })
         .await
@@ -72,8 +72,8 @@ async fn fenced_update_rejects_a_stale_token_and_names_both() {
     fenced
         .update(
             &mut conn,
-            new.token(),
             1_i64,
+            new.token(),
             "balance = balance + $3",
             |q| q.bind(1_i64),
         )
@@ -85,7 +85,7 @@ async fn fenced_update_rejects_a_stale_token_and_names_both() {
     );
 
     let err = fenced
-        .update(&mut conn, old.token(), 1_i64, "balance = $3", |q| {
+        .update(&mut conn, 1_i64, old.token(), "balance = $3", |q| {
             q.bind(-1_i64)
         })
         .await
@@ -116,7 +116,7 @@ async fn fenced_update_rejects_a_stale_token_and_names_both() {
 
     // No such row: nothing written, not an error.
     let rows = fenced
-        .update(&mut conn, new.token(), 2_i64, "balance = $3", |q| {
+        .update(&mut conn, 2_i64, new.token(), "balance = $3", |q| {
             q.bind(5_i64)
         })
         .await

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use fencelock_core::{AcquireOptions, Locker};
+use fencelock_core::{AcquireOptions, Fence, Locker};
 use fencelock_redis::RedisLeaseStore;
 
 #[tokio::main]
@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .without_renewal();
     let first = locker.acquire(&lock, short).await?;
     println!("worker 1 holds `{lock}` with token {}", first.token());
-    fence.set(&counter, first.token(), "1").await?;
+    fence.write(&counter, first.token(), b"1").await?;
 
     println!("worker 1 pauses for 1 s (its lease expires on the server meanwhile)");
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -36,14 +36,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Worker 2 takes over and writes with its larger token.
     let second = locker.acquire(&lock, AcquireOptions::new()).await?;
     println!("worker 2 holds `{lock}` with token {}", second.token());
-    fence.set(&counter, second.token(), "2").await?;
+    fence.write(&counter, second.token(), b"2").await?;
 
     // Worker 1 wakes up and tries to write: rejected, with both tokens named.
-    match fence.set(&counter, first.token(), "1 again").await {
+    match fence.write(&counter, first.token(), b"1 again").await {
         Err(stale) => println!("worker 1's late write was rejected: {stale}"),
         Ok(()) => return Err("a stale write was accepted".into()),
     }
-    let stored = fence.get(&counter).await?.ok_or("counter missing")?;
+    let stored = fence.read(&counter).await?.ok_or("counter missing")?;
     println!(
         "`{counter}` = {:?} (written with token {})",
         String::from_utf8_lossy(&stored.value),

@@ -17,9 +17,9 @@ mod wakeups;
 
 pub use builder::RedisBuilder;
 pub use config::RedisConfig;
-pub use fence::{FencedValue, RedisFence};
+pub use fence::RedisFence;
 pub use keys::KeyLayout;
-pub use redlock::{RedlockBuilder, RedlockConfig, RedlockLeaseStore};
+pub use redlock::{RedlockBuilder, RedlockConfig, RedlockFence, RedlockLeaseStore};
 pub use store::RedisLeaseStore;
 
 /// The `redis` driver this crate is built on, so you name the same version.

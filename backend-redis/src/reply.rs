@@ -1,6 +1,6 @@
 //! Decoding what the scripts return. Anything else is a typed backend error, never a panic.
 
-use fencelock_core::{Error, FencingToken, Operation};
+use fencelock_core::{Error, Operation};
 use redis::Value;
 
 use crate::classify::unexpected_reply;
@@ -96,23 +96,10 @@ pub(crate) fn broken(value: Value) -> Result<Option<Grant>, Error> {
     }
 }
 
-/// `{1}` or `{0, high-water mark}`: `Ok(None)` when written, `Ok(Some(mark))` when stale.
-pub(crate) fn fenced(value: Value) -> Result<Option<FencingToken>, Error> {
-    let op = Operation::FencedWrite;
-    match items(op, value)?.as_slice() {
-        [Value::Int(1)] => Ok(None),
-        [Value::Int(0), mark] => int(mark)
-            .and_then(|m| u64::try_from(m).ok())
-            .map(|m| Some(FencingToken::new(m)))
-            .ok_or_else(|| unexpected_reply(op, format!("fence token {mark:?}"))),
-        other => Err(unexpected_reply(op, format!("{other:?}"))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use fencelock_core::ErrorKind;
     use fencelock_core::backend::holder_id;
+    use fencelock_core::{ErrorKind, FencingToken};
 
     use super::*;
 
@@ -154,11 +141,6 @@ mod tests {
             Some((g, 1500))
         );
         assert_eq!(broken(Value::Array(vec![enc])).unwrap(), Some(g));
-        assert_eq!(fenced(Value::Array(vec![Value::Int(1)])).unwrap(), None);
-        assert_eq!(
-            fenced(Value::Array(vec![Value::Int(0), bulk("9")])).unwrap(),
-            Some(FencingToken::new(9))
-        );
     }
 
     #[test]

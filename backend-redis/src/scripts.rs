@@ -31,6 +31,11 @@ pub struct Scripts {
     pub force_release: Script,
     /// Compare-and-set of a value and its high-water token (`fenced_set.lua`).
     pub fenced_set: Script,
+    /// Read a fenced value, its high-water token and its stamp (`fenced_get.lua`).
+    pub fenced_get: Script,
+    /// Redlock's fenced write on one server: compare-and-set with a stamp that orders the
+    /// writes of one token (`redlock_fenced_set.lua`).
+    pub redlock_fenced_set: Script,
     /// Redlock phase 1: read the grant and the (clock-floored) counter (`redlock_read.lua`).
     pub redlock_read: Script,
     /// Redlock phase 2: set the grant with a proposed token above the counter
@@ -46,6 +51,8 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     inspect: Script::new(include_str!("lua/inspect.lua")),
     force_release: Script::new(include_str!("lua/force_release.lua")),
     fenced_set: Script::new(include_str!("lua/fenced_set.lua")),
+    fenced_get: Script::new(include_str!("lua/fenced_get.lua")),
+    redlock_fenced_set: Script::new(include_str!("lua/redlock_fenced_set.lua")),
     redlock_read: Script::new(include_str!("lua/redlock_read.lua")),
     redlock_write: Script::new(include_str!("lua/redlock_write.lua")),
 });

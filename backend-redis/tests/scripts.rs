@@ -1,5 +1,6 @@
 //! The scripts against a real server: NOSCRIPT recovery, hostile names, token limits, and a
-//! taken-over lease that can no longer renew, release or write.
+//! taken-over lease that can no longer renew, release or write. (The fence's own cases are the
+//! fence tier, `fence_tier.rs`, and `fence_script.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,9 +10,11 @@ use std::time::Duration;
 
 use common::{name, raw, server, store};
 use fencelock_conformance::harness::RedisConfig;
-use fencelock_core::{ErrorKind, FencingToken, LeaseStore, LockName, LossReason};
+use fencelock_core::{
+    ErrorKind, Fence, FencedValue, FencingToken, LeaseStore, LockName, LossReason,
+};
+use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::AsyncCommands;
-use fencelock_redis::{FencedValue, RedisLeaseStore};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -24,7 +27,7 @@ async fn noscript_after_script_flush_is_handled() {
     let resource = format!("data/{n}");
     // Every script once, so they are cached on the server.
     let lease = store.try_acquire(&n, LONG).await.unwrap().unwrap();
-    fence.set(&resource, lease.token(), "v1").await.unwrap();
+    fence.write(&resource, lease.token(), b"v1").await.unwrap();
     store.inspect(&n).await.unwrap().unwrap();
 
     let flush = |server: &fencelock_conformance::harness::RedisServer| {
@@ -48,7 +51,7 @@ async fn noscript_after_script_flush_is_handled() {
         lease.token()
     );
     flush(&server);
-    fence.set(&resource, lease.token(), "v2").await.unwrap();
+    fence.write(&resource, lease.token(), b"v2").await.unwrap();
     flush(&server);
     store.release(&lease).await.unwrap();
     flush(&server);
@@ -57,7 +60,7 @@ async fn noscript_after_script_flush_is_handled() {
     flush(&server);
     assert_eq!(store.force_release(&n).await.unwrap(), Some(next.token()));
     assert_eq!(
-        fence.get(&resource).await.unwrap().unwrap().value,
+        fence.read(&resource).await.unwrap().unwrap().value,
         b"v2".to_vec()
     );
 }
@@ -171,12 +174,12 @@ async fn taken_over_lease_rejects_old_holders_renew_release_and_fenced_write() {
         .await
         .unwrap()
         .unwrap();
-    fence.set(&resource, old.token(), "old 1").await.unwrap();
-    fence.set(&resource, old.token(), "old 2").await.unwrap(); // equal tokens are admitted
+    fence.write(&resource, old.token(), b"old 1").await.unwrap();
+    fence.write(&resource, old.token(), b"old 2").await.unwrap(); // equal tokens are admitted
     tokio::time::sleep(Duration::from_millis(500)).await; // 2.5 TTLs: expired on the server
     let new = store.try_acquire(&n, LONG).await.unwrap().unwrap();
     assert!(new.token() > old.token());
-    fence.set(&resource, new.token(), "new").await.unwrap();
+    fence.write(&resource, new.token(), b"new").await.unwrap();
 
     let renew = store.renew(&old, LONG).await.unwrap_err();
     assert_eq!(renew.kind(), ErrorKind::LeaseLost, "{renew}");
@@ -189,7 +192,7 @@ async fn taken_over_lease_rejects_old_holders_renew_release_and_fenced_write() {
     let release = store.release(&old).await.unwrap_err();
     assert_eq!(release.kind(), ErrorKind::LeaseLost, "{release}");
     let write = fence
-        .set(&resource, old.token(), "stale")
+        .write(&resource, old.token(), b"stale")
         .await
         .unwrap_err();
     assert_eq!(write.kind(), ErrorKind::StaleToken, "{write}");
@@ -200,39 +203,9 @@ async fn taken_over_lease_rejects_old_holders_renew_release_and_fenced_write() {
         "{message}"
     );
     assert_eq!(
-        fence.get(&resource).await.unwrap(),
-        Some(FencedValue {
-            value: b"new".to_vec(),
-            token: new.token()
-        })
+        fence.read(&resource).await.unwrap(),
+        Some(FencedValue::new(b"new".to_vec(), new.token()))
     );
     assert_eq!(store.inspect(&n).await.unwrap().unwrap().token, new.token());
     store.release(&new).await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fenced_writes_reject_bad_input_and_foreign_keys() {
-    let server = server(RedisConfig::ephemeral()).await;
-    let store = store(&server).await;
-    let fence = store.fence();
-    let t = FencingToken::new(5);
-    for (key, token) in [
-        ("", t),
-        ("k", FencingToken::new(FencingToken::MAX_EXACT + 1)),
-    ] {
-        let err = fence.set(key, token, "v").await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    }
-    let mut conn = raw(&server).await;
-    let _: () = conn.set("plain-string", "x").await.unwrap();
-    let err = fence.set("plain-string", t, "v").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
-    assert_eq!(fence.get("never-written").await.unwrap(), None);
-    // Binary values and hostile keys round-trip.
-    let key = "]] .. redis.call('FLUSHALL') .. [[";
-    fence.set(key, t, [0u8, 255, 10]).await.unwrap();
-    assert_eq!(
-        fence.get(key).await.unwrap().unwrap().value,
-        vec![0u8, 255, 10]
-    );
 }

@@ -3,11 +3,13 @@
 
 pub mod cases;
 mod fence_fixture;
+mod fence_list;
 mod fixture;
 pub mod harness;
 pub mod history;
 
 pub use fence_fixture::{FenceCtx, FenceFixture};
+pub use fence_list::{CaseFuture, FenceCase, fence_cases};
 pub use fixture::{Ctx, Fixture};
 
 /// Runs one case on its own multi-threaded runtime (two workers), for the tests the suite

@@ -4,6 +4,7 @@ mod acquire;
 mod builder;
 mod config;
 mod diagnose;
+mod fence;
 mod instance;
 mod quorum;
 mod release;
@@ -14,4 +15,5 @@ mod watch;
 
 pub use builder::RedlockBuilder;
 pub use config::{DEFAULT_DRIFT_FACTOR, MAX_SERVERS, RedlockConfig};
+pub use fence::RedlockFence;
 pub use store::RedlockLeaseStore;

@@ -27,10 +27,10 @@ const RESOURCE: &str = "counter";
 pub enum FenceMode {
     /// `FenceGate`: admit iff token ≥ mark.
     Correct,
-    /// Planted bug: admit iff token > mark.
+    /// Planted bug: admit iff token > mark (the rule of `mutations::planted_fence::admits`).
     #[cfg(feature = "mutations")]
     Strict,
-    /// Planted bug: admit everything.
+    /// Planted bug: admit everything (likewise).
     #[cfg(feature = "mutations")]
     Skip,
 }
@@ -385,15 +385,18 @@ impl Shared {
                 Err(_) => Err(u64::MAX),
             },
             #[cfg(feature = "mutations")]
-            FenceMode::Strict => match counter.mark {
-                Some(mark) if token <= mark => Err(mark),
-                _ => {
-                    counter.mark = Some(token);
+            FenceMode::Strict | FenceMode::Skip => {
+                let bug = match self.fence {
+                    FenceMode::Strict => crate::Mutation::FenceStrict,
+                    _ => crate::Mutation::FenceSkip,
+                };
+                if crate::mutations::planted_fence::admits(Some(bug), counter.mark, token) {
+                    counter.mark = Some(counter.mark.map_or(token, |mark| mark.max(token)));
                     Ok(())
+                } else {
+                    Err(counter.mark.unwrap_or_default())
                 }
-            },
-            #[cfg(feature = "mutations")]
-            FenceMode::Skip => Ok(()),
+            }
         }
     }
 }

@@ -130,3 +130,5 @@ pub fn lossy_counter_file(run_dir: &std::path::Path) -> std::path::PathBuf {
 
 #[cfg(feature = "mutations")]
 pub(crate) mod planted;
+#[cfg(feature = "mutations")]
+pub mod planted_fence;

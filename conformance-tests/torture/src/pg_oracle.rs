@@ -78,7 +78,7 @@ impl PgOracle {
         let bound = i64::try_from(value).unwrap_or(i64::MAX);
         let written = self
             .table
-            .update(&mut tx, FencingToken::new(token), 1_i64, set, |q| {
+            .update(&mut tx, 1_i64, FencingToken::new(token), set, |q| {
                 if op == Op::Write { q.bind(bound) } else { q }
             })
             .await;
