@@ -6,6 +6,7 @@ mod fence_fixture;
 mod fixture;
 pub mod harness;
 pub mod history;
+pub mod planted;
 
 pub use fence_fixture::{FenceCtx, FenceFixture};
 pub use fixture::{Ctx, Fixture};
@@ -31,6 +32,7 @@ macro_rules! for_each_case {
         $crate::$callback! { $args;
             acquire_grants_when_free,
             acquire_is_exclusive,
+            exclusive_until_local_deadline,
             concurrent_acquire_single_winner,
             tokens_increase_across_release,
             tokens_increase_across_expiry,

@@ -1,6 +1,7 @@
 //! Granting: exclusivity and tokens.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -120,4 +121,75 @@ pub async fn tokens_increase_across_expiry(cx: &Ctx) {
         new.token()
     );
     cx.store().release(&new).await.unwrap();
+}
+
+/// A rival trying in small steps is refused for as long as the first lease is locally valid,
+/// and wins (within bounds) once the server let the grant expire.
+///
+/// This is the promise the local deadline rests on: a store that ends grants earlier than the
+/// TTL its leases report (at ¾ of it, say) passes every other case, but hands the lock to a
+/// rival while the first holder's `is_locally_valid()` still says true: two holders at once.
+pub async fn exclusive_until_local_deadline(cx: &Ctx) {
+    let name = cx.name("until-deadline");
+    let ttl = cx.short_ttl();
+    let sent = Instant::now();
+    let first = cx.grant(&name, ttl).await;
+    let deadline = first.deadline();
+    // Small steps sample the window between an early expiry and the deadline densely.
+    let step = (ttl / 50).clamp(Duration::from_millis(2), Duration::from_millis(20));
+    let give_up = deadline + cx.past_short_ttl();
+    let mut refused_in_time = 0u32;
+    let rival = loop {
+        let attempt = cx.store().try_acquire(&name, ttl).await;
+        let answered = Instant::now();
+        match attempt {
+            Ok(None) if answered < deadline => refused_in_time += 1,
+            Ok(None) => {}
+            Ok(Some(rival)) => {
+                // Answered before the deadline means granted before it: two holders at once.
+                // (A grant answered after the deadline may still have been sent before it;
+                // the server may have judged it after its expiry, which is fine.)
+                assert!(
+                    answered >= deadline,
+                    "try_acquire granted `{name}` to a rival (token {}) {:?} after the first \
+                     grant (token {}) was sent, while that lease was still locally valid for \
+                     {:?}: two holders at once. The first lease reports a TTL of {:?} (asked \
+                     {ttl:?}); the store must keep the grant at least that long",
+                    rival.token(),
+                    answered.saturating_duration_since(sent),
+                    first.token(),
+                    deadline.saturating_duration_since(answered),
+                    first.ttl(),
+                );
+                break rival;
+            }
+            Err(e) => panic!("try_acquire on `{name}` while it is held: {e}"),
+        }
+        assert!(
+            answered < give_up,
+            "try_acquire never granted `{name}` to the rival in the {:?} after the first \
+             lease's deadline (TTL {:?}): the grant did not expire",
+            cx.past_short_ttl(),
+            first.ttl()
+        );
+        tokio::time::sleep(step).await;
+    };
+    assert!(
+        refused_in_time > 0,
+        "no try_acquire on `{name}` was answered before the first lease's deadline ({:?} \
+         after its send): the case proved nothing",
+        deadline.saturating_duration_since(sent)
+    );
+    assert!(
+        rival.token() > first.token(),
+        "try_acquire after expiry: token {} must exceed the expired grant's {}",
+        rival.token(),
+        first.token()
+    );
+    cx.store().release(&rival).await.unwrap_or_else(|e| {
+        panic!(
+            "release of the rival's grant (token {}): {e}",
+            rival.token()
+        )
+    });
 }
