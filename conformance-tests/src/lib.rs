@@ -58,6 +58,16 @@ macro_rules! for_each_case {
     };
 }
 
+/// The names of the cases in a list, as `&[&str]`: `for_each_case!(__case_names!(()))`. For
+/// the suite's own checks (every case is a documented bullet).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __case_names {
+    ($args:tt; $($case:ident),* $(,)?) => {
+        &[$(stringify!($case)),*]
+    };
+}
+
 /// Stamps out the whole conformance suite as named `#[tokio::test]`s, one per case, so that
 /// failures are named and independent.
 ///
