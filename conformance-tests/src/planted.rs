@@ -105,7 +105,7 @@ mod tests {
         assert_eq!(lease.ttl(), Duration::from_millis(400));
         let renewed = store.renew(&lease, ttl).await.unwrap();
         assert_eq!(renewed.ttl(), Duration::from_millis(400));
-        let batch = store.renew_many(&[renewed.clone()], ttl).await;
+        let batch = store.renew_many(std::slice::from_ref(&renewed), ttl).await;
         assert_eq!(batch[0].as_ref().unwrap().ttl(), Duration::from_millis(400));
         store.release(&renewed).await.unwrap();
         let policy = WaitPolicy::until(Some(tokio::time::Instant::now() + ttl));

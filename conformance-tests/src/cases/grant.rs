@@ -15,47 +15,52 @@ pub async fn acquire_grants_when_free(cx: &Ctx) {
     // A free name is granted.
     let lease = cx.grant(&name, ttl).await;
     let after = Instant::now();
-    assert_eq!(lease.name(), &name);
-    assert!(lease.token().get() > 0, "tokens start above zero");
+    assert_eq!(
+        lease.name(),
+        &name,
+        "try_acquire: the lease names another lock"
+    );
+    assert!(
+        lease.token().get() > 0,
+        "try_acquire: token {} (tokens start above zero)",
+        lease.token()
+    );
     assert!(
         lease.ttl() >= ttl,
-        "granted {:?} for requested {ttl:?}",
+        "try_acquire: granted a TTL of {:?} for a requested {ttl:?}",
         lease.ttl()
     );
-    assert!(lease.deadline() > before && lease.deadline() <= after + lease.ttl());
-    assert!(lease.is_locally_valid());
-    let info = cx
-        .store()
-        .inspect(&name)
-        .await
-        .unwrap()
-        .expect("inspect shows the holder");
-    assert_eq!(info.token, lease.token());
-    cx.store().release(&lease).await.unwrap();
+    assert!(
+        lease.deadline() > before && lease.deadline() <= after + lease.ttl(),
+        "try_acquire: the deadline must lie after the send and at most the TTL ({:?}) after \
+         the answer; it is {:?} after the send and {:?} after the answer",
+        lease.ttl(),
+        lease.deadline().saturating_duration_since(before),
+        lease.deadline().saturating_duration_since(after),
+    );
+    assert!(
+        lease.is_locally_valid(),
+        "try_acquire: a fresh lease with TTL {:?} is already past its deadline",
+        lease.ttl()
+    );
+    super::expect_holder(cx, &name, Some(lease.token()), "after try_acquire").await;
+    super::release(cx, &lease, "of a fresh grant").await;
 }
 
 /// While a grant holds, every other attempt is `Ok(None)`.
 pub async fn acquire_is_exclusive(cx: &Ctx) {
     let name = cx.name("exclusive");
     let a = cx.grant(&name, cx.long_ttl()).await;
-    for _ in 0..3 {
-        assert!(
-            cx.store()
-                .try_acquire(&name, cx.long_ttl())
-                .await
-                .unwrap()
-                .is_none()
-        );
+    for attempt in 1..=3 {
+        let when = format!("(attempt {attempt} of 3) while held");
+        super::expect_refused(cx, &name, a.token(), &when).await;
     }
-    assert_eq!(
-        cx.store().inspect(&name).await.unwrap().unwrap().token,
-        a.token()
-    );
-    cx.store().release(&a).await.unwrap();
+    super::expect_holder(cx, &name, Some(a.token()), "after refused attempts").await;
+    super::release(cx, &a, "of the first holder").await;
     // Free after release.
     let b = cx.grant(&name, cx.long_ttl()).await;
-    assert!(b.token() > a.token());
-    cx.store().release(&b).await.unwrap();
+    super::assert_rises(b.token(), a.token(), "try_acquire after release");
+    super::release(cx, &b, "of the second holder").await;
 }
 
 /// Of many simultaneous attempts, exactly one wins.
@@ -70,57 +75,64 @@ pub async fn concurrent_acquire_single_winner(cx: &Ctx) {
     let results = futures::future::join_all(attempts).await;
     let winners: Vec<_> = results
         .into_iter()
-        .filter_map(|r| r.expect("task").expect("no store error"))
+        .filter_map(|r| {
+            r.expect("an attempt's task")
+                .unwrap_or_else(|e| panic!("try_acquire on `{name}` racing 15 others: {e}"))
+        })
         .collect();
+    let tokens: Vec<u64> = winners.iter().map(|l| l.token().get()).collect();
     assert_eq!(
         winners.len(),
         1,
-        "exactly one of 16 simultaneous attempts wins"
+        "try_acquire: exactly one of 16 simultaneous attempts on `{name}` wins; granted \
+         tokens {tokens:?}"
     );
-    cx.store().release(&winners[0]).await.unwrap();
+    super::release(cx, &winners[0], "of the race's winner").await;
 }
 
 /// Tokens strictly increase across acquire/release cycles.
 pub async fn tokens_increase_across_release(cx: &Ctx) {
     let name = cx.name("cycle");
     let mut tokens = Vec::new();
-    for _ in 0..5 {
+    for cycle in 1..=5 {
         let lease = cx.grant(&name, cx.long_ttl()).await;
         tokens.push(lease.token());
-        cx.store().release(&lease).await.unwrap();
+        super::release(cx, &lease, &format!("in cycle {cycle}")).await;
     }
     assert!(
         tokens.windows(2).all(|w| w[0] < w[1]),
-        "tokens {tokens:?} must strictly increase"
+        "try_acquire after release: tokens {tokens:?} of five cycles must strictly increase"
     );
-    assert_eq!(tokens.iter().collect::<HashSet<_>>().len(), tokens.len());
+    assert_eq!(
+        tokens.iter().collect::<HashSet<_>>().len(),
+        tokens.len(),
+        "try_acquire after release: tokens {tokens:?} must be unique"
+    );
 }
 
 /// A grant that expired is replaced by one with a greater token; the old holder can neither
 /// renew nor release.
 pub async fn tokens_increase_across_expiry(cx: &Ctx) {
     let (name, old, new) = super::expired_then_taken_over(cx, "expiry").await;
-    assert!(
-        new.token() > old.token(),
-        "{} must exceed {}",
-        new.token(),
-        old.token()
-    );
+    super::assert_rises(new.token(), old.token(), "try_acquire after expiry");
     super::assert_kind(
         cx.store().renew(&old, cx.long_ttl()).await,
         fencelock_core::ErrorKind::LeaseLost,
-        "old renew",
+        &format!("renew of the expired lease (token {})", old.token()),
     );
     super::assert_kind(
         cx.store().release(&old).await,
         fencelock_core::ErrorKind::LeaseLost,
-        "old release",
+        &format!("release of the expired lease (token {})", old.token()),
     );
-    assert_eq!(
-        cx.store().inspect(&name).await.unwrap().unwrap().token,
-        new.token()
-    );
-    cx.store().release(&new).await.unwrap();
+    super::expect_holder(
+        cx,
+        &name,
+        Some(new.token()),
+        "after the expired holder's renew and release",
+    )
+    .await;
+    super::release(cx, &new, "of the new holder").await;
 }
 
 /// A rival trying in small steps is refused for as long as the first lease is locally valid,
