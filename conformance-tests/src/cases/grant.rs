@@ -192,16 +192,6 @@ pub async fn exclusive_until_local_deadline(cx: &Ctx) {
          after its send): the case proved nothing",
         deadline.saturating_duration_since(sent)
     );
-    assert!(
-        rival.token() > first.token(),
-        "try_acquire after expiry: token {} must exceed the expired grant's {}",
-        rival.token(),
-        first.token()
-    );
-    cx.store().release(&rival).await.unwrap_or_else(|e| {
-        panic!(
-            "release of the rival's grant (token {}): {e}",
-            rival.token()
-        )
-    });
+    super::assert_rises(rival.token(), first.token(), "try_acquire after expiry");
+    super::release(cx, &rival, "of the rival's grant").await;
 }

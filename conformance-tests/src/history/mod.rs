@@ -12,6 +12,7 @@
 //! backend the torture suite does not know.
 
 mod check;
+mod options;
 mod record;
 mod stall;
 mod store_check;
@@ -19,5 +20,6 @@ mod store_check;
 mod tests;
 
 pub use check::{Bounds, Invariant, OracleLog, OracleOp, Report, Violation, check};
+pub use options::CheckOptions;
 pub use record::{COORDINATOR, Event, Op, Record, now_ns, read_histories};
-pub use store_check::{CheckOptions, check_store};
+pub use store_check::check_store;
