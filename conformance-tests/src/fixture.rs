@@ -96,8 +96,14 @@ impl Ctx {
     pub async fn grant(&self, name: &LockName, ttl: Duration) -> Lease {
         match self.store().try_acquire(name, ttl).await {
             Ok(Some(lease)) => lease,
-            Ok(None) => panic!("{name:?} must be granted, but it is held"),
-            Err(e) => panic!("{name:?} must be granted: {e}"),
+            Ok(None) => {
+                let holder = self.store().inspect(name).await;
+                panic!(
+                    "try_acquire on `{name}` (TTL {ttl:?}) must grant, but it is refused; \
+                     inspect says {holder:?}"
+                )
+            }
+            Err(e) => panic!("try_acquire on `{name}` (TTL {ttl:?}) must grant: {e}"),
         }
     }
 
@@ -108,7 +114,7 @@ impl Ctx {
             .with_no_wait();
         match self.locker().acquire(name, options).await {
             Ok(guard) => guard,
-            Err(e) => panic!("{name:?} must be granted: {e}"),
+            Err(e) => panic!("Locker::acquire of `{name}` (no wait) must grant: {e}"),
         }
     }
 }

@@ -7,6 +7,7 @@ mod fence_list;
 mod fixture;
 pub mod harness;
 pub mod history;
+pub mod planted;
 
 pub use fence_fixture::{FenceCtx, FenceFixture};
 pub use fence_list::{CaseFuture, FenceCase, fence_cases};
@@ -33,6 +34,7 @@ macro_rules! for_each_case {
         $crate::$callback! { $args;
             acquire_grants_when_free,
             acquire_is_exclusive,
+            exclusive_until_local_deadline,
             concurrent_acquire_single_winner,
             tokens_increase_across_release,
             tokens_increase_across_expiry,
@@ -55,6 +57,16 @@ macro_rules! for_each_case {
             guarded_run_cancels_on_loss,
             contention_stress_no_stale_write_accepted,
         }
+    };
+}
+
+/// The names of the cases in a list, as `&[&str]`: `for_each_case!(__case_names!(()))`. For
+/// the suite's own checks (every case is a documented bullet).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __case_names {
+    ($args:tt; $($case:ident),* $(,)?) => {
+        &[$(stringify!($case)),*]
     };
 }
 

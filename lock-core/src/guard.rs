@@ -121,6 +121,13 @@ impl LockGuard {
 
     /// Resolves when the lease is lost, with the reason. Never resolves while it holds.
     /// Usable in `tokio::select!` next to the protected work.
+    ///
+    /// # Behavior
+    /// - `lost_signal_fires_when_store_loses_lease`: when the store loses the grant (an
+    ///   operator breaks it), this resolves within about one renew interval with the store's
+    ///   verdict (`NotHeld` or `Superseded`, not the deadline); the cancellation token has
+    ///   fired, [`LockGuard::is_valid`] is false, and [`LockGuard::check`] and
+    ///   [`LockGuard::release`] report `LeaseLost`.
     pub async fn lost(&self) -> LossReason {
         let mut state = self.state.clone();
         loop {
@@ -151,6 +158,10 @@ impl LockGuard {
     /// # Errors
     /// [`Error::LostDuringWork`], carrying the token, when the lease was lost before `work`
     /// finished: compensate for anything it did with that token.
+    ///
+    /// # Behavior
+    /// - `guarded_run_cancels_on_loss`: when the lease is lost while `work` runs, `work` is
+    ///   dropped and the result is `LostDuringWork` naming the token.
     pub async fn run<F: Future>(&self, work: F) -> Result<F::Output, Error> {
         let lost = |reason| Error::LostDuringWork {
             name: self.name(),

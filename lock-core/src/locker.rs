@@ -50,6 +50,9 @@ use crate::{
 /// pipeline on Redis, one statement on PostgreSQL, one keepalive stream on etcd. Each runtime's
 /// queue batches its own guards' renewals. Each guard still gets its own answer and its own loss
 /// signal. [`Locker::with_renewal_batching`] turns this off.
+///
+/// Every `# Behavior` bullet here and on [`LockGuard`] is a case of the same name in
+/// `fencelock-conformance`, run over every store, as those of [`LeaseStore`] are.
 #[derive(Clone, Debug)]
 pub struct Locker {
     store: Arc<dyn LeaseStore>,
@@ -110,6 +113,17 @@ impl Locker {
     /// [`Error::InvalidInput`] for a bad name, TTL or renew interval; [`Error::TokenRegression`]
     /// when the store granted a token not above one this locker saw before for the name (the
     /// grant is released, not used); the store's errors otherwise.
+    ///
+    /// # Behavior
+    /// - `name_validation`: an empty, oversized or control-character name is `InvalidInput`,
+    ///   before any store call.
+    /// - `watchdog_keeps_lease_alive`: the guard's watchdog renews a short lease across several
+    ///   TTLs: the guard stays valid, its deadline moves on, and the store still shows it as
+    ///   the holder and refuses everyone else.
+    /// - `contention_stress_no_stale_write_accepted`: holders that outlive their TTL without
+    ///   renewing (a paused process) are told so by their guard once the deadline passed, every
+    ///   grant carries its own token, and a fence fed those tokens rejects every late write
+    ///   and loses none.
     pub async fn acquire(
         &self,
         name: impl IntoLockName,

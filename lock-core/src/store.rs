@@ -33,6 +33,11 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
     /// - `acquire_grants_when_free`: a free name is granted; the lease carries the TTL the server
     ///   granted and a local deadline measured from the moment the request was sent.
     /// - `acquire_is_exclusive`: while a grant holds, every other attempt gets `Ok(None)`.
+    /// - `exclusive_until_local_deadline`: every other attempt gets `Ok(None)` until the
+    ///   granted lease's [`Lease::deadline`] at least: the store keeps the grant for the full
+    ///   TTL the lease reports, counted from no earlier than the request's send, so that no
+    ///   rival is granted while the holder's `is_locally_valid()` still says true. After the
+    ///   server's expiry a rival is granted.
     /// - `concurrent_acquire_single_winner`: of many simultaneous attempts, exactly one wins.
     /// - `tokens_increase_across_release`, `tokens_increase_across_expiry`: a granted token is
     ///   strictly greater than every token ever granted for that name.

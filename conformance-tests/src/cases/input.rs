@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use fencelock_core::{AcquireOptions, ErrorKind, LockName};
 
-use super::assert_kind;
+use super::{assert_kind, expect_holder, expect_refused, release};
 use crate::Ctx;
 
 /// Zero, sub-millisecond and above-maximum TTLs are `InvalidInput`, and nothing is granted.
@@ -21,33 +21,42 @@ pub async fn ttl_validation(cx: &Ctx) {
         assert_kind(
             cx.store().try_acquire(&name, ttl).await,
             ErrorKind::InvalidInput,
-            "acquire ttl",
+            &format!("try_acquire with TTL {ttl:?} (the store's maximum is {max:?})"),
         );
     }
-    assert!(
-        cx.store().inspect(&name).await.unwrap().is_none(),
-        "nothing granted"
-    );
+    expect_holder(cx, &name, None, "after try_acquire with invalid TTLs").await;
     let lease = cx.grant(&name, cx.long_ttl()).await;
     for ttl in bad {
         assert_kind(
             cx.store().renew(&lease, ttl).await,
             ErrorKind::InvalidInput,
-            "renew ttl",
+            &format!("renew with TTL {ttl:?} (the store's maximum is {max:?})"),
         );
     }
     // A rejected renew changes nothing.
-    assert_eq!(
-        cx.store().inspect(&name).await.unwrap().unwrap().token,
-        lease.token()
-    );
-    let err = cx
+    expect_holder(
+        cx,
+        &name,
+        Some(lease.token()),
+        "after renew with invalid TTLs",
+    )
+    .await;
+    match cx
         .locker()
         .acquire(&name, AcquireOptions::new().with_ttl(Duration::ZERO))
         .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    cx.store().release(&lease).await.unwrap();
+    {
+        Err(e) => assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidInput,
+            "Locker::acquire with a zero TTL: {e}"
+        ),
+        Ok(guard) => panic!(
+            "Locker::acquire with a zero TTL granted token {}",
+            guard.token()
+        ),
+    }
+    release(cx, &lease, "after the TTL checks").await;
 }
 
 /// Empty, oversized and control-character names are `InvalidInput` before any store call.
@@ -60,13 +69,26 @@ pub async fn name_validation(cx: &Ctx) {
         "\u{1b}[31m",
         too_long.as_str(),
     ] {
-        assert_kind(LockName::new(bad), ErrorKind::InvalidInput, "LockName::new");
-        let err = cx
+        assert_kind(
+            LockName::new(bad),
+            ErrorKind::InvalidInput,
+            &format!("LockName::new({bad:?})"),
+        );
+        match cx
             .locker()
             .acquire(bad, AcquireOptions::new().with_no_wait())
             .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}: {err}");
+        {
+            Err(e) => assert_eq!(
+                e.kind(),
+                ErrorKind::InvalidInput,
+                "Locker::acquire({bad:?}): {e}"
+            ),
+            Ok(guard) => panic!(
+                "Locker::acquire({bad:?}) granted token {} to an invalid name",
+                guard.token()
+            ),
+        }
     }
 }
 
@@ -100,37 +122,42 @@ pub async fn hostile_names_round_trip_and_stay_isolated(cx: &Ctx) {
         "a:b",
     ];
     let mut names: Vec<LockName> = suffixes.iter().map(|s| cx.name(s)).collect();
-    names.push(LockName::new(longest).unwrap());
-    assert!(names.last().unwrap().as_str().len() <= LockName::MAX_LEN);
+    let longest = LockName::new(longest).expect("the longest valid name");
+    assert!(longest.as_str().len() <= LockName::MAX_LEN);
+    names.push(longest);
     let mut leases = Vec::new();
     for name in &names {
         let lease = cx
             .store()
             .try_acquire(name, cx.long_ttl())
             .await
-            .unwrap_or_else(|e| panic!("{name:?}: {e}"))
-            .unwrap_or_else(|| panic!("{name:?} must be a lock of its own"));
-        assert_eq!(lease.name(), name, "name round-trips");
+            .unwrap_or_else(|e| panic!("try_acquire on {name:?}: {e}"))
+            .unwrap_or_else(|| {
+                let taken: Vec<String> = leases
+                    .iter()
+                    .map(|l: &fencelock_core::Lease| format!("{:?}", l.name()))
+                    .collect();
+                panic!(
+                    "try_acquire on {name:?} is refused: it must be a lock of its own, apart \
+                     from those taken before it: {taken:?}"
+                )
+            });
+        assert_eq!(
+            lease.name(),
+            name,
+            "try_acquire on {name:?}: the lease names another lock"
+        );
         leases.push(lease);
     }
     for (name, lease) in names.iter().zip(&leases) {
-        let info = cx.store().inspect(name).await.unwrap().expect("held");
-        assert_eq!(info.token, lease.token(), "{name:?} sees its own holder");
-        assert!(
-            cx.store()
-                .try_acquire(name, cx.long_ttl())
-                .await
-                .unwrap()
-                .is_none()
-        );
+        let when = format!("after all {} names were taken", names.len());
+        expect_holder(cx, name, Some(lease.token()), &when).await;
+        expect_refused(cx, name, lease.token(), &when).await;
     }
     for lease in &leases {
-        cx.store().release(lease).await.unwrap();
+        release(cx, lease, "of a hostile name").await;
     }
     for name in &names {
-        assert!(
-            cx.store().inspect(name).await.unwrap().is_none(),
-            "{name:?} released"
-        );
+        expect_holder(cx, name, None, "after release").await;
     }
 }

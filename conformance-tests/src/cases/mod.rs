@@ -17,11 +17,15 @@ pub use release::*;
 pub use renew::*;
 pub use stress::*;
 
-use fencelock_core::{Error, ErrorKind, Lease, LockName};
+use fencelock_core::{Error, ErrorKind, FencingToken, Lease, LockName};
 
 use crate::Ctx;
 
-/// Asserts `result` is an error of `kind`, with context.
+// Every failure says which store operation was at fault and prints the values involved:
+// the helpers below do so for the checks that many cases share.
+
+/// Asserts `result` is an error of `kind`; `what` names the operation (`"renew of the expired
+/// lease"`).
 #[track_caller]
 pub(crate) fn assert_kind<T: std::fmt::Debug>(
     result: Result<T, Error>,
@@ -29,9 +33,77 @@ pub(crate) fn assert_kind<T: std::fmt::Debug>(
     what: &str,
 ) {
     match result {
-        Err(e) => assert_eq!(e.kind(), kind, "{what}: unexpected error {e}"),
+        Err(e) => assert_eq!(
+            e.kind(),
+            kind,
+            "{what}: expected a {kind:?} error, got {:?}: {e}",
+            e.kind()
+        ),
         Ok(v) => panic!("{what}: expected a {kind:?} error, got Ok({v:?})"),
     }
+}
+
+/// The token of `name`'s current holder as `inspect` reports it; `when` says at which step.
+pub(crate) async fn inspect_token(cx: &Ctx, name: &LockName, when: &str) -> Option<FencingToken> {
+    match cx.store().inspect(name).await {
+        Ok(info) => info.map(|i| i.token),
+        Err(e) => panic!("inspect `{name}` {when}: {e}"),
+    }
+}
+
+/// Asserts that `inspect` shows the grant with token `expected` holding `name` (`None`: free).
+pub(crate) async fn expect_holder(
+    cx: &Ctx,
+    name: &LockName,
+    expected: Option<FencingToken>,
+    when: &str,
+) {
+    let shown = inspect_token(cx, name, when).await;
+    assert!(
+        shown == expected,
+        "inspect `{name}` {when}: shows {} as the holder, expected {}",
+        holder(shown),
+        holder(expected)
+    );
+}
+
+fn holder(token: Option<FencingToken>) -> String {
+    token.map_or_else(|| "nobody".to_owned(), |t| format!("token {t}"))
+}
+
+/// Asserts that `try_acquire` of `name` is refused (`Ok(None)`) while the grant with token
+/// `held` holds it.
+pub(crate) async fn expect_refused(cx: &Ctx, name: &LockName, held: FencingToken, when: &str) {
+    match cx.store().try_acquire(name, cx.long_ttl()).await {
+        Ok(None) => {}
+        Ok(Some(other)) => panic!(
+            "try_acquire on `{name}` {when} granted token {} while token {held} holds it: two \
+             holders at once",
+            other.token()
+        ),
+        Err(e) => panic!("try_acquire on `{name}` {when}: {e}"),
+    }
+}
+
+/// Releases `lease`, which must still hold; `when` says at which step.
+pub(crate) async fn release(cx: &Ctx, lease: &Lease, when: &str) {
+    if let Err(e) = cx.store().release(lease).await {
+        panic!(
+            "release of `{}` (token {}) {when}: {e}",
+            lease.name(),
+            lease.token()
+        );
+    }
+}
+
+/// Asserts that the grant `later` got a token above the earlier one's; `what` names the
+/// operation that granted it.
+#[track_caller]
+pub(crate) fn assert_rises(later: FencingToken, earlier: FencingToken, what: &str) {
+    assert!(
+        later > earlier,
+        "{what}: token {later} must exceed the earlier grant's {earlier}"
+    );
 }
 
 /// `suffix` granted with the short TTL, left to expire, then granted to a new holder with the

@@ -2,7 +2,7 @@
 
 use fencelock_core::ErrorKind;
 
-use super::assert_kind;
+use super::{assert_kind, assert_rises, expect_holder, expect_refused, release};
 use crate::Ctx;
 
 /// Releasing an expired grant that was taken over is `LeaseLost` and leaves the newer holder.
@@ -11,85 +11,104 @@ pub async fn stale_release_never_frees_newer_holder(cx: &Ctx) {
     assert_kind(
         cx.store().release(&old).await,
         ErrorKind::LeaseLost,
-        "stale release",
+        &format!(
+            "release of the expired lease (token {}) after token {} took over",
+            old.token(),
+            new.token()
+        ),
     );
-    let info = cx
-        .store()
-        .inspect(&name)
-        .await
-        .unwrap()
-        .expect("newer holder untouched");
-    assert_eq!(info.token, new.token());
-    assert!(
-        cx.store()
-            .try_acquire(&name, cx.long_ttl())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    cx.store().release(&new).await.unwrap();
+    let when = format!("after the stale release of token {}", old.token());
+    expect_holder(cx, &name, Some(new.token()), &when).await;
+    expect_refused(cx, &name, new.token(), &when).await;
+    release(cx, &new, "of the newer holder").await;
 }
 
 /// Releasing twice is reported the second time.
 pub async fn double_release_is_reported(cx: &Ctx) {
     let name = cx.name("double");
     let lease = cx.grant(&name, cx.long_ttl()).await;
-    cx.store().release(&lease).await.unwrap();
+    release(cx, &lease, "(the first time)").await;
     assert_kind(
         cx.store().release(&lease).await,
         ErrorKind::LeaseLost,
-        "second release",
+        &format!("second release of token {}", lease.token()),
     );
-    assert!(cx.store().inspect(&name).await.unwrap().is_none());
+    expect_holder(cx, &name, None, "after two releases").await;
 }
 
 /// Inspect shows the token and the server-judged time left; nothing once released.
 pub async fn inspect_reports_holder_and_remaining(cx: &Ctx) {
     let name = cx.name("inspect");
-    assert!(
-        cx.store().inspect(&name).await.unwrap().is_none(),
-        "never held"
-    );
+    expect_holder(cx, &name, None, "of a name never held").await;
     let ttl = cx.long_ttl();
     let lease = cx.grant(&name, ttl).await;
-    let info = cx.store().inspect(&name).await.unwrap().expect("held");
-    assert_eq!(info.token, lease.token());
+    let info = match cx.store().inspect(&name).await {
+        Ok(Some(info)) => info,
+        Ok(None) => panic!(
+            "inspect `{name}` right after try_acquire granted token {}: shows nobody",
+            lease.token()
+        ),
+        Err(e) => panic!("inspect `{name}` while held: {e}"),
+    };
+    assert_eq!(
+        info.token,
+        lease.token(),
+        "inspect `{name}`: the holder's token (left: inspect, right: the grant)"
+    );
     if let Some(holder) = info.holder {
-        assert_eq!(holder, lease.holder());
+        assert_eq!(
+            holder,
+            lease.holder(),
+            "inspect `{name}`: the holder id (left: inspect, right: the grant)"
+        );
     }
     assert!(
         info.remaining <= lease.ttl() && info.remaining > lease.ttl() / 2,
-        "remaining {:?} of {:?}",
+        "inspect `{name}`: {:?} remaining of a {:?} grant just made (must be at most the TTL \
+         and more than half of it)",
         info.remaining,
         lease.ttl()
     );
-    cx.store().release(&lease).await.unwrap();
-    assert!(
-        cx.store().inspect(&name).await.unwrap().is_none(),
-        "released"
-    );
+    release(cx, &lease, "of the inspected grant").await;
+    expect_holder(cx, &name, None, "after release").await;
 }
 
 /// Breaking a grant reports its token; the broken holder is lost; the next token is greater.
 pub async fn force_release_frees_and_reports_token(cx: &Ctx) {
     let name = cx.name("force");
+    let force = |when: &'static str| {
+        let name = name.clone();
+        async move {
+            cx.store()
+                .force_release(&name)
+                .await
+                .unwrap_or_else(|e| panic!("force_release of `{name}` {when}: {e}"))
+        }
+    };
+    let broken = force("never held").await;
     assert_eq!(
-        cx.store().force_release(&name).await.unwrap(),
-        None,
-        "nothing to break"
+        broken, None,
+        "force_release of `{name}`, never held: reports a broken token"
     );
     let lease = cx.grant(&name, cx.long_ttl()).await;
+    let broken = force("while held").await;
     assert_eq!(
-        cx.store().force_release(&name).await.unwrap(),
-        Some(lease.token())
+        broken,
+        Some(lease.token()),
+        "force_release of `{name}` while held must report the holder's token (left: \
+         reported, right: the holder's)"
     );
     assert_kind(
         cx.store().renew(&lease, cx.long_ttl()).await,
         ErrorKind::LeaseLost,
-        "broken renew",
+        &format!("renew of the broken lease (token {})", lease.token()),
     );
     // Free after break.
     let next = cx.grant(&name, cx.long_ttl()).await;
-    assert!(next.token() > lease.token());
-    cx.store().release(&next).await.unwrap();
+    assert_rises(
+        next.token(),
+        lease.token(),
+        "try_acquire after force_release",
+    );
+    release(cx, &next, "of the grant after the break").await;
 }

@@ -62,18 +62,26 @@ pub async fn contention_stress_no_stale_write_accepted(cx: &Ctx) {
         .locker()
         .acquire(&name, no_renew.with_no_wait())
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("Locker::acquire of free `{name}`: {e}"));
     granted.lock().unwrap().push(paused.token());
     tokio::time::sleep(cx.past_short_ttl()).await;
     assert!(
         !paused.is_valid(),
-        "the paused holder's guard knows its deadline passed"
+        "the guard of token {}, unrenewed for {:?} with a {ttl:?} TTL, still says valid",
+        paused.token(),
+        cx.past_short_ttl()
     );
     let successor = cx
         .locker()
         .acquire(&name, no_renew.with_timeout(ttl * 10))
         .await
-        .unwrap();
+        .unwrap_or_else(|e| {
+            panic!(
+                "Locker::acquire of `{name}` after token {} expired (waiting up to {:?}): {e}",
+                paused.token(),
+                ttl * 10
+            )
+        });
     granted.lock().unwrap().push(successor.token());
     write(successor.token());
     let stale_before = report.stale_attempted.load(Ordering::SeqCst);
@@ -81,10 +89,16 @@ pub async fn contention_stress_no_stale_write_accepted(cx: &Ctx) {
     assert_eq!(
         report.stale_attempted.load(Ordering::SeqCst),
         stale_before + 1,
-        "the late write was rejected"
+        "the late write of token {} after token {} wrote was not rejected",
+        paused.token(),
+        successor.token()
     );
     drop(paused);
-    successor.release().await.unwrap();
+    let successor_token = successor.token();
+    successor
+        .release()
+        .await
+        .unwrap_or_else(|e| panic!("release of the successor (token {successor_token}): {e}"));
 
     // Randomized phase.
     let budget = (ttl * 8).max(Duration::from_secs(3));
@@ -97,7 +111,7 @@ pub async fn contention_stress_no_stale_write_accepted(cx: &Ctx) {
                 let guard = match locker.acquire(&name, no_renew.with_timeout(ttl * 3)).await {
                     Ok(guard) => guard,
                     Err(error) if error.kind() == ErrorKind::Timeout => continue,
-                    Err(error) => panic!("acquire failed: {error}"),
+                    Err(error) => panic!("Locker::acquire of `{name}` in the stress: {error}"),
                 };
                 granted.lock().unwrap().push(guard.token());
                 let hold = rand::rng().random_range(Duration::ZERO..ttl * 2);
@@ -108,7 +122,7 @@ pub async fn contention_stress_no_stale_write_accepted(cx: &Ctx) {
         })
     });
     for worker in futures::future::join_all(workers).await {
-        worker.expect("worker");
+        worker.expect("a stress worker's task");
     }
 
     let log = accepted_log.lock().unwrap();
@@ -123,16 +137,37 @@ pub async fn contention_stress_no_stale_write_accepted(cx: &Ctx) {
         cx.store().backend(),
         granted.len()
     );
-    assert_eq!(stale_accepted, 0, "no stale write accepted");
+    let descending: Vec<(FencingToken, FencingToken)> = log
+        .windows(2)
+        .filter(|w| w[1] < w[0])
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert_eq!(
+        stale_accepted, 0,
+        "the fence accepted {stale_accepted} stale writes, each after a higher token (pairs \
+         of higher, then lower): {descending:?}"
+    );
     assert!(
         stale_attempted > 0,
-        "the case must attempt at least one stale write"
+        "the case must attempt at least one stale write ({attempted} writes, {} grants)",
+        granted.len()
     );
-    assert_eq!(unique.len(), granted.len(), "every grant has its own token");
+    let mut seen = HashSet::new();
+    let duplicates: Vec<&FencingToken> = granted.iter().filter(|t| !seen.insert(*t)).collect();
+    assert_eq!(
+        unique.len(),
+        granted.len(),
+        "Locker::acquire (try_acquire / acquire_waiting underneath) granted these tokens more \
+         than once: {duplicates:?}"
+    );
     assert_eq!(
         counter.load(Ordering::SeqCst),
         accepted,
-        "no acknowledged write lost"
+        "acknowledged writes lost (left: applied, right: acknowledged)"
     );
-    assert_eq!(attempted, accepted + stale_attempted);
+    assert_eq!(
+        attempted,
+        accepted + stale_attempted,
+        "every write is either accepted or rejected as stale ({accepted} + {stale_attempted})"
+    );
 }

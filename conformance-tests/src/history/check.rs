@@ -9,8 +9,9 @@
 //! - I5: after each fault, the lock is granted again within TTL + renew interval + slack.
 //! - I6 (only when the server kept its state through every fault, [`Bounds::exclusive`]): no
 //!   two guards valid at the same time. A guard's validity window runs from its grant to the
-//!   last time its `is_valid()` said true (a `Check` record is stamped *before* the call, so
-//!   the window is never drawn too long); windows of different tokens must not overlap. It
+//!   last time its `is_valid()` said true, asked by the holder (`Check`) or by the harness
+//!   while a fault held the holder (`Probe`); both records are stamped *before* the call, so
+//!   the window is never drawn too long. Windows of different tokens must not overlap. It
 //!   holds because a guard's local deadline is computed from when its request was sent, so it
 //!   ends before the server's expiry, and the next grant comes after that expiry. A server
 //!   that loses its state (Redis without persistence restarted, a failover to a lagging
@@ -423,8 +424,8 @@ fn check_recovery(history: &[Record], bounds: Bounds, report: &mut Report) {
     }
 }
 
-/// I6: validity windows (grant received → last `Check { valid: true }`) of different tokens
-/// must not overlap.
+/// I6: validity windows (grant received → last `Check` or `Probe` with `valid: true`) of
+/// different tokens must not overlap.
 fn check_exclusive_validity(history: &[Record], report: &mut Report) {
     // token → (worker, granted at, last valid check)
     let mut windows: HashMap<u64, (u32, u64, u64)> = HashMap::new();
@@ -433,7 +434,7 @@ fn check_exclusive_validity(history: &[Record], report: &mut Report) {
             Event::Acquired { token, .. } => {
                 windows.entry(token).or_insert((r.w, r.t, r.t));
             }
-            Event::Check { token, valid: true } => {
+            Event::Check { token, valid: true } | Event::Probe { token, valid: true } => {
                 if let Some(w) = windows.get_mut(&token) {
                     w.2 = w.2.max(r.t);
                 }

@@ -86,6 +86,16 @@ pub enum Event {
         /// What `is_valid()` said.
         valid: bool,
     },
+    /// The harness asked the guard of a holder that a fault holds at its checkpoint whether
+    /// the lease still holds. The holder itself is frozen there and writes afterwards as it
+    /// decided before (as a paused process would), so a probe counts for I6 (no two guards
+    /// valid at once) and never for I4 (no write after the holder saw its guard invalid).
+    Probe {
+        /// The token of the guard.
+        token: u64,
+        /// What `is_valid()` said.
+        valid: bool,
+    },
     /// A write the resource accepted.
     WriteAccepted {
         /// The token presented.

@@ -355,3 +355,49 @@ fn i6_clean_history_with_an_invalid_guard_after_the_pause_passes() {
     assert_eq!(report.overlapping_validity, 0);
     assert_eq!(report.invalid_checks, 1);
 }
+
+#[test]
+fn i6_a_probe_saying_valid_after_a_later_grant_is_caught() {
+    // While the pause holds worker 1, the harness asks its guard: still valid after worker 2
+    // was granted token 11 (the store ended the grant before the guard's deadline).
+    let (mut history, log) = clean();
+    history.push(rec(
+        1,
+        700,
+        Event::Probe {
+            token: 10,
+            valid: true,
+        },
+    ));
+    history.sort_by_key(|r| r.t);
+    let report = check(&history, &log, bounds());
+    assert_eq!(
+        report.broken(),
+        vec![Invariant::I6],
+        "{:?}",
+        report.violations
+    );
+    assert!(report.violations[0].detail.contains("token 10"));
+}
+
+#[test]
+fn a_probe_saying_invalid_before_the_frozen_holders_write_is_not_i4() {
+    // The holder decided to write before the fault froze it: a probe is the harness's
+    // question, not the holder's, so the write that follows is no I4 violation.
+    let (mut history, log) = clean();
+    history.push(rec(
+        1,
+        1200,
+        Event::Probe {
+            token: 10,
+            valid: false,
+        },
+    ));
+    history.sort_by_key(|r| r.t);
+    let report = check(&history, &log, bounds());
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!(
+        report.invalid_checks, 0,
+        "probes are not the holder's checks"
+    );
+}

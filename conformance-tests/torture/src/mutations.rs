@@ -25,15 +25,20 @@ pub enum Mutation {
     /// Renew succeeds without asking the store (so without checking that the caller still
     /// owns the lease): the guard's deadline moves on while the server's lease expires.
     RenewSkip,
+    /// The store ends each grant at ¾ of the TTL its lease reports (the lease says 4/3 of
+    /// what the server granted), so the holder's local deadline outlives the grant and a rival
+    /// can be granted while the holder's guard still says valid.
+    EarlyExpiry,
 }
 
 impl Mutation {
     /// Every planted bug.
-    pub const ALL: [Mutation; 4] = [
+    pub const ALL: [Mutation; 5] = [
         Self::FenceStrict,
         Self::FenceSkip,
         Self::TokenReset,
         Self::RenewSkip,
+        Self::EarlyExpiry,
     ];
 
     /// The name used in `FENCELOCK_TORTURE_MUTATION`.
@@ -43,6 +48,7 @@ impl Mutation {
             Self::FenceSkip => "fence-skip",
             Self::TokenReset => "token-reset",
             Self::RenewSkip => "renew-skip",
+            Self::EarlyExpiry => "early-expiry",
         }
     }
 
@@ -55,6 +61,9 @@ impl Mutation {
                 "tokens minted from a counter that restarts at 0 when the server restarts"
             }
             Self::RenewSkip => "renew without owner check (renewed locally, store not asked)",
+            Self::EarlyExpiry => {
+                "store ends each grant at 3/4 of the TTL its lease reports (deadline outlives the grant)"
+            }
         }
     }
 
@@ -118,6 +127,8 @@ pub fn wrap_store(
         ))),
         #[cfg(feature = "mutations")]
         Some(Mutation::RenewSkip) => Ok(Arc::new(planted::RenewSkip::new(store))),
+        #[cfg(feature = "mutations")]
+        Some(Mutation::EarlyExpiry) => Ok(Arc::new(planted::EarlyExpiry::new(store))),
         _ => Ok(store),
     }
 }

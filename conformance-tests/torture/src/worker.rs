@@ -136,10 +136,7 @@ impl Worker {
                 if !self.check(&guard)? {
                     break;
                 }
-                let reply = self
-                    .ctl
-                    .call(&Request::Checkpoint { worker: id, token })
-                    .await?;
+                let reply = self.checkpoint(&guard).await?;
                 if let Reply::Starve { ms } = reply {
                     // Blocking work on the only runtime thread: the watchdog cannot run.
                     std::thread::sleep(Duration::from_millis(ms));
@@ -153,6 +150,38 @@ impl Worker {
             }
             let ok = guard.release().await.is_ok();
             self.log(Event::Released { token, ok })?;
+        }
+    }
+
+    /// Reaches the checkpoint and waits for the coordinator's go. While a fault holds the
+    /// holder here (its connections stalled), its guard is probed every TTL/20 and each answer
+    /// logged as a `Probe`: the holder stays frozen at its decision to write, but a guard that
+    /// still says valid after another holder was granted breaks I6 (a store that ends grants
+    /// before the deadline its leases report).
+    async fn checkpoint(&mut self, guard: &fencelock::LockGuard) -> Result<Reply, WorkerError> {
+        let Self {
+            cfg, history, ctl, ..
+        } = self;
+        let token = guard.token().get();
+        let request = Request::Checkpoint {
+            worker: cfg.id,
+            token,
+        };
+        let every = Duration::from_millis((cfg.ttl_ms / 20).max(1));
+        let mut probes = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let call = ctl.call(&request);
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                reply = &mut call => return Ok(reply?),
+                _ = probes.tick() => {
+                    let t = fencelock_conformance::history::now_ns();
+                    let valid = guard.is_valid();
+                    let event = Event::Probe { token, valid };
+                    Record { w: cfg.id, t, event }.append_to(history)?;
+                }
+            }
         }
     }
 

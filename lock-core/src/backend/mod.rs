@@ -47,16 +47,21 @@
 //!
 //! # Proving it
 //!
-//! Run the shared conformance suite (`fencelock-conformance`, one case per `# Behavior` bullet
-//! of [`LeaseStore`](crate::LeaseStore)) against a real server:
+//! `fencelock-conformance` holds the proof, run against a real server from your crate's tests
+//! (it needs no `tokio` dependency of yours):
 //!
-//! ```text
-//! // tests/conformance.rs
-//! async fn fixture() -> fencelock_conformance::Fixture {
-//!     fencelock_conformance::Fixture::new(MyStore::connect(url).await.unwrap())
-//! }
-//! fencelock_conformance::conformance_suite!(fixture);
-//! ```
+//! - `conformance_suite!(fixture)`: one named test per `# Behavior` bullet of
+//!   [`LeaseStore`](crate::LeaseStore), [`Locker`](crate::Locker) and
+//!   [`LockGuard`](crate::LockGuard); a failure names the operation at fault and its values.
+//! - `fence_suite!(fixture)`: one per bullet of [`Fence`](crate::Fence).
+//! - `history::check_store(store, options)`: contending workers, holders whose calls stall
+//!   past the TTL, your own server faults, and the checkers I1–I6 over the history.
+//!
+//! Its harness starts real Redis, PostgreSQL and etcd servers, or uses the external ones that
+//! `FENCELOCK_REDIS_URL`, `FENCELOCK_POSTGRES_URL` and `FENCELOCK_ETCD_ENDPOINTS` name. The
+//! guide, `docs/WRITING_A_BACKEND.md` in the repository, walks through a complete backend
+//! written outside the library crates (`examples/table-store`); its code compiles as that
+//! crate's doctests.
 
 mod forward;
 mod helpers;

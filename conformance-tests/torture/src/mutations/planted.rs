@@ -12,6 +12,12 @@ use fencelock_core::backend::{
 };
 use nix::fcntl::{Flock, FlockArg};
 
+/// Ends each grant at ¾ of the TTL the lease reports; the same planted bug the conformance
+/// case `exclusive_until_local_deadline` and `history::check_store` are shown to catch. Here
+/// `net-stall` catches it: the stalled holder's guard, probed while it waits, still says
+/// valid after a rival was granted (I6).
+pub(crate) use fencelock_conformance::planted::EarlyExpiry;
+
 /// Hands out tokens from a shared counter file instead of the store's: grant order is kept
 /// while the file lives, and tokens start again at 1 once it is removed (the "server" lost
 /// its counter). Renew and release go to the store with the real lease.
