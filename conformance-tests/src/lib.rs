@@ -55,6 +55,7 @@ macro_rules! for_each_case {
             watchdog_keeps_lease_alive,
             lost_signal_fires_when_store_loses_lease,
             guarded_run_cancels_on_loss,
+            diagnose_reports_findings,
             contention_stress_no_stale_write_accepted,
         }
     };

@@ -109,6 +109,25 @@ fn every_case_is_a_documented_behavior_bullet() {
 }
 
 #[test]
+fn every_bullet_is_a_case() {
+    let cases: BTreeSet<&str> = LOCK_CASES
+        .iter()
+        .chain(FENCE_CASES)
+        .chain(FENCE_STORE_CASES)
+        .copied()
+        .collect();
+    let untested: Vec<String> = all_bullets()
+        .into_iter()
+        .filter(|bullet| !cases.contains(bullet.as_str()))
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "`# Behavior` bullets without a conformance case of the same name: {untested:?}; \
+         a promise without a case is unfinished"
+    );
+}
+
+#[test]
 fn the_readmes_count_the_cases_truly() {
     let phrase = format!("{} cases", LOCK_CASES.len());
     for (path, text) in [

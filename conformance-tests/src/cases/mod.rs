@@ -2,6 +2,7 @@
 //! against any store through a [`crate::Ctx`].
 
 mod client;
+mod diagnose;
 mod fence;
 mod grant;
 mod input;
@@ -10,6 +11,7 @@ mod renew;
 mod stress;
 
 pub use client::*;
+pub use diagnose::*;
 pub use fence::*;
 pub use grant::*;
 pub use input::*;
