@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use fencelock_core::backend::redact_url;
+use fencelock_core::backend::{redact_url, timeout_from_ms as timeout};
 use fencelock_core::{Error, TtlLimits};
 use serde::{Deserialize, Serialize};
 
@@ -106,29 +106,6 @@ pub(crate) struct Settings {
     pub(crate) limits: TtlLimits,
     pub(crate) op_timeout: Duration,
     pub(crate) connect_timeout: Duration,
-}
-
-/// The longest timeout accepted. Longer ones are mistakes (a lock store that answers after a
-/// day has failed), and a near-`u64::MAX` one would overflow instant arithmetic.
-const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-
-/// A timeout from its config field: `default` when absent; zero or above [`MAX_TIMEOUT`] is
-/// `InvalidInput`.
-fn timeout(what: &'static str, ms: Option<u64>, default: Duration) -> Result<Duration, Error> {
-    let Some(ms) = ms else {
-        return Ok(default);
-    };
-    let timeout = Duration::from_millis(ms);
-    if timeout.is_zero() || timeout > MAX_TIMEOUT {
-        return Err(Error::invalid(
-            what,
-            format!(
-                "{ms} ms is outside 1 ms..={} ms; give it a positive duration of at most a day",
-                MAX_TIMEOUT.as_millis()
-            ),
-        ));
-    }
-    Ok(timeout)
 }
 
 /// A key prefix: any text lock names may hold, at most [`EtcdConfig::MAX_KEY_PREFIX_LEN`]

@@ -4,11 +4,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use fencelock_core::backend::redact_url;
+use fencelock_core::backend::{redact_url, timeout_from_ms as timeout};
 use fencelock_core::{Error, TtlLimits};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{max_ttl, timeout};
+use crate::config::max_ttl;
 use crate::keys::{DEFAULT_PREFIX, KeyLayout};
 
 /// The default clock-drift factor: 1 % of the TTL (plus 2 ms) is not trusted.

@@ -27,6 +27,37 @@ pub fn ttl_millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
 
+/// The longest timeout a backend accepts (a day). Longer ones are mistakes (a lock store that
+/// answers after a day has failed), and a near-`u64::MAX` one would overflow instant arithmetic
+/// in the drivers.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// A timeout from its `*_ms` config field: `default` when absent; zero or above
+/// [`MAX_TIMEOUT`] is `InvalidInput` naming `what`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for zero or more than a day.
+pub fn timeout_from_ms(
+    what: &'static str,
+    ms: Option<u64>,
+    default: Duration,
+) -> Result<Duration, Error> {
+    let Some(ms) = ms else {
+        return Ok(default);
+    };
+    let timeout = Duration::from_millis(ms);
+    if timeout.is_zero() || timeout > MAX_TIMEOUT {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "{ms} ms is outside 1 ms..={} ms; give it a positive duration of at most a day",
+                MAX_TIMEOUT.as_millis()
+            ),
+        ));
+    }
+    Ok(timeout)
+}
+
 /// `url` with every secret replaced by `***`, for `Debug`, logs and error messages: the
 /// password of the user info (`redis://app:***@host`), a lone user info (Redis reads
 /// `redis://secret@host` as a password, so any lone user info is masked: fail closed), and a
@@ -115,6 +146,25 @@ mod tests {
         assert_eq!(ttl_millis(Duration::from_micros(1_001)), 2);
         assert_eq!(ttl_millis(Duration::from_secs(30)), 30_000);
         assert_eq!(ttl_millis(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn timeouts_are_positive_and_at_most_a_day() {
+        let default = Duration::from_secs(5);
+        assert_eq!(
+            timeout_from_ms("op timeout", None, default).unwrap(),
+            default
+        );
+        assert_eq!(
+            timeout_from_ms("op timeout", Some(1), default).unwrap(),
+            Duration::from_millis(1)
+        );
+        assert!(timeout_from_ms("op timeout", Some(86_400_000), default).is_ok());
+        for bad in [0, 86_400_001, u64::MAX] {
+            let err = timeout_from_ms("op timeout", Some(bad), default).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{bad}");
+            assert!(err.to_string().contains("op timeout"), "{err}");
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@
 //! | [`WakeupHub`], [`ReleaseWatch`] | push wake-ups: one waiter per release, FIFO; which names are watched |
 //! | [`acquire_with_polling`], [`WaitPolicy`], [`with_jitter`] | the generic waiting loop behind `acquire_waiting` |
 //! | [`ttl_millis`] | a TTL in whole milliseconds, rounded up: the one rounding rule |
+//! | [`timeout_from_ms`], [`MAX_TIMEOUT`] | a timeout from its `*_ms` config field, validated the same way in every backend |
 //! | [`redact_url`] | a URL without its password, for `Debug` and messages |
 //! | [`lock_unpoisoned`] | a `Mutex` lock that survives an earlier panic |
 //! | [`ForwardingStore`] | wrapping a store (instrumentation, fault injection) without skipping a method |
@@ -71,6 +72,6 @@ pub use crate::wait::{WaitPolicy, acquire_with_polling, with_jitter};
 pub use crate::wake::{ReleaseWatch, WakeupHub};
 pub use forward::ForwardingStore;
 pub use helpers::{
-    fail_each, granted_lease, holder_id, lock_unpoisoned, lost_or_superseded, redact_url,
-    renewed_lease, ttl_millis,
+    MAX_TIMEOUT, fail_each, granted_lease, holder_id, lock_unpoisoned, lost_or_superseded,
+    redact_url, renewed_lease, timeout_from_ms, ttl_millis,
 };
