@@ -6,10 +6,10 @@ pub use connect::{StoreUrl, connect};
 // Only what users of locks call; a backend author depends on `fencelock-core` and finds the
 // rest in `fencelock_core::backend`.
 pub use fencelock_core::{
-    AcquireOptions, BoxError, Diagnosis, Error, ErrorKind, ErrorSource, Fence, FenceGate, Fenced,
+    AcquireOptions, Diagnosis, Error, ErrorKind, ErrorSource, Fence, FenceGate, Fenced,
     FencedValue, FencingToken, Finding, HolderId, IntoLockName, Lease, LeaseInfo, LeaseStore,
     LockGuard, LockName, Locker, LossReason, MemoryLeaseStore, Operation, Renewal, TtlLimits,
-    Verdict, Wait, async_trait, metrics,
+    Verdict, Wait, metrics,
 };
 
 /// The Redis backend (feature `redis`).

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fencelock::{Error, FencingToken, Lease, LeaseStore, LockName, async_trait};
+use fencelock::{Error, FencingToken, Lease, LeaseStore, LockName};
+use fencelock_core::async_trait;
 use fencelock_core::backend::{
     ForwardingStore, WaitPolicy, granted_lease, lock_unpoisoned, renewed_lease, safety_margin,
 };

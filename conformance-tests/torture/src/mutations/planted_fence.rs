@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use fencelock::{Error, Fence, FencedValue, FencingToken, async_trait};
+use fencelock::{Error, Fence, FencedValue, FencingToken};
+use fencelock_core::async_trait;
 use fencelock_core::backend::lock_unpoisoned;
 
 use crate::Mutation;
