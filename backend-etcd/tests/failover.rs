@@ -1,14 +1,14 @@
 //! kill -9 of the etcd leader while a lease is held: never two holders, tokens keep rising.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::unique_name;
 use fencelock_conformance::harness::EtcdCluster;
 use fencelock_core::{AcquireOptions, LeaseStore, Locker};
 use fencelock_etcd::EtcdLeaseStore;
+use support::unique_name;
 use tokio::time::{Instant, sleep};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,11 @@
 //! Fenced writes into etcd: one txn compares the stored token and puts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use common::{shared_store, unique_name};
 use fencelock_core::{Error, ErrorKind, FencingToken, LeaseStore};
 use std::time::Duration;
+use support::{shared_store, unique_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_tokens_are_rejected_equal_and_newer_admitted() {

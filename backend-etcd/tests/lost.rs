@@ -1,14 +1,14 @@
 //! A keepalive that fails fires the guard's lost signal: never silence.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{PROMPTLY, shared_store, unique_name};
 use fencelock_conformance::harness::EtcdCluster;
 use fencelock_core::{AcquireOptions, Locker, LossReason};
 use fencelock_etcd::EtcdLeaseStore;
+use support::{PROMPTLY, shared_store, unique_name};
 use tokio::time::{Instant, timeout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

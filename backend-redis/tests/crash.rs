@@ -3,14 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{name, raw, retry, server, store};
 use fencelock_conformance::harness::{RedisConfig, RedisServer};
 use fencelock_core::{FencingToken, LeaseStore};
 use fencelock_redis::redis::AsyncCommands;
+use support::{name, raw, retry, server, store};
 
 const RECONNECT: Duration = Duration::from_secs(10);
 

@@ -3,14 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{name, server, store};
 use fencelock_conformance::harness::{RedisConfig, free_port};
 use fencelock_core::{ErrorKind, LeaseStore};
 use fencelock_redis::RedisLeaseStore;
+use support::{name, server, store};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -68,7 +68,7 @@ async fn paused_server_is_outcome_unknown_then_recovers() {
     server.resume().unwrap();
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
     assert!(err.is_transient());
-    let lease = common::retry(Duration::from_secs(5), || store.renew(&lease, LONG)).await;
+    let lease = support::retry(Duration::from_secs(5), || store.renew(&lease, LONG)).await;
     store.release(&lease).await.unwrap();
 }
 

@@ -3,17 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{eventually, name, retry};
 use fencelock_conformance::harness::{RedisConfig, RedisServer};
 use fencelock_core::{
     AcquireOptions, ErrorKind, FenceGate, FencingToken, LeaseStore, LockName, Locker, LossReason,
 };
 use fencelock_redis::RedlockLeaseStore;
 use futures::future::join_all;
+use support::{eventually, name, retry};
 use tokio::time::Instant;
 
 const LONG: Duration = Duration::from_secs(60);

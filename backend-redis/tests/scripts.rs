@@ -3,15 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{name, raw, server, store};
 use fencelock_conformance::harness::RedisConfig;
 use fencelock_core::{ErrorKind, FencingToken, LeaseStore, LockName, LossReason};
 use fencelock_redis::redis::AsyncCommands;
 use fencelock_redis::{FencedValue, RedisLeaseStore};
+use support::{name, raw, server, store};
 
 const LONG: Duration = Duration::from_secs(60);
 

@@ -3,15 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{eventually, name, raw, server, store};
 use fencelock_conformance::harness::{RedisConfig, RedisServer};
 use fencelock_core::{LeaseStore, LockName, WaitPolicy};
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::aio::MultiplexedConnection;
+use support::{eventually, name, raw, server, store};
 use tokio::time::Instant;
 
 const LONG: Duration = Duration::from_secs(60);

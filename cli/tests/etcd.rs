@@ -2,12 +2,12 @@
 #![cfg(feature = "etcd")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{output, stdout};
 use fencelock_conformance::harness;
+use support::{output, stdout};
 
 backend_cli_tests!(url, "etcd://127.0.0.1:{port}", "etcd");
 

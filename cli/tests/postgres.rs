@@ -2,12 +2,12 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{assert_one_line_failure, output, status, stdout};
 use fencelock_conformance::harness;
+use support::{assert_one_line_failure, output, status, stdout};
 
 backend_cli_tests!(
     url,

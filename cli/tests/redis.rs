@@ -2,12 +2,12 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{assert_one_line_failure, output, status, stdout};
 use fencelock_conformance::harness;
+use support::{assert_one_line_failure, output, status, stdout};
 
 backend_cli_tests!(url, "redis://127.0.0.1:{port}", "redis");
 
@@ -68,7 +68,7 @@ async fn redlock_runs_and_checks_each_server_and_the_quorum() {
         Duration::from_secs(20),
     )
     .await;
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", support::stderr(&out));
     assert!(stdout(&out).starts_with("token="), "{}", stdout(&out));
 
     servers[2].kill().unwrap();

@@ -4,13 +4,13 @@
 #![cfg(all(feature = "redis", feature = "etcd"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::{assert_one_line_failure, fencelock, status, stderr, stdout, unique_name};
 use fencelock_conformance::harness::{EtcdCluster, RedisConfig, RedisServer};
+use support::{assert_one_line_failure, fencelock, status, stderr, stdout, unique_name};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
