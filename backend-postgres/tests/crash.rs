@@ -7,18 +7,18 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::PostgresConfig;
+use fencelock_conformance::harness::PostgresServerOptions;
 use fencelock_core::{LeaseStore, LockName};
 use fencelock_postgres::PgLeaseStore;
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_restart_keeps_tokens_rising_and_live_leases_blocking() {
-    let server = support::own_server(PostgresConfig {
+    let server = support::own_server(PostgresServerOptions {
         durable: true,
         // The server default is asynchronous commit; the store must override it for grants.
         settings: vec![("synchronous_commit".into(), "off".into())],
-        ..PostgresConfig::default()
+        ..PostgresServerOptions::default()
     })
     .await;
     assert_eq!(
@@ -105,10 +105,10 @@ async fn kill_9_and_restart_keeps_tokens_rising_and_live_leases_blocking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_lease_blocks_until_its_ttl_after_a_crash() {
-    let server = support::own_server(PostgresConfig {
+    let server = support::own_server(PostgresServerOptions {
         durable: true,
         settings: vec![("synchronous_commit".into(), "off".into())],
-        ..PostgresConfig::default()
+        ..PostgresServerOptions::default()
     })
     .await;
     let store = PgLeaseStore::connect(&server.url()).await.unwrap();
@@ -147,10 +147,10 @@ async fn live_lease_blocks_until_its_ttl_after_a_crash() {
 /// So the tests above would catch a store that stopped forcing durable commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_durable_grants_the_same_crash_forgets_grants() {
-    let server = support::own_server(PostgresConfig {
+    let server = support::own_server(PostgresServerOptions {
         durable: true,
         settings: vec![("synchronous_commit".into(), "off".into())],
-        ..PostgresConfig::default()
+        ..PostgresServerOptions::default()
     })
     .await;
     let mut forgotten = 0;

@@ -6,14 +6,14 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::PostgresConfig;
+use fencelock_conformance::harness::PostgresServerOptions;
 use fencelock_core::{ErrorKind, LeaseStore, LockName};
 use fencelock_postgres::PgLeaseStore;
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_server_is_a_transient_error_within_the_op_timeout() {
-    let server = support::own_server(PostgresConfig::default()).await;
+    let server = support::own_server(PostgresServerOptions::default()).await;
     let store = PgLeaseStore::builder()
         .with_op_timeout(Duration::from_millis(500))
         .with_acquire_timeout(Duration::from_millis(300))
@@ -61,7 +61,7 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_falls_back_to_polling_and_returns_with_the_server() {
-    let server = support::own_server(PostgresConfig::default()).await;
+    let server = support::own_server(PostgresServerOptions::default()).await;
     let store = PgLeaseStore::connect(&server.url()).await.unwrap();
     let name = LockName::new("outage/listen").unwrap();
     let mut before = store

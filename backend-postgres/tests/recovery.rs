@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::PostgresConfig;
+use fencelock_conformance::harness::PostgresServerOptions;
 use fencelock_core::{
     AcquireOptions, ErrorKind, LeaseStore, LockName, Locker, LossReason, WaitPolicy,
 };
@@ -29,7 +29,7 @@ async fn terminate_others(admin: &PgPool) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_connections_recover_and_lost_leases_are_reported() {
     // A server of its own: terminating "every other connection" must not hit other tests.
-    let server = support::own_server(PostgresConfig::default()).await;
+    let server = support::own_server(PostgresServerOptions::default()).await;
     let url = server.url();
     let admin_url = format!("{url}?application_name=fencelock-admin");
     let admin = support::admin_pool(&admin_url).await;
@@ -160,7 +160,7 @@ async fn terminated_connections_recover_and_lost_leases_are_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_sessions_between_calls_are_invisible_to_callers() {
-    let server = support::own_server(PostgresConfig::default()).await;
+    let server = support::own_server(PostgresServerOptions::default()).await;
     let url = server.url();
     let admin = support::admin_pool(&format!("{url}?application_name=fencelock-admin")).await;
     let store = PgLeaseStore::connect(&url).await.unwrap();

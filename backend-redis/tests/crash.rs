@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_core::{FencingToken, LeaseStore};
 use fencelock_redis::redis::AsyncCommands;
 use support::{name, raw, retry, server, store};
@@ -78,7 +78,7 @@ async fn tokens_rise_across_kill_and_restart(server: &RedisServer) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_restart_without_persistence_keeps_tokens_rising() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let counter_survived = tokens_rise_across_kill_and_restart(&server).await;
     assert!(
         !counter_survived,
@@ -88,7 +88,7 @@ async fn kill9_restart_without_persistence_keeps_tokens_rising() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_restart_with_aof_always_keeps_tokens_rising() {
-    let server = server(RedisConfig::aof()).await;
+    let server = server(RedisServerOptions::aof()).await;
     let counter_survived = tokens_rise_across_kill_and_restart(&server).await;
     assert!(
         counter_survived,
@@ -100,7 +100,7 @@ async fn kill9_restart_with_aof_always_keeps_tokens_rising() {
 /// epoch, so a fresh server (or a fresh replica) cannot restart them from 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_token_is_the_server_time_in_microseconds() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let mut conn = raw(&server).await;
     let (secs, micros): (u64, u64) = fencelock_redis::redis::cmd("TIME")

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::{RedisConfig, free_port};
+use fencelock_conformance::harness::{RedisServerOptions, free_port};
 use fencelock_core::{ErrorKind, LeaseStore};
 use fencelock_redis::RedisLeaseStore;
 use support::{name, server, store};
@@ -55,7 +55,7 @@ async fn bad_urls_and_options_are_invalid_input_before_anything_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_server_is_outcome_unknown_then_recovers() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = RedisLeaseStore::builder()
         .with_response_timeout(Duration::from_millis(200))
         .connect(&server.url())
@@ -74,7 +74,7 @@ async fn paused_server_is_outcome_unknown_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_server_is_transient_and_then_unavailable() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let n = name("killed");
     let lease = store.try_acquire(&n, LONG).await.unwrap().unwrap();
@@ -95,7 +95,7 @@ async fn killed_server_is_transient_and_then_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_never_shows_and_a_wrong_one_is_a_backend_error() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     // Set after start: the harness waits for an unauthenticated PING.
     let reply = server
         .command(&["CONFIG", "SET", "requirepass", "hunter2"])

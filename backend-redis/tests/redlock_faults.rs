@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_core::{
     AcquireOptions, ErrorKind, FenceGate, FencingToken, LeaseStore, LockName, Locker, LossReason,
 };
@@ -19,8 +19,8 @@ use tokio::time::Instant;
 const LONG: Duration = Duration::from_secs(60);
 const RECONNECT: Duration = Duration::from_secs(10);
 
-async fn servers(configs: &[RedisConfig]) -> Vec<RedisServer> {
-    join_all(configs.iter().cloned().map(RedisServer::start))
+async fn servers(options: &[RedisServerOptions]) -> Vec<RedisServer> {
+    join_all(options.iter().cloned().map(RedisServer::start))
         .await
         .into_iter()
         .map(|s| s.unwrap_or_else(|e| panic!("starting redis-server: {e}")))
@@ -28,7 +28,7 @@ async fn servers(configs: &[RedisConfig]) -> Vec<RedisServer> {
 }
 
 async fn ephemeral(n: usize) -> Vec<RedisServer> {
-    servers(&vec![RedisConfig::ephemeral(); n]).await
+    servers(&vec![RedisServerOptions::ephemeral(); n]).await
 }
 
 async fn store(servers: &[RedisServer]) -> RedlockLeaseStore {
@@ -115,9 +115,9 @@ async fn one_server_restarted_empty_tokens_rise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_rises_when_the_only_shared_server_lost_its_data() {
     let servers = servers(&[
-        RedisConfig::ephemeral(),
-        RedisConfig::ephemeral(),
-        RedisConfig::aof(),
+        RedisServerOptions::ephemeral(),
+        RedisServerOptions::ephemeral(),
+        RedisServerOptions::aof(),
     ])
     .await;
     let store = store(&servers).await;

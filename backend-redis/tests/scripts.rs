@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::RedisConfig;
+use fencelock_conformance::harness::RedisServerOptions;
 use fencelock_core::{ErrorKind, FencingToken, LeaseStore, LockName, LossReason};
 use fencelock_redis::redis::AsyncCommands;
 use fencelock_redis::{FencedValue, RedisLeaseStore};
@@ -17,7 +17,7 @@ const LONG: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noscript_after_script_flush_is_handled() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let fence = store.fence();
     let n = name("flush");
@@ -66,7 +66,7 @@ async fn noscript_after_script_flush_is_handled() {
 /// the scripts as `KEYS`/`ARGV`: each gets exactly its own two keys, nothing else is touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_names_stay_inside_their_keys() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = RedisLeaseStore::builder()
         .with_key_prefix("hostile:")
         .connect(&server.url())
@@ -131,7 +131,7 @@ async fn hostile_names_stay_inside_their_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_counter_stops_at_2_pow_53_minus_1() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let mut conn = raw(&server).await;
     let n = name("overflow");
@@ -159,7 +159,7 @@ async fn token_counter_stops_at_2_pow_53_minus_1() {
 /// A lease that expired and was taken over can no longer renew, release or write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taken_over_lease_rejects_old_holders_renew_release_and_fenced_write() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let fence = store.fence();
     let n = name("takeover");
@@ -211,7 +211,7 @@ async fn taken_over_lease_rejects_old_holders_renew_release_and_fenced_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fenced_writes_reject_bad_input_and_foreign_keys() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let fence = store.fence();
     let t = FencingToken::new(5);

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_core::{LeaseStore, LockName, WaitPolicy};
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::aio::MultiplexedConnection;
@@ -116,7 +116,7 @@ async fn wait_for_subscribers(server: &RedisServer, channel: &str, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiter_is_woken_by_release_within_milliseconds() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let holder_store = store(&server).await;
     let waiter_store = store(&server).await;
     let mut latencies = Vec::new();
@@ -147,7 +147,7 @@ async fn waiter_is_woken_by_release_within_milliseconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_share_one_subscriber_connection_per_store() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let holder_store = store(&server).await;
     let waiter_store = store(&server).await;
     let names: Vec<LockName> = (0..8).map(|_| name("many")).collect();
@@ -192,7 +192,7 @@ async fn waiters_share_one_subscriber_connection_per_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_subscription_falls_back_to_polling_then_resubscribes() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let holder_store = store(&server).await;
     let waiter_store = store(&server).await;
     let mut conn = raw(&server).await;
@@ -243,7 +243,7 @@ async fn broken_subscription_falls_back_to_polling_then_resubscribes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriber_hears_only_names_with_waiters_and_unsubscribes_when_they_leave() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let holder_store = store(&server).await;
     let waiter_store = store(&server).await;
     let layout = waiter_store.layout().clone();
@@ -307,7 +307,7 @@ async fn subscriber_hears_only_names_with_waiters_and_unsubscribes_when_they_lea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_names_get_channels_of_their_own() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let holder_store = store(&server).await;
     let waiter_store = store(&server).await;
     let layout = waiter_store.layout().clone();

@@ -43,7 +43,7 @@ async fn redlock_runs_and_checks_each_server_and_the_quorum() {
     let mut servers = Vec::new();
     for _ in 0..3 {
         servers.push(
-            harness::RedisServer::start(harness::RedisConfig::ephemeral())
+            harness::RedisServer::start(harness::RedisServerOptions::ephemeral())
                 .await
                 .unwrap(),
         );

@@ -10,15 +10,15 @@
 use std::future::Future;
 use std::time::Duration;
 
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_core::{Error, LockName};
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
 /// A fresh redis-server of its own (tests that kill, pause or flush must not share one).
-pub async fn server(config: RedisConfig) -> RedisServer {
-    RedisServer::start(config)
+pub async fn server(options: RedisServerOptions) -> RedisServer {
+    RedisServer::start(options)
         .await
         .unwrap_or_else(|e| panic!("starting redis-server: {e}"))
 }
