@@ -227,9 +227,28 @@ async fn paused_majority_fires_the_lost_signal() {
     assert!(next.token() > token);
 }
 
+/// How one racing client's attempts were answered.
+#[derive(Debug, Default)]
+struct Answers {
+    attempts: u32,
+    /// `Ok(None)`: the other client's grant (or one nobody knows) holds the name.
+    held: u32,
+    /// `Unavailable`: not applied (or rolled back).
+    unavailable: u32,
+    /// `OutcomeUnknown`: perhaps granted, to a holder no one knows; nobody can use such a
+    /// grant, and it ends at its TTL or with its rollback.
+    unknown: u32,
+}
+
 /// Two clients with their own connections race for one name on 3 servers. Each grant's
 /// validity runs from the moment `try_acquire` returned to its deadline (or its release); no two
 /// may overlap, tokens must rise in grant order, and a fence gate admits every write.
+///
+/// The TTL of 80 ms gives each server 20 ms to answer, so on a loaded machine some attempts
+/// end in a transient error (`OutcomeUnknown` when a server may have applied the request). Such
+/// an attempt is counted, not used: a grant it may have made is held by nobody the test knows
+/// and ends at its TTL or with its rollback. Fewer attempts may fail so than are granted, or
+/// the race proved little.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_racing_never_both_hold_a_valid_grant() {
     let servers = ephemeral(3).await;
@@ -242,15 +261,31 @@ async fn two_clients_racing_never_both_hold_a_valid_grant() {
         let (n, gate) = (n.clone(), gate.clone());
         tokio::spawn(async move {
             let mut grants = Vec::new();
+            let mut answers = Answers::default();
             let mut round = 0_u32;
             while Instant::now() < until {
                 round += 1;
-                let Some(lease) = store.try_acquire(&n, ttl).await.unwrap() else {
-                    tokio::task::yield_now().await;
-                    continue;
+                answers.attempts += 1;
+                let lease = match store.try_acquire(&n, ttl).await {
+                    Ok(Some(lease)) => lease,
+                    Ok(None) => {
+                        answers.held += 1;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    Err(e) if e.kind() == ErrorKind::OutcomeUnknown => {
+                        answers.unknown += 1;
+                        continue;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Unavailable => {
+                        answers.unavailable += 1;
+                        continue;
+                    }
+                    Err(e) => panic!("client {client}, attempt {round}: {e}"),
                 };
                 let from = Instant::now();
-                gate.admit("resource", lease.token()).unwrap();
+                gate.admit("resource", lease.token())
+                    .unwrap_or_else(|e| panic!("client {client}: {e}"));
                 // Hold briefly; every third grant is left to expire instead of released.
                 tokio::time::sleep(Duration::from_millis(u64::from(round % 4) * 5)).await;
                 let to = if round.is_multiple_of(3) {
@@ -265,25 +300,39 @@ async fn two_clients_racing_never_both_hold_a_valid_grant() {
                     tokio::time::sleep_until(lease.deadline()).await;
                 }
             }
-            grants
+            (grants, answers)
         })
     });
-    let mut grants: Vec<_> = join_all(tasks)
-        .await
-        .into_iter()
-        .flat_map(|r| r.unwrap())
-        .collect();
+    let mut grants = Vec::new();
+    let mut answers = Vec::new();
+    for (client, task) in join_all(tasks).await.into_iter().enumerate() {
+        let (won, answered) = task.unwrap_or_else(|e| panic!("client {client}: {e}"));
+        println!(
+            "client {client}: {} attempts: {} granted, {} held, {} unavailable, {} outcome unknown",
+            answered.attempts,
+            won.len(),
+            answered.held,
+            answered.unavailable,
+            answered.unknown
+        );
+        grants.extend(won);
+        answers.push(answered);
+    }
     grants.sort_by_key(|g| g.0);
     let by_client = |c| grants.iter().filter(|g| g.3 == c).count();
-    println!(
-        "grants: {} (client 0: {}, client 1: {})",
-        grants.len(),
+    assert!(
+        by_client(0) > 5 && by_client(1) > 5,
+        "both clients won some rounds: {} and {}",
         by_client(0),
         by_client(1)
     );
+    // Nearly every attempt meets the other client's grant ("held"); the ones that count are
+    // those that could change hands. Fewer of them may fail than succeed.
+    let failed: u32 = answers.iter().map(|a| a.unavailable + a.unknown).sum();
     assert!(
-        by_client(0) > 5 && by_client(1) > 5,
-        "both clients won some rounds"
+        (failed as usize) < grants.len(),
+        "most attempts must be answered definitely: {failed} failed transiently, {} granted",
+        grants.len()
     );
     for pair in grants.windows(2) {
         let (a, b) = (pair[0], pair[1]);
