@@ -1,10 +1,15 @@
 //! What a backend hands the suite: a store, its timing, and whatever must outlive the case.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use fencelock_core::{AcquireOptions, Lease, LeaseStore, LockGuard, LockName, Locker};
+use fencelock_core::{
+    AcquireOptions, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockGuard, LockName, Locker,
+};
+
+use crate::settle::{self, ForceReleased};
 
 /// A store under test, with the timing the suite may rely on.
 pub struct Fixture {
@@ -45,16 +50,26 @@ impl Fixture {
 }
 
 /// One case's view: the fixture plus a random name prefix, so cases never share locks.
+///
+/// Its store calls are settled ([`crate::settle`]): a transient error is asked again until the
+/// store answers definitely, and what an attempt with an unknown outcome left behind is
+/// resolved. For that the context remembers the highest token it has seen per name: a holder
+/// above it, after an attempt with an unknown outcome, is that attempt's orphaned grant.
 pub struct Ctx {
     fixture: Fixture,
     prefix: String,
+    seen: Mutex<HashMap<LockName, FencingToken>>,
 }
 
 impl Ctx {
     /// Wraps a fixture with a fresh random prefix.
     pub fn new(fixture: Fixture) -> Self {
         let prefix = format!("fl-test/{:016x}/", rand::random::<u64>());
-        Self { fixture, prefix }
+        Self {
+            fixture,
+            prefix,
+            seen: Mutex::default(),
+        }
     }
 
     /// The store under test.
@@ -92,12 +107,71 @@ impl Ctx {
         LockName::new(format!("{}{suffix}", self.prefix)).expect("valid test name")
     }
 
-    /// `try_acquire` that must grant: panics (failing the case) on an error or on contention.
+    /// The highest token this case has seen granted for `name`.
+    pub fn highest_seen(&self, name: &LockName) -> Option<FencingToken> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .copied()
+    }
+
+    /// Remembers that `token` was granted for `name`.
+    pub fn saw(&self, name: &LockName, token: FencingToken) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let highest = seen.entry(name.clone()).or_insert(token);
+        *highest = (*highest).max(token);
+    }
+
+    /// `try_acquire`, settled: the grant, or `None` while a grant this case knows holds `name`.
+    pub async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Option<Lease> {
+        let store = self.store().as_ref();
+        let lease = settle::try_acquire(store, name, ttl, self.highest_seen(name)).await;
+        if let Some(lease) = &lease {
+            self.saw(name, lease.token());
+        }
+        lease
+    }
+
+    /// `try_acquire` that must grant: fails the case if `name` is held.
     pub async fn grant(&self, name: &LockName, ttl: Duration) -> Lease {
-        match self.store().try_acquire(name, ttl).await {
-            Ok(Some(lease)) => lease,
-            Ok(None) => panic!("{name:?} must be granted, but it is held"),
-            Err(e) => panic!("{name:?} must be granted: {e}"),
+        match self.try_acquire(name, ttl).await {
+            Some(lease) => lease,
+            None => panic!(
+                "{name:?} must be granted, but it is held: {:?}",
+                self.inspect(name).await
+            ),
+        }
+    }
+
+    /// `locker.try_acquire(name, options)`, settled as [`Self::try_acquire`]: the guard, or
+    /// `None` while a grant this case knows holds `name` for as long as `options` wait.
+    pub async fn try_guard(
+        &self,
+        locker: &Locker,
+        name: &LockName,
+        options: AcquireOptions,
+    ) -> Option<LockGuard> {
+        let store = self.store().as_ref();
+        let guard = settle::acquire(store, name, self.highest_seen(name), || {
+            locker.try_acquire(name, options)
+        })
+        .await;
+        if let Some(guard) = &guard {
+            self.saw(name, guard.token());
+        }
+        guard
+    }
+
+    /// A guard on `name` through a new locker, granted within the wait `options` allow: fails
+    /// the case if `name` stays held.
+    pub async fn guard(&self, name: &LockName, options: AcquireOptions) -> LockGuard {
+        match self.try_guard(&self.locker(), name, options).await {
+            Some(guard) => guard,
+            None => panic!(
+                "{name:?} must be granted, but it is held: {:?}",
+                self.inspect(name).await
+            ),
         }
     }
 
@@ -106,9 +180,41 @@ impl Ctx {
         let options = AcquireOptions::new()
             .with_ttl(self.short_ttl())
             .with_no_wait();
-        match self.locker().acquire(name, options).await {
-            Ok(guard) => guard,
-            Err(e) => panic!("{name:?} must be granted: {e}"),
-        }
+        self.guard(name, options).await
+    }
+
+    /// `inspect`, settled.
+    pub async fn inspect(&self, name: &LockName) -> Option<LeaseInfo> {
+        settle::inspect(self.store().as_ref(), name).await
+    }
+
+    /// `renew`, settled: the store's definite answer.
+    pub async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        settle::settle("renew", || self.store().renew(lease, ttl)).await
+    }
+
+    /// `renew_many`, settled: every answer definite.
+    pub async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
+        settle::renew_many(self.store().as_ref(), leases, ttl).await
+    }
+
+    /// Releases `lease`, which must still hold ([`settle::release`]).
+    pub async fn release(&self, lease: &Lease) {
+        settle::release(self.store().as_ref(), lease).await;
+    }
+
+    /// `release`, settled: the store's definite answer, for releases that must fail.
+    pub async fn release_answer(&self, lease: &Lease) -> Result<(), Error> {
+        settle::settle("release", || self.store().release(lease)).await
+    }
+
+    /// Releases `guard`, whose lease must still hold ([`settle::release_guard`]).
+    pub async fn release_guard(&self, guard: LockGuard) {
+        settle::release_guard(self.store().as_ref(), guard).await;
+    }
+
+    /// `force_release`, settled.
+    pub async fn force_release(&self, name: &LockName) -> ForceReleased {
+        settle::force_release(self.store().as_ref(), name).await
     }
 }

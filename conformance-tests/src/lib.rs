@@ -5,6 +5,7 @@ pub mod cases;
 mod fixture;
 pub mod harness;
 pub mod history;
+pub mod settle;
 
 pub use fixture::{Ctx, Fixture};
 

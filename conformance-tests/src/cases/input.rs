@@ -24,10 +24,7 @@ pub async fn ttl_validation(cx: &Ctx) {
             "acquire ttl",
         );
     }
-    assert!(
-        cx.store().inspect(&name).await.unwrap().is_none(),
-        "nothing granted"
-    );
+    assert_eq!(cx.inspect(&name).await, None, "nothing granted");
     let lease = cx.grant(&name, cx.long_ttl()).await;
     for ttl in bad {
         assert_kind(
@@ -38,8 +35,8 @@ pub async fn ttl_validation(cx: &Ctx) {
     }
     // A rejected renew changes nothing.
     assert_eq!(
-        cx.store().inspect(&name).await.unwrap().unwrap().token,
-        lease.token()
+        cx.inspect(&name).await.map(|i| i.token),
+        Some(lease.token())
     );
     let err = cx
         .locker()
@@ -47,7 +44,7 @@ pub async fn ttl_validation(cx: &Ctx) {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    cx.store().release(&lease).await.unwrap();
+    cx.release(&lease).await;
 }
 
 /// Empty, oversized and control-character names are `InvalidInput` before any store call.
@@ -105,32 +102,22 @@ pub async fn hostile_names_round_trip_and_stay_isolated(cx: &Ctx) {
     let mut leases = Vec::new();
     for name in &names {
         let lease = cx
-            .store()
             .try_acquire(name, cx.long_ttl())
             .await
-            .unwrap_or_else(|e| panic!("{name:?}: {e}"))
             .unwrap_or_else(|| panic!("{name:?} must be a lock of its own"));
         assert_eq!(lease.name(), name, "name round-trips");
         leases.push(lease);
     }
     for (name, lease) in names.iter().zip(&leases) {
-        let info = cx.store().inspect(name).await.unwrap().expect("held");
+        let info = cx.inspect(name).await.expect("held");
         assert_eq!(info.token, lease.token(), "{name:?} sees its own holder");
-        assert!(
-            cx.store()
-                .try_acquire(name, cx.long_ttl())
-                .await
-                .unwrap()
-                .is_none()
-        );
+        let other = cx.try_acquire(name, cx.long_ttl()).await;
+        assert!(other.is_none(), "{name:?} granted twice: {other:?}");
     }
     for lease in &leases {
-        cx.store().release(lease).await.unwrap();
+        cx.release(lease).await;
     }
     for name in &names {
-        assert!(
-            cx.store().inspect(name).await.unwrap().is_none(),
-            "{name:?} released"
-        );
+        assert_eq!(cx.inspect(name).await, None, "{name:?} released");
     }
 }

@@ -18,21 +18,18 @@ pub async fn renew_extends(cx: &Ctx) {
     while started.elapsed() < cx.past_short_ttl() {
         tokio::time::sleep(ttl / 4).await;
         lease = cx
-            .store()
             .renew(&lease, ttl)
             .await
-            .expect("renew before expiry");
+            .unwrap_or_else(|e| panic!("renew before expiry: {e}"));
         assert_eq!(lease.token(), first, "renew keeps the token");
     }
+    let other = cx.try_acquire(&name, ttl).await;
     assert!(
-        cx.store().try_acquire(&name, ttl).await.unwrap().is_none(),
-        "still held"
+        other.is_none(),
+        "still held by {first}, yet granted: {other:?}"
     );
-    assert_eq!(
-        cx.store().inspect(&name).await.unwrap().unwrap().token,
-        first
-    );
-    cx.store().release(&lease).await.unwrap();
+    assert_eq!(cx.inspect(&name).await.map(|i| i.token), Some(first));
+    cx.release(&lease).await;
 }
 
 /// After expiry, renew is `LeaseLost` and does not bring the grant back.
@@ -41,18 +38,20 @@ pub async fn renew_after_expiry_is_lost(cx: &Ctx) {
     let lease = cx.grant(&name, cx.short_ttl()).await;
     tokio::time::sleep(cx.past_short_ttl()).await;
     assert_kind(
-        cx.store().renew(&lease, cx.long_ttl()).await,
+        cx.renew(&lease, cx.long_ttl()).await,
         ErrorKind::LeaseLost,
         "late renew",
     );
-    assert!(
-        cx.store().inspect(&name).await.unwrap().is_none(),
-        "not resurrected"
-    );
+    assert_eq!(cx.inspect(&name).await, None, "not resurrected");
     // Free.
     let next = cx.grant(&name, cx.long_ttl()).await;
-    assert!(next.token() > lease.token());
-    cx.store().release(&next).await.unwrap();
+    assert!(
+        next.token() > lease.token(),
+        "{} after {}",
+        next.token(),
+        lease.token()
+    );
+    cx.release(&next).await;
 }
 
 /// A lease whose holder id or token differs from the current grant cannot renew or release it.
@@ -71,26 +70,25 @@ pub async fn renew_with_forged_holder_is_lost(cx: &Ctx) {
     );
     for forged in [&other_holder, &other_token] {
         assert_kind(
-            cx.store().renew(forged, ttl).await,
+            cx.renew(forged, ttl).await,
             ErrorKind::LeaseLost,
             "forged renew",
         );
         assert_kind(
-            cx.store().release(forged).await,
+            cx.release_answer(forged).await,
             ErrorKind::LeaseLost,
             "forged release",
         );
     }
     let lease = cx
-        .store()
         .renew(&lease, ttl)
         .await
-        .expect("the real holder still renews");
+        .unwrap_or_else(|e| panic!("the real holder still renews: {e}"));
     assert_eq!(
-        cx.store().inspect(&name).await.unwrap().unwrap().token,
-        lease.token()
+        cx.inspect(&name).await.map(|i| i.token),
+        Some(lease.token())
     );
-    cx.store().release(&lease).await.unwrap();
+    cx.release(&lease).await;
 }
 
 /// `renew_many` renews exactly the held leases of a batch and answers `LeaseLost` for each other
@@ -102,7 +100,7 @@ pub async fn renew_many_answers_each_lease(cx: &Ctx) {
     let mut a = cx.grant(&cx.name("many-a"), ttl).await;
     let mut b = cx.grant(&cx.name("many-b"), ttl).await;
     let released = cx.grant(&cx.name("many-released"), cx.long_ttl()).await;
-    cx.store().release(&released).await.unwrap();
+    cx.release(&released).await;
     let forged = Lease::granted(
         a.name().clone(),
         fencelock_core::FencingToken::new(a.token().get() + 1),
@@ -123,7 +121,7 @@ pub async fn renew_many_answers_each_lease(cx: &Ctx) {
             b.clone(),
             a.clone(),
         ];
-        let mut answers = cx.store().renew_many(&batch, ttl).await.into_iter();
+        let mut answers = cx.renew_many(&batch, ttl).await.into_iter();
         assert_eq!(answers.len(), batch.len(), "one answer per lease");
         a = answers.next().unwrap().expect("held lease a renews");
         for what in ["expired", "released", "forged"] {
@@ -141,10 +139,10 @@ pub async fn renew_many_answers_each_lease(cx: &Ctx) {
         assert!(a.deadline() > started + ttl / 4, "the deadline moved on");
     }
     for lease in [&a, &b] {
-        let info = cx.store().inspect(lease.name()).await.unwrap();
+        let info = cx.inspect(lease.name()).await;
         assert_eq!(info.map(|i| i.token), Some(lease.token()), "still held");
     }
-    let holder = cx.store().inspect(&taken).await.unwrap();
+    let holder = cx.inspect(&taken).await;
     assert_eq!(
         holder.map(|i| i.token),
         Some(newer.token()),
@@ -162,6 +160,6 @@ pub async fn renew_many_answers_each_lease(cx: &Ctx) {
         assert_kind(answer, ErrorKind::InvalidInput, "zero TTL");
     }
     for lease in [&a, &b, &newer] {
-        cx.store().release(lease).await.unwrap();
+        cx.release(lease).await;
     }
 }
