@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
-use fencelock_core::{Error, LockName};
+use fencelock_core::LockName;
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
@@ -40,25 +40,6 @@ pub async fn raw(server: &RedisServer) -> MultiplexedConnection {
 /// A unique lock name.
 pub fn name(what: &str) -> LockName {
     LockName::new(format!("test/{what}/{:016x}", rand::random::<u64>())).unwrap()
-}
-
-/// Runs `op` until it succeeds (the store reconnects after a restart), at most `within`.
-/// Only transient errors are retried.
-pub async fn retry<T, F, Fut>(within: Duration, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match op().await {
-            Ok(v) => return v,
-            Err(e) if e.is_transient() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("still failing after {within:?}: {e}"),
-        }
-    }
 }
 
 /// Waits until `condition` holds, checking every few milliseconds, at most `within`.
