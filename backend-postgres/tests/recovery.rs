@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use fencelock_conformance::harness::PostgresServerOptions;
+use fencelock_conformance::settle;
 use fencelock_core::{
     AcquireOptions, ErrorKind, LeaseStore, LockName, Locker, LossReason, WaitPolicy,
 };
@@ -58,19 +59,18 @@ async fn terminated_connections_recover_and_lost_leases_are_reported() {
         .unwrap()
         .unwrap();
     let waiter = {
-        let store = store.clone();
+        let (store, floor) = (store.clone(), held.token());
         tokio::spawn(async move {
+            let name = LockName::new("recovery/wait").unwrap();
             let policy = WaitPolicy {
                 until: Some(Instant::now() + Duration::from_secs(30)),
                 poll_interval: Duration::from_secs(60),
             };
-            store
-                .acquire_waiting(
-                    &LockName::new("recovery/wait").unwrap(),
-                    Duration::from_secs(60),
-                    policy,
-                )
-                .await
+            // Its sessions die too: a wait that fails transiently is waited again.
+            settle::acquire(&store, &name, Some(floor), || {
+                store.acquire_waiting(&name, Duration::from_secs(60), policy)
+            })
+            .await
         })
     };
     let started = Instant::now();
@@ -113,14 +113,12 @@ async fn terminated_connections_recover_and_lost_leases_are_reported() {
     let killed = terminate_others(&admin).await;
     assert!(killed >= 3, "terminated {killed} sessions");
     // While the holder's connections are gone, an operator breaks one of its leases.
-    let broken = loop {
-        match other.force_release(&lost).await {
-            Ok(token) => break token,
-            Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(10)).await,
-            Err(e) => panic!("force_release: {e}"),
-        }
-    };
-    assert_eq!(broken, Some(lost_guard.token()));
+    let broken = settle::force_release(&other, &lost).await;
+    assert!(
+        broken.broke(lost_guard.token()),
+        "{broken:?}, held by {}",
+        lost_guard.token()
+    );
     let (ok, transient) = busy.await.unwrap();
     println!("busy loop: {ok} cycles ok, {transient} transient errors");
     assert!(ok > 10, "the store kept working: {ok} cycles");
@@ -140,22 +138,21 @@ async fn terminated_connections_recover_and_lost_leases_are_reported() {
         kept_guard.loss()
     );
     assert_eq!(
-        store.inspect(&kept).await.unwrap().unwrap().token,
-        kept_guard.token()
+        settle::inspect(&store, &kept).await.map(|i| i.token),
+        Some(kept_guard.token())
     );
 
     // Wake-ups came back: the waiter gets the lock promptly after the release.
     let released_at = Instant::now();
-    other.release(&held).await.unwrap();
+    settle::release(&other, &held).await;
     let got = tokio::time::timeout(Duration::from_secs(5), waiter)
         .await
         .expect("woken after the listener reconnected, not by the 60 s poll")
         .unwrap()
-        .unwrap()
         .expect("granted");
     println!("wake-up after reconnect: {:?}", released_at.elapsed());
-    store.release(&got).await.unwrap();
-    kept_guard.release().await.unwrap();
+    settle::release(&store, &got).await;
+    settle::release_guard(&store, kept_guard).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
