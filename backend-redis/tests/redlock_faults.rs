@@ -15,6 +15,7 @@ use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_conformance::settle;
 use fencelock_core::{
     AcquireOptions, ErrorKind, FenceGate, FencingToken, LeaseStore, LockName, Locker, LossReason,
+    WaitPolicy,
 };
 use fencelock_redis::RedlockLeaseStore;
 use futures::future::join_all;
@@ -42,8 +43,14 @@ async fn store(servers: &[RedisServer]) -> RedlockLeaseStore {
         .unwrap()
 }
 
-/// Acquires and releases `name` `rounds` times (settled: servers may be restarting); returns
-/// the tokens. `seen` are the tokens granted for `name` before.
+/// The TTL of the grants [`cycle`] takes. A release that missed a server (its 100 ms ran out on
+/// a loaded machine) leaves the grant there; where only a bare majority of servers is up, that
+/// blocks the name until this TTL runs out.
+const CYCLE_TTL: Duration = Duration::from_secs(3);
+
+/// Acquires and releases `name` `rounds` times (settled: servers may be restarting), waiting
+/// out a grant an earlier release left on a server it missed; returns the tokens. `seen` are
+/// the tokens granted for `name` before.
 async fn cycle(
     store: &RedlockLeaseStore,
     name: &LockName,
@@ -53,7 +60,12 @@ async fn cycle(
     let mut tokens = Vec::new();
     for _ in 0..rounds {
         let floor = seen.iter().chain(&tokens).max().copied();
-        let lease = settle::grant(store, name, LONG, floor).await;
+        let policy = WaitPolicy::until(Some(Instant::now() + CYCLE_TTL * 2));
+        let lease = settle::acquire(store, name, floor, || {
+            store.acquire_waiting(name, CYCLE_TTL, policy)
+        })
+        .await
+        .unwrap_or_else(|| panic!("`{name}` still held {:?} on", CYCLE_TTL * 2));
         tokens.push(lease.token());
         settle::release(store, &lease).await;
     }
@@ -73,7 +85,9 @@ async fn one_server_killed_locking_continues_and_tokens_rise() {
     let store = store(&servers).await;
     let n = name("killed");
     let mut tokens = cycle(&store, &n, 3, &[]).await;
-    let held = settle::grant(&store, &n, LONG, tokens.last().copied()).await;
+    // With one server dead, a release that misses another leaves the grant there until its
+    // TTL: the held grant has the cycles' TTL, not a long one.
+    let held = settle::grant(&store, &n, CYCLE_TTL, tokens.last().copied()).await;
     tokens.push(held.token());
 
     servers[0].kill().unwrap();
@@ -85,7 +99,7 @@ async fn one_server_killed_locking_continues_and_tokens_rise() {
         "granted while {} holds: {other:?}",
         held.token()
     );
-    let held = settle::definite("renew", || store.renew(&held, LONG)).await;
+    let held = settle::definite("renew", || store.renew(&held, CYCLE_TTL)).await;
     assert_eq!(
         settle::inspect(&store, &n).await.map(|i| i.token),
         Some(held.token())
@@ -143,10 +157,11 @@ async fn token_rises_when_the_only_shared_server_lost_its_data() {
     let store = store(&servers).await;
     let n = name("floor");
     let mut tokens = cycle(&store, &n, 2, &[]).await;
-    // The last release returns once a majority freed the name; let it reach C too, or C keeps
-    // the grant in its append-only file.
+    // The last release returns once a majority freed the name; it must reach C too, or C keeps
+    // the grant in its append-only file. On a loaded machine the request to C may miss its
+    // 100 ms: then the grant's TTL frees the name there.
     let lock_key = store.layout().lock(&n).lock;
-    eventually(Duration::from_secs(5), "C freed the name", || async {
+    eventually(CYCLE_TTL * 2, "C freed the name", || async {
         servers[2].command(&["EXISTS", &lock_key]).await.unwrap() == ":0\r\n"
     })
     .await;
