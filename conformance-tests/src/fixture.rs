@@ -52,9 +52,9 @@ impl Fixture {
 /// One case's view: the fixture plus a random name prefix, so cases never share locks.
 ///
 /// Its store calls are settled ([`crate::settle`]): a transient error is asked again until the
-/// store answers definitely, and what an attempt with an unknown outcome left behind is
-/// resolved. For that the context remembers the highest token it has seen per name: a holder
-/// above it, after an attempt with an unknown outcome, is that attempt's orphaned grant.
+/// store answers definitely, and what a failed attempt left behind is resolved. For that the
+/// context remembers the highest token it has seen per name: a holder above it, after an
+/// acquire failed transiently, is that attempt's orphaned grant.
 pub struct Ctx {
     fixture: Fixture,
     prefix: String,
@@ -108,7 +108,7 @@ impl Ctx {
     }
 
     /// The highest token this case has seen granted for `name`.
-    pub fn highest_seen(&self, name: &LockName) -> Option<FencingToken> {
+    fn highest_seen(&self, name: &LockName) -> Option<FencingToken> {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -135,44 +135,29 @@ impl Ctx {
 
     /// `try_acquire` that must grant: fails the case if `name` is held.
     pub async fn grant(&self, name: &LockName, ttl: Duration) -> Lease {
-        match self.try_acquire(name, ttl).await {
-            Some(lease) => lease,
-            None => panic!(
-                "{name:?} must be granted, but it is held: {:?}",
-                self.inspect(name).await
-            ),
-        }
+        let store = self.store().as_ref();
+        let lease = settle::grant(store, name, ttl, self.highest_seen(name)).await;
+        self.saw(name, lease.token());
+        lease
     }
 
-    /// `locker.try_acquire(name, options)`, settled as [`Self::try_acquire`]: the guard, or
-    /// `None` while a grant this case knows holds `name` for as long as `options` wait.
-    pub async fn try_guard(
-        &self,
-        locker: &Locker,
-        name: &LockName,
-        options: AcquireOptions,
-    ) -> Option<LockGuard> {
+    /// A guard on `name` through a new locker (settled as [`Self::try_acquire`]), granted
+    /// within the wait `options` allow: fails the case if `name` stays held.
+    pub async fn guard(&self, name: &LockName, options: AcquireOptions) -> LockGuard {
+        let locker = self.locker();
         let store = self.store().as_ref();
         let guard = settle::acquire(store, name, self.highest_seen(name), || {
             locker.try_acquire(name, options)
         })
         .await;
-        if let Some(guard) = &guard {
-            self.saw(name, guard.token());
-        }
-        guard
-    }
-
-    /// A guard on `name` through a new locker, granted within the wait `options` allow: fails
-    /// the case if `name` stays held.
-    pub async fn guard(&self, name: &LockName, options: AcquireOptions) -> LockGuard {
-        match self.try_guard(&self.locker(), name, options).await {
-            Some(guard) => guard,
-            None => panic!(
+        let Some(guard) = guard else {
+            panic!(
                 "{name:?} must be granted, but it is held: {:?}",
                 self.inspect(name).await
-            ),
-        }
+            )
+        };
+        self.saw(name, guard.token());
+        guard
     }
 
     /// A guard on `name` with the short TTL and the watchdog renewing it, taken without waiting.
