@@ -2,13 +2,13 @@
 //! force, and a caller's own client gets the builder's options.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{shared_endpoints, unique_name};
 use fencelock_core::{ErrorKind, LeaseStore};
 use fencelock_etcd::{EtcdConfig, EtcdLeaseStore, etcd_client};
+use support::{shared_endpoints, unique_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_from_a_file_connects_with_its_options() {

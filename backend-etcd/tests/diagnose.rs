@@ -2,7 +2,7 @@
 //! two down (no leader), a raised NOSPACE alarm, and a dead cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ async fn store_on(endpoints: Vec<String>, op_timeout: Duration) -> EtcdLeaseStor
 
 #[tokio::test]
 async fn one_healthy_member_is_ok_and_says_it_has_no_fault_tolerance() {
-    let d = common::shared_store().await.diagnose().await.unwrap();
+    let d = support::shared_store().await.diagnose().await.unwrap();
     assert_eq!(d.backend, "etcd");
     assert!(d.server.starts_with("etcd 3."), "{d:#?}");
     assert_eq!(d.verdict(), Verdict::Ok, "{d:#?}");
@@ -131,7 +131,7 @@ async fn a_nospace_alarm_fails() {
     assert!(value.starts_with("NOSPACE"), "{value}");
     assert_eq!(d.verdict(), Verdict::Fail);
     // And indeed nothing can be granted.
-    let name = common::unique_name("nospace");
+    let name = support::unique_name("nospace");
     assert!(
         store
             .try_acquire(&name, Duration::from_secs(5))

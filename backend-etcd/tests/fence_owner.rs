@@ -3,14 +3,14 @@
 //! fence with real lock tokens (the tier uses made-up ones).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{PROMPTLY, shared_store, unique_name};
 use fencelock_core::{Error, ErrorKind, Fence, FencedValue, Lease, LeaseStore};
 use fencelock_etcd::EtcdLeaseStore;
 use fencelock_etcd::etcd_client::{Txn, TxnOp};
+use support::{PROMPTLY, shared_store, unique_name};
 
 const LONG: Duration = Duration::from_secs(60);
 

@@ -2,13 +2,13 @@
 //! together, with the default (empty) key prefix.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{EtcdctlLock, PROMPTLY, queue_len, shared_endpoints, unique_name};
 use fencelock_core::LeaseStore;
 use fencelock_etcd::EtcdLeaseStore;
+use support::{EtcdctlLock, PROMPTLY, queue_len, shared_endpoints, unique_name};
 use tokio::time::timeout;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -63,7 +63,7 @@ async fn our_holder_blocks_etcdctl_until_we_release() {
     let ours = store.try_acquire(&name, TTL).await.unwrap().unwrap();
 
     let mut etcdctl = EtcdctlLock::spawn(&endpoints, &name);
-    common::wait_for_queue_len(&store, &name, 2).await;
+    support::wait_for_queue_len(&store, &name, 2).await;
     assert!(
         timeout(Duration::from_millis(500), etcdctl.held_key())
             .await

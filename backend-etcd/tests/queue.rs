@@ -1,17 +1,17 @@
 //! The native queue: FIFO waiters, no leftover keys, the key layout and TTL rounding.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{
-    PROMPTLY, queue_len, shared_endpoints, shared_store, unique_name, wait_for_queue_len,
-};
 use fencelock_core::{AcquireOptions, LeaseStore, Locker};
 use fencelock_etcd::EtcdLeaseStore;
 use fencelock_etcd::etcd_client::LeaseTimeToLiveOptions;
+use support::{
+    PROMPTLY, queue_len, shared_endpoints, shared_store, unique_name, wait_for_queue_len,
+};
 use tokio::time::timeout;
 
 const TTL: Duration = Duration::from_secs(60);

@@ -1,13 +1,13 @@
 //! `renew_many` over more queues than one txn reads (100 per txn), on one keepalive stream.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{shared_store, unique_name};
 use fencelock_core::{ErrorKind, LeaseStore};
 use futures::future::join_all;
+use support::{shared_store, unique_name};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

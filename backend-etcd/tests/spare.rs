@@ -2,12 +2,12 @@
 //! with a new, greater token, and without ever outliving what etcd confirmed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{shared_store, unique_name};
 use fencelock_core::{ErrorKind, LeaseStore, LossReason};
+use support::{shared_store, unique_name};
 use tokio::time::{Instant, sleep};
 
 const TTL: Duration = Duration::from_secs(10);
@@ -145,7 +145,7 @@ async fn a_held_lock_costs_the_contender_no_write_and_keeps_its_lease() {
     assert_eq!(first, marker, "the failed attempts wrote nothing");
     client.delete(marker.as_str(), None).await.unwrap();
     assert_eq!(
-        common::queue_len(&contender, &name).await,
+        support::queue_len(&contender, &name).await,
         1,
         "nobody queued"
     );

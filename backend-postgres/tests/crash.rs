@@ -7,18 +7,19 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::PostgresConfig;
+use fencelock_conformance::harness::PostgresServerOptions;
+use fencelock_conformance::settle;
 use fencelock_core::{LeaseStore, LockName};
 use fencelock_postgres::PgLeaseStore;
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_restart_keeps_tokens_rising_and_live_leases_blocking() {
-    let server = support::own_server(PostgresConfig {
+    let server = support::own_server(PostgresServerOptions {
         durable: true,
         // The server default is asynchronous commit; the store must override it for grants.
         settings: vec![("synchronous_commit".into(), "off".into())],
-        ..PostgresConfig::default()
+        ..PostgresServerOptions::default()
     })
     .await;
     assert_eq!(
@@ -57,58 +58,50 @@ async fn kill_9_and_restart_keeps_tokens_rising_and_live_leases_blocking() {
         "restart took {restarted_in:?}; the test needs the lease still live"
     );
 
-    // A fresh store, as a process started after the crash would have.
+    // A fresh store, as a process started after the crash would have. Calls after the crash
+    // are settled: a statement may meet a connection the crash broke.
     let after = PgLeaseStore::connect(&server.url()).await.unwrap();
-    let info = after
-        .inspect(&held)
+    let info = settle::inspect(&after, &held)
         .await
-        .unwrap()
         .expect("the acknowledged grant survived the crash");
     assert_eq!(info.token, live.token());
-    assert!(info.remaining <= held_ttl);
+    assert!(info.remaining <= held_ttl, "{info:?}");
+    let other = settle::try_acquire(&after, &held, held_ttl, Some(live.token())).await;
     assert!(
-        after.try_acquire(&held, held_ttl).await.unwrap().is_none(),
-        "a live lease still blocks after the crash"
+        other.is_none(),
+        "a live lease still blocks after the crash, yet: {other:?}"
     );
-    assert!(
-        after
-            .try_acquire(&cycled, held_ttl)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let other = settle::try_acquire(&after, &cycled, held_ttl, Some(cycled_last.token())).await;
+    assert!(other.is_none(), "{other:?}");
 
     // The old store's pool recovers by itself (dead connections are replaced).
-    let renewed = store.renew(&live, held_ttl).await;
-    let renewed = match renewed {
-        Ok(lease) => lease,
-        // The first statement may have met a connection the crash had already broken.
-        Err(e) if e.is_transient() => store.renew(&live, held_ttl).await.unwrap(),
-        Err(e) => panic!("renew after restart: {e}"),
-    };
-    store.release(&renewed).await.unwrap();
-    store.release(&cycled_last).await.unwrap();
+    let renewed =
+        settle::definite("renew after the restart", || store.renew(&live, held_ttl)).await;
+    settle::release(&store, &renewed).await;
+    settle::release(&store, &cycled_last).await;
 
-    let next = after
-        .try_acquire(&cycled, Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
+    let next = settle::grant(
+        &after,
+        &cycled,
+        Duration::from_secs(60),
+        Some(cycled_last.token()),
+    )
+    .await;
     assert!(
         next.token() > cycled_last.token(),
         "token {} after the crash must exceed {}",
         next.token(),
         cycled_last.token()
     );
-    after.release(&next).await.unwrap();
+    settle::release(&after, &next).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_lease_blocks_until_its_ttl_after_a_crash() {
-    let server = support::own_server(PostgresConfig {
+    let server = support::own_server(PostgresServerOptions {
         durable: true,
         settings: vec![("synchronous_commit".into(), "off".into())],
-        ..PostgresConfig::default()
+        ..PostgresServerOptions::default()
     })
     .await;
     let store = PgLeaseStore::connect(&server.url()).await.unwrap();
@@ -121,11 +114,9 @@ async fn live_lease_blocks_until_its_ttl_after_a_crash() {
     let store = PgLeaseStore::connect(&server.url()).await.unwrap();
     // Poll until the name is free: never before the TTL ran out, promptly after.
     let next = loop {
-        if let Some(next) = store
-            .try_acquire(&name, Duration::from_secs(60))
-            .await
-            .unwrap()
-        {
+        let attempt =
+            settle::try_acquire(&store, &name, Duration::from_secs(60), Some(lease.token()));
+        if let Some(next) = attempt.await {
             break next;
         }
         assert!(
@@ -147,10 +138,10 @@ async fn live_lease_blocks_until_its_ttl_after_a_crash() {
 /// So the tests above would catch a store that stopped forcing durable commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_durable_grants_the_same_crash_forgets_grants() {
-    let server = support::own_server(PostgresConfig {
+    let server = support::own_server(PostgresServerOptions {
         durable: true,
         settings: vec![("synchronous_commit".into(), "off".into())],
-        ..PostgresConfig::default()
+        ..PostgresServerOptions::default()
     })
     .await;
     let mut forgotten = 0;
@@ -170,7 +161,7 @@ async fn without_durable_grants_the_same_crash_forgets_grants() {
         server.kill().unwrap();
         server.restart().await.unwrap();
         let after = PgLeaseStore::connect(&server.url()).await.unwrap();
-        if after.inspect(&name).await.unwrap().map(|i| i.token) != Some(lease.token()) {
+        if settle::inspect(&after, &name).await.map(|i| i.token) != Some(lease.token()) {
             forgotten += 1;
         }
     }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::PostgresConfig;
+use fencelock_conformance::harness::PostgresServerOptions;
 use fencelock_core::{Diagnosis, ErrorKind, LeaseStore, Verdict};
 use fencelock_postgres::PgLeaseStore;
 use tokio::time::Instant;
@@ -41,9 +41,9 @@ async fn diagnose(url: &str, durable_grants: bool) -> Diagnosis {
 
 #[tokio::test]
 async fn a_durable_server_is_all_ok() {
-    let server = support::own_server(PostgresConfig {
+    let server = support::own_server(PostgresServerOptions {
         durable: true,
-        ..PostgresConfig::default()
+        ..PostgresServerOptions::default()
     })
     .await;
     let d = diagnose(&server.url(), true).await;
@@ -108,7 +108,7 @@ async fn a_read_only_default_fails() {
 /// a read-only standby, as after a failover went the wrong way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_fails() {
-    let server = support::own_server(PostgresConfig::default()).await;
+    let server = support::own_server(PostgresServerOptions::default()).await;
     let store = PgLeaseStore::builder()
         .with_op_timeout(Duration::from_secs(5))
         .with_url(server.url())
@@ -130,7 +130,7 @@ async fn a_standby_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_server_is_an_error_within_the_op_timeout() {
-    let server = support::own_server(PostgresConfig::default()).await;
+    let server = support::own_server(PostgresServerOptions::default()).await;
     let store = PgLeaseStore::builder()
         .with_op_timeout(Duration::from_millis(500))
         .with_connect_timeout(Duration::from_millis(300))

@@ -6,7 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::PostgresConfig;
+use fencelock_conformance::harness::PostgresServerOptions;
+use fencelock_conformance::settle;
 use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{AcquireOptions, ErrorKind, LeaseStore, LockName, Locker, LossReason};
 use fencelock_postgres::PgLeaseStore;
@@ -28,7 +29,7 @@ async fn terminate_others(admin: &PgPool) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_connections_recover_and_lost_leases_are_reported() {
     // A server of its own: terminating "every other connection" must not hit other tests.
-    let server = support::own_server(PostgresConfig::default()).await;
+    let server = support::own_server(PostgresServerOptions::default()).await;
     let url = server.url();
     let admin_url = format!("{url}?application_name=fencelock-admin");
     let admin = support::admin_pool(&admin_url).await;
@@ -57,19 +58,18 @@ async fn terminated_connections_recover_and_lost_leases_are_reported() {
         .unwrap()
         .unwrap();
     let waiter = {
-        let store = store.clone();
+        let (store, floor) = (store.clone(), held.token());
         tokio::spawn(async move {
+            let name = LockName::new("recovery/wait").unwrap();
             let policy = WaitPolicy {
                 until: Some(Instant::now() + Duration::from_secs(30)),
                 poll_interval: Duration::from_secs(60),
             };
-            store
-                .acquire_waiting(
-                    &LockName::new("recovery/wait").unwrap(),
-                    Duration::from_secs(60),
-                    policy,
-                )
-                .await
+            // Its sessions die too: a wait that fails transiently is waited again.
+            settle::acquire(&store, &name, Some(floor), || {
+                store.acquire_waiting(&name, Duration::from_secs(60), policy)
+            })
+            .await
         })
     };
     let started = Instant::now();
@@ -112,14 +112,12 @@ async fn terminated_connections_recover_and_lost_leases_are_reported() {
     let killed = terminate_others(&admin).await;
     assert!(killed >= 3, "terminated {killed} sessions");
     // While the holder's connections are gone, an operator breaks one of its leases.
-    let broken = loop {
-        match other.force_release(&lost).await {
-            Ok(token) => break token,
-            Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(10)).await,
-            Err(e) => panic!("force_release: {e}"),
-        }
-    };
-    assert_eq!(broken, Some(lost_guard.token()));
+    let broken = settle::force_release(&other, &lost).await;
+    assert!(
+        broken.broke(lost_guard.token()),
+        "{broken:?}, held by {}",
+        lost_guard.token()
+    );
     let (ok, transient) = busy.await.unwrap();
     println!("busy loop: {ok} cycles ok, {transient} transient errors");
     assert!(ok > 10, "the store kept working: {ok} cycles");
@@ -139,27 +137,26 @@ async fn terminated_connections_recover_and_lost_leases_are_reported() {
         kept_guard.loss_reason()
     );
     assert_eq!(
-        store.inspect(&kept).await.unwrap().unwrap().token,
-        kept_guard.token()
+        settle::inspect(&store, &kept).await.map(|i| i.token),
+        Some(kept_guard.token())
     );
 
     // Wake-ups came back: the waiter gets the lock promptly after the release.
     let released_at = Instant::now();
-    other.release(&held).await.unwrap();
+    settle::release(&other, &held).await;
     let got = tokio::time::timeout(Duration::from_secs(5), waiter)
         .await
         .expect("woken after the listener reconnected, not by the 60 s poll")
         .unwrap()
-        .unwrap()
         .expect("granted");
     println!("wake-up after reconnect: {:?}", released_at.elapsed());
-    store.release(&got).await.unwrap();
-    kept_guard.release().await.unwrap();
+    settle::release(&store, &got).await;
+    settle::release_guard(&store, kept_guard).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_sessions_between_calls_are_invisible_to_callers() {
-    let server = support::own_server(PostgresConfig::default()).await;
+    let server = support::own_server(PostgresServerOptions::default()).await;
     let url = server.url();
     let admin = support::admin_pool(&format!("{url}?application_name=fencelock-admin")).await;
     let store = PgLeaseStore::connect(&url).await.unwrap();

@@ -3,16 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{name, raw, retry, server, store};
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
+use fencelock_conformance::settle;
 use fencelock_core::{FencingToken, LeaseStore};
 use fencelock_redis::redis::AsyncCommands;
-
-const RECONNECT: Duration = Duration::from_secs(10);
+use support::{name, raw, server, store};
 
 /// Grants and releases `name` a few times, then crashes and restarts the server, and checks
 /// that the next grant's token is above every token before. Returns whether the token counter
@@ -47,13 +46,11 @@ async fn tokens_rise_across_kill_and_restart(server: &RedisServer) -> bool {
         let counter: Option<u64> = conn.get(&counter_key).await.unwrap();
         counter.is_some()
     };
-    // The same store reconnects by itself.
-    let after = retry(RECONNECT, || {
-        store.try_acquire(&name, Duration::from_secs(60))
-    })
-    .await;
-    let after = after.map(|l| l.token());
+    // The same store reconnects by itself; until it has, calls fail transiently (settled).
     let max_before = before.iter().max().copied().unwrap();
+    let after = settle::try_acquire(&store, &name, Duration::from_secs(60), Some(max_before))
+        .await
+        .map(|l| l.token());
     match after {
         // Without persistence the held grant is gone too, so the name is free.
         Some(token) => assert!(
@@ -62,14 +59,11 @@ async fn tokens_rise_across_kill_and_restart(server: &RedisServer) -> bool {
         ),
         // With persistence the held grant survived: the old holder still holds it.
         None => {
-            let info = store.inspect(&name).await.unwrap().unwrap();
-            assert_eq!(info.token, held.token());
-            store.release(&held).await.unwrap();
-            let next = store
-                .try_acquire(&name, Duration::from_secs(60))
-                .await
-                .unwrap()
-                .unwrap();
+            let info = settle::inspect(&store, &name).await;
+            assert_eq!(info.map(|i| i.token), Some(held.token()));
+            settle::release(&store, &held).await;
+            let next =
+                settle::grant(&store, &name, Duration::from_secs(60), Some(max_before)).await;
             assert!(next.token() > max_before, "{} vs {before:?}", next.token());
         }
     }
@@ -78,7 +72,7 @@ async fn tokens_rise_across_kill_and_restart(server: &RedisServer) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_restart_without_persistence_keeps_tokens_rising() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let counter_survived = tokens_rise_across_kill_and_restart(&server).await;
     assert!(
         !counter_survived,
@@ -88,7 +82,7 @@ async fn kill9_restart_without_persistence_keeps_tokens_rising() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_restart_with_aof_always_keeps_tokens_rising() {
-    let server = server(RedisConfig::aof()).await;
+    let server = server(RedisServerOptions::aof()).await;
     let counter_survived = tokens_rise_across_kill_and_restart(&server).await;
     assert!(
         counter_survived,
@@ -100,7 +94,7 @@ async fn kill9_restart_with_aof_always_keeps_tokens_rising() {
 /// epoch, so a fresh server (or a fresh replica) cannot restart them from 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_token_is_the_server_time_in_microseconds() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let mut conn = raw(&server).await;
     let (secs, micros): (u64, u64) = fencelock_redis::redis::cmd("TIME")

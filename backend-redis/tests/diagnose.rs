@@ -4,15 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::server;
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_core::{Diagnosis, ErrorKind, LeaseStore, Verdict};
 use fencelock_redis::{RedisLeaseStore, RedlockLeaseStore};
 use futures::future::join_all;
+use support::server;
 
 /// The verdict of the finding named `setting` (exactly one must exist).
 fn verdict_of(d: &Diagnosis, setting: &str) -> Verdict {
@@ -34,14 +34,14 @@ async fn diagnose(server: &RedisServer) -> Diagnosis {
     store.diagnose().await.unwrap()
 }
 
-fn with_args(mut config: RedisConfig, args: &[&str]) -> RedisConfig {
+fn with_args(mut config: RedisServerOptions, args: &[&str]) -> RedisServerOptions {
     config.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
     config
 }
 
 #[tokio::test]
 async fn append_only_and_noeviction_is_all_ok() {
-    let redis = server(RedisConfig::aof()).await;
+    let redis = server(RedisServerOptions::aof()).await;
     let d = diagnose(&redis).await;
     assert_eq!(d.backend, "redis");
     assert!(d.server.starts_with("Redis 7."), "{d:#?}");
@@ -56,7 +56,7 @@ async fn append_only_and_noeviction_is_all_ok() {
 #[tokio::test]
 async fn no_persistence_and_eviction_warn() {
     let redis = server(with_args(
-        RedisConfig::ephemeral(),
+        RedisServerOptions::ephemeral(),
         &["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"],
     ))
     .await;
@@ -70,7 +70,7 @@ async fn no_persistence_and_eviction_warn() {
 
 #[tokio::test]
 async fn a_replica_fails_and_its_primary_counts_it() {
-    let primary = server(RedisConfig::aof()).await;
+    let primary = server(RedisServerOptions::aof()).await;
     let replica = RedisServer::start_replica_of(&primary).await.unwrap();
     let d = diagnose(&replica).await;
     assert_eq!(verdict_of(&d, "role"), Verdict::Fail, "{d:#?}");
@@ -86,7 +86,7 @@ async fn a_replica_fails_and_its_primary_counts_it() {
 #[tokio::test]
 async fn a_write_quorum_nobody_meets_fails() {
     let redis = server(with_args(
-        RedisConfig::aof(),
+        RedisServerOptions::aof(),
         &["--min-replicas-to-write", "1"],
     ))
     .await;
@@ -99,7 +99,7 @@ async fn a_write_quorum_nobody_meets_fails() {
     assert_eq!(value_of(&d, "min-replicas-to-write"), "1 (0 in sync)");
     // And indeed the store cannot grant there.
     let store = RedisLeaseStore::connect(&redis.url()).await.unwrap();
-    let name = common::name("noreplicas");
+    let name = support::name("noreplicas");
     assert!(
         store
             .try_acquire(&name, Duration::from_secs(5))
@@ -111,7 +111,7 @@ async fn a_write_quorum_nobody_meets_fails() {
 
 #[tokio::test]
 async fn a_user_without_info_or_config_gets_warnings_not_an_error() {
-    let redis = server(RedisConfig::aof()).await;
+    let redis = server(RedisServerOptions::aof()).await;
     let reply = redis
         .command(&[
             "ACL",
@@ -140,7 +140,7 @@ async fn a_user_without_info_or_config_gets_warnings_not_an_error() {
 #[tokio::test]
 async fn a_password_never_shows() {
     // Set after start: the harness checks readiness with a PING that has no password.
-    let redis = server(RedisConfig::aof()).await;
+    let redis = server(RedisServerOptions::aof()).await;
     let reply = redis
         .command(&["CONFIG", "SET", "requirepass", "hunter2-secret"])
         .await
@@ -156,7 +156,7 @@ async fn a_password_never_shows() {
 
 #[tokio::test]
 async fn a_dead_server_is_an_error_in_bounded_time() {
-    let redis = server(RedisConfig::ephemeral()).await;
+    let redis = server(RedisServerOptions::ephemeral()).await;
     let store = RedisLeaseStore::builder()
         .with_op_timeout(Duration::from_millis(500))
         .with_connect_timeout(Duration::from_millis(500))
@@ -182,7 +182,7 @@ async fn a_dead_server_is_an_error_in_bounded_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redlock_diagnoses_each_server_and_the_quorum() {
     let servers: Vec<RedisServer> =
-        join_all((0..3).map(|_| RedisServer::start(RedisConfig::aof())))
+        join_all((0..3).map(|_| RedisServer::start(RedisServerOptions::aof())))
             .await
             .into_iter()
             .map(Result::unwrap)

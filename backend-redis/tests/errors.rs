@@ -3,14 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{name, server, store};
-use fencelock_conformance::harness::{RedisConfig as HarnessConfig, free_port};
+use fencelock_conformance::harness::{RedisServerOptions, free_port};
+use fencelock_conformance::settle;
 use fencelock_core::{ErrorKind, LeaseStore};
 use fencelock_redis::{RedisConfig, RedisLeaseStore};
+use support::{name, server, store};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -64,7 +65,7 @@ async fn bad_urls_and_options_are_invalid_input_before_anything_is_sent() {
 /// A config loaded from a file connects, with its options in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_from_a_file_connects_with_its_options() {
-    let server = server(HarnessConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let config: RedisConfig = serde_json::from_str(&format!(
         r#"{{"url": "{}", "key_prefix": "from-file:", "max_ttl_ms": 60000}}"#,
         server.url()
@@ -82,7 +83,7 @@ async fn a_config_from_a_file_connects_with_its_options() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_server_is_outcome_unknown_then_recovers() {
-    let server = server(HarnessConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = RedisLeaseStore::builder()
         .with_url(server.url())
         .with_op_timeout(Duration::from_millis(200))
@@ -90,19 +91,20 @@ async fn paused_server_is_outcome_unknown_then_recovers() {
         .await
         .unwrap();
     let n = name("paused");
-    let lease = store.try_acquire(&n, LONG).await.unwrap().unwrap();
+    // 200 ms per reply is tight on a loaded machine: calls around the pause are settled.
+    let lease = settle::grant(&store, &n, LONG, None).await;
     server.pause().unwrap();
     let err = store.renew(&lease, LONG).await.unwrap_err();
     server.resume().unwrap();
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
     assert!(err.is_transient());
-    let lease = common::retry(Duration::from_secs(5), || store.renew(&lease, LONG)).await;
-    store.release(&lease).await.unwrap();
+    let lease = settle::definite("renew after the pause", || store.renew(&lease, LONG)).await;
+    settle::release(&store, &lease).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_server_is_transient_and_then_unavailable() {
-    let server = server(HarnessConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let n = name("killed");
     let lease = store.try_acquire(&n, LONG).await.unwrap().unwrap();
@@ -123,7 +125,7 @@ async fn killed_server_is_transient_and_then_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_never_shows_and_a_wrong_one_is_a_backend_error() {
-    let server = server(HarnessConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     // Set after start: the harness waits for an unauthenticated PING.
     let reply = server
         .command(&["CONFIG", "SET", "requirepass", "hunter2"])

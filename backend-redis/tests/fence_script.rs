@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use common::{raw, server, store};
-use fencelock_conformance::harness::RedisConfig;
+use fencelock_conformance::harness::RedisServerOptions;
 use fencelock_core::{ErrorKind, Fence, FencedValue, FencingToken};
 use fencelock_redis::redis::{AsyncCommands, Value};
 use fencelock_redis::scripts::SCRIPTS;
+use support::{raw, server, store};
 
 fn t(n: u64) -> FencingToken {
     FencingToken::new(n)
@@ -20,7 +20,7 @@ fn t(n: u64) -> FencingToken {
 /// fence reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compare_and_set_script_runs_on_its_own() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let fence = store(&server).await.fence();
     let mut conn = raw(&server).await;
     let key = "own-script";
@@ -55,7 +55,7 @@ async fn the_compare_and_set_script_runs_on_its_own() {
 /// Redis keys and values are binary-safe: a key with NUL is a key of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nul_and_binary_keys_round_trip() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let fence = store(&server).await.fence();
     let keys = ["nul\0key", "nul\0key\0", "nul", "\u{1}\u{7f}"];
     for (i, key) in keys.iter().enumerate() {
@@ -74,7 +74,7 @@ async fn nul_and_binary_keys_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_foreign_keys_are_typed_errors() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let fence = store(&server).await.fence();
     for (key, token) in [("", t(5)), ("k", t(FencingToken::MAX_EXACT + 1))] {
         let err = fence.write(key, token, b"v").await.unwrap_err();

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use fencelock_conformance::Fixture;
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_redis::RedlockLeaseStore;
 
 /// `n` servers for this test process, started on first use.
@@ -15,7 +15,7 @@ async fn servers(cell: &'static OnceLock<Vec<RedisServer>>, n: usize) -> Vec<Str
         cell.get_or_init(|| {
             (0..n)
                 .map(|_| {
-                    RedisServer::start_blocking(RedisConfig::ephemeral())
+                    RedisServer::start_blocking(RedisServerOptions::ephemeral())
                         .unwrap_or_else(|e| panic!("starting redis-server: {e}"))
                 })
                 .collect()

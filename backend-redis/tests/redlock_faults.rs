@@ -1,26 +1,32 @@
 //! Redlock under failures, against real redis-server processes: a server killed, a server
 //! restarted empty, a paused minority, a paused majority, and two clients racing.
+//!
+//! Every server has at most 100 ms (a quarter of the TTL, if shorter) to answer, so any call
+//! may fail transiently on a loaded machine; where a test's point lies elsewhere its calls are
+//! settled (`fencelock_conformance::settle`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{eventually, name, retry};
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
+use fencelock_conformance::settle;
+use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{
     AcquireOptions, ErrorKind, FenceGate, FencingToken, LeaseStore, LockName, Locker, LossReason,
 };
 use fencelock_redis::RedlockLeaseStore;
 use futures::future::join_all;
+use support::{eventually, name};
 use tokio::time::Instant;
 
 const LONG: Duration = Duration::from_secs(60);
 const RECONNECT: Duration = Duration::from_secs(10);
 
-async fn servers(configs: &[RedisConfig]) -> Vec<RedisServer> {
-    join_all(configs.iter().cloned().map(RedisServer::start))
+async fn servers(options: &[RedisServerOptions]) -> Vec<RedisServer> {
+    join_all(options.iter().cloned().map(RedisServer::start))
         .await
         .into_iter()
         .map(|s| s.unwrap_or_else(|e| panic!("starting redis-server: {e}")))
@@ -28,7 +34,7 @@ async fn servers(configs: &[RedisConfig]) -> Vec<RedisServer> {
 }
 
 async fn ephemeral(n: usize) -> Vec<RedisServer> {
-    servers(&vec![RedisConfig::ephemeral(); n]).await
+    servers(&vec![RedisServerOptions::ephemeral(); n]).await
 }
 
 async fn store(servers: &[RedisServer]) -> RedlockLeaseStore {
@@ -37,15 +43,31 @@ async fn store(servers: &[RedisServer]) -> RedlockLeaseStore {
         .unwrap()
 }
 
-/// Acquires and releases `name` `rounds` times; returns the tokens.
-async fn cycle(store: &RedlockLeaseStore, name: &LockName, rounds: usize) -> Vec<FencingToken> {
+/// The TTL of the grants [`cycle`] takes. A release that missed a server (its 100 ms ran out on
+/// a loaded machine) leaves the grant there; where only a bare majority of servers is up, that
+/// blocks the name until this TTL runs out.
+const CYCLE_TTL: Duration = Duration::from_secs(3);
+
+/// Acquires and releases `name` `rounds` times (settled: servers may be restarting), waiting
+/// out a grant an earlier release left on a server it missed; returns the tokens. `seen` are
+/// the tokens granted for `name` before.
+async fn cycle(
+    store: &RedlockLeaseStore,
+    name: &LockName,
+    rounds: usize,
+    seen: &[FencingToken],
+) -> Vec<FencingToken> {
     let mut tokens = Vec::new();
     for _ in 0..rounds {
-        let lease = retry(RECONNECT, || store.try_acquire(name, LONG))
-            .await
-            .expect("the name is free");
+        let floor = seen.iter().chain(&tokens).max().copied();
+        let policy = WaitPolicy::until(Some(Instant::now() + CYCLE_TTL * 2));
+        let lease = settle::acquire(store, name, floor, || {
+            store.acquire_waiting(name, CYCLE_TTL, policy)
+        })
+        .await
+        .unwrap_or_else(|| panic!("`{name}` still held {:?} on", CYCLE_TTL * 2));
         tokens.push(lease.token());
-        store.release(&lease).await.unwrap();
+        settle::release(store, &lease).await;
     }
     tokens
 }
@@ -62,22 +84,29 @@ async fn one_server_killed_locking_continues_and_tokens_rise() {
     let servers = ephemeral(3).await;
     let store = store(&servers).await;
     let n = name("killed");
-    let mut tokens = cycle(&store, &n, 3).await;
-    let held = store.try_acquire(&n, LONG).await.unwrap().unwrap();
+    let mut tokens = cycle(&store, &n, 3, &[]).await;
+    // With one server dead, a release that misses another leaves the grant there until its
+    // TTL: the held grant has the cycles' TTL, not a long one.
+    let held = settle::grant(&store, &n, CYCLE_TTL, tokens.last().copied()).await;
     tokens.push(held.token());
 
     servers[0].kill().unwrap();
 
     // The grant still holds on the other two: nobody else gets it, and its holder keeps it.
-    assert!(store.try_acquire(&n, LONG).await.unwrap().is_none());
-    let held = store.renew(&held, LONG).await.unwrap();
-    assert_eq!(
-        store.inspect(&n).await.unwrap().unwrap().token,
+    let other = settle::try_acquire(&store, &n, LONG, Some(held.token())).await;
+    assert!(
+        other.is_none(),
+        "granted while {} holds: {other:?}",
         held.token()
     );
-    store.release(&held).await.unwrap();
+    let held = settle::definite("renew", || store.renew(&held, CYCLE_TTL)).await;
+    assert_eq!(
+        settle::inspect(&store, &n).await.map(|i| i.token),
+        Some(held.token())
+    );
+    settle::release(&store, &held).await;
     let started = Instant::now();
-    tokens.extend(cycle(&store, &n, 5).await);
+    tokens.extend(cycle(&store, &n, 5, &tokens).await);
     let per_cycle = started.elapsed() / 5;
     assert_rising(&tokens);
     assert!(
@@ -91,8 +120,8 @@ async fn one_server_restarted_empty_tokens_rise() {
     let servers = ephemeral(3).await;
     let store = store(&servers).await;
     let n = name("restarted");
-    let mut tokens = cycle(&store, &n, 3).await;
-    let held = store.try_acquire(&n, LONG).await.unwrap().unwrap();
+    let mut tokens = cycle(&store, &n, 3, &[]).await;
+    let held = settle::grant(&store, &n, LONG, tokens.last().copied()).await;
     tokens.push(held.token());
 
     servers[1].kill().unwrap();
@@ -101,9 +130,14 @@ async fn one_server_restarted_empty_tokens_rise() {
     assert_eq!(servers[1].command(&["DBSIZE"]).await.unwrap(), ":0\r\n");
 
     // The grant still holds on the other two.
-    assert!(store.try_acquire(&n, LONG).await.unwrap().is_none());
-    retry(RECONNECT, || store.release(&held)).await;
-    tokens.extend(cycle(&store, &n, 3).await);
+    let other = settle::try_acquire(&store, &n, LONG, Some(held.token())).await;
+    assert!(
+        other.is_none(),
+        "granted while {} holds: {other:?}",
+        held.token()
+    );
+    settle::release(&store, &held).await;
+    tokens.extend(cycle(&store, &n, 3, &tokens).await);
     assert_rising(&tokens);
 }
 
@@ -115,28 +149,29 @@ async fn one_server_restarted_empty_tokens_rise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_rises_when_the_only_shared_server_lost_its_data() {
     let servers = servers(&[
-        RedisConfig::ephemeral(),
-        RedisConfig::ephemeral(),
-        RedisConfig::aof(),
+        RedisServerOptions::ephemeral(),
+        RedisServerOptions::ephemeral(),
+        RedisServerOptions::aof(),
     ])
     .await;
     let store = store(&servers).await;
     let n = name("floor");
-    let mut tokens = cycle(&store, &n, 2).await;
-    // The last release returns once a majority freed the name; let it reach C too, or C keeps
-    // the grant in its append-only file.
+    let mut tokens = cycle(&store, &n, 2, &[]).await;
+    // The last release returns once a majority freed the name; it must reach C too, or C keeps
+    // the grant in its append-only file. On a loaded machine the request to C may miss its
+    // 100 ms: then the grant's TTL frees the name there.
     let lock_key = store.layout().lock(&n).lock;
-    eventually(Duration::from_secs(5), "C freed the name", || async {
+    eventually(CYCLE_TTL * 2, "C freed the name", || async {
         servers[2].command(&["EXISTS", &lock_key]).await.unwrap() == ":0\r\n"
     })
     .await;
     servers[2].kill().unwrap();
-    tokens.extend(cycle(&store, &n, 3).await);
+    tokens.extend(cycle(&store, &n, 3, &tokens).await);
     servers[2].restart().await.unwrap();
     servers[0].kill().unwrap();
     servers[0].restart().await.unwrap();
     servers[1].kill().unwrap();
-    let after = cycle(&store, &n, 2).await;
+    let after = cycle(&store, &n, 2, &tokens).await;
     assert!(
         after[0] > *tokens.iter().max().unwrap(),
         "{after:?} after {tokens:?}"
@@ -150,13 +185,20 @@ async fn paused_minority_grants_within_the_validity_budget() {
     let servers = ephemeral(5).await;
     let store = store(&servers).await;
     let n = name("paused-minority");
-    let mut tokens = cycle(&store, &n, 2).await;
+    let mut tokens = cycle(&store, &n, 2, &[]).await;
     servers[0].pause().unwrap();
     servers[3].pause().unwrap();
     let ttl = Duration::from_secs(2);
     for _ in 0..5 {
-        let sent = Instant::now();
-        let lease = store.try_acquire(&n, ttl).await.unwrap().expect("granted");
+        // Timed from the attempt that was granted: one that failed transiently on a loaded
+        // machine is settled, not timed.
+        let mut sent = Instant::now();
+        let lease = settle::acquire(&store, &n, tokens.last().copied(), || {
+            sent = Instant::now();
+            store.try_acquire(&n, ttl)
+        })
+        .await
+        .expect("granted");
         let took = sent.elapsed();
         // The grant never waited for the paused servers (their time limit is 100 ms) …
         assert!(took < Duration::from_millis(90), "acquire took {took:?}");
@@ -168,13 +210,13 @@ async fn paused_minority_grants_within_the_validity_budget() {
         );
         assert!(lease.deadline() > Instant::now());
         tokens.push(lease.token());
-        let lease = store.renew(&lease, ttl).await.unwrap();
-        store.release(&lease).await.unwrap();
+        let lease = settle::definite("renew", || store.renew(&lease, ttl)).await;
+        settle::release(&store, &lease).await;
     }
     assert_rising(&tokens);
     servers[0].resume().unwrap();
     servers[3].resume().unwrap();
-    tokens.extend(cycle(&store, &n, 2).await);
+    tokens.extend(cycle(&store, &n, 2, &tokens).await);
     assert_rising(&tokens);
 }
 
@@ -185,10 +227,11 @@ async fn paused_majority_fires_the_lost_signal() {
     let locker = Locker::new(store.clone());
     let n = name("paused-majority");
     let ttl = Duration::from_millis(600);
-    let guard = locker
-        .acquire(&n, AcquireOptions::new().with_ttl(ttl).with_no_wait())
-        .await
-        .unwrap();
+    let guard = settle::acquire(&store, &n, None, || {
+        locker.try_acquire(&n, AcquireOptions::new().with_ttl(ttl).with_no_wait())
+    })
+    .await
+    .expect("granted");
     let token = guard.token();
     let cancel = guard.cancellation_token();
     servers[0].pause().unwrap();
@@ -213,23 +256,43 @@ async fn paused_majority_fires_the_lost_signal() {
     servers[1].resume().unwrap();
     drop(guard);
     // Once the old grant expired everywhere, the next one has a greater token.
-    let next = retry(RECONNECT, || async {
-        match store.try_acquire(&n, LONG).await? {
-            Some(lease) => Ok(lease),
-            None => Err(fencelock_core::Error::unavailable(
-                "test",
-                fencelock_core::Operation::Acquire,
-                "still held",
-            )),
+    let resumed = Instant::now();
+    let next = loop {
+        if let Some(lease) = settle::try_acquire(&store, &n, LONG, Some(token)).await {
+            break lease;
         }
-    })
-    .await;
-    assert!(next.token() > token);
+        assert!(
+            resumed.elapsed() < RECONNECT,
+            "still held {RECONNECT:?} after the pause: {:?}",
+            settle::inspect(&store, &n).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(next.token() > token, "{} after {token}", next.token());
+}
+
+/// How one racing client's attempts were answered.
+#[derive(Debug, Default)]
+struct Answers {
+    attempts: u32,
+    /// `Ok(None)`: the other client's grant (or one nobody knows) holds the name.
+    held: u32,
+    /// `Unavailable`: not applied (or rolled back).
+    unavailable: u32,
+    /// `OutcomeUnknown`: perhaps granted, to a holder no one knows; nobody can use such a
+    /// grant, and it ends at its TTL or with its rollback.
+    unknown: u32,
 }
 
 /// Two clients with their own connections race for one name on 3 servers. Each grant's
 /// validity runs from the moment `try_acquire` returned to its deadline (or its release); no two
 /// may overlap, tokens must rise in grant order, and a fence gate admits every write.
+///
+/// The TTL of 80 ms gives each server 20 ms to answer, so on a loaded machine some attempts
+/// end in a transient error (`OutcomeUnknown` when a server may have applied the request). Such
+/// an attempt is counted, not used: a grant it may have made is held by nobody the test knows
+/// and ends at its TTL or with its rollback. Fewer attempts may fail so than are granted, or
+/// the race proved little.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_racing_never_both_hold_a_valid_grant() {
     let servers = ephemeral(3).await;
@@ -242,15 +305,31 @@ async fn two_clients_racing_never_both_hold_a_valid_grant() {
         let (n, gate) = (n.clone(), gate.clone());
         tokio::spawn(async move {
             let mut grants = Vec::new();
+            let mut answers = Answers::default();
             let mut round = 0_u32;
             while Instant::now() < until {
                 round += 1;
-                let Some(lease) = store.try_acquire(&n, ttl).await.unwrap() else {
-                    tokio::task::yield_now().await;
-                    continue;
+                answers.attempts += 1;
+                let lease = match store.try_acquire(&n, ttl).await {
+                    Ok(Some(lease)) => lease,
+                    Ok(None) => {
+                        answers.held += 1;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    Err(e) if e.kind() == ErrorKind::OutcomeUnknown => {
+                        answers.unknown += 1;
+                        continue;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Unavailable => {
+                        answers.unavailable += 1;
+                        continue;
+                    }
+                    Err(e) => panic!("client {client}, attempt {round}: {e}"),
                 };
                 let from = Instant::now();
-                gate.admit("resource", lease.token()).unwrap();
+                gate.admit("resource", lease.token())
+                    .unwrap_or_else(|e| panic!("client {client}: {e}"));
                 // Hold briefly; every third grant is left to expire instead of released.
                 tokio::time::sleep(Duration::from_millis(u64::from(round % 4) * 5)).await;
                 let to = if round.is_multiple_of(3) {
@@ -265,25 +344,39 @@ async fn two_clients_racing_never_both_hold_a_valid_grant() {
                     tokio::time::sleep_until(lease.deadline()).await;
                 }
             }
-            grants
+            (grants, answers)
         })
     });
-    let mut grants: Vec<_> = join_all(tasks)
-        .await
-        .into_iter()
-        .flat_map(|r| r.unwrap())
-        .collect();
+    let mut grants = Vec::new();
+    let mut answers = Vec::new();
+    for (client, task) in join_all(tasks).await.into_iter().enumerate() {
+        let (won, answered) = task.unwrap_or_else(|e| panic!("client {client}: {e}"));
+        println!(
+            "client {client}: {} attempts: {} granted, {} held, {} unavailable, {} outcome unknown",
+            answered.attempts,
+            won.len(),
+            answered.held,
+            answered.unavailable,
+            answered.unknown
+        );
+        grants.extend(won);
+        answers.push(answered);
+    }
     grants.sort_by_key(|g| g.0);
     let by_client = |c| grants.iter().filter(|g| g.3 == c).count();
-    println!(
-        "grants: {} (client 0: {}, client 1: {})",
-        grants.len(),
+    assert!(
+        by_client(0) > 5 && by_client(1) > 5,
+        "both clients won some rounds: {} and {}",
         by_client(0),
         by_client(1)
     );
+    // Nearly every attempt meets the other client's grant ("held"); the ones that count are
+    // those that could change hands. Fewer of them may fail than succeed.
+    let failed: u32 = answers.iter().map(|a| a.unavailable + a.unknown).sum();
     assert!(
-        by_client(0) > 5 && by_client(1) > 5,
-        "both clients won some rounds"
+        (failed as usize) < grants.len(),
+        "most attempts must be answered definitely: {failed} failed transiently, {} granted",
+        grants.len()
     );
     for pair in grants.windows(2) {
         let (a, b) = (pair[0], pair[1]);

@@ -4,17 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::raw;
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_core::{Error, ErrorKind, Fence, FencedValue, FencingToken};
 use fencelock_redis::redis::{AsyncCommands, Value};
 use fencelock_redis::scripts::SCRIPTS;
 use fencelock_redis::{RedlockFence, RedlockLeaseStore};
 use futures::future::join_all;
+use support::raw;
 
 fn t(n: u64) -> FencingToken {
     FencingToken::new(n)
@@ -22,7 +22,7 @@ fn t(n: u64) -> FencingToken {
 
 async fn three() -> (Vec<RedisServer>, RedlockFence) {
     let servers: Vec<RedisServer> =
-        join_all((0..3).map(|_| RedisServer::start(RedisConfig::ephemeral())))
+        join_all((0..3).map(|_| RedisServer::start(RedisServerOptions::ephemeral())))
             .await
             .into_iter()
             .map(|s| s.unwrap_or_else(|e| panic!("starting redis-server: {e}")))

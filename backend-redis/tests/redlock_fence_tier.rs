@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use fencelock_conformance::FenceFixture;
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_redis::RedlockLeaseStore;
 
 /// Three servers for this test process, started on first use.
@@ -23,7 +23,7 @@ async fn servers() -> Vec<String> {
 fn start(n: usize) -> Vec<RedisServer> {
     (0..n)
         .map(|_| {
-            RedisServer::start_blocking(RedisConfig::ephemeral())
+            RedisServer::start_blocking(RedisServerOptions::ephemeral())
                 .unwrap_or_else(|e| panic!("starting redis-server: {e}"))
         })
         .collect()

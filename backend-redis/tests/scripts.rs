@@ -4,23 +4,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{name, raw, server, store};
-use fencelock_conformance::harness::RedisConfig;
+use fencelock_conformance::harness::RedisServerOptions;
 use fencelock_core::{
     ErrorKind, Fence, FencedValue, FencingToken, LeaseStore, LockName, LossReason,
 };
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::AsyncCommands;
+use support::{name, raw, server, store};
 
 const LONG: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noscript_after_script_flush_is_handled() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let fence = store.fence();
     let n = name("flush");
@@ -69,7 +69,7 @@ async fn noscript_after_script_flush_is_handled() {
 /// the scripts as `KEYS`/`ARGV`: each gets exactly its own two keys, nothing else is touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_names_stay_inside_their_keys() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = RedisLeaseStore::builder()
         .with_url(server.url())
         .with_key_prefix("hostile:")
@@ -135,7 +135,7 @@ async fn hostile_names_stay_inside_their_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_counter_stops_at_2_pow_53_minus_1() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let mut conn = raw(&server).await;
     let n = name("overflow");
@@ -163,7 +163,7 @@ async fn token_counter_stops_at_2_pow_53_minus_1() {
 /// A lease that expired and was taken over can no longer renew, release or write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taken_over_lease_rejects_old_holders_renew_release_and_fenced_write() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let store = store(&server).await;
     let fence = store.fence();
     let n = name("takeover");

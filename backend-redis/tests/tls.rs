@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use fencelock_conformance::Fixture;
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_core::ErrorKind;
 use fencelock_redis::RedisLeaseStore;
 use redis::TlsCertificates;
@@ -19,7 +19,7 @@ async fn server() -> &'static RedisServer {
     static SERVER: OnceCell<RedisServer> = OnceCell::const_new();
     SERVER
         .get_or_init(|| async {
-            RedisServer::start(RedisConfig::tls())
+            RedisServer::start(RedisServerOptions::tls())
                 .await
                 .unwrap_or_else(|e| panic!("a redis-server with TLS: {e}"))
         })

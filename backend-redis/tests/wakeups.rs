@@ -3,16 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{eventually, name, raw, server, store};
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
 use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{LeaseStore, LockName};
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::aio::MultiplexedConnection;
+use support::{eventually, name, raw, server, store};
 use tokio::time::Instant;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -117,7 +117,7 @@ async fn wait_for_subscribers(server: &RedisServer, channel: &str, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiter_is_woken_by_release_within_milliseconds() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let holder_store = store(&server).await;
     let waiter_store = store(&server).await;
     let mut latencies = Vec::new();
@@ -148,7 +148,7 @@ async fn waiter_is_woken_by_release_within_milliseconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_share_one_subscriber_connection_per_store() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let holder_store = store(&server).await;
     let waiter_store = store(&server).await;
     let names: Vec<LockName> = (0..8).map(|_| name("many")).collect();
@@ -194,7 +194,7 @@ async fn waiters_share_one_subscriber_connection_per_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_subscription_falls_back_to_polling_then_resubscribes() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let holder_store = store(&server).await;
     let waiter_store = store(&server).await;
     let mut conn = raw(&server).await;
@@ -245,7 +245,7 @@ async fn broken_subscription_falls_back_to_polling_then_resubscribes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriber_hears_only_names_with_waiters_and_unsubscribes_when_they_leave() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let holder_store = store(&server).await;
     let waiter_store = store(&server).await;
     let layout = waiter_store.layout().clone();
@@ -309,7 +309,7 @@ async fn subscriber_hears_only_names_with_waiters_and_unsubscribes_when_they_lea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_names_get_channels_of_their_own() {
-    let server = server(RedisConfig::ephemeral()).await;
+    let server = server(RedisServerOptions::ephemeral()).await;
     let holder_store = store(&server).await;
     let waiter_store = store(&server).await;
     let layout = waiter_store.layout().clone();

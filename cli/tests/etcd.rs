@@ -2,13 +2,13 @@
 #![cfg(feature = "etcd")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{check_json, finding, output, status, stdout};
 use fencelock_conformance::harness;
 use fencelock_etcd::etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client};
+use support::{check_json, finding, output, status, stdout};
 
 backend_cli_tests!(url, "etcd://127.0.0.1:{port}", "etcd");
 

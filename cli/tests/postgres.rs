@@ -2,12 +2,12 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{assert_one_line_failure, check_json, finding, output, status, stdout};
 use fencelock_conformance::harness;
+use support::{assert_one_line_failure, check_json, finding, output, status, stdout};
 
 backend_cli_tests!(
     url,
@@ -50,9 +50,9 @@ async fn check_reports_settings_with_advice() {
 /// grants do not wait for synchronous standbys, which check warns about.
 #[tokio::test(flavor = "multi_thread")]
 async fn check_warns_about_what_the_stores_sessions_run_with() {
-    let server = harness::PostgresServer::start(harness::PostgresConfig {
+    let server = harness::PostgresServer::start(harness::PostgresServerOptions {
         durable: true,
-        ..harness::PostgresConfig::default()
+        ..harness::PostgresServerOptions::default()
     })
     .await
     .unwrap();

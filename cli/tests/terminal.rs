@@ -4,12 +4,12 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{BIN, next_line, output, spawn_with_lines, status, stderr, unique_name};
 use fencelock_conformance::harness;
+use support::{BIN, next_line, output, spawn_with_lines, status, stderr, unique_name};
 use tokio::process::Command;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -76,6 +76,6 @@ async fn waiting_shows_a_live_progress_line_only_on_a_terminal() {
     // SIGTERM goes on to the program's process group, so nothing outlives the test.
     let pid = nix::unistd::Pid::from_raw(i32::try_from(holder.id().unwrap()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let exit = common::wait_exit(&mut holder, LIMIT).await;
+    let exit = support::wait_exit(&mut holder, LIMIT).await;
     assert_eq!(exit.code(), Some(128 + 15));
 }

@@ -4,13 +4,13 @@
 #![cfg(all(feature = "redis", feature = "etcd"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::{assert_one_line_failure, fencelock, status, stderr, stdout, unique_name};
-use fencelock_conformance::harness::{EtcdCluster, RedisConfig, RedisServer};
+use fencelock_conformance::harness::{EtcdCluster, RedisServer, RedisServerOptions};
+use support::{assert_one_line_failure, fencelock, status, stderr, stdout, unique_name};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -77,7 +77,7 @@ async fn trusted_and_untrusted(url: &str, ca: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rediss_url_trusts_ssl_cert_file() {
-    let server = RedisServer::start(RedisConfig::tls()).await.unwrap();
+    let server = RedisServer::start(RedisServerOptions::tls()).await.unwrap();
     let ca = &server.tls().unwrap().files.ca_cert;
     trusted_and_untrusted(&server.tls_url().unwrap(), ca).await;
 }

@@ -2,17 +2,17 @@
 //! process, so it shows the program's environment, exit statuses and signals).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use common::{
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::{
     assert_one_line_failure, check_json, fencelock, finding, next_line, output, spawn_with_lines,
     status, stderr, stdout, wait_exit,
 };
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 const LIMIT: Duration = Duration::from_secs(10);
 

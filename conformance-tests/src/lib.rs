@@ -8,6 +8,7 @@ mod fixture;
 pub mod harness;
 pub mod history;
 pub mod planted;
+pub mod settle;
 
 pub use fence_fixture::{FenceCtx, FenceFixture};
 pub use fence_list::{CaseFuture, FenceCase, fence_cases};

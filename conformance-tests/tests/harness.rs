@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fencelock_conformance::harness::{
-    EtcdCluster, PostgresConfig, PostgresServer, RedisConfig, RedisServer, TcpProxy,
+    EtcdCluster, PostgresServer, PostgresServerOptions, RedisServer, RedisServerOptions, TcpProxy,
     etcd_endpoints_or_start, postgres_url_or_start, redis_url_or_start, shared_etcd,
     shared_postgres, shared_redis,
 };
@@ -54,7 +54,9 @@ fn process_alive(pid: u32) -> bool {
 
 #[tokio::test]
 async fn redis_without_persistence_restarts_empty_on_same_port() {
-    let redis = RedisServer::start(RedisConfig::ephemeral()).await.unwrap();
+    let redis = RedisServer::start(RedisServerOptions::ephemeral())
+        .await
+        .unwrap();
     assert_eq!(redis.url(), format!("redis://127.0.0.1:{}", redis.port()));
     assert_eq!(redis.command(&["PING"]).await.unwrap(), "+PONG\r\n");
     assert_eq!(redis.command(&["SET", "k", "v"]).await.unwrap(), "+OK\r\n");
@@ -76,7 +78,7 @@ async fn redis_without_persistence_restarts_empty_on_same_port() {
 
 #[tokio::test]
 async fn redis_aof_keeps_data_across_kill_9() {
-    let redis = RedisServer::start(RedisConfig::aof()).await.unwrap();
+    let redis = RedisServer::start(RedisServerOptions::aof()).await.unwrap();
     assert_eq!(
         redis.command(&["SET", "k", "durable"]).await.unwrap(),
         "+OK\r\n"
@@ -97,7 +99,9 @@ async fn redis_aof_keeps_data_across_kill_9() {
 
 #[tokio::test]
 async fn redis_pause_stops_answers_until_resume() {
-    let redis = RedisServer::start(RedisConfig::ephemeral()).await.unwrap();
+    let redis = RedisServer::start(RedisServerOptions::ephemeral())
+        .await
+        .unwrap();
     let mut conn = TcpStream::connect(redis.addr()).unwrap();
     assert_eq!(
         exchange(&mut conn, b"PING\r\n", 7, SILENT).unwrap(),
@@ -118,7 +122,9 @@ async fn redis_pause_stops_answers_until_resume() {
 
 #[tokio::test]
 async fn redis_replica_follows_primary_and_can_be_promoted() {
-    let primary = RedisServer::start(RedisConfig::ephemeral()).await.unwrap();
+    let primary = RedisServer::start(RedisServerOptions::ephemeral())
+        .await
+        .unwrap();
     let replica = RedisServer::start_replica_of(&primary).await.unwrap();
     primary.command(&["SET", "k", "replicated"]).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -149,7 +155,7 @@ async fn redis_replica_follows_primary_and_can_be_promoted() {
 fn drop_kills_and_removes_the_directory_even_on_panic() {
     let mut seen: Option<(u32, PathBuf)> = None;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let redis = RedisServer::start_blocking(RedisConfig::aof()).unwrap();
+        let redis = RedisServer::start_blocking(RedisServerOptions::aof()).unwrap();
         seen = Some((redis.pid().unwrap(), redis.dir().to_path_buf()));
         panic!("test failure while a server runs");
     }));
@@ -163,9 +169,9 @@ fn drop_kills_and_removes_the_directory_even_on_panic() {
 
 #[tokio::test]
 async fn postgres_durable_keeps_table_across_kill_9() {
-    let pg = PostgresServer::start(PostgresConfig {
+    let pg = PostgresServer::start(PostgresServerOptions {
         durable: true,
-        ..PostgresConfig::default()
+        ..PostgresServerOptions::default()
     })
     .await
     .unwrap();
@@ -206,7 +212,7 @@ fn startup_packet() -> Vec<u8> {
 
 #[tokio::test]
 async fn postgres_pause_stops_answers_until_resume() {
-    let pg = PostgresServer::start(PostgresConfig::default())
+    let pg = PostgresServer::start(PostgresServerOptions::default())
         .await
         .unwrap();
     assert_eq!(pg.psql("SHOW fsync").await.unwrap().trim(), "off");
@@ -400,7 +406,9 @@ async fn proxy_forwards_delays_stalls_and_cuts() {
 
 #[tokio::test]
 async fn proxy_in_front_of_redis() {
-    let redis = RedisServer::start(RedisConfig::ephemeral()).await.unwrap();
+    let redis = RedisServer::start(RedisServerOptions::ephemeral())
+        .await
+        .unwrap();
     let proxy = TcpProxy::start(redis.addr()).unwrap();
     let mut conn = TcpStream::connect(proxy.addr()).unwrap();
     assert_eq!(

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::{PostgresConfig, PostgresServer, shared_postgres};
+use fencelock_conformance::harness::{PostgresServer, PostgresServerOptions, shared_postgres};
 use fencelock_postgres::PgLeaseStore;
 use fencelock_postgres::sqlx::PgPool;
 use fencelock_postgres::sqlx::postgres::PgPoolOptions;
@@ -25,8 +25,8 @@ pub(crate) async fn shared_url() -> String {
 }
 
 /// A dedicated server this test may kill, restart or pause.
-pub(crate) async fn own_server(config: PostgresConfig) -> PostgresServer {
-    PostgresServer::start(config)
+pub(crate) async fn own_server(options: PostgresServerOptions) -> PostgresServer {
+    PostgresServer::start(options)
         .await
         .expect("the harness must start postgres (install postgresql-15)")
 }

@@ -3,19 +3,17 @@
 use fencelock_core::ErrorKind;
 use fencelock_core::backend::redact_url;
 
-use crate::Ctx;
+use crate::{Ctx, settle};
 
 /// The store answers the server it talked to and at least one finding (or `Unsupported`), and
 /// no text of it carries a password.
 pub async fn diagnose_reports_findings(cx: &Ctx) {
     let store = cx.store();
-    let diagnosis = match store.diagnose().await {
+    let what = format!("diagnose of a running {} store", store.backend());
+    let diagnosis = match settle::settle(&what, || store.diagnose()).await {
         Ok(diagnosis) => diagnosis,
         Err(e) if e.kind() == ErrorKind::Unsupported => return,
-        Err(e) => panic!(
-            "diagnose of a running {} store failed: {e}",
-            store.backend()
-        ),
+        Err(e) => panic!("{what} failed: {e}"),
     };
     assert_eq!(
         diagnosis.backend,

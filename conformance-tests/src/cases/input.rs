@@ -5,7 +5,7 @@ use std::time::Duration;
 use fencelock_core::{AcquireOptions, ErrorKind, LockName};
 
 use super::{assert_kind, expect_holder, expect_refused, release};
-use crate::Ctx;
+use crate::{Ctx, settle};
 
 /// Zero, sub-millisecond and above-maximum TTLs are `InvalidInput`, and nothing is granted.
 pub async fn ttl_validation(cx: &Ctx) {
@@ -18,17 +18,18 @@ pub async fn ttl_validation(cx: &Ctx) {
         Duration::MAX,
     ];
     for ttl in bad {
+        let what = format!("try_acquire with TTL {ttl:?} (the store's maximum is {max:?})");
         assert_kind(
-            cx.store().try_acquire(&name, ttl).await,
+            settle::settle(&what, || cx.store().try_acquire(&name, ttl)).await,
             ErrorKind::InvalidInput,
-            &format!("try_acquire with TTL {ttl:?} (the store's maximum is {max:?})"),
+            &what,
         );
     }
     expect_holder(cx, &name, None, "after try_acquire with invalid TTLs").await;
     let lease = cx.grant(&name, cx.long_ttl()).await;
     for ttl in bad {
         assert_kind(
-            cx.store().renew(&lease, ttl).await,
+            cx.renew(&lease, ttl).await,
             ErrorKind::InvalidInput,
             &format!("renew with TTL {ttl:?} (the store's maximum is {max:?})"),
         );
@@ -128,10 +129,8 @@ pub async fn hostile_names_round_trip_and_stay_isolated(cx: &Ctx) {
     let mut leases = Vec::new();
     for name in &names {
         let lease = cx
-            .store()
-            .try_acquire(name, cx.long_ttl())
+            .try_acquire_as(name, cx.long_ttl(), &format!("try_acquire on {name:?}"))
             .await
-            .unwrap_or_else(|e| panic!("try_acquire on {name:?}: {e}"))
             .unwrap_or_else(|| {
                 let taken: Vec<String> = leases
                     .iter()

@@ -45,12 +45,12 @@ pub(crate) fn assert_kind<T: std::fmt::Debug>(
     }
 }
 
-/// The token of `name`'s current holder as `inspect` reports it; `when` says at which step.
+/// The token of `name`'s current holder as `inspect` (settled) reports it; `when` says at
+/// which step.
 pub(crate) async fn inspect_token(cx: &Ctx, name: &LockName, when: &str) -> Option<FencingToken> {
-    match cx.store().inspect(name).await {
-        Ok(info) => info.map(|i| i.token),
-        Err(e) => panic!("inspect `{name}` {when}: {e}"),
-    }
+    cx.inspect_as(name, &format!("inspect `{name}` {when}"))
+        .await
+        .map(|i| i.token)
 }
 
 /// Asserts that `inspect` shows the grant with token `expected` holding `name` (`None`: free).
@@ -73,29 +73,26 @@ fn holder(token: Option<FencingToken>) -> String {
     token.map_or_else(|| "nobody".to_owned(), |t| format!("token {t}"))
 }
 
-/// Asserts that `try_acquire` of `name` is refused (`Ok(None)`) while the grant with token
-/// `held` holds it.
+/// Asserts that `try_acquire` (settled) of `name` is refused (`Ok(None)`) while the grant with
+/// token `held` holds it.
 pub(crate) async fn expect_refused(cx: &Ctx, name: &LockName, held: FencingToken, when: &str) {
-    match cx.store().try_acquire(name, cx.long_ttl()).await {
-        Ok(None) => {}
-        Ok(Some(other)) => panic!(
-            "try_acquire on `{name}` {when} granted token {} while token {held} holds it: two \
-             holders at once",
+    let what = format!("try_acquire on `{name}` {when}");
+    if let Some(other) = cx.try_acquire_as(name, cx.long_ttl(), &what).await {
+        panic!(
+            "{what} granted token {} while token {held} holds it: two holders at once",
             other.token()
-        ),
-        Err(e) => panic!("try_acquire on `{name}` {when}: {e}"),
+        );
     }
 }
 
-/// Releases `lease`, which must still hold; `when` says at which step.
+/// Releases `lease` (settled), which must still hold; `when` says at which step.
 pub(crate) async fn release(cx: &Ctx, lease: &Lease, when: &str) {
-    if let Err(e) = cx.store().release(lease).await {
-        panic!(
-            "release of `{}` (token {}) {when}: {e}",
-            lease.name(),
-            lease.token()
-        );
-    }
+    let what = format!(
+        "release of `{}` (token {}) {when}",
+        lease.name(),
+        lease.token()
+    );
+    cx.release_as(lease, &what).await;
 }
 
 /// Asserts that the grant `later` got a token above the earlier one's; `what` names the

@@ -4,12 +4,13 @@ use fencelock_core::ErrorKind;
 
 use super::{assert_kind, assert_rises, expect_holder, expect_refused, release};
 use crate::Ctx;
+use crate::settle::ForceReleased;
 
 /// Releasing an expired grant that was taken over is `LeaseLost` and leaves the newer holder.
 pub async fn stale_release_never_frees_newer_holder(cx: &Ctx) {
     let (name, old, new) = super::expired_then_taken_over(cx, "stale-release").await;
     assert_kind(
-        cx.store().release(&old).await,
+        cx.release_answer(&old).await,
         ErrorKind::LeaseLost,
         &format!(
             "release of the expired lease (token {}) after token {} took over",
@@ -29,7 +30,7 @@ pub async fn double_release_is_reported(cx: &Ctx) {
     let lease = cx.grant(&name, cx.long_ttl()).await;
     release(cx, &lease, "(the first time)").await;
     assert_kind(
-        cx.store().release(&lease).await,
+        cx.release_answer(&lease).await,
         ErrorKind::LeaseLost,
         &format!("second release of token {}", lease.token()),
     );
@@ -42,13 +43,14 @@ pub async fn inspect_reports_holder_and_remaining(cx: &Ctx) {
     expect_holder(cx, &name, None, "of a name never held").await;
     let ttl = cx.long_ttl();
     let lease = cx.grant(&name, ttl).await;
-    let info = match cx.store().inspect(&name).await {
-        Ok(Some(info)) => info,
-        Ok(None) => panic!(
+    let Some(info) = cx
+        .inspect_as(&name, &format!("inspect `{name}` while held"))
+        .await
+    else {
+        panic!(
             "inspect `{name}` right after try_acquire granted token {}: shows nobody",
             lease.token()
-        ),
-        Err(e) => panic!("inspect `{name}` while held: {e}"),
+        );
     };
     assert_eq!(
         info.token,
@@ -74,41 +76,54 @@ pub async fn inspect_reports_holder_and_remaining(cx: &Ctx) {
 }
 
 /// Breaking a grant reports its token; the broken holder is lost; the next token is greater.
+///
+/// A break whose outcome was unknown, answered again with "nothing held", cannot show which
+/// token it broke: then the case breaks a new grant, up to `BREAKS` times.
 pub async fn force_release_frees_and_reports_token(cx: &Ctx) {
+    const BREAKS: u32 = 5;
     let name = cx.name("force");
-    let force = |when: &'static str| {
-        let name = name.clone();
-        async move {
-            cx.store()
-                .force_release(&name)
-                .await
-                .unwrap_or_else(|e| panic!("force_release of `{name}` {when}: {e}"))
+    // `AnswerLost` too is the store's answer "nothing held", given to the next attempt.
+    let nothing = cx.force_release(&name).await;
+    assert!(
+        matches!(
+            nothing,
+            ForceReleased::Answered(None) | ForceReleased::AnswerLost
+        ),
+        "force_release of `{name}`, never held: reports a broken token: {nothing:?}"
+    );
+    for attempt in 1..=BREAKS {
+        let lease = cx.grant(&name, cx.long_ttl()).await;
+        let broken = cx.force_release(&name).await;
+        assert!(
+            broken.broke(lease.token()),
+            "force_release of `{name}` while held must report the holder's token {}: it \
+             reported {broken:?}",
+            lease.token()
+        );
+        assert_kind(
+            cx.renew(&lease, cx.long_ttl()).await,
+            ErrorKind::LeaseLost,
+            &format!("renew of the broken lease (token {})", lease.token()),
+        );
+        // Free after break.
+        let next = cx.grant(&name, cx.long_ttl()).await;
+        assert_rises(
+            next.token(),
+            lease.token(),
+            "try_acquire after force_release",
+        );
+        release(
+            cx,
+            &next,
+            &format!("of the grant after the break (break {attempt} of {BREAKS})"),
+        )
+        .await;
+        if broken == ForceReleased::Answered(Some(lease.token())) {
+            return;
         }
-    };
-    let broken = force("never held").await;
-    assert_eq!(
-        broken, None,
-        "force_release of `{name}`, never held: reports a broken token"
+    }
+    panic!(
+        "force_release of `{name}`: each of {BREAKS} breaks had an unknown outcome: none \
+         reported its token"
     );
-    let lease = cx.grant(&name, cx.long_ttl()).await;
-    let broken = force("while held").await;
-    assert_eq!(
-        broken,
-        Some(lease.token()),
-        "force_release of `{name}` while held must report the holder's token (left: \
-         reported, right: the holder's)"
-    );
-    assert_kind(
-        cx.store().renew(&lease, cx.long_ttl()).await,
-        ErrorKind::LeaseLost,
-        &format!("renew of the broken lease (token {})", lease.token()),
-    );
-    // Free after break.
-    let next = cx.grant(&name, cx.long_ttl()).await;
-    assert_rises(
-        next.token(),
-        lease.token(),
-        "try_acquire after force_release",
-    );
-    release(cx, &next, "of the grant after the break").await;
 }

@@ -20,7 +20,7 @@ pub async fn renew_extends(cx: &Ctx) {
     while started.elapsed() < cx.past_short_ttl() {
         tokio::time::sleep(ttl / 4).await;
         renewals += 1;
-        lease = cx.store().renew(&lease, ttl).await.unwrap_or_else(|e| {
+        lease = cx.renew(&lease, ttl).await.unwrap_or_else(|e| {
             panic!(
                 "renew {renewals} of `{name}` (token {first}, TTL {ttl:?}) {:?} after the \
                  grant, each a quarter TTL after the last: {e}",
@@ -46,7 +46,7 @@ pub async fn renew_after_expiry_is_lost(cx: &Ctx) {
     tokio::time::sleep(cx.past_short_ttl()).await;
     let old = lease.token();
     assert_kind(
-        cx.store().renew(&lease, cx.long_ttl()).await,
+        cx.renew(&lease, cx.long_ttl()).await,
         ErrorKind::LeaseLost,
         &format!(
             "renew of `{name}` (token {old}) {:?} after a {:?} grant",
@@ -57,14 +57,14 @@ pub async fn renew_after_expiry_is_lost(cx: &Ctx) {
     // Tell a resurrected grant (try_acquire refused) from an inspect that reports an expired
     // one (try_acquire granted while inspect shows the old token).
     let shown = super::inspect_token(cx, &name, "after the late renew").await;
-    match cx.store().try_acquire(&name, cx.long_ttl()).await {
-        Err(e) => panic!("try_acquire on `{name}` after the late renew of token {old}: {e}"),
-        Ok(None) => panic!(
+    let what = format!("try_acquire on `{name}` after the late renew of token {old}");
+    match cx.try_acquire_as(&name, cx.long_ttl(), &what).await {
+        None => panic!(
             "try_acquire on `{name}` is refused after its grant (token {old}) expired and the \
              late renew failed (inspect shows {shown:?}): the renew brought the grant back, or \
              try_acquire ignores expiry"
         ),
-        Ok(Some(next)) => {
+        Some(next) => {
             assert!(
                 shown.is_none(),
                 "inspect `{name}` after expiry shows token {} as the holder, yet try_acquire \
@@ -107,17 +107,17 @@ pub async fn renew_with_forged_holder_is_lost(cx: &Ctx) {
             )
         };
         assert_kind(
-            cx.store().renew(forged, ttl).await,
+            cx.renew(forged, ttl).await,
             ErrorKind::LeaseLost,
             &what("renew"),
         );
         assert_kind(
-            cx.store().release(forged).await,
+            cx.release_answer(forged).await,
             ErrorKind::LeaseLost,
             &what("release"),
         );
     }
-    let lease = cx.store().renew(&lease, ttl).await.unwrap_or_else(|e| {
+    let lease = cx.renew(&lease, ttl).await.unwrap_or_else(|e| {
         panic!(
             "renew of the real holder's lease (token {}) after the forged attempts: {e}",
             lease.token()
@@ -159,7 +159,7 @@ pub async fn renew_many_answers_each_lease(cx: &Ctx) {
             b.clone(),
             a.clone(),
         ];
-        let answers = cx.store().renew_many(&batch, ttl).await;
+        let answers = cx.renew_many(&batch, ttl).await;
         assert_eq!(
             answers.len(),
             batch.len(),
@@ -212,13 +212,12 @@ pub async fn renew_many_answers_each_lease(cx: &Ctx) {
         "after renew_many was asked to renew the expired grant it replaced",
     )
     .await;
-    let empty = cx.store().renew_many(&[], ttl).await;
+    let empty = cx.renew_many(&[], ttl).await;
     assert!(
         empty.is_empty(),
         "renew_many of an empty batch must answer nothing; answered {empty:?}"
     );
     for (i, answer) in cx
-        .store()
         .renew_many(&[a.clone(), b.clone()], Duration::ZERO)
         .await
         .into_iter()

@@ -42,10 +42,10 @@ pub use certs::TlsFiles;
 pub use error::{HarnessError, Result};
 pub use etcd::{EtcdCluster, EtcdMember};
 pub use ports::{free_port, free_ports};
-pub use postgres::{PostgresConfig, PostgresServer};
+pub use postgres::{PostgresServer, PostgresServerOptions};
 pub use process::ServerProcess;
 pub use proxy::TcpProxy;
-pub use redis::{RedisConfig, RedisPersistence, RedisServer, RedisTls};
+pub use redis::{RedisPersistence, RedisServer, RedisServerOptions, RedisServerTls};
 pub use shared::{
     ETCD_ENDPOINTS_VAR, POSTGRES_URL_VAR, REDIS_URL_VAR, Target, etcd_endpoints_or_start,
     postgres_url_or_start, redis_url_or_start, shared_etcd, shared_postgres, shared_redis,

@@ -26,7 +26,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to start a [`PostgresServer`].
 #[derive(Debug, Clone, Default)]
-pub struct PostgresConfig {
+pub struct PostgresServerOptions {
     /// `fsync=on` and `full_page_writes=on` (the default is off, for speed).
     ///
     /// Either way `synchronous_commit` stays on, so a committed transaction
@@ -69,17 +69,17 @@ fn binaries() -> Result<Binaries> {
 
 impl PostgresServer {
     /// Start a server and wait until it accepts connections.
-    pub async fn start(config: PostgresConfig) -> Result<Self> {
-        blocking(move || Self::start_blocking(config)).await
+    pub async fn start(options: PostgresServerOptions) -> Result<Self> {
+        blocking(move || Self::start_blocking(options)).await
     }
 
     /// [`Self::start`], blocking the calling thread.
-    pub fn start_blocking(config: PostgresConfig) -> Result<Self> {
+    pub fn start_blocking(options: PostgresServerOptions) -> Result<Self> {
         let bins = binaries()?;
         let template = template(&bins.initdb)?;
         let (uid, gid) = pg_user()?;
         retry_addr_in_use(|| {
-            let port = match config.port {
+            let port = match options.port {
                 Some(port) => port,
                 None => ports::free_port()?,
             };
@@ -95,8 +95,8 @@ impl PostgresServer {
             let on_off = |on: bool| if on { "on" } else { "off" };
             let mut settings: Vec<(String, String)> = [
                 ("listen_addresses", "127.0.0.1"),
-                ("fsync", on_off(config.durable)),
-                ("full_page_writes", on_off(config.durable)),
+                ("fsync", on_off(options.durable)),
+                ("full_page_writes", on_off(options.durable)),
                 ("dynamic_shared_memory_type", "mmap"),
                 ("max_connections", "200"),
                 ("logging_collector", "off"),
@@ -104,7 +104,7 @@ impl PostgresServer {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-            settings.extend(config.settings.iter().cloned());
+            settings.extend(options.settings.iter().cloned());
             let mut args: Vec<OsString> = vec![
                 "-D".into(),
                 data.into(),

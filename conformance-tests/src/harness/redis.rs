@@ -31,7 +31,7 @@ pub enum RedisPersistence {
 
 /// How to start a [`RedisServer`].
 #[derive(Debug, Clone, Default)]
-pub struct RedisConfig {
+pub struct RedisServerOptions {
     /// Persistence mode.
     pub persistence: RedisPersistence,
     /// A fixed port instead of a free one.
@@ -43,7 +43,7 @@ pub struct RedisConfig {
     pub tls: bool,
 }
 
-impl RedisConfig {
+impl RedisServerOptions {
     /// No persistence.
     pub fn ephemeral() -> Self {
         Self::default()
@@ -66,9 +66,9 @@ impl RedisConfig {
     }
 }
 
-/// Where a [`RedisServer`] started with [`RedisConfig::tls`] takes TLS connections.
+/// Where a [`RedisServer`] started with [`RedisServerOptions::tls`] takes TLS connections.
 #[derive(Debug, Clone)]
-pub struct RedisTls {
+pub struct RedisServerTls {
     /// The TLS port.
     pub port: u16,
     /// The certificates.
@@ -81,20 +81,20 @@ pub struct RedisTls {
 pub struct RedisServer {
     process: ServerProcess,
     port: u16,
-    tls: Option<RedisTls>,
+    tls: Option<RedisServerTls>,
 }
 
 impl RedisServer {
     /// Start a server and wait until it answers PING.
-    pub async fn start(config: RedisConfig) -> Result<Self> {
-        blocking(move || Self::start_blocking(config)).await
+    pub async fn start(options: RedisServerOptions) -> Result<Self> {
+        blocking(move || Self::start_blocking(options)).await
     }
 
     /// [`Self::start`], blocking the calling thread.
-    pub fn start_blocking(config: RedisConfig) -> Result<Self> {
+    pub fn start_blocking(options: RedisServerOptions) -> Result<Self> {
         let program = binaries::find("redis-server")?;
         retry_addr_in_use(|| {
-            let port = match config.port {
+            let port = match options.port {
                 Some(port) => port,
                 None => ports::free_port()?,
             };
@@ -116,14 +116,14 @@ impl RedisServer {
             .collect();
             args.push("--dir".into());
             args.push(dir.path().into());
-            let persistence: &[&str] = match config.persistence {
+            let persistence: &[&str] = match options.persistence {
                 RedisPersistence::None => &["--appendonly", "no"],
                 RedisPersistence::AofAlways => &["--appendonly", "yes", "--appendfsync", "always"],
             };
             args.extend(persistence.iter().map(OsString::from));
-            args.extend(config.extra_args.iter().map(OsString::from));
-            let tls = if config.tls {
-                let tls = RedisTls {
+            args.extend(options.extra_args.iter().map(OsString::from));
+            let tls = if options.tls {
+                let tls = RedisServerTls {
                     port: ports::free_port()?,
                     files: certs::generate(dir.path())?,
                 };
@@ -154,13 +154,13 @@ impl RedisServer {
     pub async fn start_replica_of(primary: &RedisServer) -> Result<Self> {
         let primary_port = primary.port();
         blocking(move || {
-            let replica = Self::start_blocking(RedisConfig {
+            let replica = Self::start_blocking(RedisServerOptions {
                 extra_args: vec![
                     "--replicaof".into(),
                     "127.0.0.1".into(),
                     primary_port.to_string(),
                 ],
-                ..RedisConfig::default()
+                ..RedisServerOptions::default()
             })?;
             let deadline = Instant::now() + SYNC_TIMEOUT;
             loop {
@@ -194,13 +194,13 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// The TLS port and certificates, for a server started with [`RedisConfig::tls`].
-    pub fn tls(&self) -> Option<&RedisTls> {
+    /// The TLS port and certificates, for a server started with [`RedisServerOptions::tls`].
+    pub fn tls(&self) -> Option<&RedisServerTls> {
         self.tls.as_ref()
     }
 
     /// `rediss://localhost:TLS_PORT` (the name the certificate is for), for a server started
-    /// with [`RedisConfig::tls`].
+    /// with [`RedisServerOptions::tls`].
     pub fn tls_url(&self) -> Option<String> {
         self.tls
             .as_ref()
@@ -233,7 +233,7 @@ impl Deref for RedisServer {
 }
 
 /// `redis-server` arguments for TLS on a second port; clients need no certificate.
-fn tls_args(tls: &RedisTls) -> Vec<OsString> {
+fn tls_args(tls: &RedisServerTls) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["--tls-port".into(), tls.port.to_string().into()];
     for (option, path) in [
         ("--tls-cert-file", &tls.files.server_cert),

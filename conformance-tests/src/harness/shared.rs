@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use super::blocking;
 use super::error::{HarnessError, Result};
 use super::etcd::EtcdCluster;
-use super::postgres::{PostgresConfig, PostgresServer};
-use super::redis::{RedisConfig, RedisServer};
+use super::postgres::{PostgresServer, PostgresServerOptions};
+use super::redis::{RedisServer, RedisServerOptions};
 
 /// Use this Redis (`redis://HOST:PORT`) instead of starting one.
 pub const REDIS_URL_VAR: &str = "FENCELOCK_REDIS_URL";
@@ -81,7 +81,7 @@ fn redis_blocking() -> Result<Target<RedisServer>> {
             server: None,
         });
     }
-    let server = RedisServer::start_blocking(RedisConfig::ephemeral())?;
+    let server = RedisServer::start_blocking(RedisServerOptions::ephemeral())?;
     Ok(Target {
         endpoints: vec![server.url()],
         server: Some(server),
@@ -95,7 +95,7 @@ fn postgres_blocking() -> Result<Target<PostgresServer>> {
             server: None,
         });
     }
-    let server = PostgresServer::start_blocking(PostgresConfig::default())?;
+    let server = PostgresServer::start_blocking(PostgresServerOptions::default())?;
     Ok(Target {
         endpoints: vec![server.url()],
         server: Some(server),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fencelock_conformance::harness::{PostgresConfig, PostgresServer, TcpProxy};
+use fencelock_conformance::harness::{PostgresServer, PostgresServerOptions, TcpProxy};
 use fencelock_conformance::history::{self, Bounds, Event, OracleLog, Report};
 use tokio::process::{Child, Command};
 
@@ -219,7 +219,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
     let (pg_server, pg_oracle) = match spec.oracle {
         Oracle::Gate => (None, None),
         Oracle::Postgres => {
-            let server = PostgresServer::start(PostgresConfig::default())
+            let server = PostgresServer::start(PostgresServerOptions::default())
                 .await
                 .map_err(|e| e.to_string())?;
             let oracle = PgOracle::connect(&server.url())

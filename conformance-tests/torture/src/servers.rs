@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use fencelock_conformance::harness::{
-    EtcdCluster, PostgresConfig, PostgresServer, RedisConfig, RedisServer,
+    EtcdCluster, PostgresServer, PostgresServerOptions, RedisServer, RedisServerOptions,
 };
 
 use crate::scenario::{Backend, Scenario};
@@ -34,9 +34,9 @@ impl Servers {
         Ok(match backend {
             Backend::Redis | Backend::RedisAof => {
                 let config = if backend == Backend::RedisAof {
-                    RedisConfig::aof()
+                    RedisServerOptions::aof()
                 } else {
-                    RedisConfig::ephemeral()
+                    RedisServerOptions::ephemeral()
                 };
                 let primary = RedisServer::start(config).await.map_err(e)?;
                 let replica = if scenario == Scenario::RedisFailover {
@@ -47,7 +47,7 @@ impl Servers {
                 Self::Redis { primary, replica }
             }
             Backend::Postgres => Self::Postgres(
-                PostgresServer::start(PostgresConfig::default())
+                PostgresServer::start(PostgresServerOptions::default())
                     .await
                     .map_err(e)?,
             ),

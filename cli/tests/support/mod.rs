@@ -172,13 +172,13 @@ macro_rules! backend_cli_tests {
         async fn dead_server_and_wrong_url_are_one_line() {
             let port = fencelock_conformance::harness::free_port().unwrap();
             let dead = format!($dead, port = port);
-            $crate::common::scenarios::dead_server_is_one_line(&dead, $needle).await;
+            $crate::support::scenarios::dead_server_is_one_line(&dead, $needle).await;
         }
     };
     (@shared $url:path; $($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread")]
         async fn $case() {
-            $crate::common::scenarios::$case(&$url().await).await;
+            $crate::support::scenarios::$case(&$url().await).await;
         }
     )*};
 }

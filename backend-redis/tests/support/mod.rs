@@ -10,15 +10,15 @@
 use std::future::Future;
 use std::time::Duration;
 
-use fencelock_conformance::harness::{RedisConfig, RedisServer};
-use fencelock_core::{Error, LockName};
+use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
+use fencelock_core::LockName;
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
 /// A fresh redis-server of its own (tests that kill, pause or flush must not share one).
-pub async fn server(config: RedisConfig) -> RedisServer {
-    RedisServer::start(config)
+pub async fn server(options: RedisServerOptions) -> RedisServer {
+    RedisServer::start(options)
         .await
         .unwrap_or_else(|e| panic!("starting redis-server: {e}"))
 }
@@ -40,25 +40,6 @@ pub async fn raw(server: &RedisServer) -> MultiplexedConnection {
 /// A unique lock name.
 pub fn name(what: &str) -> LockName {
     LockName::new(format!("test/{what}/{:016x}", rand::random::<u64>())).unwrap()
-}
-
-/// Runs `op` until it succeeds (the store reconnects after a restart), at most `within`.
-/// Only transient errors are retried.
-pub async fn retry<T, F, Fut>(within: Duration, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match op().await {
-            Ok(v) => return v,
-            Err(e) if e.is_transient() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("still failing after {within:?}: {e}"),
-        }
-    }
 }
 
 /// Waits until `condition` holds, checking every few milliseconds, at most `within`.
