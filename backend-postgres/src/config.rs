@@ -44,6 +44,11 @@ pub struct PgConfig {
     /// A separate URL for the one LISTEN connection, e.g. straight to PostgreSQL when `url`
     /// points at a transaction-mode pooler (default: `url`, or the pool's own options).
     pub listen_url: Option<String>,
+    /// Send statements as sqlx's cached named prepared statements (default `false`: values
+    /// inline, one message per statement, safe through any connection pooler). Faster on a
+    /// direct connection; through a transaction-mode pooler only with pgbouncer 1.21+ and
+    /// `max_prepared_statements`.
+    pub prepared_statements: bool,
 }
 
 impl PgConfig {
@@ -76,6 +81,7 @@ impl Default for PgConfig {
             durable_grants: true,
             push_wakeups: true,
             listen_url: None,
+            prepared_statements: false,
         }
     }
 }
@@ -95,6 +101,7 @@ impl fmt::Debug for PgConfig {
             .field("durable_grants", &self.durable_grants)
             .field("push_wakeups", &self.push_wakeups)
             .field("listen_url", &self.listen_url.as_deref().map(redact_url))
+            .field("prepared_statements", &self.prepared_statements)
             .finish()
     }
 }
@@ -112,6 +119,7 @@ pub(crate) struct Settings {
     pub(crate) durable_grants: bool,
     pub(crate) push_wakeups: bool,
     pub(crate) listen_url: Option<String>,
+    pub(crate) prepared_statements: bool,
 }
 
 impl Settings {
@@ -148,6 +156,7 @@ impl Settings {
             durable_grants: config.durable_grants,
             push_wakeups: config.push_wakeups,
             listen_url: config.listen_url.clone(),
+            prepared_statements: config.prepared_statements,
         })
     }
 }

@@ -5,7 +5,7 @@ use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::TableName;
 use crate::classify::classify;
-use crate::statements::Statements;
+use crate::statements::{Arg, Statements};
 
 /// Creates the schema and lease table if missing.
 ///
@@ -21,23 +21,23 @@ pub(crate) async fn migrate(
 ) -> Result<(), Error> {
     let fail = |e| classify(Operation::Setup, e);
     let mut tx = pool.begin().await.map_err(fail)?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("fencelock migrate {}", table.schema().quoted()))
-        .execute(&mut *tx)
+    let key = format!("fencelock migrate {}", table.schema().quoted());
+    sql.migrate_lock
+        .execute(vec![Arg::Text(&key)], &mut *tx)
         .await
         .map_err(fail)?;
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(table.quoted())
-        .fetch_one(&mut *tx)
+    let quoted = table.quoted();
+    let (exists,): (bool,) = sql
+        .table_exists
+        .fetch_one(vec![Arg::Text(&quoted)], &mut *tx)
         .await
         .map_err(fail)?;
     if !exists {
-        let schema_exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-                .bind(table.schema().as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(fail)?;
+        let (schema_exists,): (bool,) = sql
+            .schema_exists
+            .fetch_one(vec![Arg::Text(table.schema().as_str())], &mut *tx)
+            .await
+            .map_err(fail)?;
         if !schema_exists {
             let create = format!("CREATE SCHEMA IF NOT EXISTS {}", table.schema().quoted());
             sqlx::raw_sql(AssertSqlSafe(create))

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::classify::{STORE, classify, sqlstate};
 use crate::config::Settings;
-use crate::statements::Statements;
+use crate::statements::{Arg, Protocol, Statements};
 use crate::wakeups::Wakeups;
 use crate::{Ident, PgLeaseStoreBuilder, TableName, migrate};
 
@@ -85,9 +85,20 @@ impl PgLeaseStore {
         settings: Settings,
         listen: Option<sqlx::postgres::PgConnectOptions>,
     ) -> Result<Self, Error> {
-        let sql = Statements::new(&settings.table, settings.durable_grants);
+        let protocol = if settings.prepared_statements {
+            Protocol::Prepared
+        } else {
+            Protocol::Inline
+        };
+        let sql = Statements::new(&settings.table, settings.durable_grants, protocol);
         let wakeups = listen.map(|options| {
-            Wakeups::new(settings.channel.clone(), options, settings.acquire_timeout)
+            Wakeups::new(
+                settings.channel.clone(),
+                options,
+                settings.acquire_timeout,
+                pool.clone(),
+                sql.notify.clone(),
+            )
         });
         let store = Self {
             inner: Arc::new(Inner {
@@ -167,11 +178,19 @@ impl PgLeaseStore {
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
         };
-        let row: Option<(i64, bool)> = sqlx::query_as(self.inner.sql.verify.clone())
-            .bind(lease.name().as_str())
-            .bind(lease.holder().to_string())
-            .bind(token)
-            .fetch_optional(&mut **tx)
+        let holder = lease.holder().to_string();
+        let row: Option<(i64, bool)> = self
+            .inner
+            .sql
+            .verify
+            .fetch_optional(
+                vec![
+                    Arg::Text(lease.name().as_str()),
+                    Arg::Text(&holder),
+                    Arg::Int(token),
+                ],
+                &mut **tx,
+            )
             .await
             .map_err(|e| classify(Operation::FencedWrite, e))?;
         match row {
@@ -243,15 +262,19 @@ impl LeaseStore for PgLeaseStore {
     async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
         let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
         let holder = HolderId::random();
+        let holder_text = holder.to_string();
         let sent_at = Instant::now();
-        let row: Option<i64> = self
+        let row: Option<(i64,)> = self
             .timed(
                 Operation::Acquire,
-                sqlx::query_scalar(self.inner.sql.acquire.clone())
-                    .bind(name.as_str())
-                    .bind(holder.to_string())
-                    .bind(ttl_us)
-                    .fetch_optional(&self.inner.pool),
+                self.inner.sql.acquire.fetch_optional(
+                    vec![
+                        Arg::Text(name.as_str()),
+                        Arg::Text(&holder_text),
+                        Arg::Int(ttl_us),
+                    ],
+                    &self.inner.pool,
+                ),
             )
             .await?
             .map_err(|e| {
@@ -265,7 +288,7 @@ impl LeaseStore for PgLeaseStore {
                     classify(Operation::Acquire, e)
                 }
             })?;
-        let Some(raw) = row else {
+        let Some((raw,)) = row else {
             return Ok(None);
         };
         let token = token_from(Operation::Acquire, name, raw)?;
@@ -283,16 +306,20 @@ impl LeaseStore for PgLeaseStore {
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
         };
+        let holder = lease.holder().to_string();
         let sent_at = Instant::now();
-        let row: Option<i64> = self
+        let row: Option<(i64,)> = self
             .timed(
                 Operation::Renew,
-                sqlx::query_scalar(self.inner.sql.renew.clone())
-                    .bind(lease.name().as_str())
-                    .bind(lease.holder().to_string())
-                    .bind(token)
-                    .bind(ttl_us)
-                    .fetch_optional(&self.inner.pool),
+                self.inner.sql.renew.fetch_optional(
+                    vec![
+                        Arg::Text(lease.name().as_str()),
+                        Arg::Text(&holder),
+                        Arg::Int(token),
+                        Arg::Int(ttl_us),
+                    ],
+                    &self.inner.pool,
+                ),
             )
             .await?
             .map_err(|e| classify(Operation::Renew, e))?;
@@ -322,12 +349,15 @@ impl LeaseStore for PgLeaseStore {
             let rows = self
                 .timed(
                     Operation::Renew,
-                    sqlx::query_as::<_, (String, i64)>(self.inner.sql.renew_many.clone())
-                        .bind(names)
-                        .bind(holders)
-                        .bind(tokens)
-                        .bind(ttl_us)
-                        .fetch_all(&self.inner.pool),
+                    self.inner.sql.renew_many.fetch_all::<(String, i64), _>(
+                        vec![
+                            Arg::Texts(names),
+                            Arg::Texts(holders.iter().map(String::as_str).collect()),
+                            Arg::Ints(tokens),
+                            Arg::Int(ttl_us),
+                        ],
+                        &self.inner.pool,
+                    ),
                 )
                 .await
                 .and_then(|rows| rows.map_err(|e| classify(Operation::Renew, e)));
@@ -353,15 +383,19 @@ impl LeaseStore for PgLeaseStore {
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
         };
-        let released: i64 = self
+        let holder = lease.holder().to_string();
+        let (released,): (i64,) = self
             .timed(
                 Operation::Release,
-                sqlx::query_scalar(self.inner.sql.release.clone())
-                    .bind(lease.name().as_str())
-                    .bind(lease.holder().to_string())
-                    .bind(token)
-                    .bind(self.inner.channel.as_str())
-                    .fetch_one(&self.inner.pool),
+                self.inner.sql.release.fetch_one(
+                    vec![
+                        Arg::Text(lease.name().as_str()),
+                        Arg::Text(&holder),
+                        Arg::Int(token),
+                        Arg::Text(self.inner.channel.as_str()),
+                    ],
+                    &self.inner.pool,
+                ),
             )
             .await?
             .map_err(|e| classify(Operation::Release, e))?;
@@ -376,9 +410,10 @@ impl LeaseStore for PgLeaseStore {
         let row: Option<(i64, Option<String>, i64)> = self
             .timed(
                 Operation::Inspect,
-                sqlx::query_as(self.inner.sql.inspect.clone())
-                    .bind(name.as_str())
-                    .fetch_optional(&self.inner.pool),
+                self.inner
+                    .sql
+                    .inspect
+                    .fetch_optional(vec![Arg::Text(name.as_str())], &self.inner.pool),
             )
             .await?
             .map_err(|e| classify(Operation::Inspect, e))?;
@@ -393,17 +428,20 @@ impl LeaseStore for PgLeaseStore {
     }
 
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
-        let row: Option<i64> = self
+        let row: Option<(i64,)> = self
             .timed(
                 Operation::ForceRelease,
-                sqlx::query_scalar(self.inner.sql.force_release.clone())
-                    .bind(name.as_str())
-                    .bind(self.inner.channel.as_str())
-                    .fetch_optional(&self.inner.pool),
+                self.inner.sql.force_release.fetch_optional(
+                    vec![
+                        Arg::Text(name.as_str()),
+                        Arg::Text(self.inner.channel.as_str()),
+                    ],
+                    &self.inner.pool,
+                ),
             )
             .await?
             .map_err(|e| classify(Operation::ForceRelease, e))?;
-        row.map(|raw| token_from(Operation::ForceRelease, name, raw))
+        row.map(|(raw,)| token_from(Operation::ForceRelease, name, raw))
             .transpose()
     }
 
