@@ -7,8 +7,10 @@
 //! ([`ServerProcess::kill`](super::ServerProcess::kill), a SIGKILL), then
 //! [`PostgresServer::promote`] the standby. What the primary committed but had not yet streamed
 //! is lost, as in production with asynchronous replication; [`PostgresServer::wait_replayed`]
-//! waits until nothing is outstanding, and pausing the standby
-//! ([`ServerProcess::pause`](super::ServerProcess::pause)) stops it from receiving anything.
+//! waits until nothing is outstanding. To make sure the standby misses the last commits,
+//! stream through a [`super::TcpProxy`] ([`PostgresServer::start_standby_via`]), stall it, and
+//! cut it after the kill: the held WAL is discarded. (Pausing the standby is not enough: the
+//! kernel keeps receiving WAL into its socket buffer, and it is replayed on resume.)
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,11 +29,17 @@ impl PostgresServer {
     /// Replication is asynchronous (the primary has no `synchronous_standby_names`). The
     /// primary must be a harness server (its `pg_hba.conf` trusts replication from loopback).
     pub async fn start_standby(primary: &PostgresServer) -> Result<Self> {
-        let primary_port = primary.port();
-        blocking(move || Self::start_standby_blocking(primary_port)).await
+        Self::start_standby_via(primary.port()).await
     }
 
-    /// [`Self::start_standby`] of the primary on `primary_port`, blocking the calling thread.
+    /// [`Self::start_standby`] streaming from whatever listens on 127.0.0.1:`port`: the
+    /// primary, or a [`super::TcpProxy`] in front of it (the standby keeps streaming through it,
+    /// so the proxy can cut replication off).
+    pub async fn start_standby_via(port: u16) -> Result<Self> {
+        blocking(move || Self::start_standby_blocking(port)).await
+    }
+
+    /// [`Self::start_standby_via`] the primary on `primary_port`, blocking the calling thread.
     pub fn start_standby_blocking(primary_port: u16) -> Result<Self> {
         let bins = binaries()?;
         let basebackup = find::find_sibling("pg_basebackup", &bins.postgres)?;
