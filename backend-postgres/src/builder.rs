@@ -126,6 +126,18 @@ impl PgBuilder {
         self
     }
 
+    /// Whether statements are sqlx's cached named prepared statements (default `false`).
+    ///
+    /// The default sends every statement with its values inline, as one message that leaves
+    /// nothing on the server connection: it works through any pooler (pgbouncer in transaction
+    /// mode included), at the price of the server planning each statement. Turn this on for
+    /// direct connections where that price matters; through a transaction-mode pooler it needs
+    /// pgbouncer 1.21+ with `max_prepared_statements`.
+    pub fn with_prepared_statements(mut self, prepared: bool) -> Self {
+        self.config.prepared_statements = Some(prepared);
+        self
+    }
+
     /// Whether grants and renewals force `synchronous_commit = on` when the session has it
     /// `off` (default `true`). Turn off only if losing the last grants in a crash is fine.
     pub fn with_durable_grants(mut self, durable: bool) -> Self {
@@ -197,13 +209,18 @@ fn parse_url(url: &str) -> Result<PgConnectOptions, Error> {
             ),
         ));
     }
-    url.parse::<PgConnectOptions>().map_err(|e| {
-        Error::invalid(
-            "postgres url",
-            format!(
-                "{e}; expected postgres://user:password@host:port/database (given {})",
-                redact_url(url)
-            ),
-        )
-    })
+    // The store reads no floating-point values, and poolers refuse startup parameters they do
+    // not know ("unsupported startup parameter: extra_float_digits" from pgbouncer unless
+    // `ignore_startup_parameters` lists it), so it does not send sqlx's `extra_float_digits`.
+    url.parse::<PgConnectOptions>()
+        .map(|options| options.extra_float_digits(None))
+        .map_err(|e| {
+            Error::invalid(
+                "postgres url",
+                format!(
+                    "{e}; expected postgres://user:password@host:port/database (given {})",
+                    redact_url(url)
+                ),
+            )
+        })
 }

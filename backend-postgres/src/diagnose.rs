@@ -31,10 +31,14 @@ pub(crate) struct Settings {
 
 /// The settings, as a session of the store's pool sees them.
 ///
+/// The statement has no values and goes as one simple-protocol message (`raw_sql`), like the
+/// store's statements by default: nothing named is left on the server connection, so it also
+/// answers through a transaction-mode pooler.
+///
 /// # Errors
 /// The driver's error; the caller classifies it and bounds the time.
 pub(crate) async fn ask(pool: &PgPool) -> Result<Settings, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::raw_sql(
         "SELECT current_setting('server_version'), \
                 current_setting('server_version_num')::int, \
                 pg_is_in_recovery(), \

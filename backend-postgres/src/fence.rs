@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fencelock_core::{Error, Fence, FencedValue, FencingToken, Operation};
-use sqlx::{AssertSqlSafe, PgPool, SqlSafeStr, SqlStr};
+use sqlx::{PgPool, SqlStr};
 
 use crate::classify::{STORE, classify};
+use crate::statements::{Arg, Migration, Protocol, Statement, render_sql};
 use crate::{PgLeaseStore, TableName, migrate};
 
 const MIGRATE: &str = include_str!("sql/fence_migrate.sql");
@@ -27,6 +28,12 @@ const READ: &str = include_str!("sql/fence_read.sql");
 /// the write and the raised mark are one atomic step; only a rejected write costs a second
 /// statement, which reads the mark that rejected it for [`Error::StaleToken`].
 ///
+/// Statements go as the store's do: by default with their values inline (the key and the
+/// value as hexadecimal digits) in one simple-protocol message, so the fence works through a
+/// transaction-mode pooler such as pgbouncer; with
+/// [`with_prepared_statements(true)`](PgFence::with_prepared_statements) as sqlx's named
+/// prepared statements, for direct connections.
+///
 /// ```no_run
 /// # async fn demo(store: fencelock_postgres::PgLeaseStore, token: fencelock_core::FencingToken) -> Result<(), fencelock_core::Error> {
 /// use fencelock_core::Fence;
@@ -39,16 +46,35 @@ const READ: &str = include_str!("sql/fence_read.sql");
 pub struct PgFence {
     pool: PgPool,
     table: TableName,
-    sql: Arc<Statements>,
+    sql: Arc<FenceStatements>,
     op_timeout: Duration,
 }
 
+/// The fence's statements for its table, sent by one [`Protocol`].
 #[derive(Debug)]
-struct Statements {
+struct FenceStatements {
+    protocol: Protocol,
+    /// `CREATE TABLE IF NOT EXISTS …`, sent as it is (it has no values).
     migrate: SqlStr,
-    write: SqlStr,
-    mark: SqlStr,
-    read: SqlStr,
+    migration: Migration,
+    write: Statement,
+    mark: Statement,
+    read: Statement,
+}
+
+impl FenceStatements {
+    fn new(table: &TableName, protocol: Protocol) -> Self {
+        let statement =
+            |template: &str| Statement::new(render_sql(template, Some(table), None), protocol);
+        Self {
+            protocol,
+            migrate: render_sql(MIGRATE, Some(table), None),
+            migration: Migration::new(protocol),
+            write: statement(WRITE),
+            mark: statement(MARK),
+            read: statement(READ),
+        }
+    }
 }
 
 impl PgFence {
@@ -58,21 +84,12 @@ impl PgFence {
     /// The longest key accepted, in bytes: a primary-key entry must fit a third of a page.
     pub const MAX_KEY_LEN: usize = 2048;
 
-    /// A fence over `table` on `pool`, with a 10 s operation timeout. Sends nothing: run
-    /// [`PgFence::migrate`] once to create the table, or let an administrator create it.
+    /// A fence over `table` on `pool`, with a 10 s operation timeout and values inline (safe
+    /// through any pooler). Sends nothing: run [`PgFence::migrate`] once to create the table,
+    /// or let an administrator create it.
     pub fn new(pool: PgPool, table: TableName) -> Self {
-        let quoted = table.quoted();
-        let render = |template: &str| {
-            let sql = template.replace("{table}", &quoted);
-            AssertSqlSafe(Arc::<str>::from(sql.trim())).into_sql_str()
-        };
         Self {
-            sql: Arc::new(Statements {
-                migrate: render(MIGRATE),
-                write: render(WRITE),
-                mark: render(MARK),
-                read: render(READ),
-            }),
+            sql: Arc::new(FenceStatements::new(&table, Protocol::Inline)),
             pool,
             table,
             op_timeout: Duration::from_secs(10),
@@ -82,6 +99,23 @@ impl PgFence {
     /// How long one statement may take before its outcome counts as unknown.
     pub fn with_op_timeout(mut self, timeout: Duration) -> Self {
         self.op_timeout = timeout;
+        self
+    }
+
+    /// Whether statements are sqlx's cached named prepared statements (default `false`), as
+    /// [`PgBuilder::with_prepared_statements`](crate::PgBuilder::with_prepared_statements):
+    /// the default sends each statement with its values inline as one message, which works
+    /// through any pooler; named statements are for direct connections (or pgbouncer 1.21+
+    /// with `max_prepared_statements`).
+    pub fn with_prepared_statements(mut self, prepared: bool) -> Self {
+        let protocol = if prepared {
+            Protocol::Prepared
+        } else {
+            Protocol::Inline
+        };
+        if self.sql.protocol != protocol {
+            self.sql = Arc::new(FenceStatements::new(&self.table, protocol));
+        }
         self
     }
 
@@ -97,7 +131,12 @@ impl PgFence {
     /// `Unavailable` when the server cannot be reached; `Backend` e.g. without privileges.
     pub async fn migrate(&self) -> Result<(), Error> {
         let op = Operation::Setup;
-        let create = migrate::migrate(&self.pool, &self.table, self.sql.migrate.clone());
+        let create = migrate::migrate(
+            &self.pool,
+            &self.table,
+            self.sql.migrate.clone(),
+            &self.sql.migration,
+        );
         tokio::time::timeout(self.op_timeout, create)
             .await
             .map_err(|_| self.timed_out(op))?
@@ -125,14 +164,17 @@ impl PgFence {
 }
 
 impl PgLeaseStore {
-    /// A fence on the store's pool, with its operation timeout, over the table
+    /// A fence on the store's pool, with its operation timeout and its way of sending
+    /// statements (values inline unless `with_prepared_statements(true)`), over the table
     /// `fencelock_fences` in the lease table's schema, which this creates if missing.
     ///
     /// # Errors
     /// As [`PgFence::migrate`].
     pub async fn fence(&self) -> Result<PgFence, Error> {
         let table = TableName::new(self.table().schema().as_str(), PgFence::DEFAULT_TABLE)?;
-        let fence = PgFence::new(self.pool().clone(), table).with_op_timeout(self.op_timeout());
+        let fence = PgFence::new(self.pool().clone(), table)
+            .with_op_timeout(self.op_timeout())
+            .with_prepared_statements(self.protocol() == Protocol::Prepared);
         fence.migrate().await?;
         Ok(fence)
     }
@@ -157,19 +199,19 @@ impl Fence for PgFence {
                 format!("{token} does not fit a bigint column"),
             )
         })?;
-        let write = sqlx::query_scalar::<_, i64>(self.sql.write.clone())
-            .bind(key)
-            .bind(presented)
-            .bind(value)
-            .fetch_optional(&self.pool);
+        let write = self.sql.write.fetch_optional::<(i64,), _>(
+            vec![Arg::Text(key), Arg::Int(presented), Arg::Bytes(value)],
+            &self.pool,
+        );
         if self.timed(op, write).await?.is_some() {
             return Ok(());
         }
         // Rejected: read the mark that did it. Marks only rise, so it is still above `token`.
-        let mark = sqlx::query_scalar::<_, i64>(self.sql.mark.clone())
-            .bind(key)
-            .fetch_optional(&self.pool);
-        match self.timed(op, mark).await? {
+        let mark = self
+            .sql
+            .mark
+            .fetch_optional::<(i64,), _>(vec![Arg::Text(key)], &self.pool);
+        match self.timed(op, mark).await?.map(|(high,)| high) {
             Some(high) if high > presented => {
                 fencelock_core::metrics::stale_write_rejected(STORE);
                 Err(Error::StaleToken {
@@ -192,9 +234,10 @@ impl Fence for PgFence {
     /// The store's errors; [`Error::InvalidInput`] as for [`Fence::write`].
     async fn read(&self, key: &str) -> Result<Option<FencedValue>, Error> {
         check_key(key)?;
-        let read = sqlx::query_as::<_, (Vec<u8>, i64)>(self.sql.read.clone())
-            .bind(key)
-            .fetch_optional(&self.pool);
+        let read = self
+            .sql
+            .read
+            .fetch_optional::<(Vec<u8>, i64), _>(vec![Arg::Text(key)], &self.pool);
         let row = self.timed(Operation::FencedRead, read).await?;
         Ok(row
             .map(|(value, token)| FencedValue::new(value, FencingToken::new(token.unsigned_abs()))))
@@ -207,6 +250,7 @@ impl fmt::Debug for PgFence {
         f.debug_struct("PgFence")
             .field("table", &self.table)
             .field("op_timeout", &self.op_timeout)
+            .field("protocol", &self.sql.protocol)
             .finish_non_exhaustive()
     }
 }
@@ -264,10 +308,30 @@ mod tests {
             .unwrap();
         let fence = PgFence::new(pool, TableName::new("s", "Fences").unwrap());
         let sql = &fence.sql;
-        for statement in [&sql.migrate, &sql.write, &sql.mark, &sql.read] {
-            assert!(statement.as_str().contains("\"s\".\"Fences\""));
-            assert!(!statement.as_str().contains('{'), "{}", statement.as_str());
+        assert_eq!(sql.protocol, Protocol::Inline);
+        let texts = [
+            sql.migrate.as_str(),
+            sql.write.as_str(),
+            sql.mark.as_str(),
+            sql.read.as_str(),
+        ];
+        for statement in texts {
+            assert!(statement.contains("\"s\".\"Fences\""));
+            assert!(!statement.contains('{'), "{statement}");
+            assert!(!statement.contains("--"), "comment left in {statement}");
         }
+        for statement in [&sql.write, &sql.mark, &sql.read] {
+            let sql = statement.as_str();
+            for (at, _) in sql.match_indices('$') {
+                let next = sql[at + 1..].chars().next();
+                assert!(
+                    next.is_some_and(|c| c.is_ascii_digit()),
+                    "a `$` that is not a placeholder in {sql}"
+                );
+            }
+        }
+        let prepared = fence.clone().with_prepared_statements(true);
+        assert_eq!(prepared.sql.protocol, Protocol::Prepared);
         assert!(
             sql.write
                 .as_str()

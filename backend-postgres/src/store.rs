@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::classify::{STORE, classify, sqlstate};
 use crate::config::Settings;
-use crate::statements::Statements;
+use crate::statements::{Arg, Protocol, Statements};
 use crate::wakeups::Wakeups;
 use crate::{Ident, PgBuilder, PgConfig, TableName, migrate};
 
@@ -37,6 +37,7 @@ struct Inner {
     table: TableName,
     channel: Ident,
     sql: Statements,
+    protocol: Protocol,
     limits: TtlLimits,
     op_timeout: Duration,
     durable_grants: bool,
@@ -94,9 +95,20 @@ impl PgLeaseStore {
         settings: Settings,
         listen: Option<sqlx::postgres::PgConnectOptions>,
     ) -> Result<Self, Error> {
-        let sql = Statements::new(&settings.table, settings.durable_grants);
+        let protocol = if settings.prepared_statements {
+            Protocol::Prepared
+        } else {
+            Protocol::Inline
+        };
+        let sql = Statements::new(&settings.table, settings.durable_grants, protocol);
         let wakeups = listen.map(|options| {
-            Wakeups::new(settings.channel.clone(), options, settings.connect_timeout)
+            Wakeups::new(
+                settings.channel.clone(),
+                options,
+                settings.connect_timeout,
+                pool.clone(),
+                sql.notify.clone(),
+            )
         });
         let store = Self {
             inner: Arc::new(Inner {
@@ -104,6 +116,7 @@ impl PgLeaseStore {
                 table: settings.table,
                 channel: settings.channel,
                 sql,
+                protocol,
                 limits: settings.limits,
                 op_timeout: settings.op_timeout,
                 durable_grants: settings.durable_grants,
@@ -125,7 +138,12 @@ impl PgLeaseStore {
         let inner = &self.inner;
         self.timed(
             Operation::Setup,
-            migrate::migrate(&inner.pool, &inner.table, inner.sql.migrate.clone()),
+            migrate::migrate(
+                &inner.pool,
+                &inner.table,
+                inner.sql.migrate.clone(),
+                &inner.sql.migration,
+            ),
         )
         .await?
     }
@@ -143,6 +161,11 @@ impl PgLeaseStore {
     /// How long one operation may take before its outcome counts as unknown.
     pub(crate) fn op_timeout(&self) -> Duration {
         self.inner.op_timeout
+    }
+
+    /// How the store sends statements (values inline unless `with_prepared_statements(true)`).
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.inner.protocol
     }
 
     /// The NOTIFY channel releases are announced on.
@@ -181,11 +204,19 @@ impl PgLeaseStore {
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
         };
-        let row: Option<(i64, bool)> = sqlx::query_as(self.inner.sql.verify.clone())
-            .bind(lease.name().as_str())
-            .bind(lease.holder().to_string())
-            .bind(token)
-            .fetch_optional(&mut **tx)
+        let holder = lease.holder().to_string();
+        let row: Option<(i64, bool)> = self
+            .inner
+            .sql
+            .verify
+            .fetch_optional(
+                vec![
+                    Arg::Text(lease.name().as_str()),
+                    Arg::Text(&holder),
+                    Arg::Int(token),
+                ],
+                &mut **tx,
+            )
             .await
             .map_err(|e| classify(Operation::FencedWrite, e))?;
         match row {
@@ -257,15 +288,19 @@ impl LeaseStore for PgLeaseStore {
     async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
         let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
         let holder = HolderId::random();
+        let holder_text = holder.to_string();
         let sent_at = Instant::now();
-        let row: Option<i64> = self
+        let row: Option<(i64,)> = self
             .timed(
                 Operation::Acquire,
-                sqlx::query_scalar(self.inner.sql.acquire.clone())
-                    .bind(name.as_str())
-                    .bind(holder.to_string())
-                    .bind(ttl_us)
-                    .fetch_optional(&self.inner.pool),
+                self.inner.sql.acquire.fetch_optional(
+                    vec![
+                        Arg::Text(name.as_str()),
+                        Arg::Text(&holder_text),
+                        Arg::Int(ttl_us),
+                    ],
+                    &self.inner.pool,
+                ),
             )
             .await?
             .map_err(|e| {
@@ -279,7 +314,7 @@ impl LeaseStore for PgLeaseStore {
                     classify(Operation::Acquire, e)
                 }
             })?;
-        let Some(raw) = row else {
+        let Some((raw,)) = row else {
             return Ok(None);
         };
         let token = token_from(Operation::Acquire, name, raw)?;
@@ -297,16 +332,20 @@ impl LeaseStore for PgLeaseStore {
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
         };
+        let holder = lease.holder().to_string();
         let sent_at = Instant::now();
-        let row: Option<i64> = self
+        let row: Option<(i64,)> = self
             .timed(
                 Operation::Renew,
-                sqlx::query_scalar(self.inner.sql.renew.clone())
-                    .bind(lease.name().as_str())
-                    .bind(lease.holder().to_string())
-                    .bind(token)
-                    .bind(ttl_us)
-                    .fetch_optional(&self.inner.pool),
+                self.inner.sql.renew.fetch_optional(
+                    vec![
+                        Arg::Text(lease.name().as_str()),
+                        Arg::Text(&holder),
+                        Arg::Int(token),
+                        Arg::Int(ttl_us),
+                    ],
+                    &self.inner.pool,
+                ),
             )
             .await?
             .map_err(|e| classify(Operation::Renew, e))?;
@@ -336,12 +375,15 @@ impl LeaseStore for PgLeaseStore {
             let rows = self
                 .timed(
                     Operation::Renew,
-                    sqlx::query_as::<_, (String, i64)>(self.inner.sql.renew_many.clone())
-                        .bind(names)
-                        .bind(holders)
-                        .bind(tokens)
-                        .bind(ttl_us)
-                        .fetch_all(&self.inner.pool),
+                    self.inner.sql.renew_many.fetch_all::<(String, i64), _>(
+                        vec![
+                            Arg::Texts(names),
+                            Arg::Texts(holders.iter().map(String::as_str).collect()),
+                            Arg::Ints(tokens),
+                            Arg::Int(ttl_us),
+                        ],
+                        &self.inner.pool,
+                    ),
                 )
                 .await
                 .and_then(|rows| rows.map_err(|e| classify(Operation::Renew, e)));
@@ -367,15 +409,19 @@ impl LeaseStore for PgLeaseStore {
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
         };
-        let released: i64 = self
+        let holder = lease.holder().to_string();
+        let (released,): (i64,) = self
             .timed(
                 Operation::Release,
-                sqlx::query_scalar(self.inner.sql.release.clone())
-                    .bind(lease.name().as_str())
-                    .bind(lease.holder().to_string())
-                    .bind(token)
-                    .bind(self.inner.channel.as_str())
-                    .fetch_one(&self.inner.pool),
+                self.inner.sql.release.fetch_one(
+                    vec![
+                        Arg::Text(lease.name().as_str()),
+                        Arg::Text(&holder),
+                        Arg::Int(token),
+                        Arg::Text(self.inner.channel.as_str()),
+                    ],
+                    &self.inner.pool,
+                ),
             )
             .await?
             .map_err(|e| classify(Operation::Release, e))?;
@@ -390,9 +436,10 @@ impl LeaseStore for PgLeaseStore {
         let row: Option<(i64, Option<String>, i64)> = self
             .timed(
                 Operation::Inspect,
-                sqlx::query_as(self.inner.sql.inspect.clone())
-                    .bind(name.as_str())
-                    .fetch_optional(&self.inner.pool),
+                self.inner
+                    .sql
+                    .inspect
+                    .fetch_optional(vec![Arg::Text(name.as_str())], &self.inner.pool),
             )
             .await?
             .map_err(|e| classify(Operation::Inspect, e))?;
@@ -407,17 +454,20 @@ impl LeaseStore for PgLeaseStore {
     }
 
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
-        let row: Option<i64> = self
+        let row: Option<(i64,)> = self
             .timed(
                 Operation::ForceRelease,
-                sqlx::query_scalar(self.inner.sql.force_release.clone())
-                    .bind(name.as_str())
-                    .bind(self.inner.channel.as_str())
-                    .fetch_optional(&self.inner.pool),
+                self.inner.sql.force_release.fetch_optional(
+                    vec![
+                        Arg::Text(name.as_str()),
+                        Arg::Text(self.inner.channel.as_str()),
+                    ],
+                    &self.inner.pool,
+                ),
             )
             .await?
             .map_err(|e| classify(Operation::ForceRelease, e))?;
-        row.map(|raw| token_from(Operation::ForceRelease, name, raw))
+        row.map(|(raw,)| token_from(Operation::ForceRelease, name, raw))
             .transpose()
     }
 

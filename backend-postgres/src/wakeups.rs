@@ -8,36 +8,67 @@
 //! If the connection drops, notifications may have been missed: after sqlx reconnects, every
 //! waiter is woken to try again. If reconnecting fails, every subscription is closed so that
 //! waiters fall back to polling, and new waiters poll until the listener is back.
+//!
+//! # A LISTEN through a transaction-mode pooler
+//!
+//! It succeeds, and then hears nothing: the pooler lent it a server connection for that one
+//! statement. Worse, that server connection keeps listening after it went back to the pool, and
+//! hands each notification to whichever client it serves next (sqlx fails that client's
+//! statement: "unexpected message: NotificationResponse"), until the pooler closes it as dirty.
+//! So after connecting the listener tests itself: it sends a NOTIFY on its channel through the
+//! store's pool and expects to hear it within [`PROBE_TIMEOUT`]. If it hears nothing — or the
+//! test NOTIFY itself comes back with the stray notification — the listener is **stopped for
+//! good** (no more LISTENs through the pooler), a warning says to point `listen_url` straight at
+//! PostgreSQL, and waiters poll.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use fencelock_core::backend::{ReleaseWatch, WakeupHub};
 use fencelock_core::{Error, LockName, Operation};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
 use tokio::task::JoinHandle;
 
 use crate::Ident;
-use crate::classify::classify;
+use crate::classify::{classify, is_stray_notification};
+use crate::statements::{Arg, Statement};
 
 /// The longest pause between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// How long the listener waits to hear its own test NOTIFY before it calls itself deaf.
+/// Generous: a false alarm only makes waiters poll.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub(crate) struct Wakeups {
     channel: Ident,
     pool: PgPool,
+    probe: Probe,
     shared: Arc<Shared>,
     task: OnceCell<AbortOnDrop>,
+}
+
+/// What the listener needs to test itself: the store's pool and its NOTIFY statement.
+#[derive(Clone)]
+struct Probe {
+    pool: PgPool,
+    notify: Statement,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     hub: WakeupHub,
-    /// Whether the LISTEN connection is believed to be up.
+    /// Whether the LISTEN connection is believed to be up (and not deaf).
     listening: AtomicBool,
+    /// Notifications received so far.
+    heard: AtomicU64,
+    /// Whether the self-test found the listener deaf (it is then stopped for good).
+    deaf: AtomicBool,
+    /// Stops the listener task.
+    stop: Notify,
 }
 
 impl std::fmt::Debug for Wakeups {
@@ -46,13 +77,20 @@ impl std::fmt::Debug for Wakeups {
             .field("channel", &self.channel)
             .field("started", &self.task.initialized())
             .field("listening", &self.shared.listening.load(Ordering::Relaxed))
+            .field("deaf", &self.shared.deaf.load(Ordering::Relaxed))
             .field("watched_names", &self.shared.hub.watched_names())
             .finish()
     }
 }
 
 impl Wakeups {
-    pub(crate) fn new(channel: Ident, options: PgConnectOptions, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        channel: Ident,
+        options: PgConnectOptions,
+        timeout: Duration,
+        store_pool: PgPool,
+        notify: Statement,
+    ) -> Self {
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .min_connections(0)
@@ -63,14 +101,21 @@ impl Wakeups {
         Self {
             channel,
             pool,
+            probe: Probe {
+                pool: store_pool,
+                notify,
+            },
             shared: Arc::default(),
             task: OnceCell::new(),
         }
     }
 
     /// A subscription for `name`, starting the listener on first use. `Ok(None)` while the
-    /// listener is down: the waiter polls.
+    /// listener is down (or found deaf): the waiter polls.
     pub(crate) async fn subscribe(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        if self.shared.deaf.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         self.task
             .get_or_try_init(|| async {
                 let listener = listen(&self.pool, &self.channel).await?;
@@ -79,6 +124,7 @@ impl Wakeups {
                     listener,
                     self.pool.clone(),
                     self.channel.clone(),
+                    self.probe.clone(),
                     Arc::clone(&self.shared),
                 ));
                 Ok::<_, Error>(AbortOnDrop(task))
@@ -104,25 +150,46 @@ async fn listen(pool: &PgPool, channel: &Ident) -> Result<PgListener, Error> {
     Ok(listener)
 }
 
-async fn run(mut listener: PgListener, pool: PgPool, channel: Ident, shared: Arc<Shared>) {
+async fn run(
+    mut listener: PgListener,
+    pool: PgPool,
+    channel: Ident,
+    probe: Probe,
+    shared: Arc<Shared>,
+) {
+    // Dropped (and the test stopped) with this task.
+    let mut _test = self_test(&probe, &channel, &shared);
     loop {
-        match listener.try_recv().await {
-            Ok(Some(notification)) => shared.hub.notify(notification.payload()),
+        let received = tokio::select! {
+            // The listener is being thrown away: no need to finish a read.
+            () = shared.stop.notified() => return,
+            received = listener.try_recv() => received,
+        };
+        match received {
+            Ok(Some(notification)) => {
+                shared.heard.fetch_add(1, Ordering::SeqCst);
+                shared.hub.notify(notification.payload());
+            }
             Ok(None) => {
                 // sqlx lost the connection and already reconnected (and re-listened); anything
                 // sent in between is gone, so every waiter re-checks.
                 tracing::debug!(%channel, "LISTEN connection was re-established; waking all waiters");
                 shared.hub.notify_all();
+                _test = self_test(&probe, &channel, &shared);
             }
             Err(error) => {
                 tracing::warn!(%channel, %error, "LISTEN connection lost; waiters poll until it is back");
                 shared.listening.store(false, Ordering::SeqCst);
                 shared.hub.close_all();
                 drop(listener);
-                listener = reconnect(&pool, &channel).await;
+                listener = tokio::select! {
+                    () = shared.stop.notified() => return,
+                    listener = reconnect(&pool, &channel) => listener,
+                };
                 shared.listening.store(true, Ordering::SeqCst);
                 shared.hub.notify_all();
                 tracing::info!(%channel, "LISTEN connection is back");
+                _test = self_test(&probe, &channel, &shared);
             }
         }
     }
@@ -140,6 +207,62 @@ async fn reconnect(pool: &PgPool, channel: &Ident) -> PgListener {
             }
         }
     }
+}
+
+/// Starts the listener's self-test: NOTIFY through the store's pool, then check that the
+/// listener heard anything within [`PROBE_TIMEOUT`]; if not, stop it for good.
+fn self_test(probe: &Probe, channel: &Ident, shared: &Arc<Shared>) -> AbortOnDrop {
+    let (probe, channel, shared) = (probe.clone(), channel.clone(), Arc::clone(shared));
+    AbortOnDrop(tokio::spawn(async move {
+        let before = shared.heard.load(Ordering::SeqCst);
+        // The empty payload is no lock name, so it wakes nobody.
+        let sent = probe
+            .notify
+            .execute(
+                vec![Arg::Text(channel.as_str()), Arg::Text("")],
+                &probe.pool,
+            )
+            .await;
+        match sent {
+            Ok(()) => {
+                tokio::time::sleep(PROBE_TIMEOUT).await;
+                if shared.heard.load(Ordering::SeqCst) == before {
+                    stop_deaf(
+                        &channel,
+                        &shared,
+                        "heard nothing of a NOTIFY on its own channel",
+                    );
+                }
+            }
+            // The NOTIFY ran on a server connection that LISTENs on this channel for another
+            // client: the listener's, lent back to the pool by a transaction-mode pooler.
+            Err(error) if is_stray_notification(&error) => stop_deaf(
+                &channel,
+                &shared,
+                "left a LISTEN on a pooled server connection (the test NOTIFY came back to the store's pool)",
+            ),
+            // Nothing learned (the store is unreachable, or a standby refuses NOTIFY).
+            Err(error) => {
+                tracing::debug!(%channel, %error, "LISTEN self-test could not send its NOTIFY");
+            }
+        }
+    }))
+}
+
+fn stop_deaf(channel: &Ident, shared: &Shared, finding: &str) {
+    if shared.deaf.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    tracing::warn!(
+        %channel,
+        "the LISTEN connection {finding}: it goes through a transaction-mode pooler, which lends \
+         LISTEN a server connection only for that statement. Wake-ups are off for this store and \
+         waiters poll (up to their poll interval late); point listen_url straight at PostgreSQL \
+         (or at a session-mode pool) to have them back"
+    );
+    shared.listening.store(false, Ordering::SeqCst);
+    shared.hub.close_all();
+    shared.stop.notify_one();
 }
 
 /// Stops the listener task (and closes its connection) when the store goes away.

@@ -1,5 +1,6 @@
 //! What `PgFence` adds to the fence tier: its table (created idempotently, next to the lease
-//! table or where you name it, a plain table you can query), and keys a `text` cannot hold.
+//! table or where you name it, a plain table you can query), keys a `text` cannot hold, and
+//! its two ways of sending statements (values inline, the default; named prepared statements).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -77,6 +78,50 @@ async fn keys_a_text_cannot_hold_are_invalid_input() {
     let longest = "k".repeat(PgFence::MAX_KEY_LEN);
     fence.write(&longest, t(1), b"fits").await.unwrap();
     assert!(fence.read(&longest).await.unwrap().is_some());
+}
+
+/// Values inline (the default, pooler-safe) and named prepared statements (the store's
+/// `with_prepared_statements(true)`) write and read the same rows: hostile keys and binary
+/// values round-trip either way, and a stale write is rejected either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_and_prepared_fences_agree() {
+    let url = support::shared_url().await;
+    let inline = support::store_on(&url, "fence_store_leases")
+        .await
+        .fence()
+        .await
+        .unwrap();
+    let prepared_store = fencelock_postgres::PgLeaseStore::builder()
+        .with_url(&url)
+        .with_schema("fencelock_test")
+        .with_table("fence_store_leases")
+        .with_prepared_statements(true)
+        .connect()
+        .await
+        .unwrap();
+    let prepared = prepared_store.fence().await.unwrap();
+    assert!(format!("{inline:?}").contains("Inline"), "{inline:?}");
+    assert!(format!("{prepared:?}").contains("Prepared"), "{prepared:?}");
+    let hostile = support::unique("'); DROP TABLE x; -- $1 \\ ü");
+    let value = b"\0'\\x00\xff$1".to_vec();
+    for (i, (writer, reader)) in [(&inline, &prepared), (&prepared, &inline)]
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("{hostile}/{i}");
+        writer.write(&key, t(5), &value).await.unwrap();
+        assert_eq!(
+            reader.read(&key).await.unwrap(),
+            Some(FencedValue::new(value.clone(), t(5)))
+        );
+        let err = reader.write(&key, t(4), b"stale").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::StaleToken, "{err}");
+        reader.write(&key, t(5), b"").await.unwrap();
+        assert_eq!(
+            writer.read(&key).await.unwrap(),
+            Some(FencedValue::new(Vec::new(), t(5)))
+        );
+    }
 }
 
 #[test]

@@ -376,8 +376,18 @@ async fn peer_handoffs(
 async fn postgres(params: &Params) -> Result<BackendResult> {
     let target = harness::postgres_url_or_start().await?;
     let url = target.url().to_owned();
+    // pgbouncer (transaction mode) in front of a server the harness started.
+    let pooler = match target.server() {
+        Some(server) => Some(
+            harness::PgBouncer::start(server.addr(), harness::PgBouncerOptions::default()).await?,
+        ),
+        None => None,
+    };
     // One connection for the sequential latencies (and session advisory locks).
-    let single = PgBench::connect(&url, 1).await?;
+    let mut single = PgBench::connect(&url, 1).await?;
+    if let Some(pooler) = &pooler {
+        single = single.with_pooler(&pooler.url(), &url).await?;
+    }
     let pooled = PgBench::connect(&url, PG_POOL).await?;
     let server = single.version().await?;
     let (uncontended, handoff) = latencies(
@@ -394,6 +404,7 @@ async fn postgres(params: &Params) -> Result<BackendResult> {
     .await?;
     let (throughput_ours, throughput_raw, hold, hold_unbatched) =
         load("postgres", &url, params, pooled.throughput()).await?;
+    drop(pooler);
     drop(target);
     Ok(BackendResult {
         key: "postgres".into(),

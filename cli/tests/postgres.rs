@@ -88,3 +88,51 @@ async fn malformed_url_is_one_line() {
     ));
     assert_one_line_failure(&out, out.status.code().unwrap(), "fencelock: ");
 }
+
+/// `fencelock run` through Debian's pgbouncer in transaction mode, configured with nothing at
+/// all (not even `ignore_startup_parameters`), 100 times in a row as from a shell loop: every
+/// run succeeds, and tokens rise from run to run.
+#[tokio::test(flavor = "multi_thread")]
+async fn hundred_runs_in_a_row_through_pgbouncer() {
+    let server = harness::PostgresServer::start(harness::PostgresServerOptions::default())
+        .await
+        .unwrap();
+    let pooler = harness::PgBouncer::start(
+        server.addr(),
+        harness::PgBouncerOptions {
+            ignore_startup_parameters: Vec::new(),
+            ..harness::PgBouncerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let url = pooler.url();
+    let name = support::unique_name("pooled");
+    let mut last = 0_u64;
+    for run in 1..=100 {
+        let out = output(
+            &[
+                "run",
+                "--store",
+                &url,
+                "--no-wait",
+                &name,
+                "--",
+                "sh",
+                "-c",
+                r#"echo "$FENCELOCK_TOKEN""#,
+            ],
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "run {run}: {}",
+            support::stderr(&out)
+        );
+        let token: u64 = stdout(&out).trim().parse().unwrap();
+        assert!(token > last, "run {run}: token {token} after {last}");
+        last = token;
+    }
+}

@@ -1,12 +1,15 @@
 //! PostgreSQL: `PgLeaseStore` against the very same statements (`src/sql/acquire.sql` and
 //! `release.sql` of the backend, rendered the same way) issued by hand with sqlx on the same
-//! connection; `pg_try_advisory_lock` + unlock for reference.
+//! connection, sent as the store sends them by default (values inline, one simple-protocol
+//! message each); for reference the same statements as sqlx's named prepared statements, the
+//! store with those (`with_prepared_statements(true)`), the store through pgbouncer in
+//! transaction mode, and `pg_try_advisory_lock` + unlock.
 
 use std::sync::Arc;
 
 use fencelock_core::{HolderId, Locker};
 use fencelock_postgres::PgLeaseStore;
-use fencelock_postgres::sqlx::{self, AssertSqlSafe, PgPool, SqlSafeStr, SqlStr};
+use fencelock_postgres::sqlx::{self, AssertSqlSafe, PgPool, Row, SqlSafeStr, SqlStr};
 
 use super::{TTL, locker_cycle, run_id, store_cycle, unexpectedly_held};
 use crate::cycle::{Cycle, Role, Variant, cycle};
@@ -27,11 +30,32 @@ fn render(template: &str, table: &str) -> SqlStr {
     AssertSqlSafe(Arc::<str>::from(sql.trim())).into_sql_str()
 }
 
+/// A text value as the store writes it into a statement: hex digits only.
+fn text(value: &str) -> String {
+    let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("convert_from(decode('{hex}', 'hex'), 'UTF8')")
+}
+
+/// `template` with `$1…` replaced by `values` (already SQL), as the store sends it by default.
+fn inline(template: &SqlStr, values: &[String]) -> String {
+    values
+        .iter()
+        .enumerate()
+        .rev()
+        .fold(template.as_str().to_owned(), |sql, (i, value)| {
+            sql.replace(&format!("${}", i + 1), value)
+        })
+}
+
 /// The store and its pool.
 #[derive(Clone, Debug)]
 pub struct PgBench {
     /// Our store.
     pub store: PgLeaseStore,
+    /// Our store with sqlx's named prepared statements.
+    prepared: PgLeaseStore,
+    /// Our store through pgbouncer (transaction mode), when the harness started one.
+    pooled: Option<PgLeaseStore>,
     /// A locker over it.
     pub locker: Locker,
     /// The store's pool, for the raw floor.
@@ -50,10 +74,18 @@ impl PgBench {
             .with_max_connections(connections)
             .connect()
             .await?;
+        let prepared = PgLeaseStore::builder()
+            .with_max_connections(connections)
+            .with_prepared_statements(true)
+            .with_url(url)
+            .connect()
+            .await?;
         let pool = store.pool().clone();
         sqlx::raw_sql(RTT_TABLE).execute(&pool).await?;
         let table = store.table().quoted();
         Ok(Self {
+            prepared,
+            pooled: None,
             locker: Locker::new(store.clone()),
             acquire: render(ACQUIRE, &table),
             release: render(RELEASE, &table),
@@ -62,6 +94,18 @@ impl PgBench {
             store,
             prefix: format!("bench/{}", run_id()),
         })
+    }
+
+    /// Adds the store through the pooler at `url` (its LISTEN straight to `direct`).
+    pub async fn with_pooler(mut self, url: &str, direct: &str) -> Result<Self> {
+        let pooled = PgLeaseStore::builder()
+            .with_max_connections(1)
+            .with_listen_url(direct)
+            .with_url(url)
+            .connect()
+            .await?;
+        self.pooled = Some(pooled);
+        Ok(self)
     }
 
     /// The server's version.
@@ -82,15 +126,51 @@ impl PgBench {
         store_cycle(&self.store, format!("{}/{tag}", self.prefix))
     }
 
-    /// The raw floor: the backend's acquire and release statements, by hand.
+    /// The raw floor: the backend's acquire and release statements, by hand, sent as the store
+    /// sends them by default (values inline, one simple-protocol message each).
     pub fn raw(&self, tag: &str) -> Cycle {
         let (pool, acquire, release) = (
             self.pool.clone(),
             self.acquire.clone(),
             self.release.clone(),
         );
-        let channel = self.channel.clone();
+        let channel = text(&self.channel);
         let prefix = format!("{}/raw/{tag}", self.prefix);
+        let ttl_us = format!("CAST({} AS bigint)", TTL.as_micros());
+        cycle(move |i| {
+            let (pool, acquire, release) = (pool.clone(), acquire.clone(), release.clone());
+            let (channel, ttl_us) = (channel.clone(), ttl_us.clone());
+            let name = text(&format!("{prefix}/{i}"));
+            async move {
+                let holder = text(&HolderId::random().to_string());
+                let sql = inline(&acquire, &[name.clone(), holder.clone(), ttl_us]);
+                let row = sqlx::raw_sql(AssertSqlSafe(sql))
+                    .fetch_optional(&pool)
+                    .await?
+                    .ok_or_else(|| unexpectedly_held("acquire.sql"))?;
+                let token: i64 = row.try_get(0)?;
+                let token = format!("CAST({token} AS bigint)");
+                let sql = inline(&release, &[name, holder, token, channel]);
+                let row = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_one(&pool).await?;
+                let released: i64 = row.try_get(0)?;
+                if released != 1 {
+                    return Err(unexpectedly_held("release.sql freed nothing"));
+                }
+                Ok(())
+            }
+        })
+    }
+
+    /// The same statements by hand as sqlx's named prepared statements (parsed once per
+    /// connection): what a direct connection saves by `with_prepared_statements(true)`.
+    pub fn raw_prepared(&self, tag: &str) -> Cycle {
+        let (pool, acquire, release) = (
+            self.pool.clone(),
+            self.acquire.clone(),
+            self.release.clone(),
+        );
+        let channel = self.channel.clone();
+        let prefix = format!("{}/prepared/{tag}", self.prefix);
         let ttl_us = TTL.as_micros() as i64;
         cycle(move |i| {
             let (pool, acquire, release) = (pool.clone(), acquire.clone(), release.clone());
@@ -172,7 +252,7 @@ impl PgBench {
 
     /// The uncontended variants, headline first.
     pub fn uncontended(&self, reference_every: usize) -> Vec<Variant> {
-        vec![
+        let mut variants = vec![
             Variant::new(
                 "fencelock `Locker` acquire + release",
                 Role::Ours,
@@ -184,9 +264,19 @@ impl PgBench {
                 self.ours_store("s"),
             ),
             Variant::new(
-                "raw: the same INSERT … ON CONFLICT + UPDATE by hand",
+                "raw: the same INSERT … ON CONFLICT + UPDATE by hand, values inline",
                 Role::Raw,
                 self.raw("u"),
+            ),
+            Variant::new(
+                "raw: the same statements as named prepared statements",
+                Role::Reference,
+                self.raw_prepared("u"),
+            ),
+            Variant::new(
+                "fencelock store, `with_prepared_statements(true)`",
+                Role::Reference,
+                store_cycle(&self.prepared, format!("{}/named", self.prefix)),
             ),
             Variant::new(
                 "`pg_try_advisory_lock` + `pg_advisory_unlock`",
@@ -205,7 +295,18 @@ impl PgBench {
                 self.write(),
             )
             .every(reference_every),
-        ]
+        ];
+        if let Some(pooled) = &self.pooled {
+            variants.insert(
+                5,
+                Variant::new(
+                    "fencelock store through pgbouncer (transaction mode)",
+                    Role::Reference,
+                    store_cycle(pooled, format!("{}/pooled", self.prefix)),
+                ),
+            );
+        }
+        variants
     }
 
     /// Throughput cycles, ours and raw: called with the task's index, so each task keeps one name.

@@ -8,11 +8,14 @@
 //!   [`restart`](ServerProcess::restart) (same port, same data),
 //!   [`pause`](ServerProcess::pause) and [`resume`](ServerProcess::resume).
 //! - [`TcpProxy`] sits between a client and a server to delay, stall and cut
-//!   traffic.
-//! - [`shared_redis`], [`shared_postgres`] and [`shared_etcd`] give one
-//!   server per test process, or the external server named by
-//!   `FENCELOCK_REDIS_URL`, `FENCELOCK_POSTGRES_URL` or
-//!   `FENCELOCK_ETCD_ENDPOINTS`.
+//!   traffic, and can be re-pointed at another server (a failover router).
+//! - [`PgBouncer`] runs Debian's `pgbouncer` in transaction mode in front of
+//!   a PostgreSQL server; [`PostgresServer::start_standby`] starts a streaming
+//!   standby, [`PostgresServer::promote`] promotes it.
+//! - [`shared_redis`], [`shared_postgres`], [`shared_etcd`] and
+//!   [`shared_pgbouncer`] give one server per test process, or the external
+//!   server named by `FENCELOCK_REDIS_URL`, `FENCELOCK_POSTGRES_URL`,
+//!   `FENCELOCK_ETCD_ENDPOINTS` or `FENCELOCK_PGBOUNCER_URL`.
 //!
 //! If the test process dies without unwinding, the kernel kills its servers:
 //! they run under `setpriv --pdeathsig KILL`, forked by one long-lived thread
@@ -28,6 +31,7 @@ mod certs;
 mod error;
 mod etcd;
 mod http;
+mod pgbouncer;
 mod ports;
 mod postgres;
 mod process;
@@ -36,11 +40,13 @@ mod redis;
 mod resp;
 mod shared;
 mod spawner;
+mod standby;
 mod tempdirs;
 
 pub use certs::TlsFiles;
 pub use error::{HarnessError, Result};
 pub use etcd::{EtcdCluster, EtcdMember};
+pub use pgbouncer::{PgBouncer, PgBouncerOptions};
 pub use ports::{free_port, free_ports};
 pub use postgres::{PostgresServer, PostgresServerOptions};
 pub use process::ServerProcess;
@@ -50,6 +56,7 @@ pub use shared::{
     ETCD_ENDPOINTS_VAR, POSTGRES_URL_VAR, REDIS_URL_VAR, Target, etcd_endpoints_or_start,
     postgres_url_or_start, redis_url_or_start, shared_etcd, shared_postgres, shared_redis,
 };
+pub use shared::{PGBOUNCER_URL_VAR, shared_pgbouncer};
 
 /// How often a start is retried with new ports when a port was taken.
 const ADDR_IN_USE_RETRIES: u32 = 5;

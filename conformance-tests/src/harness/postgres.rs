@@ -19,7 +19,7 @@ use super::process::{Launch, ServerProcess};
 use super::{binaries, blocking, ports, retry_addr_in_use, tempdirs};
 
 /// The OS user the servers run as.
-const PG_USER: &str = "postgres";
+pub(super) const PG_USER: &str = "postgres";
 /// How long a server may take to accept connections (crash recovery
 /// included).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,14 +50,14 @@ pub struct PostgresServer {
     psql: PathBuf,
 }
 
-struct Binaries {
-    postgres: PathBuf,
+pub(super) struct Binaries {
+    pub(super) postgres: PathBuf,
     initdb: PathBuf,
     pg_isready: PathBuf,
     psql: PathBuf,
 }
 
-fn binaries() -> Result<Binaries> {
+pub(super) fn binaries() -> Result<Binaries> {
     let postgres = binaries::find("postgres")?;
     Ok(Binaries {
         initdb: binaries::find_sibling("initdb", &postgres)?,
@@ -77,64 +77,77 @@ impl PostgresServer {
     pub fn start_blocking(options: PostgresServerOptions) -> Result<Self> {
         let bins = binaries()?;
         let template = template(&bins.initdb)?;
-        let (uid, gid) = pg_user()?;
         retry_addr_in_use(|| {
-            let port = match options.port {
-                Some(port) => port,
-                None => ports::free_port()?,
-            };
-            let dir = tempdirs::server_dir("postgres")?;
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                .ctx(|| format!("chown {} to {PG_USER}", dir.path().display()))?;
-            let data = dir.path().join("data");
-            run(Command::new("cp")
-                .arg("-a")
-                .arg(template.join("data"))
-                .arg(&data))?;
-
-            let on_off = |on: bool| if on { "on" } else { "off" };
-            let mut settings: Vec<(String, String)> = [
-                ("listen_addresses", "127.0.0.1"),
-                ("fsync", on_off(options.durable)),
-                ("full_page_writes", on_off(options.durable)),
-                ("dynamic_shared_memory_type", "mmap"),
-                ("max_connections", "200"),
-                ("logging_collector", "off"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-            settings.extend(options.settings.iter().cloned());
-            let mut args: Vec<OsString> = vec![
-                "-D".into(),
-                data.into(),
-                "-p".into(),
-                port.to_string().into(),
-                "-k".into(),
-                dir.path().into(),
-            ];
-            for (name, value) in settings {
-                args.push("-c".into());
-                args.push(format!("{name}={value}").into());
-            }
-            let pg_isready = bins.pg_isready.clone();
-            let process = ServerProcess::new(
-                "postgres",
-                dir,
-                Launch {
-                    program: bins.postgres.clone(),
-                    args,
-                    run_as: Some(PG_USER.to_owned()),
-                },
-                Arc::new(move || is_ready(&pg_isready, port)),
-                READY_TIMEOUT,
-            );
-            process.start_blocking()?;
-            Ok(Self {
-                process,
-                port,
-                psql: bins.psql.clone(),
+            Self::launch(&bins, &options, |data| {
+                run(Command::new("cp")
+                    .arg("-a")
+                    .arg(template.join("data"))
+                    .arg(data))
+                .map(drop)
             })
+        })
+    }
+
+    /// Start a server in a new directory whose `data/` is made by `make_data` (running as root,
+    /// in a directory owned by `postgres`), and wait until it accepts connections.
+    pub(super) fn launch(
+        bins: &Binaries,
+        options: &PostgresServerOptions,
+        make_data: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Self> {
+        let (uid, gid) = pg_user()?;
+        let port = match options.port {
+            Some(port) => port,
+            None => ports::free_port()?,
+        };
+        let dir = tempdirs::server_dir("postgres")?;
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+            .ctx(|| format!("chown {} to {PG_USER}", dir.path().display()))?;
+        let data = dir.path().join("data");
+        make_data(&data)?;
+
+        let on_off = |on: bool| if on { "on" } else { "off" };
+        let mut settings: Vec<(String, String)> = [
+            ("listen_addresses", "127.0.0.1"),
+            ("fsync", on_off(options.durable)),
+            ("full_page_writes", on_off(options.durable)),
+            ("dynamic_shared_memory_type", "mmap"),
+            ("max_connections", "200"),
+            ("logging_collector", "off"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        settings.extend(options.settings.iter().cloned());
+        let mut args: Vec<OsString> = vec![
+            "-D".into(),
+            data.into(),
+            "-p".into(),
+            port.to_string().into(),
+            "-k".into(),
+            dir.path().into(),
+        ];
+        for (name, value) in settings {
+            args.push("-c".into());
+            args.push(format!("{name}={value}").into());
+        }
+        let pg_isready = bins.pg_isready.clone();
+        let process = ServerProcess::new(
+            "postgres",
+            dir,
+            Launch {
+                program: bins.postgres.clone(),
+                args,
+                run_as: Some(PG_USER.to_owned()),
+            },
+            Arc::new(move || is_ready(&pg_isready, port)),
+            READY_TIMEOUT,
+        );
+        process.start_blocking()?;
+        Ok(Self {
+            process,
+            port,
+            psql: bins.psql.clone(),
         })
     }
 
@@ -210,7 +223,7 @@ fn is_ready(pg_isready: &Path, port: u16) -> bool {
 }
 
 /// The uid and gid of the `postgres` user.
-fn pg_user() -> Result<(u32, u32)> {
+pub(super) fn pg_user() -> Result<(u32, u32)> {
     let user = nix::unistd::User::from_name(PG_USER)
         .ctx(|| format!("look up user {PG_USER}"))?
         .ok_or_else(|| {
@@ -250,7 +263,7 @@ fn template(initdb: &Path) -> Result<PathBuf> {
 }
 
 /// Run a command to completion; its stdout, or an error with its stderr.
-fn run(command: &mut Command) -> Result<String> {
+pub(super) fn run(command: &mut Command) -> Result<String> {
     let what = format!("{:?}", command.get_program());
     let output = command
         .stdin(Stdio::null())

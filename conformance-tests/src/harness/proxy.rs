@@ -22,7 +22,6 @@ use super::error::{Result, ResultExt};
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: SocketAddr,
-    upstream: SocketAddr,
     state: Arc<State>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -30,6 +29,7 @@ pub struct TcpProxy {
 
 #[derive(Debug)]
 struct State {
+    upstream: watch::Sender<SocketAddr>,
     delay: watch::Sender<Duration>,
     stalled: watch::Sender<bool>,
     cut: watch::Sender<u64>,
@@ -53,6 +53,7 @@ impl TcpProxy {
             .build()
             .ctx(|| "build the proxy runtime".into())?;
         let state = Arc::new(State {
+            upstream: watch::Sender::new(upstream),
             delay: watch::Sender::new(Duration::ZERO),
             stalled: watch::Sender::new(false),
             cut: watch::Sender::new(0),
@@ -69,7 +70,7 @@ impl TcpProxy {
                     };
                     tokio::select! {
                         _ = shutdown_rx => {}
-                        () = accept_loop(listener, upstream, thread_state) => {}
+                        () = accept_loop(listener, thread_state) => {}
                     }
                 });
                 // Dropping the runtime drops every connection task, closing
@@ -78,7 +79,6 @@ impl TcpProxy {
             .ctx(|| "start the proxy thread".into())?;
         Ok(Self {
             addr,
-            upstream,
             state,
             shutdown: Some(shutdown),
             thread: Some(thread),
@@ -95,9 +95,16 @@ impl TcpProxy {
         self.addr.port()
     }
 
-    /// Where the traffic goes.
+    /// Where new connections go.
     pub fn upstream(&self) -> SocketAddr {
-        self.upstream
+        *self.state.upstream.borrow()
+    }
+
+    /// Send new connections to `upstream` from now on, like a router re-pointed after a
+    /// failover. Current connections stay with the old server until it or [`Self::cut`] ends
+    /// them.
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        self.state.upstream.send_replace(upstream);
     }
 
     /// Deliver every chunk `delay` after it was read, in both directions
@@ -142,10 +149,11 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, state: Arc<State>) {
+async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     loop {
         match listener.accept().await {
             Ok((client, _)) => {
+                let upstream = *state.upstream.borrow();
                 tokio::spawn(handle(client, upstream, Arc::clone(&state)));
             }
             Err(e) => {

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use super::blocking;
 use super::error::{HarnessError, Result};
 use super::etcd::EtcdCluster;
+use super::pgbouncer::{PgBouncer, PgBouncerOptions};
 use super::postgres::{PostgresServer, PostgresServerOptions};
 use super::redis::{RedisServer, RedisServerOptions};
 
@@ -15,6 +16,9 @@ pub const REDIS_URL_VAR: &str = "FENCELOCK_REDIS_URL";
 pub const POSTGRES_URL_VAR: &str = "FENCELOCK_POSTGRES_URL";
 /// Use these etcd client URLs (comma-separated) instead of starting etcd.
 pub const ETCD_ENDPOINTS_VAR: &str = "FENCELOCK_ETCD_ENDPOINTS";
+/// Use this pooler (`postgres://USER@HOST:PORT/DB`, transaction mode, in front of the server
+/// of `FENCELOCK_POSTGRES_URL`) instead of starting pgbouncer.
+pub const PGBOUNCER_URL_VAR: &str = "FENCELOCK_PGBOUNCER_URL";
 
 /// Where a backend's server is: the URLs to connect to, and the local server
 /// when the harness started one (`None` for an external server named by an
@@ -155,4 +159,51 @@ pub async fn shared_postgres() -> Result<&'static Target<PostgresServer>> {
 pub async fn shared_etcd() -> Result<&'static Target<EtcdCluster>> {
     static CELL: OnceLock<Result<Target<EtcdCluster>, HarnessError>> = OnceLock::new();
     blocking(|| shared(&CELL, etcd_blocking)).await
+}
+
+/// The pgbouncer shared by every test of this process: external if `FENCELOCK_PGBOUNCER_URL`
+/// is set, else a [`PgBouncer`] with the default [`PgBouncerOptions`] (transaction mode, two
+/// server connections) in front of [`shared_postgres`], started on first use. Tests must not
+/// kill or pause it.
+///
+/// # Errors
+/// When `FENCELOCK_POSTGRES_URL` names an external server but `FENCELOCK_PGBOUNCER_URL` is
+/// not set: the harness cannot put a pooler in front of a server it does not know how to log
+/// into.
+pub async fn shared_pgbouncer() -> Result<&'static Target<PgBouncer>> {
+    static CELL: OnceLock<Result<Target<PgBouncer>, HarnessError>> = OnceLock::new();
+    let external = env(PGBOUNCER_URL_VAR);
+    let upstream = if external.is_some() {
+        None
+    } else {
+        let postgres = shared_postgres().await?;
+        let Some(server) = postgres.server() else {
+            return Err(HarnessError::new(format!(
+                "{POSTGRES_URL_VAR} names an external server; set {PGBOUNCER_URL_VAR} to a \
+                 transaction-mode pooler in front of it"
+            )));
+        };
+        Some(server.addr())
+    };
+    blocking(move || {
+        CELL.get_or_init(|| match (external, upstream) {
+            (Some(url), _) => Ok(Target {
+                endpoints: vec![url],
+                server: None,
+            }),
+            (None, Some(upstream)) => {
+                let pooler = PgBouncer::start_blocking(upstream, &PgBouncerOptions::default())?;
+                Ok(Target {
+                    endpoints: vec![pooler.url()],
+                    server: Some(pooler),
+                })
+            }
+            (None, None) => Err(HarnessError::new(
+                "no pooler and no server to put one in front of",
+            )),
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+    })
+    .await
 }

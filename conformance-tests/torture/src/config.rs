@@ -34,6 +34,10 @@ pub struct WorkerConfig {
     /// the backend's default.
     #[serde(default)]
     pub op_timeout_ms: Option<u64>,
+    /// A separate URL for the PostgreSQL store's LISTEN connection (straight to PostgreSQL
+    /// when `store_url` is a pooler's).
+    #[serde(default)]
+    pub listen_url: Option<String>,
     /// Poll interval of waiters in ms.
     pub poll_ms: u64,
     /// Longest random work between read and write, in ms.

@@ -62,7 +62,7 @@ pub fn render(results: &Results<'_>) -> String {
     let _ = writeln!(
         out,
         "Parameters: {} worker processes per run; faults per run: {} (fenced runs; the Redis \
-         failover is injected once), {} (control runs), {} (mutation runs).\n",
+         and PostgreSQL failovers are injected once), {} (control runs), {} (mutation runs).\n",
         workers.iter().max().copied().unwrap_or_default(),
         rounds(results.fenced),
         rounds(results.control),
@@ -175,9 +175,9 @@ pub fn render(results: &Results<'_>) -> String {
            determined. Advice for users: with short TTLs, set `with_op_timeout` near the TTL.\n\
          - **I6** (no two guards valid at the same time) is checked only where the server kept \
            its state through the faults: not for Redis without persistence restarted (scenario \
-           4) nor the Redis failover (scenario 6), where a new holder can legitimately be granted \
-           while the old one's guard still says valid; fencing is what protects those (their \
-           I6 column says n/c). A `Check` record is stamped before `is_valid()` is called, so a \
+           4) nor the Redis and PostgreSQL failovers (scenario 6), where a new holder can \
+           legitimately be granted while the old one's guard still says valid; fencing is what \
+           protects those (their I6 column says n/c). A `Check` record is stamped before `is_valid()` is called, so a \
            validity window is never drawn longer than it was.\n\
          - **Network faults** (scenario 7): every worker reaches the store through its own \
            `TcpProxy`. *net-stall* holds all bytes of the holder's connections for 3×TTL at its \
@@ -198,7 +198,18 @@ pub fn render(results: &Results<'_>) -> String {
            on `CLOCK_MONOTONIC`. Each worker logs its wall clock after every grant; a run in \
            which no worker saw a planned offset fails (\"faketime: no worker saw …\"), so these \
            rows show the jumps took effect. The servers' clocks are not moved.\n\
-         - Not covered yet: the PostgreSQL oracle for server and network faults.\n"
+         - **PostgreSQL failover** (scenario 6, *pg-failover*): an asynchronous streaming \
+           standby replicates through a proxy; for 2×TTL the proxy holds back the WAL while the \
+           workers keep taking the lock, then the primary is killed (SIGKILL), the held WAL is \
+           dropped and the standby promoted (`pg_promote`), and new workers connect to it (the \
+           old ones die with their connections, as with the Redis failover). The standby never \
+           saw the last grants; tokens must still rise (clock floor) and no stale write may be \
+           accepted. The long mode also runs it, a server restart and a stalled holder with the \
+           PostgreSQL table as the fenced resource.\n\
+         - **Behind pgbouncer** (*postgres-pgbouncer*): the workers' stores go through \
+           Debian's pgbouncer in transaction mode with two server connections for three workers \
+           (their LISTEN straight to PostgreSQL); holder pauses and kills, and a restart of \
+           PostgreSQL behind the pooler.\n"
     );
     let _ = writeln!(
         out,

@@ -252,6 +252,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
             ttl_ms: millis(ttl),
             renew_ms: millis(spec.backend.renew_every()),
             op_timeout_ms: spec.backend.op_timeout().map(millis),
+            listen_url: servers.listen_url(),
             poll_ms: millis(ttl / 10),
             work_max_ms: millis(ttl / 10),
             socket: dir.path().join("ctl.sock"),
@@ -499,6 +500,36 @@ async fn inject(
             workers.kill_all();
             for _ in 0..spec.workers {
                 workers.spawn(coordinator, &replica.url())?;
+            }
+            coordinator.record(healed(name));
+            Ok(())
+        }
+        Scenario::PgFailover => {
+            let Servers::Postgres {
+                server: primary,
+                standby: Some(standby),
+                ..
+            } = servers
+            else {
+                return Err("failover needs a standby".into());
+            };
+            if round > 0 {
+                return Ok(());
+            }
+            // The standby misses everything committed from now on: the proxy holds the WAL
+            // back, and drops it once the primary is dead.
+            standby.replication.stall();
+            tokio::time::sleep(ttl * 2).await;
+            let name = "postgres primary killed (SIGKILL); lagging standby promoted";
+            coordinator.record(server_fault(name));
+            primary.kill().map_err(e)?;
+            standby.replication.cut();
+            standby.server.promote().await.map_err(e)?;
+            // The workers' route: their own connections die with the primary; new workers
+            // connect to the promoted standby (as a re-pointed router would send them).
+            workers.kill_all();
+            for _ in 0..spec.workers {
+                workers.spawn(coordinator, &standby.server.url())?;
             }
             coordinator.record(healed(name));
             Ok(())

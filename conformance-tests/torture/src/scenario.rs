@@ -11,6 +11,9 @@ pub enum Backend {
     RedisAof,
     /// PostgreSQL.
     Postgres,
+    /// PostgreSQL behind pgbouncer in transaction mode (two server connections); LISTEN
+    /// straight to PostgreSQL.
+    PostgresPooled,
     /// Single-node etcd.
     Etcd,
     /// Three-node etcd cluster.
@@ -19,10 +22,11 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend.
-    pub const ALL: [Backend; 5] = [
+    pub const ALL: [Backend; 6] = [
         Self::Redis,
         Self::RedisAof,
         Self::Postgres,
+        Self::PostgresPooled,
         Self::Etcd,
         Self::Etcd3,
     ];
@@ -33,6 +37,7 @@ impl Backend {
             Self::Redis => "redis",
             Self::RedisAof => "redis-aof",
             Self::Postgres => "postgres",
+            Self::PostgresPooled => "postgres-pgbouncer",
             Self::Etcd => "etcd",
             Self::Etcd3 => "etcd-3node",
         }
@@ -88,6 +93,8 @@ pub enum Scenario {
     LeaderPause,
     /// 6: Redis failover to a lagging replica.
     RedisFailover,
+    /// 6: PostgreSQL primary killed (SIGKILL) and a lagging streaming standby promoted.
+    PgFailover,
     /// 7: the holder's connection to the store stalled (through its own `TcpProxy`) for
     /// 3×TTL right before its write: its renewals cannot get through.
     NetStall,
@@ -104,7 +111,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Self::HolderPause,
         Self::HolderStarve,
         Self::HolderKill,
@@ -112,6 +119,7 @@ impl Scenario {
         Self::LeaderKill,
         Self::LeaderPause,
         Self::RedisFailover,
+        Self::PgFailover,
         Self::NetStall,
         Self::NetDelay,
         Self::NetCut,
@@ -128,6 +136,7 @@ impl Scenario {
             Self::LeaderKill => "leader-kill",
             Self::LeaderPause => "leader-pause",
             Self::RedisFailover => "redis-failover",
+            Self::PgFailover => "pg-failover",
             Self::NetStall => "net-stall",
             Self::NetDelay => "net-delay",
             Self::NetCut => "net-cut",
@@ -143,7 +152,7 @@ impl Scenario {
             Self::HolderKill => 3,
             Self::ServerRestart => 4,
             Self::LeaderKill | Self::LeaderPause => 5,
-            Self::RedisFailover => 6,
+            Self::RedisFailover | Self::PgFailover => 6,
             Self::NetStall | Self::NetDelay | Self::NetCut => 7,
             Self::ClockJump => 8,
         }
@@ -152,9 +161,13 @@ impl Scenario {
     /// The backends this scenario runs against.
     pub fn backends(self) -> &'static [Backend] {
         match self {
-            Self::HolderPause
-            | Self::HolderStarve
-            | Self::HolderKill
+            Self::HolderPause | Self::HolderKill => &[
+                Backend::Redis,
+                Backend::Postgres,
+                Backend::PostgresPooled,
+                Backend::Etcd,
+            ],
+            Self::HolderStarve
             | Self::NetStall
             | Self::NetDelay
             | Self::NetCut
@@ -163,10 +176,12 @@ impl Scenario {
                 Backend::Redis,
                 Backend::RedisAof,
                 Backend::Postgres,
+                Backend::PostgresPooled,
                 Backend::Etcd,
             ],
             Self::LeaderKill | Self::LeaderPause => &[Backend::Etcd3],
             Self::RedisFailover => &[Backend::Redis],
+            Self::PgFailover => &[Backend::Postgres],
         }
     }
 
@@ -187,12 +202,17 @@ impl Scenario {
     /// Whether the server keeps every lease through this scenario's faults on `backend`, so
     /// that no two guards may be valid at once (I6). Not so for Redis without persistence
     /// restarted (the lease is gone while its holder's guard is still valid) nor for a
-    /// failover to a lagging replica (the replica never saw the lease).
+    /// failover to a lagging replica or standby (it never saw the lease).
     pub fn keeps_state(self, backend: Backend) -> bool {
         !matches!(
             (self, backend),
-            (Self::ServerRestart, Backend::Redis) | (Self::RedisFailover, _)
+            (Self::ServerRestart, Backend::Redis) | (Self::RedisFailover | Self::PgFailover, _)
         )
+    }
+
+    /// Whether the fault is injected once per run (a failover), not every round.
+    pub fn once(self) -> bool {
+        matches!(self, Self::RedisFailover | Self::PgFailover)
     }
 
     /// Parses a name.

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use fencelock_conformance::harness::{
-    EtcdCluster, PostgresServer, PostgresServerOptions, RedisServer, RedisServerOptions,
+    EtcdCluster, PgBouncer, PgBouncerOptions, PostgresServer, PostgresServerOptions, RedisServer,
+    RedisServerOptions, TcpProxy,
 };
 
 use crate::scenario::{Backend, Scenario};
@@ -18,10 +19,28 @@ pub enum Servers {
         /// The replica, if any.
         replica: Option<RedisServer>,
     },
-    /// A PostgreSQL server.
-    Postgres(PostgresServer),
+    /// A PostgreSQL server, with a standby for the failover scenario or a pooler in front of
+    /// it for the pooled backend.
+    Postgres {
+        /// The server (the primary).
+        server: PostgresServer,
+        /// The standby, if any.
+        standby: Option<Standby>,
+        /// pgbouncer in transaction mode in front of `server`, if any.
+        pooler: Option<PgBouncer>,
+    },
     /// An etcd cluster (1 or 3 members).
     Etcd(EtcdCluster),
+}
+
+/// A streaming standby, replicating through a proxy that can hold back and drop the WAL the
+/// primary sends.
+#[derive(Debug)]
+pub struct Standby {
+    /// The standby server.
+    pub server: PostgresServer,
+    /// The replication connection's proxy.
+    pub replication: TcpProxy,
 }
 
 impl Servers {
@@ -46,11 +65,37 @@ impl Servers {
                 };
                 Self::Redis { primary, replica }
             }
-            Backend::Postgres => Self::Postgres(
-                PostgresServer::start(PostgresServerOptions::default())
+            Backend::Postgres | Backend::PostgresPooled => {
+                let server = PostgresServer::start(PostgresServerOptions::default())
                     .await
-                    .map_err(e)?,
-            ),
+                    .map_err(e)?;
+                let standby = if scenario == Scenario::PgFailover {
+                    let replication = TcpProxy::start(server.addr()).map_err(e)?;
+                    let standby = PostgresServer::start_standby_via(replication.port())
+                        .await
+                        .map_err(e)?;
+                    Some(Standby {
+                        server: standby,
+                        replication,
+                    })
+                } else {
+                    None
+                };
+                let pooler = if backend == Backend::PostgresPooled {
+                    Some(
+                        PgBouncer::start(server.addr(), PgBouncerOptions::default())
+                            .await
+                            .map_err(e)?,
+                    )
+                } else {
+                    None
+                };
+                Self::Postgres {
+                    server,
+                    standby,
+                    pooler,
+                }
+            }
             Backend::Etcd => Self::Etcd(EtcdCluster::start(1).await.map_err(e)?),
             Backend::Etcd3 => Self::Etcd(EtcdCluster::start(3).await.map_err(e)?),
         })
@@ -60,7 +105,11 @@ impl Servers {
     pub fn store_url(&self) -> String {
         match self {
             Self::Redis { primary, .. } => primary.url(),
-            Self::Postgres(server) => server.url(),
+            Self::Postgres {
+                pooler: Some(pooler),
+                ..
+            } => pooler.url(),
+            Self::Postgres { server, .. } => server.url(),
             Self::Etcd(cluster) => {
                 let hosts: Vec<String> = cluster
                     .members()
@@ -76,7 +125,11 @@ impl Servers {
     pub fn addr(&self) -> SocketAddr {
         match self {
             Self::Redis { primary, .. } => primary.addr(),
-            Self::Postgres(server) => server.addr(),
+            Self::Postgres {
+                pooler: Some(pooler),
+                ..
+            } => pooler.addr(),
+            Self::Postgres { server, .. } => server.addr(),
             Self::Etcd(cluster) => cluster.members().first().map_or_else(
                 || SocketAddr::from(([127, 0, 0, 1], 0)),
                 |m| m.client_addr(),
@@ -92,7 +145,7 @@ impl Servers {
         let e = |e: fencelock_conformance::harness::HarnessError| e.to_string();
         match self {
             Self::Redis { primary, .. } => primary.kill().map_err(e),
-            Self::Postgres(server) => server.kill().map_err(e),
+            Self::Postgres { server, .. } => server.kill().map_err(e),
             Self::Etcd(cluster) => cluster
                 .members()
                 .iter()
@@ -109,13 +162,28 @@ impl Servers {
         let e = |e: fencelock_conformance::harness::HarnessError| e.to_string();
         match self {
             Self::Redis { primary, .. } => primary.restart().await.map_err(e),
-            Self::Postgres(server) => server.restart().await.map_err(e),
+            Self::Postgres { server, .. } => server.restart().await.map_err(e),
             Self::Etcd(cluster) => {
                 for member in cluster.members() {
                     member.restart().await.map_err(e)?;
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+impl Servers {
+    /// Where a PostgreSQL store's LISTEN goes when its pool goes through the pooler: straight
+    /// to PostgreSQL.
+    pub fn listen_url(&self) -> Option<String> {
+        match self {
+            Self::Postgres {
+                server,
+                pooler: Some(_),
+                ..
+            } => Some(server.url()),
+            _ => None,
         }
     }
 }
@@ -142,5 +210,9 @@ pub fn versions() -> Vec<(String, String)> {
         ("redis-server".to_owned(), run("redis-server", "--version")),
         ("postgres".to_owned(), run("postgres", "--version")),
         ("etcd".to_owned(), run("etcd", "--version")),
+        (
+            "pgbouncer".to_owned(),
+            run("/usr/sbin/pgbouncer", "--version"),
+        ),
     ]
 }

@@ -60,11 +60,7 @@ pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     };
     for scenario in Scenario::ALL {
         for &backend in scenario.backends() {
-            let rounds = if scenario == Scenario::RedisFailover {
-                1
-            } else {
-                mode.rounds()
-            };
+            let rounds = if scenario.once() { 1 } else { mode.rounds() };
             runs.push(spec(scenario, backend, Oracle::Gate, next(), rounds));
         }
     }
@@ -84,6 +80,24 @@ pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
                 Oracle::Postgres,
                 next(),
                 mode.rounds(),
+            ));
+        }
+    }
+    // Server and network faults of the PostgreSQL lock with the PostgreSQL table as the
+    // fenced resource (a server of its own, untouched by the faults).
+    if mode == Mode::Long {
+        for scenario in [
+            Scenario::ServerRestart,
+            Scenario::NetStall,
+            Scenario::PgFailover,
+        ] {
+            let rounds = if scenario.once() { 1 } else { mode.rounds() };
+            runs.push(spec(
+                scenario,
+                Backend::Postgres,
+                Oracle::Postgres,
+                next(),
+                rounds,
             ));
         }
     }

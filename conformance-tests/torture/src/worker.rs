@@ -51,7 +51,12 @@ pub async fn run(cfg: WorkerConfig) -> Result<(), WorkerError> {
     worker.log(Event::Started {
         pid: std::process::id(),
     })?;
-    let store = connect(&worker.cfg.store_url, worker.cfg.op_timeout_ms).await?;
+    let store = connect(
+        &worker.cfg.store_url,
+        worker.cfg.op_timeout_ms,
+        worker.cfg.listen_url.as_deref(),
+    )
+    .await?;
     let store = crate::mutations::wrap_store(store, &worker.cfg)?;
     worker.cycles(Locker::from_arc(store)).await
 }
@@ -59,10 +64,11 @@ pub async fn run(cfg: WorkerConfig) -> Result<(), WorkerError> {
 async fn connect(
     url: &str,
     op_timeout_ms: Option<u64>,
+    listen_url: Option<&str>,
 ) -> Result<Arc<dyn LeaseStore>, WorkerError> {
     let until = tokio::time::Instant::now() + CONNECT_PATIENCE;
     loop {
-        match connect_once(url, op_timeout_ms).await {
+        match connect_once(url, op_timeout_ms, listen_url).await {
             Ok(store) => return Ok(store),
             Err(e) if tokio::time::Instant::now() < until => {
                 eprintln!("worker: connecting to the store failed, retrying: {e}");
@@ -73,12 +79,21 @@ async fn connect(
     }
 }
 
-/// `fencelock::connect`, except that an etcd store gets `op_timeout_ms` when given (the URL
-/// form has no place for it).
+/// `fencelock::connect`, except that an etcd store gets `op_timeout_ms` when given, and a
+/// PostgreSQL store its `listen_url` (the URL form has no place for either).
 async fn connect_once(
     url: &str,
     op_timeout_ms: Option<u64>,
+    listen_url: Option<&str>,
 ) -> Result<Arc<dyn LeaseStore>, fencelock::Error> {
+    if let Some(listen) = listen_url {
+        let store = fencelock::postgres::PgLeaseStore::builder()
+            .with_listen_url(listen)
+            .with_url(url)
+            .connect()
+            .await?;
+        return Ok(Arc::new(store));
+    }
     match (op_timeout_ms, url.strip_prefix("etcd://")) {
         (Some(ms), Some(hosts)) => {
             let endpoints = hosts.split(',').map(|h| format!("http://{h}"));

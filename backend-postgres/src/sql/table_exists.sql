@@ -1,0 +1,2 @@
+-- $1 the quoted, schema-qualified table name.
+SELECT to_regclass($1) IS NOT NULL
