@@ -8,9 +8,15 @@ use super::error::{HarnessError, Result};
 use super::etcd::EtcdCluster;
 use super::postgres::{PostgresConfig, PostgresServer};
 use super::redis::{RedisConfig, RedisServer};
+use super::redis_cluster::RedisCluster;
+use super::redis_sentinel::RedisSentinel;
 
 /// Use this Redis (`redis://HOST:PORT`) instead of starting one.
 pub const REDIS_URL_VAR: &str = "FENCELOCK_REDIS_URL";
+/// Use this Redis Cluster (`redis+cluster://H1:P1,H2:P2,…`) instead of starting one.
+pub const REDIS_CLUSTER_URL_VAR: &str = "FENCELOCK_REDIS_CLUSTER_URL";
+/// Use this Sentinel deployment (`redis+sentinel://S1:P1,…/MASTER`) instead of starting one.
+pub const REDIS_SENTINEL_URL_VAR: &str = "FENCELOCK_REDIS_SENTINEL_URL";
 /// Use this PostgreSQL (`postgres://USER@HOST:PORT/DB`) instead of starting one.
 pub const POSTGRES_URL_VAR: &str = "FENCELOCK_POSTGRES_URL";
 /// Use these etcd client URLs (comma-separated) instead of starting etcd.
@@ -61,6 +67,44 @@ fn env(var: &str) -> Option<String> {
 /// owned by the returned target.
 pub async fn redis_url_or_start() -> Result<Target<RedisServer>> {
     blocking(redis_blocking).await
+}
+
+/// `FENCELOCK_REDIS_CLUSTER_URL` if set, else a new [`RedisCluster`] (three primaries with a
+/// replica each) owned by the returned target.
+pub async fn redis_cluster_url_or_start() -> Result<Target<RedisCluster>> {
+    blocking(|| {
+        if let Some(url) = env(REDIS_CLUSTER_URL_VAR) {
+            return Ok(Target {
+                endpoints: vec![url],
+                server: None,
+            });
+        }
+        let cluster = RedisCluster::start_blocking()?;
+        Ok(Target {
+            endpoints: vec![cluster.url()],
+            server: Some(cluster),
+        })
+    })
+    .await
+}
+
+/// `FENCELOCK_REDIS_SENTINEL_URL` if set, else a new [`RedisSentinel`] deployment owned by the
+/// returned target.
+pub async fn redis_sentinel_url_or_start() -> Result<Target<RedisSentinel>> {
+    blocking(|| {
+        if let Some(url) = env(REDIS_SENTINEL_URL_VAR) {
+            return Ok(Target {
+                endpoints: vec![url],
+                server: None,
+            });
+        }
+        let deployment = RedisSentinel::start_blocking()?;
+        Ok(Target {
+            endpoints: vec![deployment.url()],
+            server: Some(deployment),
+        })
+    })
+    .await
 }
 
 /// `FENCELOCK_POSTGRES_URL` if set, else a new [`PostgresServer`].
