@@ -6,6 +6,7 @@ use std::time::Duration;
 use fencelock_core::backend::{redact_url, ttl_millis};
 use fencelock_core::{Error, Operation};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 
 use crate::classify::classify;
 use crate::config::{RedisConfig, Settings};
@@ -73,7 +74,8 @@ impl RedisBuilder {
     }
 
     /// The server [`connect`](Self::connect) opens: `redis://[user:password@]host[:port][/db]`,
-    /// `rediss://…` (crate feature `tls`) or `redis+unix:///path`.
+    /// `rediss://…` (crate feature `tls`) or `redis+unix:///path`; or the seed nodes
+    /// [`connect_cluster`](Self::connect_cluster) opens: `redis+cluster://[user:password@]h1:p1,h2:p2,…`.
     pub fn with_url(mut self, url: impl Into<String>) -> Self {
         self.config.url = Some(url.into());
         self
@@ -141,10 +143,38 @@ impl RedisBuilder {
                 "none given; pass one to RedisLeaseStore::connect(url) or with_url(url), or set `url` in the config",
             ));
         };
+        if crate::cluster::is_cluster_url(url) {
+            return Err(Error::invalid(
+                "redis url",
+                format!(
+                    "{} names a Redis Cluster; open it with connect_cluster() (or fencelock::connect)",
+                    redact_url(url)
+                ),
+            ));
+        }
         crate::tls::install_crypto_provider();
         let client = redis::Client::open(url)
             .map_err(|e| Error::invalid("redis url", format!("{}: {e}", redact_url(url))))?;
         open(client, settings).await
+    }
+
+    /// Connects to the Redis Cluster whose seed nodes the URL names
+    /// (`redis+cluster://[user:password@]h1:p1,h2:p2,…`; any reachable node is enough, the
+    /// others are found through it). Every request, redirections and retries included, ends
+    /// within the op timeout. Waiters poll: `push_wakeups` has no effect on a cluster.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad option, or a missing or malformed URL; `Unavailable` when no
+    /// seed node can be reached.
+    pub async fn connect_cluster(self) -> Result<RedisLeaseStore<ClusterConnection>, Error> {
+        let settings = self.config.settings()?;
+        let Some(url) = self.config.url.as_deref() else {
+            return Err(Error::invalid(
+                "redis cluster url",
+                "none given; pass one to with_url(url) or set `url` in the config",
+            ));
+        };
+        crate::cluster::open(url, settings).await
     }
 
     /// A store over a client you configured yourself (TLS roots, credentials, …); opens a
@@ -188,6 +218,7 @@ impl RedisBuilder {
                 limits: settings.limits,
                 target,
                 wakeups,
+                cluster: false,
             },
         ))
     }
@@ -215,6 +246,7 @@ async fn open(client: redis::Client, settings: Settings) -> Result<RedisLeaseSto
             limits: settings.limits,
             target,
             wakeups,
+            cluster: false,
         },
     ))
 }
@@ -247,6 +279,17 @@ impl RedisLeaseStore {
     /// As [`RedisBuilder::from_client`].
     pub async fn from_client(client: redis::Client) -> Result<Self, Error> {
         RedisBuilder::new().from_client(client).await
+    }
+}
+
+impl RedisLeaseStore<ClusterConnection> {
+    /// Connects to the Redis Cluster whose seed nodes `url` names
+    /// (`redis+cluster://h1:p1,h2:p2,…`), with default options.
+    ///
+    /// # Errors
+    /// As [`RedisBuilder::connect_cluster`].
+    pub async fn connect_cluster(url: &str) -> Result<Self, Error> {
+        RedisBuilder::new().with_url(url).connect_cluster().await
     }
 }
 

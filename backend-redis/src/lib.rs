@@ -2,6 +2,7 @@
 
 mod builder;
 mod classify;
+mod cluster;
 mod config;
 mod diagnose;
 mod fence;

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) limits: TtlLimits,
     pub(crate) target: String,
     pub(crate) wakeups: Option<Wakeups>,
+    /// The connection is a Redis Cluster's: no pipeline may span slots.
+    pub(crate) cluster: bool,
 }
 
 impl<C> RedisLeaseStore<C>

@@ -59,7 +59,7 @@ pub use shared::{
     ETCD_ENDPOINTS_VAR, POSTGRES_URL_VAR, REDIS_CLUSTER_URL_VAR, REDIS_SENTINEL_URL_VAR,
     REDIS_URL_VAR, Target, etcd_endpoints_or_start, postgres_url_or_start,
     redis_cluster_url_or_start, redis_sentinel_url_or_start, redis_url_or_start, shared_etcd,
-    shared_postgres, shared_redis,
+    shared_postgres, shared_redis, shared_redis_cluster, shared_redis_sentinel,
 };
 
 /// How often a start is retried with new ports when a port was taken.

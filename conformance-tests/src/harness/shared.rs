@@ -72,39 +72,13 @@ pub async fn redis_url_or_start() -> Result<Target<RedisServer>> {
 /// `FENCELOCK_REDIS_CLUSTER_URL` if set, else a new [`RedisCluster`] (three primaries with a
 /// replica each) owned by the returned target.
 pub async fn redis_cluster_url_or_start() -> Result<Target<RedisCluster>> {
-    blocking(|| {
-        if let Some(url) = env(REDIS_CLUSTER_URL_VAR) {
-            return Ok(Target {
-                endpoints: vec![url],
-                server: None,
-            });
-        }
-        let cluster = RedisCluster::start_blocking()?;
-        Ok(Target {
-            endpoints: vec![cluster.url()],
-            server: Some(cluster),
-        })
-    })
-    .await
+    blocking(redis_cluster_blocking).await
 }
 
 /// `FENCELOCK_REDIS_SENTINEL_URL` if set, else a new [`RedisSentinel`] deployment owned by the
 /// returned target.
 pub async fn redis_sentinel_url_or_start() -> Result<Target<RedisSentinel>> {
-    blocking(|| {
-        if let Some(url) = env(REDIS_SENTINEL_URL_VAR) {
-            return Ok(Target {
-                endpoints: vec![url],
-                server: None,
-            });
-        }
-        let deployment = RedisSentinel::start_blocking()?;
-        Ok(Target {
-            endpoints: vec![deployment.url()],
-            server: Some(deployment),
-        })
-    })
-    .await
+    blocking(redis_sentinel_blocking).await
 }
 
 /// `FENCELOCK_POSTGRES_URL` if set, else a new [`PostgresServer`].
@@ -129,6 +103,34 @@ fn redis_blocking() -> Result<Target<RedisServer>> {
     Ok(Target {
         endpoints: vec![server.url()],
         server: Some(server),
+    })
+}
+
+fn redis_cluster_blocking() -> Result<Target<RedisCluster>> {
+    if let Some(url) = env(REDIS_CLUSTER_URL_VAR) {
+        return Ok(Target {
+            endpoints: vec![url],
+            server: None,
+        });
+    }
+    let cluster = RedisCluster::start_blocking()?;
+    Ok(Target {
+        endpoints: vec![cluster.url()],
+        server: Some(cluster),
+    })
+}
+
+fn redis_sentinel_blocking() -> Result<Target<RedisSentinel>> {
+    if let Some(url) = env(REDIS_SENTINEL_URL_VAR) {
+        return Ok(Target {
+            endpoints: vec![url],
+            server: None,
+        });
+    }
+    let deployment = RedisSentinel::start_blocking()?;
+    Ok(Target {
+        endpoints: vec![deployment.url()],
+        server: Some(deployment),
     })
 }
 
@@ -199,4 +201,19 @@ pub async fn shared_postgres() -> Result<&'static Target<PostgresServer>> {
 pub async fn shared_etcd() -> Result<&'static Target<EtcdCluster>> {
     static CELL: OnceLock<Result<Target<EtcdCluster>, HarnessError>> = OnceLock::new();
     blocking(|| shared(&CELL, etcd_blocking)).await
+}
+
+/// The Redis Cluster shared by every test of this process (see [`shared_redis`]; variable
+/// `FENCELOCK_REDIS_CLUSTER_URL`). Tests must not kill or pause its nodes; start a dedicated
+/// [`RedisCluster`] for that.
+pub async fn shared_redis_cluster() -> Result<&'static Target<RedisCluster>> {
+    static CELL: OnceLock<Result<Target<RedisCluster>, HarnessError>> = OnceLock::new();
+    blocking(|| shared(&CELL, redis_cluster_blocking)).await
+}
+
+/// The Sentinel deployment shared by every test of this process (see [`shared_redis`];
+/// variable `FENCELOCK_REDIS_SENTINEL_URL`).
+pub async fn shared_redis_sentinel() -> Result<&'static Target<RedisSentinel>> {
+    static CELL: OnceLock<Result<Target<RedisSentinel>, HarnessError>> = OnceLock::new();
+    blocking(|| shared(&CELL, redis_sentinel_blocking)).await
 }
