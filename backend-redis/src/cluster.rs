@@ -19,6 +19,8 @@ use crate::store::{RedisLeaseStore, Shared};
 /// The URL scheme of a cluster's seed nodes.
 pub(crate) const SCHEME: &str = "redis+cluster://";
 
+/// Retries of one request, more than fit in any op timeout at [`MAX_RETRY_WAIT_MS`] apart.
+const MAX_RETRIES: u32 = 1000;
 /// Least wait before the driver retries a request (after `TRYAGAIN`, `CLUSTERDOWN`, a
 /// connection lost to a failed primary): short, because the whole request, retries included,
 /// must fit in the op timeout.
@@ -71,14 +73,13 @@ pub(crate) async fn open(
     settings: Settings,
 ) -> Result<RedisLeaseStore<ClusterConnection>, Error> {
     let seeds = seeds(url)?;
-    let retries = u32::try_from(settings.reconnect_attempts.max(1))
-        .unwrap_or(u32::MAX)
-        .saturating_mul(8);
     let client = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
         .connection_timeout(settings.connect_timeout)
         // Bounds every request as a whole, retries and redirections included.
         .response_timeout(settings.op_timeout)
-        .retries(retries)
+        // Retries (after a lost node, `TRYAGAIN`, `CLUSTERDOWN`) are bounded by the op timeout,
+        // not by a count: a failover takes seconds.
+        .retries(MAX_RETRIES)
         .min_retry_wait(MIN_RETRY_WAIT_MS)
         .max_retry_wait(MAX_RETRY_WAIT_MS)
         .retry_wait_formula(MIN_RETRY_WAIT_MS, 2)
