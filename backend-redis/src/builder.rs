@@ -10,6 +10,7 @@ use redis::cluster_async::ClusterConnection;
 
 use crate::classify::classify;
 use crate::config::{RedisConfig, Settings};
+use crate::sentinel::SentinelConnection;
 use crate::store::{RedisLeaseStore, Shared};
 use crate::wakeups::Wakeups;
 
@@ -75,7 +76,9 @@ impl RedisBuilder {
 
     /// The server [`connect`](Self::connect) opens: `redis://[user:password@]host[:port][/db]`,
     /// `rediss://…` (crate feature `tls`) or `redis+unix:///path`; or the seed nodes
-    /// [`connect_cluster`](Self::connect_cluster) opens: `redis+cluster://[user:password@]h1:p1,h2:p2,…`.
+    /// [`connect_cluster`](Self::connect_cluster) opens: `redis+cluster://[user:password@]h1:p1,h2:p2,…`;
+    /// or the sentinels [`connect_sentinel`](Self::connect_sentinel) asks:
+    /// `redis+sentinel://s1:p1,s2:p2,…/PRIMARY_NAME`.
     pub fn with_url(mut self, url: impl Into<String>) -> Self {
         self.config.url = Some(url.into());
         self
@@ -143,6 +146,15 @@ impl RedisBuilder {
                 "none given; pass one to RedisLeaseStore::connect(url) or with_url(url), or set `url` in the config",
             ));
         };
+        if crate::sentinel::is_sentinel_url(url) {
+            return Err(Error::invalid(
+                "redis url",
+                format!(
+                    "{} names a Sentinel deployment; open it with connect_sentinel() (or fencelock::connect)",
+                    redact_url(url)
+                ),
+            ));
+        }
         if crate::cluster::is_cluster_url(url) {
             return Err(Error::invalid(
                 "redis url",
@@ -175,6 +187,26 @@ impl RedisBuilder {
             ));
         };
         crate::cluster::open(url, settings).await
+    }
+
+    /// Connects to the primary the sentinels of the URL name
+    /// (`redis+sentinel://s1:p1,s2:p2,…/PRIMARY_NAME`), and finds it again through them after
+    /// losing it (a failover). Waiters poll: `push_wakeups` has no effect behind Sentinel, nor
+    /// `reconnect_attempts` (each request that finds the connection lost fails, and the next one
+    /// asks the sentinels).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad option, or a missing or malformed URL; `Unavailable` when no
+    /// sentinel names a reachable primary.
+    pub async fn connect_sentinel(self) -> Result<RedisLeaseStore<SentinelConnection>, Error> {
+        let settings = self.config.settings()?;
+        let Some(url) = self.config.url.as_deref() else {
+            return Err(Error::invalid(
+                "redis sentinel url",
+                "none given; pass one to with_url(url) or set `url` in the config",
+            ));
+        };
+        crate::sentinel::open(url, settings).await
     }
 
     /// A store over a client you configured yourself (TLS roots, credentials, …); opens a
@@ -290,6 +322,17 @@ impl RedisLeaseStore<ClusterConnection> {
     /// As [`RedisBuilder::connect_cluster`].
     pub async fn connect_cluster(url: &str) -> Result<Self, Error> {
         RedisBuilder::new().with_url(url).connect_cluster().await
+    }
+}
+
+impl RedisLeaseStore<SentinelConnection> {
+    /// Connects to the primary the sentinels of `url` name
+    /// (`redis+sentinel://s1:p1,s2:p2,…/PRIMARY_NAME`), with default options.
+    ///
+    /// # Errors
+    /// As [`RedisBuilder::connect_sentinel`].
+    pub async fn connect_sentinel(url: &str) -> Result<Self, Error> {
+        RedisBuilder::new().with_url(url).connect_sentinel().await
     }
 }
 
