@@ -201,3 +201,54 @@ async fn primary_killed_before_replication_loses_the_grant_but_tokens_rise() {
     assert!(killed.elapsed() < FAILOVER + 2 * RECOVERY);
     println!("granted again {waited:?} after the renewal failed");
 }
+
+/// A slot migrated (resharding) while a lock on it is held and renewed: every renewal between the
+/// steps succeeds (the driver follows `ASK` and then `MOVED`) or fails typed — never a silent
+/// wrong answer — and after the move renew, release and a new grant with a higher token work on
+/// the new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_migrated_while_held_keeps_the_lock_working() {
+    let cluster = RedisCluster::start().await.unwrap();
+    let store = store(&cluster).await;
+    let name = LockName::new("cluster-migrated").unwrap();
+    let key = store.layout().lock_key(&name);
+    let slot = cluster.slot_of(&key).await.unwrap();
+    let from = cluster.primary_of_key(&key).await.unwrap();
+    let to = cluster
+        .topology_blocking()
+        .unwrap()
+        .iter()
+        .find(|n| n.is_live_primary && n.port != from)
+        .unwrap()
+        .port;
+    let held = store.try_acquire(&name, TTL).await.unwrap().unwrap();
+
+    let mut lease = held.clone();
+    let mut renew = async |step: &str| match store.renew(&lease, TTL).await {
+        Ok(renewed) => {
+            assert_eq!(renewed.token(), held.token(), "{step}");
+            lease = renewed;
+        }
+        Err(e) => assert!(
+            matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::OutcomeUnknown),
+            "{step}: a renewal during a migration failed untyped: {e}"
+        ),
+    };
+    cluster.begin_slot_migration(slot, to).await.unwrap();
+    renew("migrating, keys on the source").await;
+    let moved = cluster.move_slot_keys(slot, to).await.unwrap();
+    assert!(moved >= 2, "the grant and the counter moved: {moved}");
+    renew("migrating, keys on the target (ASK)").await;
+    cluster.finish_slot_migration(slot, to).await.unwrap();
+    renew("migrated (MOVED)").await;
+    assert_eq!(cluster.primary_of_key(&key).await.unwrap(), to);
+
+    // On the new owner: the renewal succeeds (retried through transient errors), release
+    // works, and the next token is higher.
+    let (renewed, _) = renew_through_failover(&store, &lease).await;
+    let renewed = renewed.unwrap_or_else(|e| panic!("renew after the migration: {e}"));
+    store.release(&renewed).await.unwrap();
+    let (again, _) = acquire_within(&store, &name, RECOVERY).await;
+    assert!(again.token() > held.token());
+    store.release(&again).await.unwrap();
+}

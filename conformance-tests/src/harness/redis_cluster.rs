@@ -192,6 +192,104 @@ impl RedisCluster {
         .await
     }
 
+    /// Start moving `slot` from its primary to the primary on `to_port` (`CLUSTER SETSLOT …
+    /// IMPORTING` on the target, `… MIGRATING` on the source); the keys stay where they are
+    /// until [`Self::move_slot_keys`].
+    pub async fn begin_slot_migration(&self, slot: u16, to_port: u16) -> Result<()> {
+        let cluster = self.handle();
+        blocking(move || {
+            let (from, to) = cluster.migration_ends(slot, to_port)?;
+            expect_ok(
+                cluster.node_ok(to.port)?,
+                &[
+                    "CLUSTER",
+                    "SETSLOT",
+                    &slot.to_string(),
+                    "IMPORTING",
+                    &from.id,
+                ],
+            )?;
+            expect_ok(
+                cluster.node_ok(from.port)?,
+                &["CLUSTER", "SETSLOT", &slot.to_string(), "MIGRATING", &to.id],
+            )
+        })
+        .await
+    }
+
+    /// `MIGRATE` every key of `slot` from its (migrating) primary to the node on `to_port`;
+    /// returns how many moved.
+    pub async fn move_slot_keys(&self, slot: u16, to_port: u16) -> Result<usize> {
+        let cluster = self.handle();
+        blocking(move || {
+            let (from, _) = cluster.migration_ends(slot, to_port)?;
+            let source = cluster.node_ok(from.port)?;
+            let reply = source.command_blocking(&[
+                "CLUSTER",
+                "GETKEYSINSLOT",
+                &slot.to_string(),
+                "1000",
+            ])?;
+            let keys = bulk_strings(&reply);
+            if keys.is_empty() {
+                return Ok(0);
+            }
+            let port = to_port.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            expect_ok(source, &args)?;
+            Ok(keys.len())
+        })
+        .await
+    }
+
+    /// Finish moving `slot` to the node on `to_port` (`CLUSTER SETSLOT … NODE` on the target,
+    /// the source and every other primary).
+    pub async fn finish_slot_migration(&self, slot: u16, to_port: u16) -> Result<()> {
+        let cluster = self.handle();
+        blocking(move || {
+            let (from, to) = cluster.migration_ends(slot, to_port)?;
+            let topology = cluster.topology_blocking()?;
+            let mut order = vec![to.port, from.port];
+            order.extend(
+                topology
+                    .iter()
+                    .filter(|n| n.is_live_primary && n.port != to.port && n.port != from.port)
+                    .map(|n| n.port),
+            );
+            for port in order {
+                expect_ok(
+                    cluster.node_ok(port)?,
+                    &["CLUSTER", "SETSLOT", &slot.to_string(), "NODE", &to.id],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The node currently serving `slot` (by the running nodes' view) and the node on
+    /// `to_port`.
+    fn migration_ends(&self, slot: u16, to_port: u16) -> Result<(ClusterNode, ClusterNode)> {
+        let topology = self.topology_blocking()?;
+        let from = topology
+            .iter()
+            .find(|n| n.is_live_primary && n.slots.iter().any(|&(a, b)| a <= slot && slot <= b))
+            .cloned()
+            .ok_or_else(|| HarnessError::new(format!("no primary serves slot {slot}")))?;
+        let to = topology
+            .iter()
+            .find(|n| n.port == to_port)
+            .cloned()
+            .ok_or_else(|| HarnessError::new(format!("no cluster node on port {to_port}")))?;
+        Ok((from, to))
+    }
+
+    fn node_ok(&self, port: u16) -> Result<&RedisServer> {
+        self.node(port)
+            .ok_or_else(|| HarnessError::new(format!("no cluster node on port {port}")))
+    }
+
     /// A second handle on the same nodes, for blocking work on another thread.
     fn handle(&self) -> Self {
         Self {
@@ -231,6 +329,31 @@ impl RedisCluster {
                 })
         })
     }
+}
+
+/// Send `args` to `node` and require `+OK`.
+fn expect_ok(node: &RedisServer, args: &[&str]) -> Result<()> {
+    let reply = node.command_blocking(args)?;
+    if reply == "+OK\r\n" {
+        Ok(())
+    } else {
+        Err(HarnessError::new(format!(
+            "{args:?} on port {}: {reply}",
+            node.port()
+        )))
+    }
+}
+
+/// The elements of a RESP array of bulk strings without line breaks in them.
+fn bulk_strings(reply: &str) -> Vec<String> {
+    let mut lines = reply.lines().skip(1);
+    let mut out = Vec::new();
+    while let (Some(header), Some(value)) = (lines.next(), lines.next()) {
+        if header.starts_with('$') {
+            out.push(value.to_owned());
+        }
+    }
+    out
 }
 
 /// Start one cluster-enabled node on a port whose bus port (+10000) is free too.
