@@ -173,7 +173,8 @@ impl RedisBuilder {
     /// Connects to the Redis Cluster whose seed nodes the URL names
     /// (`redis+cluster://[user:password@]h1:p1,h2:p2,…`; any reachable node is enough, the
     /// others are found through it). Every request, redirections and retries included, ends
-    /// within the op timeout. Waiters poll: `push_wakeups` has no effect on a cluster.
+    /// within the op timeout. Waiters are woken by sharded pub/sub (Redis 7.0+), unless
+    /// `push_wakeups` is off.
     ///
     /// # Errors
     /// `InvalidInput` for a bad option, or a missing or malformed URL; `Unavailable` when no
@@ -251,6 +252,7 @@ impl RedisBuilder {
                 target,
                 wakeups,
                 cluster: false,
+                sharded: None,
             },
         ))
     }
@@ -279,6 +281,7 @@ async fn open(client: redis::Client, settings: Settings) -> Result<RedisLeaseSto
             target,
             wakeups,
             cluster: false,
+            sharded: None,
         },
     ))
 }

@@ -4,8 +4,8 @@
 //! [`crate::keys`]), so the driver routes each `EVALSHA` to the slot's primary and follows
 //! `MOVED`/`ASK` itself. A `NOSCRIPT` reply loads the script on every node (the driver routes
 //! `SCRIPT LOAD` to all of them), so a replica promoted later has it already. Renewal batches
-//! are sent key by key, concurrently: a pipeline may not span slots. Waiters poll: release
-//! announcements are not pushed on a cluster (see the crate docs, "Redis Cluster").
+//! are sent key by key, concurrently: a pipeline may not span slots. Waiters are woken by
+//! sharded pub/sub ([`crate::cluster_wakeups`]).
 
 use fencelock_core::backend::redact_url;
 use fencelock_core::{Error, Operation};
@@ -13,6 +13,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 
 use crate::classify::classify;
+use crate::cluster_wakeups::ClusterWakeups;
 use crate::config::Settings;
 use crate::store::{RedisLeaseStore, Shared};
 
@@ -73,7 +74,42 @@ pub(crate) async fn open(
     settings: Settings,
 ) -> Result<RedisLeaseStore<ClusterConnection>, Error> {
     let seeds = seeds(url)?;
-    let client = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+    let client = builder(&seeds, &settings)
+        .build()
+        .map_err(|e| Error::invalid("redis cluster url", format!("{}: {e}", redact_url(url))))?;
+    let conn = client
+        .get_async_connection()
+        .await
+        .map_err(|e| classify(Operation::Connect, e))?;
+    // Without a subscriber (switched off, or it failed to open) waiters poll.
+    let sharded = if settings.push_wakeups {
+        ClusterWakeups::open(
+            builder(&seeds, &settings),
+            settings.layout.clone(),
+            settings.connect_timeout,
+        )
+        .await
+        .inspect_err(|error| tracing::warn!(%error, "no release subscriber; waiters poll"))
+        .ok()
+    } else {
+        None
+    };
+    Ok(RedisLeaseStore::assemble(
+        conn,
+        Shared {
+            layout: settings.layout,
+            limits: settings.limits,
+            target: redact_url(url),
+            wakeups: None,
+            cluster: true,
+            sharded,
+        },
+    ))
+}
+
+/// The cluster client options of `settings` (the store and its subscriber use the same).
+fn builder(seeds: &[String], settings: &Settings) -> ClusterClientBuilder {
+    ClusterClientBuilder::new(seeds.iter().map(String::as_str))
         .connection_timeout(settings.connect_timeout)
         // Bounds every request as a whole, retries and redirections included.
         .response_timeout(settings.op_timeout)
@@ -83,22 +119,6 @@ pub(crate) async fn open(
         .min_retry_wait(MIN_RETRY_WAIT_MS)
         .max_retry_wait(MAX_RETRY_WAIT_MS)
         .retry_wait_formula(MIN_RETRY_WAIT_MS, 2)
-        .build()
-        .map_err(|e| Error::invalid("redis cluster url", format!("{}: {e}", redact_url(url))))?;
-    let conn = client
-        .get_async_connection()
-        .await
-        .map_err(|e| classify(Operation::Connect, e))?;
-    Ok(RedisLeaseStore::assemble(
-        conn,
-        Shared {
-            layout: settings.layout,
-            limits: settings.limits,
-            target: redact_url(url),
-            wakeups: None,
-            cluster: true,
-        },
-    ))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod builder;
 mod classify;
 mod cluster;
+mod cluster_wakeups;
 mod config;
 mod diagnose;
 mod fence;

@@ -202,6 +202,7 @@ pub(crate) async fn open(
             target: redact_url(url),
             wakeups: None,
             cluster: false,
+            sharded: None,
         },
     ))
 }

@@ -51,3 +51,47 @@ mod fence_tier {
     use super::cluster_fence;
     fencelock_conformance::fence_suite!(cluster_fence);
 }
+
+/// Waiters are woken by sharded pub/sub: the release is announced with `SPUBLISH` on the lock's
+/// own shard, which alone holds the subscription; no node sees a classic subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_a_waiter_through_its_shard() {
+    use fencelock_core::{LeaseStore, LockName};
+
+    let target = shared_redis_cluster().await.unwrap();
+    let store = store().await;
+    let name = LockName::new("cluster-wakeup").unwrap();
+    let held = store
+        .try_acquire(&name, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut watch = store
+        .watch_released(&name)
+        .await
+        .unwrap()
+        .expect("a cluster store subscribes (push wake-ups are on by default)");
+    let channel = store.layout().release_channel(&name);
+    if let Some(cluster) = target.server() {
+        let owner = cluster.primary_of_key(&channel).await.unwrap();
+        for node in cluster.nodes() {
+            let sharded = node
+                .command(&["PUBSUB", "SHARDNUMSUB", &channel])
+                .await
+                .unwrap();
+            let classic = node.command(&["PUBSUB", "NUMSUB", &channel]).await.unwrap();
+            assert!(classic.ends_with(":0\r\n"), "{classic}");
+            if node.port() == owner {
+                assert!(sharded.ends_with(":1\r\n"), "owner: {sharded}");
+            }
+        }
+    }
+    let released = tokio::time::Instant::now();
+    store.release(&held).await.unwrap();
+    // Far below the 60 s TTL a poller would wait: a push woke it.
+    let woken = tokio::time::timeout(Duration::from_secs(5), watch.notified())
+        .await
+        .expect("woken by the release announcement");
+    assert!(woken, "the watch was closed instead of notified");
+    assert!(released.elapsed() < Duration::from_secs(5));
+}
