@@ -6,9 +6,11 @@ use std::time::Duration;
 use fencelock_core::backend::{redact_url, ttl_millis};
 use fencelock_core::{Error, Operation};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 
 use crate::classify::classify;
 use crate::config::{RedisConfig, Settings};
+use crate::sentinel::SentinelConnection;
 use crate::store::{RedisLeaseStore, Shared};
 use crate::wakeups::Wakeups;
 
@@ -73,7 +75,10 @@ impl RedisBuilder {
     }
 
     /// The server [`connect`](Self::connect) opens: `redis://[user:password@]host[:port][/db]`,
-    /// `rediss://…` (crate feature `tls`) or `redis+unix:///path`.
+    /// `rediss://…` (crate feature `tls`) or `redis+unix:///path`; or the seed nodes
+    /// [`connect_cluster`](Self::connect_cluster) opens: `redis+cluster://[user:password@]h1:p1,h2:p2,…`;
+    /// or the sentinels [`connect_sentinel`](Self::connect_sentinel) asks:
+    /// `redis+sentinel://s1:p1,s2:p2,…/PRIMARY_NAME`.
     pub fn with_url(mut self, url: impl Into<String>) -> Self {
         self.config.url = Some(url.into());
         self
@@ -141,10 +146,68 @@ impl RedisBuilder {
                 "none given; pass one to RedisLeaseStore::connect(url) or with_url(url), or set `url` in the config",
             ));
         };
+        if crate::sentinel::is_sentinel_url(url) {
+            return Err(Error::invalid(
+                "redis url",
+                format!(
+                    "{} names a Sentinel deployment; open it with connect_sentinel() (or fencelock::connect)",
+                    redact_url(url)
+                ),
+            ));
+        }
+        if crate::cluster::is_cluster_url(url) {
+            return Err(Error::invalid(
+                "redis url",
+                format!(
+                    "{} names a Redis Cluster; open it with connect_cluster() (or fencelock::connect)",
+                    redact_url(url)
+                ),
+            ));
+        }
         crate::tls::install_crypto_provider();
         let client = redis::Client::open(url)
             .map_err(|e| Error::invalid("redis url", format!("{}: {e}", redact_url(url))))?;
         open(client, settings).await
+    }
+
+    /// Connects to the Redis Cluster whose seed nodes the URL names
+    /// (`redis+cluster://[user:password@]h1:p1,h2:p2,…`; any reachable node is enough, the
+    /// others are found through it). Every request, redirections and retries included, ends
+    /// within the op timeout. Waiters are woken by sharded pub/sub (Redis 7.0+), unless
+    /// `push_wakeups` is off.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad option, or a missing or malformed URL; `Unavailable` when no
+    /// seed node can be reached.
+    pub async fn connect_cluster(self) -> Result<RedisLeaseStore<ClusterConnection>, Error> {
+        let settings = self.config.settings()?;
+        let Some(url) = self.config.url.as_deref() else {
+            return Err(Error::invalid(
+                "redis cluster url",
+                "none given; pass one to with_url(url) or set `url` in the config",
+            ));
+        };
+        crate::cluster::open(url, settings).await
+    }
+
+    /// Connects to the primary the sentinels of the URL name
+    /// (`redis+sentinel://s1:p1,s2:p2,…/PRIMARY_NAME`), and finds it again through them after
+    /// losing it (a failover). Waiters poll: `push_wakeups` has no effect behind Sentinel, nor
+    /// `reconnect_attempts` (each request that finds the connection lost fails, and the next one
+    /// asks the sentinels).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad option, or a missing or malformed URL; `Unavailable` when no
+    /// sentinel names a reachable primary.
+    pub async fn connect_sentinel(self) -> Result<RedisLeaseStore<SentinelConnection>, Error> {
+        let settings = self.config.settings()?;
+        let Some(url) = self.config.url.as_deref() else {
+            return Err(Error::invalid(
+                "redis sentinel url",
+                "none given; pass one to with_url(url) or set `url` in the config",
+            ));
+        };
+        crate::sentinel::open(url, settings).await
     }
 
     /// A store over a client you configured yourself (TLS roots, credentials, …); opens a
@@ -188,6 +251,8 @@ impl RedisBuilder {
                 limits: settings.limits,
                 target,
                 wakeups,
+                cluster: false,
+                sharded: None,
             },
         ))
     }
@@ -215,6 +280,8 @@ async fn open(client: redis::Client, settings: Settings) -> Result<RedisLeaseSto
             limits: settings.limits,
             target,
             wakeups,
+            cluster: false,
+            sharded: None,
         },
     ))
 }
@@ -247,6 +314,28 @@ impl RedisLeaseStore {
     /// As [`RedisBuilder::from_client`].
     pub async fn from_client(client: redis::Client) -> Result<Self, Error> {
         RedisBuilder::new().from_client(client).await
+    }
+}
+
+impl RedisLeaseStore<ClusterConnection> {
+    /// Connects to the Redis Cluster whose seed nodes `url` names
+    /// (`redis+cluster://h1:p1,h2:p2,…`), with default options.
+    ///
+    /// # Errors
+    /// As [`RedisBuilder::connect_cluster`].
+    pub async fn connect_cluster(url: &str) -> Result<Self, Error> {
+        RedisBuilder::new().with_url(url).connect_cluster().await
+    }
+}
+
+impl RedisLeaseStore<SentinelConnection> {
+    /// Connects to the primary the sentinels of `url` name
+    /// (`redis+sentinel://s1:p1,s2:p2,…/PRIMARY_NAME`), with default options.
+    ///
+    /// # Errors
+    /// As [`RedisBuilder::connect_sentinel`].
+    pub async fn connect_sentinel(url: &str) -> Result<Self, Error> {
+        RedisBuilder::new().with_url(url).connect_sentinel().await
     }
 }
 

@@ -10,7 +10,8 @@ pub(crate) const STORE: &str = "redis";
 ///
 /// - The connection could not be opened (refused, no such socket), or the server declined the
 ///   request before running it (`LOADING`, `READONLY`, `MASTERDOWN`, `TRYAGAIN`,
-///   `CLUSTERDOWN`) → [`Error::Unavailable`]: nothing was applied.
+///   `CLUSTERDOWN`, and a `MOVED`/`ASK` the cluster driver did not follow) →
+///   [`Error::Unavailable`]: nothing was applied.
 /// - A timeout or a connection that broke while a request was out → [`Error::OutcomeUnknown`]:
 ///   the script may have run. While connecting ([`Operation::Connect`]) nothing was sent, so
 ///   every I/O failure there is `Unavailable`.
@@ -35,6 +36,16 @@ pub(crate) fn classify(op: Operation, err: RedisError) -> Error {
             | ServerErrorKind::TryAgain
             | ServerErrorKind::ClusterDown,
         ) => Error::unavailable(STORE, op, err),
+        // The node did not run the request: the slot is served elsewhere. A cluster connection
+        // follows these itself; one reaches us when the slot moved again (a failover) before
+        // the driver caught up, or when a single-server URL names a cluster node.
+        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask) => Error::unavailable(
+            STORE,
+            op,
+            format!(
+                "{err}: the slot is served by another node; for a Redis Cluster connect with redis+cluster://host:port,host:port,…"
+            ),
+        ),
         _ if err.is_timeout() || err.is_connection_dropped() => {
             Error::outcome_unknown(STORE, op, err)
         }
@@ -170,7 +181,13 @@ mod tests {
                 "moved",
                 Acquire,
                 server(ServerErrorKind::Moved),
-                Kind::Backend,
+                Kind::Unavailable,
+            ),
+            (
+                "ask",
+                Renew,
+                server(ServerErrorKind::Ask),
+                Kind::Unavailable,
             ),
             (
                 "no permission",

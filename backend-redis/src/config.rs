@@ -24,7 +24,9 @@ use crate::keys::{DEFAULT_PREFIX, KeyLayout};
 #[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db]`, `rediss://…` (crate feature `tls`) or
-    /// `redis+unix:///path`. Needed by `connect`; ignored by `from_client`/`from_connection`.
+    /// `redis+unix:///path` (for `connect`); `redis+cluster://h1:p1,h2:p2,…` (for
+    /// `connect_cluster`); `redis+sentinel://s1:p1,s2:p2,…/PRIMARY_NAME` (for
+    /// `connect_sentinel`). Ignored by `from_client`/`from_connection`.
     pub url: Option<String>,
     /// Prepended to every key and release channel (default `fencelock:`); at most 128 bytes, no
     /// `{`, `}` or control characters.

@@ -53,7 +53,8 @@ impl Settings {
 /// that declines `INFO` or `CONFIG` (ACLs, renamed commands) is not an error: those settings
 /// are reported as unknown.
 pub(crate) async fn ask<C: ConnectionLike + Send>(conn: &mut C) -> Result<Settings, Error> {
-    let info: Option<String> = declined_is_none(redis::cmd("INFO").query_async(conn).await)?;
+    let info: Option<redis::Value> = declined_is_none(redis::cmd("INFO").query_async(conn).await)?;
+    let info = info.and_then(first_text);
     let maxmemory_policy = config_get(conn, "maxmemory-policy").await?;
     let appendfsync = config_get(conn, "appendfsync").await?;
     let min_replicas_to_write = config_get(conn, "min-replicas-to-write")
@@ -65,6 +66,15 @@ pub(crate) async fn ask<C: ConnectionLike + Send>(conn: &mut C) -> Result<Settin
         appendfsync,
         min_replicas_to_write,
     })
+}
+
+/// The text of an `INFO` reply: one server's string, or (a cluster connection asks every
+/// primary and answers with a map of node to text) the first primary's.
+fn first_text(reply: redis::Value) -> Option<String> {
+    match reply {
+        redis::Value::Map(nodes) => nodes.into_iter().find_map(|(_, text)| first_text(text)),
+        other => redis::from_redis_value(other).ok(),
+    }
 }
 
 /// One `CONFIG GET` (one parameter per call: Redis before 7 takes only one).

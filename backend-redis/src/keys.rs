@@ -16,9 +16,9 @@
 //!
 //! Each lock has its own release channel, so a subscriber hears only the names it waits on.
 //! Channel names are binary-safe and matched exactly (`SUBSCRIBE`, never `PSUBSCRIBE`), so glob
-//! characters in a name are plain text. Releases use classic `PUBLISH`, which Redis Cluster
-//! broadcasts to every node whatever the slot; the tag keeps the channel in the lock's slot in
-//! case sharded pub/sub (`SPUBLISH`, Redis 7.0+) is used later.
+//! characters in a name are plain text. On one server releases use classic `PUBLISH`; on a
+//! Redis Cluster they use sharded pub/sub (`SPUBLISH`, Redis 7.0+), which the tag keeps on the
+//! lock's own shard.
 
 use fencelock_core::{Error, LockName};
 

@@ -2,6 +2,8 @@
 
 mod builder;
 mod classify;
+mod cluster;
+mod cluster_wakeups;
 mod config;
 mod diagnose;
 mod fence;
@@ -11,6 +13,7 @@ mod pipeline;
 pub mod redlock;
 mod reply;
 pub mod scripts;
+mod sentinel;
 mod store;
 mod tls;
 mod wakeups;
@@ -20,6 +23,7 @@ pub use config::RedisConfig;
 pub use fence::RedisFence;
 pub use keys::KeyLayout;
 pub use redlock::{RedlockBuilder, RedlockConfig, RedlockFence, RedlockLeaseStore};
+pub use sentinel::SentinelConnection;
 pub use store::RedisLeaseStore;
 
 /// The `redis` driver this crate is built on, so you name the same version.

@@ -1,6 +1,6 @@
 //! Batched renewal: the renew script for every lease of a batch in one [`Batch`] — one write and
-//! one read on the connection for N leases. Each lease is its own `EVALSHA` on its own key, so
-//! the batch also works where the keys hash to different cluster slots.
+//! one read on the connection for N leases. On a Redis Cluster, where a pipeline may not span
+//! slots, each lease's call is sent on its own, all of them at once.
 
 use std::time::Duration;
 
@@ -32,6 +32,9 @@ where
     if leases.is_empty() {
         return Vec::new();
     }
+    if shared.cluster {
+        return renew_each(conn, shared, leases, ttl_ms).await;
+    }
     let mut batch = Batch::with_capacity(leases.len());
     for lease in leases {
         let key = shared.layout.lock_key(lease.name());
@@ -60,6 +63,38 @@ where
             }
         })
         .collect()
+}
+
+/// One renew call per lease, all in flight at once (a cluster routes each to its slot's
+/// primary).
+async fn renew_each<C>(
+    conn: &C,
+    shared: &Shared,
+    leases: &[Lease],
+    ttl_ms: u64,
+) -> Vec<Result<Lease, Error>>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let sent_at = Instant::now();
+    let renewals = leases.iter().map(|lease| {
+        let key = shared.layout.lock_key(lease.name());
+        let call = Call::new(&SCRIPTS.renew, &[&key])
+            .arg(Grant::of(lease).arg())
+            .arg(ttl_ms);
+        let mut conn = conn.clone();
+        async move {
+            let value = call
+                .run(&mut conn)
+                .await
+                .map_err(|e| classify(Operation::Renew, e))?;
+            match reply::compared(Operation::Renew, value)? {
+                Compared::Done => Ok(renewed_lease(lease, Duration::from_millis(ttl_ms), sent_at)),
+                Compared::Lost(current) => Err(loss(lease, current)),
+            }
+        }
+    });
+    futures::future::join_all(renewals).await
 }
 
 /// The same failure for every lease of the batch.

@@ -44,6 +44,11 @@ pub(crate) struct Shared {
     pub(crate) limits: TtlLimits,
     pub(crate) target: String,
     pub(crate) wakeups: Option<Wakeups>,
+    /// The connection is a Redis Cluster's: no pipeline may span slots, and releases are
+    /// announced with `SPUBLISH`.
+    pub(crate) cluster: bool,
+    /// The sharded-pub/sub subscriber of a cluster store.
+    pub(crate) sharded: Option<crate::cluster_wakeups::ClusterWakeups>,
 }
 
 impl<C> RedisLeaseStore<C>
@@ -77,6 +82,9 @@ where
         call.run(&mut conn).await.map_err(|e| classify(op, e))
     }
 }
+
+/// The release scripts' last argument on a cluster: announce with `SPUBLISH`.
+const SHARDED: &str = "sharded";
 
 /// Why `lease` no longer holds, given the grant the store has now.
 pub(crate) fn loss(lease: &Lease, current: Option<Grant>) -> Error {
@@ -142,10 +150,13 @@ where
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let key = self.shared.layout.lock_key(lease.name());
-        let call = Call::new(&SCRIPTS.release, &[&key])
+        let mut call = Call::new(&SCRIPTS.release, &[&key])
             .arg(Grant::of(lease).arg())
             .arg(self.shared.layout.release_channel(lease.name()))
             .arg(lease.name().as_str());
+        if self.shared.cluster {
+            call = call.arg(SHARDED);
+        }
         match reply::compared(
             Operation::Release,
             self.run(Operation::Release, &call).await?,
@@ -168,14 +179,20 @@ where
 
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
         let key = self.shared.layout.lock_key(name);
-        let call = Call::new(&SCRIPTS.force_release, &[&key])
+        let mut call = Call::new(&SCRIPTS.force_release, &[&key])
             .arg(self.shared.layout.release_channel(name))
             .arg(name.as_str());
+        if self.shared.cluster {
+            call = call.arg(SHARDED);
+        }
         let broken = reply::broken(self.run(Operation::ForceRelease, &call).await?)?;
         Ok(broken.map(|grant| grant.token))
     }
 
     async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        if let Some(sharded) = &self.shared.sharded {
+            return sharded.watch(name).await;
+        }
         match &self.shared.wakeups {
             Some(wakeups) => wakeups.watch(name).await,
             None => Ok(None),

@@ -44,7 +44,7 @@ impl Target {
     pub(crate) fn backend(&self) -> &'static str {
         match self.parsed {
             StoreUrl::Memory => "memory",
-            StoreUrl::Redis(_) => "redis",
+            StoreUrl::Redis(_) | StoreUrl::RedisCluster(_) | StoreUrl::RedisSentinel(_) => "redis",
             StoreUrl::Redlock(_) => "redlock",
             StoreUrl::Postgres(_) => "postgres",
             StoreUrl::Etcd(_) => "etcd",
@@ -134,6 +134,26 @@ async fn open(target: &Target) -> Result<Arc<dyn LeaseStore>, fencelock::Error> 
                 .with_op_timeout(target.timeout)
                 .with_connect_timeout(target.timeout)
                 .connect()
+                .await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "redis")]
+        StoreUrl::RedisCluster(url) => {
+            let store = fencelock_redis::RedisLeaseStore::builder()
+                .with_url(url)
+                .with_op_timeout(target.timeout)
+                .with_connect_timeout(target.timeout)
+                .connect_cluster()
+                .await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "redis")]
+        StoreUrl::RedisSentinel(url) => {
+            let store = fencelock_redis::RedisLeaseStore::builder()
+                .with_url(url)
+                .with_op_timeout(target.timeout)
+                .with_connect_timeout(target.timeout)
+                .connect_sentinel()
                 .await?;
             Ok(Arc::new(store))
         }

@@ -12,6 +12,10 @@ pub enum StoreUrl {
     Memory,
     /// `redis://` or `rediss://`.
     Redis(String),
+    /// `redis+cluster://[user:pass@]host:port,host:port,…`: the seed nodes of a Redis Cluster.
+    RedisCluster(String),
+    /// `redis+sentinel://host:port,host:port,…/PRIMARY_NAME`: the sentinels of a Redis primary.
+    RedisSentinel(String),
     /// `postgres://` or `postgresql://`.
     Postgres(String),
     /// `etcd://host:port[,host:port…]`, as `http://` endpoints.
@@ -27,6 +31,8 @@ impl std::fmt::Debug for StoreUrl {
         match self {
             Self::Memory => f.write_str("StoreUrl::Memory"),
             Self::Redis(_) => f.write_str("StoreUrl::Redis(..)"),
+            Self::RedisCluster(_) => f.write_str("StoreUrl::RedisCluster(..)"),
+            Self::RedisSentinel(_) => f.write_str("StoreUrl::RedisSentinel(..)"),
             Self::Postgres(_) => f.write_str("StoreUrl::Postgres(..)"),
             Self::Etcd(endpoints) => write!(f, "StoreUrl::Etcd({} endpoints)", endpoints.len()),
             Self::Redlock(servers) => write!(f, "StoreUrl::Redlock({} servers)", servers.len()),
@@ -51,6 +57,8 @@ impl StoreUrl {
         match scheme.to_ascii_lowercase().as_str() {
             "memory" => Ok(Self::Memory),
             "redis" | "rediss" | "redis+unix" => Ok(Self::Redis(url.to_owned())),
+            "redis+cluster" => Ok(Self::RedisCluster(url.to_owned())),
+            "redis+sentinel" => Ok(Self::RedisSentinel(url.to_owned())),
             "postgres" | "postgresql" => Ok(Self::Postgres(url.to_owned())),
             "etcd" | "etcd+http" | "etcd+https" => {
                 let tls = scheme.eq_ignore_ascii_case("etcd+https");
@@ -93,7 +101,7 @@ impl StoreUrl {
             other => Err(Error::invalid(
                 "store url",
                 format!(
-                    "unknown scheme `{other}`; use redis://, rediss://, redlock://, postgres://, etcd:// or memory://"
+                    "unknown scheme `{other}`; use redis://, rediss://, redis+cluster://, redis+sentinel://, redlock://, postgres://, etcd:// or memory://"
                 ),
             )),
         }
@@ -104,7 +112,9 @@ impl StoreUrl {
 ///
 /// Schemes: `memory://`, and with their features `redis://`/`rediss://` (`redis`),
 /// `postgres://` (`postgres`), `etcd://host:port[,host:port]` (`etcd`),
-/// `redlock://host:port,host:port,host:port` (`redis`; an odd number of servers, at least 3).
+/// `redlock://host:port,host:port,host:port` (`redis`; an odd number of servers, at least 3),
+/// `redis+cluster://host:port,host:port,…` (`redis`; any reachable node of a Redis Cluster),
+/// `redis+sentinel://host:port,host:port,…/PRIMARY_NAME` (`redis`; the sentinels).
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for a malformed URL or a backend this build does not include;
@@ -118,6 +128,18 @@ pub async fn connect(url: &str) -> Result<Arc<dyn LeaseStore>, Error> {
         )),
         #[cfg(not(feature = "redis"))]
         StoreUrl::Redis(_) => Err(missing_feature("redis")),
+        #[cfg(feature = "redis")]
+        StoreUrl::RedisCluster(url) => Ok(Arc::new(
+            fencelock_redis::RedisLeaseStore::connect_cluster(&url).await?,
+        )),
+        #[cfg(not(feature = "redis"))]
+        StoreUrl::RedisCluster(_) => Err(missing_feature("redis")),
+        #[cfg(feature = "redis")]
+        StoreUrl::RedisSentinel(url) => Ok(Arc::new(
+            fencelock_redis::RedisLeaseStore::connect_sentinel(&url).await?,
+        )),
+        #[cfg(not(feature = "redis"))]
+        StoreUrl::RedisSentinel(_) => Err(missing_feature("redis")),
         #[cfg(feature = "postgres")]
         StoreUrl::Postgres(url) => Ok(Arc::new(
             fencelock_postgres::PgLeaseStore::connect(&url).await?,
@@ -160,6 +182,14 @@ mod tests {
         assert_eq!(
             StoreUrl::parse("redis://:secret@127.0.0.1:6379/0").unwrap(),
             StoreUrl::Redis("redis://:secret@127.0.0.1:6379/0".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("redis+cluster://:pw@a:1,b:2").unwrap(),
+            StoreUrl::RedisCluster("redis+cluster://:pw@a:1,b:2".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("redis+sentinel://a:1,b:2/mymaster").unwrap(),
+            StoreUrl::RedisSentinel("redis+sentinel://a:1,b:2/mymaster".into())
         );
         assert_eq!(
             StoreUrl::parse("postgresql://u@h/db").unwrap(),

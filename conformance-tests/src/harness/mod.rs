@@ -7,6 +7,9 @@
 //! - Every server is a [`ServerProcess`]: [`kill`](ServerProcess::kill),
 //!   [`restart`](ServerProcess::restart) (same port, same data),
 //!   [`pause`](ServerProcess::pause) and [`resume`](ServerProcess::resume).
+//! - [`RedisCluster`] (three primaries, a replica each) and [`RedisSentinel`] (a primary, a
+//!   replica, three sentinels) start whole Redis topologies; every node is a
+//!   [`RedisServer`] or [`SentinelProcess`] with the same controls.
 //! - [`TcpProxy`] sits between a client and a server to delay, stall and cut
 //!   traffic, and can be re-pointed at another server (a failover router).
 //! - [`PgBouncer`] runs Debian's `pgbouncer` in transaction mode in front of
@@ -15,7 +18,9 @@
 //! - [`shared_redis`], [`shared_postgres`], [`shared_etcd`] and
 //!   [`shared_pgbouncer`] give one server per test process, or the external
 //!   server named by `FENCELOCK_REDIS_URL`, `FENCELOCK_POSTGRES_URL`,
-//!   `FENCELOCK_ETCD_ENDPOINTS` or `FENCELOCK_PGBOUNCER_URL`.
+//!   `FENCELOCK_ETCD_ENDPOINTS` or `FENCELOCK_PGBOUNCER_URL`;
+//!   [`redis_cluster_url_or_start`] and [`redis_sentinel_url_or_start`] honour
+//!   `FENCELOCK_REDIS_CLUSTER_URL` and `FENCELOCK_REDIS_SENTINEL_URL`.
 //!
 //! If the test process dies without unwinding, the kernel kills its servers:
 //! they run under `setpriv --pdeathsig KILL`, forked by one long-lived thread
@@ -37,6 +42,8 @@ mod postgres;
 mod process;
 mod proxy;
 mod redis;
+mod redis_cluster;
+mod redis_sentinel;
 mod resp;
 mod shared;
 mod spawner;
@@ -52,9 +59,13 @@ pub use postgres::{PostgresServer, PostgresServerOptions};
 pub use process::ServerProcess;
 pub use proxy::TcpProxy;
 pub use redis::{RedisPersistence, RedisServer, RedisServerOptions, RedisServerTls};
+pub use redis_cluster::{ClusterNode, RedisCluster};
+pub use redis_sentinel::{RedisSentinel, SENTINEL_MASTER_NAME, SentinelProcess};
 pub use shared::{
-    ETCD_ENDPOINTS_VAR, POSTGRES_URL_VAR, REDIS_URL_VAR, Target, etcd_endpoints_or_start,
-    postgres_url_or_start, redis_url_or_start, shared_etcd, shared_postgres, shared_redis,
+    ETCD_ENDPOINTS_VAR, POSTGRES_URL_VAR, REDIS_CLUSTER_URL_VAR, REDIS_SENTINEL_URL_VAR,
+    REDIS_URL_VAR, Target, etcd_endpoints_or_start, postgres_url_or_start,
+    redis_cluster_url_or_start, redis_sentinel_url_or_start, redis_url_or_start, shared_etcd,
+    shared_postgres, shared_redis, shared_redis_cluster, shared_redis_sentinel,
 };
 pub use shared::{PGBOUNCER_URL_VAR, shared_pgbouncer};
 

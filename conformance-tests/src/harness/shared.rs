@@ -9,9 +9,15 @@ use super::etcd::EtcdCluster;
 use super::pgbouncer::{PgBouncer, PgBouncerOptions};
 use super::postgres::{PostgresServer, PostgresServerOptions};
 use super::redis::{RedisServer, RedisServerOptions};
+use super::redis_cluster::RedisCluster;
+use super::redis_sentinel::RedisSentinel;
 
 /// Use this Redis (`redis://HOST:PORT`) instead of starting one.
 pub const REDIS_URL_VAR: &str = "FENCELOCK_REDIS_URL";
+/// Use this Redis Cluster (`redis+cluster://H1:P1,H2:P2,…`) instead of starting one.
+pub const REDIS_CLUSTER_URL_VAR: &str = "FENCELOCK_REDIS_CLUSTER_URL";
+/// Use this Sentinel deployment (`redis+sentinel://S1:P1,…/MASTER`) instead of starting one.
+pub const REDIS_SENTINEL_URL_VAR: &str = "FENCELOCK_REDIS_SENTINEL_URL";
 /// Use this PostgreSQL (`postgres://USER@HOST:PORT/DB`) instead of starting one.
 pub const POSTGRES_URL_VAR: &str = "FENCELOCK_POSTGRES_URL";
 /// Use these etcd client URLs (comma-separated) instead of starting etcd.
@@ -67,6 +73,18 @@ pub async fn redis_url_or_start() -> Result<Target<RedisServer>> {
     blocking(redis_blocking).await
 }
 
+/// `FENCELOCK_REDIS_CLUSTER_URL` if set, else a new [`RedisCluster`] (three primaries with a
+/// replica each) owned by the returned target.
+pub async fn redis_cluster_url_or_start() -> Result<Target<RedisCluster>> {
+    blocking(redis_cluster_blocking).await
+}
+
+/// `FENCELOCK_REDIS_SENTINEL_URL` if set, else a new [`RedisSentinel`] deployment owned by the
+/// returned target.
+pub async fn redis_sentinel_url_or_start() -> Result<Target<RedisSentinel>> {
+    blocking(redis_sentinel_blocking).await
+}
+
 /// `FENCELOCK_POSTGRES_URL` if set, else a new [`PostgresServer`].
 pub async fn postgres_url_or_start() -> Result<Target<PostgresServer>> {
     blocking(postgres_blocking).await
@@ -89,6 +107,34 @@ fn redis_blocking() -> Result<Target<RedisServer>> {
     Ok(Target {
         endpoints: vec![server.url()],
         server: Some(server),
+    })
+}
+
+fn redis_cluster_blocking() -> Result<Target<RedisCluster>> {
+    if let Some(url) = env(REDIS_CLUSTER_URL_VAR) {
+        return Ok(Target {
+            endpoints: vec![url],
+            server: None,
+        });
+    }
+    let cluster = RedisCluster::start_blocking()?;
+    Ok(Target {
+        endpoints: vec![cluster.url()],
+        server: Some(cluster),
+    })
+}
+
+fn redis_sentinel_blocking() -> Result<Target<RedisSentinel>> {
+    if let Some(url) = env(REDIS_SENTINEL_URL_VAR) {
+        return Ok(Target {
+            endpoints: vec![url],
+            server: None,
+        });
+    }
+    let deployment = RedisSentinel::start_blocking()?;
+    Ok(Target {
+        endpoints: vec![deployment.url()],
+        server: Some(deployment),
     })
 }
 
@@ -206,4 +252,19 @@ pub async fn shared_pgbouncer() -> Result<&'static Target<PgBouncer>> {
         .map_err(Clone::clone)
     })
     .await
+}
+
+/// The Redis Cluster shared by every test of this process (see [`shared_redis`]; variable
+/// `FENCELOCK_REDIS_CLUSTER_URL`). Tests must not kill or pause its nodes; start a dedicated
+/// [`RedisCluster`] for that.
+pub async fn shared_redis_cluster() -> Result<&'static Target<RedisCluster>> {
+    static CELL: OnceLock<Result<Target<RedisCluster>, HarnessError>> = OnceLock::new();
+    blocking(|| shared(&CELL, redis_cluster_blocking)).await
+}
+
+/// The Sentinel deployment shared by every test of this process (see [`shared_redis`];
+/// variable `FENCELOCK_REDIS_SENTINEL_URL`).
+pub async fn shared_redis_sentinel() -> Result<&'static Target<RedisSentinel>> {
+    static CELL: OnceLock<Result<Target<RedisSentinel>, HarnessError>> = OnceLock::new();
+    blocking(|| shared(&CELL, redis_sentinel_blocking)).await
 }
