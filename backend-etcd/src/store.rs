@@ -152,13 +152,15 @@ impl LeaseStore for EtcdLeaseStore {
         crate::admin::force_release(self, name).await
     }
 
+    /// etcd's own queue (see `wait.rs`) instead of core's polling loop: FIFO, one watcher per
+    /// release.
     async fn acquire_waiting(
         &self,
         name: &LockName,
         ttl: Duration,
-        policy: WaitPolicy,
+        wait: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        crate::wait::acquire_waiting(self, name, ttl, policy).await
+        crate::wait::acquire_waiting(self, name, ttl, wait).await
     }
 
     /// Over the store's client: version, leader, members, alarms, database size, and whether
