@@ -65,6 +65,9 @@ struct Shared {
     listening: AtomicBool,
     /// Notifications received so far.
     heard: AtomicU64,
+    /// How many times the LISTEN connection was (re)established: a self-test that spans a
+    /// reconnect proves nothing (its NOTIFY may have fallen into the gap).
+    connections: AtomicU64,
     /// Whether the self-test found the listener deaf (it is then stopped for good).
     deaf: AtomicBool,
     /// Stops the listener task.
@@ -174,18 +177,21 @@ async fn run(
                 // sqlx lost the connection and already reconnected (and re-listened); anything
                 // sent in between is gone, so every waiter re-checks.
                 tracing::debug!(%channel, "LISTEN connection was re-established; waking all waiters");
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 shared.hub.notify_all();
                 _test = self_test(&probe, &channel, &shared);
             }
             Err(error) => {
                 tracing::warn!(%channel, %error, "LISTEN connection lost; waiters poll until it is back");
                 shared.listening.store(false, Ordering::SeqCst);
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 shared.hub.close_all();
                 drop(listener);
                 listener = tokio::select! {
                     () = shared.stop.notified() => return,
                     listener = reconnect(&pool, &channel) => listener,
                 };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 shared.listening.store(true, Ordering::SeqCst);
                 shared.hub.notify_all();
                 tracing::info!(%channel, "LISTEN connection is back");
@@ -215,6 +221,7 @@ fn self_test(probe: &Probe, channel: &Ident, shared: &Arc<Shared>) -> AbortOnDro
     let (probe, channel, shared) = (probe.clone(), channel.clone(), Arc::clone(shared));
     AbortOnDrop(tokio::spawn(async move {
         let before = shared.heard.load(Ordering::SeqCst);
+        let connection = shared.connections.load(Ordering::SeqCst);
         // The empty payload is no lock name, so it wakes nobody.
         let sent = probe
             .notify
@@ -226,7 +233,11 @@ fn self_test(probe: &Probe, channel: &Ident, shared: &Arc<Shared>) -> AbortOnDro
         match sent {
             Ok(()) => {
                 tokio::time::sleep(PROBE_TIMEOUT).await;
-                if shared.heard.load(Ordering::SeqCst) == before {
+                // Lost or re-established meanwhile: the NOTIFY may have fallen into the gap, so
+                // silence proves nothing (the reconnect starts a test of its own).
+                let same_connection = shared.connections.load(Ordering::SeqCst) == connection
+                    && shared.listening.load(Ordering::SeqCst);
+                if same_connection && shared.heard.load(Ordering::SeqCst) == before {
                     stop_deaf(
                         &channel,
                         &shared,
