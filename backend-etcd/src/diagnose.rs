@@ -167,7 +167,7 @@ pub(crate) fn leaderless(version: Option<&str>) -> Diagnosis {
 /// leader, members, alarms and errors, database size, members answering.
 pub(crate) fn diagnosis(h: &Health) -> Diagnosis {
     let mut findings = vec![
-        version(&h.version),
+        version(&h.version, h.members.len()),
         Finding::ok(
             "leader",
             format!("member {:x}", h.leader),
@@ -191,15 +191,47 @@ pub(crate) fn diagnosis(h: &Health) -> Diagnosis {
     )
 }
 
-fn version(v: &str) -> Finding {
-    if v.split('.').next() == Some("3") {
-        Finding::ok("version", v, "speaks the etcd v3 API that fencelock uses")
-    } else {
+fn version(v: &str, members: usize) -> Finding {
+    if v.split('.').next() != Some("3") {
         Finding::warn(
             "version",
             v,
             "fencelock is built for etcd 3 (tested with 3.4 and 3.5); check that locks work here",
         )
+    } else if members > 1 && revokes_leases_early(v) {
+        Finding::warn(
+            "version",
+            v,
+            "after a leader is paused or stalled (VM pause, slow disk) and replaced, this version lets the old leader revoke leases that the new one still keeps (etcd issue #15247, fixed in 3.4.30 and 3.5.13): a holder can lose its lock before its deadline while its guard still says valid. Fencing tokens still reject its late writes; upgrade etcd to close the gap",
+        )
+    } else {
+        Finding::ok("version", v, "speaks the etcd v3 API that fencelock uses")
+    }
+}
+
+/// Whether etcd `version` (`3.4.23`, `v3.5.9`) is one where a paused or stalled old leader, once
+/// it resumes, can still revoke leases it thinks expired, through the new leader (etcd issue
+/// [#15247](https://github.com/etcd-io/etcd/issues/15247); fixed by ignoring such revokes in
+/// 3.4.30 and 3.5.13, and in 3.6). Such a revoke ends a lease before the deadline its holder was
+/// given: its guard says valid while another holder is granted. Only a cluster of more than one
+/// member can have it (it needs a leader change). A version that cannot be read counts as
+/// affected: when in doubt, assume the gap.
+#[must_use]
+pub fn revokes_leases_early(version: &str) -> bool {
+    let mut parts = version
+        .trim()
+        .trim_start_matches('v')
+        .split(['.', '-', '+']);
+    let mut number = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (number(), number(), number()) {
+        (Some(3), Some(minor), Some(patch)) => match minor {
+            0..=3 => true,
+            4 => patch < 30,
+            5 => patch < 13,
+            _ => false,
+        },
+        (Some(major), _, _) if major > 3 => false,
+        _ => true,
     }
 }
 
@@ -352,6 +384,26 @@ mod tests {
     type Case = (&'static str, Health, Vec<(&'static str, Verdict)>);
 
     #[test]
+    fn versions_with_the_early_revoke() {
+        for v in [
+            "3.4.23", "v3.4.29", "3.5.0", "3.5.12", "3.3.27", "3.4", "", "nonsense",
+        ] {
+            assert!(revokes_leases_early(v), "{v}");
+        }
+        for v in [
+            "3.4.30",
+            "v3.4.37",
+            "3.5.13",
+            "3.5.16",
+            "3.6.0",
+            "3.6.5-rc.0",
+            "4.0.0",
+        ] {
+            assert!(!revokes_leases_early(v), "{v}");
+        }
+    }
+
+    #[test]
     fn answers_to_findings() {
         let with = |change: fn(&mut Health)| {
             let mut h = healthy();
@@ -363,7 +415,7 @@ mod tests {
                 "healthy cluster of three",
                 healthy(),
                 vec![
-                    ("version = 3.4.23", Ok),
+                    ("version = 3.4.23", Warn),
                     ("leader = member 8e9e05c52164694d", Ok),
                     ("members = 3", Ok),
                     ("alarms = none", Ok),
@@ -397,7 +449,7 @@ mod tests {
                     h.probes.failures = vec!["transport error".into(); 5];
                 }),
                 vec![
-                    ("version = 3.4.23", Ok),
+                    ("version = 3.4.23", Warn),
                     ("leader = member 8e9e05c52164694d", Ok),
                     ("members = 4", Ok),
                     ("alarms = NOSPACE on member a", Fail),
@@ -406,6 +458,17 @@ mod tests {
                         "endpoints = 4 of 4 members answer, 5 of 24 requests failed",
                         Warn,
                     ),
+                ],
+            ),
+            (
+                "a version without etcd #15247",
+                with(|h| h.version = "3.5.16".into()),
+                vec![
+                    ("version = 3.5.16", Ok),
+                    ("leader = member 8e9e05c52164694d", Ok),
+                    ("members = 3", Ok),
+                    ("alarms = none", Ok),
+                    ("endpoints = 3 of 3 members answer", Ok),
                 ],
             ),
             (

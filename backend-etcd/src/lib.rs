@@ -22,6 +22,7 @@ mod wait;
 
 pub use builder::EtcdBuilder;
 pub use config::EtcdConfig;
+pub use diagnose::revokes_leases_early;
 pub use fence::{EtcdFence, FENCE_TOKEN_SUFFIX};
 pub use store::EtcdLeaseStore;
 

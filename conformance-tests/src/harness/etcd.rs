@@ -96,6 +96,29 @@ impl EtcdCluster {
         blocking(move || Self::start_blocking_with(size, true)).await
     }
 
+    /// The version of the `etcd` binary clusters are started from (`3.4.23`), as its
+    /// `--version` prints it.
+    ///
+    /// # Errors
+    /// When there is no `etcd` binary, it does not run, or it prints no version line.
+    pub fn binary_version() -> Result<String> {
+        let program = binaries::find("etcd")?;
+        let out = std::process::Command::new(&program)
+            .arg("--version")
+            .output()
+            .map_err(|e| HarnessError::new(format!("cannot run {}: {e}", program.display())))?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("etcd Version:"))
+            .map(|v| v.trim().to_owned())
+            .ok_or_else(|| {
+                HarnessError::new(format!(
+                    "{} --version printed no `etcd Version:` line",
+                    program.display()
+                ))
+            })
+    }
+
     /// [`Self::start`], blocking the calling thread.
     pub fn start_blocking(size: usize) -> Result<Self> {
         Self::start_blocking_with(size, false)

@@ -177,7 +177,13 @@ pub fn render(results: &Results<'_>) -> String {
            its state through the faults: not for Redis without persistence restarted (scenario \
            4) nor the Redis and PostgreSQL failovers (scenario 6), where a new holder can \
            legitimately be granted while the old one's guard still says valid; fencing is what \
-           protects those (their I6 column says n/c). A `Check` record is stamped before `is_valid()` is called, so a \
+           protects those (their I6 column says n/c). Nor for a paused etcd leader (scenario \
+           5) on an etcd with issue #15247 (before 3.4.30 and 3.5.13; Debian 12 ships 3.4.23): \
+           once resumed, the old leader still revokes the leases it thinks expired, through the \
+           new leader, ending a lease before its holder's deadline (seen here: a guard said \
+           valid 27–58 ms after a rival was granted, and the fence rejected its write). \
+           `diagnose()` and `fencelock check` warn about such a version on a cluster of more \
+           than one member. A `Check` record is stamped before `is_valid()` is called, so a \
            validity window is never drawn longer than it was.\n\
          - **Network faults** (scenario 7): every worker reaches the store through its own \
            `TcpProxy`. *net-stall* holds all bytes of the holder's connections for 3×TTL at its \
@@ -252,7 +258,7 @@ fn table_row(out: &mut String, o: &RunOutcome, with_backend: bool) {
     } else {
         String::new()
     };
-    let i6 = if o.spec.scenario.keeps_state(o.spec.backend) {
+    let i6 = if o.exclusive {
         r.overlapping_validity.to_string()
     } else {
         "n/c".to_owned()

@@ -125,6 +125,8 @@ pub struct RunOutcome {
     pub elapsed: Duration,
     /// The run directory, kept when the run was not clean.
     pub kept_dir: Option<PathBuf>,
+    /// Whether I6 (no two guards valid at once) was checked: see [`checks_exclusive`].
+    pub exclusive: bool,
 }
 
 impl RunOutcome {
@@ -333,7 +335,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         ttl,
         renew_every: spec.backend.renew_every(),
         slack: spec.backend.slack(),
-        exclusive: spec.scenario.keeps_state(spec.backend),
+        exclusive: checks_exclusive(spec)?,
     };
     let report = history::check(&merged, &log, bounds);
     drop(servers);
@@ -348,6 +350,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         report,
         problems,
         elapsed: started.elapsed(),
+        exclusive: bounds.exclusive,
         kept_dir,
     })
 }
@@ -539,4 +542,21 @@ async fn inject(
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether a run must keep every guard exclusive (I6): the scenario keeps the server's state
+/// ([`Scenario::keeps_state`]), and a paused etcd leader is not one that revokes leases early
+/// once it resumes (etcd issue #15247, [`fencelock::etcd::revokes_leases_early`]: Debian 12's
+/// etcd 3.4.23 does). There the server itself ends a lease before its holder's deadline, so
+/// only the fence (I1) can protect the resource, and it must.
+fn checks_exclusive(spec: &RunSpec) -> Result<bool, String> {
+    if !spec.scenario.keeps_state(spec.backend) {
+        return Ok(false);
+    }
+    if spec.scenario != Scenario::LeaderPause {
+        return Ok(true);
+    }
+    let version =
+        fencelock_conformance::harness::EtcdCluster::binary_version().map_err(|e| e.to_string())?;
+    Ok(!fencelock::etcd::revokes_leases_early(&version))
 }
