@@ -11,6 +11,7 @@ pub mod runner;
 pub mod scenario;
 pub mod servers;
 pub mod suite;
+pub mod timeline;
 pub mod worker;
 
 pub use config::{OracleKind, WorkerConfig};

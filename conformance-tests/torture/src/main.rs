@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! fencelock-torture [--mode short|long] [--seed N] [--write-doc PATH] [--mutations]
-//! fencelock-torture --only SCENARIO/BACKEND [--oracle gate|pg-table] [--control] [--seed N] [--rounds N] [--workers N]
+//! fencelock-torture --only SCENARIO/BACKEND [--oracle gate|pg-table] [--control] [--seed N] [--rounds N] [--workers N] [--timeline FILE.svg]
 //! ```
 
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use std::time::Instant;
 use fencelock_torture::mutations::{self, Mutation};
 use fencelock_torture::report::{Results, render};
 use fencelock_torture::suite::{self, Mode};
+use fencelock_torture::timeline;
 use fencelock_torture::{Backend, Oracle, RunSpec, Scenario, servers};
 
 struct Args {
@@ -24,6 +25,7 @@ struct Args {
     control: bool,
     rounds: Option<u32>,
     workers: u32,
+    timeline: Option<PathBuf>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -37,6 +39,7 @@ fn parse() -> Result<Args, String> {
         control: false,
         rounds: None,
         workers: suite::WORKERS,
+        timeline: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -57,6 +60,7 @@ fn parse() -> Result<Args, String> {
                 args.workers = value()?.parse().map_err(|e| format!("--workers: {e}"))?
             }
             "--write-doc" => args.write_doc = Some(value()?.into()),
+            "--timeline" => args.timeline = Some(value()?.into()),
             "--mutations" => args.mutations = true,
             "--control" => args.control = true,
             "--oracle" => {
@@ -75,7 +79,7 @@ fn parse() -> Result<Args, String> {
                 args.only = Some((scenario, backend));
             }
             "-h" | "--help" => {
-                return Err("usage: fencelock-torture [--mode short|long] [--seed N] [--write-doc PATH] [--mutations] | --only SCENARIO/BACKEND [--oracle gate|pg-table] [--control] [--seed N] [--rounds N] [--workers N]".into());
+                return Err("usage: fencelock-torture [--mode short|long] [--seed N] [--write-doc PATH] [--mutations] | --only SCENARIO/BACKEND [--oracle gate|pg-table] [--control] [--seed N] [--rounds N] [--workers N] [--timeline FILE.svg]".into());
             }
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -129,6 +133,11 @@ async fn run(args: Args) -> Result<bool, String> {
             workers: args.workers,
         };
         let outcomes = suite::run_all(&[spec], &exe).await?;
+        if let (Some(path), Some(outcome)) = (&args.timeline, outcomes.first()) {
+            let svg = timeline::render_run(outcome)?;
+            std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
         // A control run or a planted bug is expected to break invariants.
         let expect_clean = !args.control && mutation.is_none();
         return Ok(outcomes.iter().all(|o| o.is_clean() == expect_clean));
@@ -180,6 +189,12 @@ async fn run(args: Args) -> Result<bool, String> {
         });
         std::fs::write(path, doc).map_err(|e| format!("{}: {e}", path.display()))?;
         println!("wrote {}", path.display());
+        let pictures = path
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("."))
+            .join(timeline::DIR);
+        let n = timeline::write_all(fenced.iter().chain(&control), &pictures)?;
+        println!("wrote {n} timelines into {}", pictures.display());
     }
     println!(
         "{} in {:.0} s",

@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::runner::RunOutcome;
+use crate::timeline;
 
 /// Everything one invocation produced.
 #[derive(Debug)]
@@ -89,7 +90,12 @@ pub fn render(results: &Results<'_>) -> String {
          (before a write, or after a rejected write: must be > 0 where renewals are stalled); \
          *I6 overlaps* = guards that still said valid after a later guard was granted (must be \
          0; *n/c* = not checked, where the server may lose its state); *violations* = every \
-         broken invariant.\n"
+         broken invariant; *timeline* = the run drawn (`reliability/*.svg`: one lane per worker, \
+         each lease a bar from grant to release labelled with its token, the faults shaded, \
+         fenced writes as dots, writes the fence rejected as crosses, stale writes accepted as \
+         triangles, the first moment each guard said invalid as a square; the top panel is the \
+         whole run, the bottom one zooms on the fault before the first stale write or \
+         rejection). The control runs' pictures show the stale write landing.\n"
     );
     let mut backends: Vec<_> = results.fenced.iter().map(|o| o.spec.backend).collect();
     backends.sort();
@@ -234,12 +240,12 @@ pub fn render(results: &Results<'_>) -> String {
 fn table_header(out: &mut String, with_backend: bool) {
     let _ = writeln!(
         out,
-        "| scenario |{} oracle | writes | stale att. | stale acc. | tokens | regr. | lost | after invalid | guard invalid | I6 overlaps | re-acquire p50 / max ms | bound ms | faults | overlapping holders | violations | seed |",
+        "| scenario |{} oracle | writes | stale att. | stale acc. | tokens | regr. | lost | after invalid | guard invalid | I6 overlaps | re-acquire p50 / max ms | bound ms | faults | overlapping holders | violations | seed | timeline |",
         if with_backend { " backend |" } else { "" }
     );
     let _ = writeln!(
         out,
-        "| --- |{} --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| --- |{} --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
         if with_backend { " --- |" } else { "" }
     );
 }
@@ -265,7 +271,7 @@ fn table_row(out: &mut String, o: &RunOutcome, with_backend: bool) {
     };
     let _ = writeln!(
         out,
-        "| {} {} |{backend} {} | {} | {} | {} | {} | {} | {} | {} | {} | {i6} | {} | {} | {} | {} | {} | {} |",
+        "| {} {} |{backend} {} | {} | {} | {} | {} | {} | {} | {} | {} | {i6} | {} | {} | {} | {} | {} | {} | [svg]({}/{}) |",
         o.spec.scenario.number(),
         o.spec.scenario.name(),
         o.spec.oracle.name(),
@@ -286,6 +292,8 @@ fn table_row(out: &mut String, o: &RunOutcome, with_backend: bool) {
         } else {
             violations.join(", ")
         },
-        o.spec.seed
+        o.spec.seed,
+        timeline::DIR,
+        timeline::file_name(&o.spec)
     );
 }

@@ -16,6 +16,7 @@ use crate::mutations::{self, Mutation};
 use crate::pg_oracle::PgOracle;
 use crate::scenario::{Backend, Scenario};
 use crate::servers::Servers;
+use crate::timeline::Timeline;
 
 /// How long a run may go without a holder reaching its write before it is called stuck.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -127,6 +128,8 @@ pub struct RunOutcome {
     pub kept_dir: Option<PathBuf>,
     /// Whether I6 (no two guards valid at once) was checked: see [`checks_exclusive`].
     pub exclusive: bool,
+    /// The merged history as a picture's data ([`crate::timeline`]).
+    pub timeline: Timeline,
 }
 
 impl RunOutcome {
@@ -352,6 +355,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         elapsed: started.elapsed(),
         exclusive: bounds.exclusive,
         kept_dir,
+        timeline: Timeline::from_history(&merged, ttl),
     })
 }
 
