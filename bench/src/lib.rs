@@ -10,6 +10,7 @@ pub mod machine;
 pub mod notes;
 pub mod params;
 pub mod peers;
+pub mod plots;
 pub mod report;
 pub mod run;
 pub mod stats;
@@ -49,6 +50,7 @@ pub async fn bench(params: Params) -> Result<std::path::PathBuf> {
         }
     };
     write(&output, &report::render(&report))?;
+    plots::write_all(&report, &output)?;
     Ok(output)
 }
 

@@ -316,6 +316,7 @@ pub fn render(report: &Report) -> String {
         }
     }
 
+    md.push_str(&crate::plots::markdown(report));
     uncontended(&mut md, report);
     peers(&mut md, report);
     handoff(&mut md, report);

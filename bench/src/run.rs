@@ -223,7 +223,7 @@ async fn load(
     throughput_on: (Cycle, Cycle),
 ) -> Result<(Throughput, Throughput, HoldReport, HoldReport)> {
     section(key, "throughput");
-    let tp = throughput::alternating(
+    let tp = throughput::alternating_with_sweep(
         &[throughput_on.0, throughput_on.1],
         params.tasks,
         Duration::from_secs_f64(params.throughput_secs),

@@ -16,6 +16,10 @@ pub struct Throughput {
     pub ops_per_sec: f64,
     /// Latency of one cycle under this load.
     pub latency: Summary,
+    /// `[tasks, cycles per second]` at fewer tasks too (shorter runs), ending with the full
+    /// count: the throughput-vs-tasks curve (empty in runs saved before it was measured).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_tasks: Vec<[f64; 2]>,
 }
 
 /// Runs `tasks` concurrent loops of `cycle` (called with the task's index, so each task keeps
@@ -76,6 +80,48 @@ pub async fn alternating(
         .map(|(n, samples, took)| Throughput {
             ops_per_sec: n as f64 / took.as_secs_f64(),
             latency: Summary::of(&samples),
+            by_tasks: Vec::new(),
         })
         .collect())
+}
+
+/// The task counts below `tasks` the sweep also measures: 1, 4, 16, … (powers of 4).
+pub fn sweep_counts(tasks: usize) -> Vec<usize> {
+    std::iter::successors(Some(1usize), |n| n.checked_mul(4))
+        .take_while(|&n| n < tasks)
+        .collect()
+}
+
+/// [`alternating`] at `tasks`, then at each of [`sweep_counts`] for two slices per variant,
+/// filling [`Throughput::by_tasks`].
+pub async fn alternating_with_sweep(
+    variants: &[Cycle],
+    tasks: usize,
+    total: Duration,
+    each: Duration,
+) -> Result<Vec<Throughput>> {
+    let mut results = alternating(variants, tasks, total, each).await?;
+    for n in sweep_counts(tasks) {
+        let fewer = alternating(variants, n, each * 2, each).await?;
+        for (result, at_n) in results.iter_mut().zip(fewer) {
+            result.by_tasks.push([n as f64, at_n.ops_per_sec]);
+        }
+    }
+    for result in &mut results {
+        let full = [tasks as f64, result.ops_per_sec];
+        result.by_tasks.push(full);
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_counts_are_powers_of_four_below_the_full_count() {
+        assert_eq!(sweep_counts(64), [1, 4, 16]);
+        assert_eq!(sweep_counts(8), [1, 4]);
+        assert_eq!(sweep_counts(1), Vec::<usize>::new());
+    }
 }

@@ -68,4 +68,18 @@ fn smoke_run_writes_every_section_with_targets_marked() {
         String::from_utf8_lossy(&render.stderr)
     );
     assert_eq!(std::fs::read_to_string(&again).unwrap(), doc);
+    // The pictures, drawn from the same data, sit next to the report and it embeds them.
+    for backend in ["redis", "postgres", "etcd"] {
+        let link = format!("](docs/bench/{backend}.svg)");
+        assert!(doc.contains(&link), "missing `{link}` in:\n{doc}");
+        let svg =
+            std::fs::read_to_string(dir.path().join(format!("docs/bench/{backend}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && !svg.contains("<script"));
+        // A latency distribution was drawn (not the "no distribution" note), and throughput.
+        assert!(!svg.contains("saved no latency distribution"), "{backend}");
+        assert!(
+            svg.contains("throughput against concurrent tasks"),
+            "{backend}"
+        );
+    }
 }
