@@ -353,23 +353,34 @@ async fn info_field(
     field: &str,
 ) -> Result<String> {
     let info: String = redis::cmd("INFO").arg(section).query_async(conn).await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .map(|v| v.trim().to_owned())
+    field_of(&info, field)
+        .map(str::to_owned)
         .ok_or_else(|| BenchError::new(format!("INFO {section} has no {field}")))
 }
 
-/// Seconds of CPU (user + sys) each node used so far.
+fn field_of<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// Seconds of CPU (user + sys, one `INFO cpu` each) every node used so far.
 async fn cpu(nodes: &[Node]) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(nodes.len());
     for node in nodes {
-        let mut conn = node.conn.clone();
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query_async(&mut node.conn.clone())
+            .await?;
         let mut total = 0.0;
         for field in ["used_cpu_sys", "used_cpu_user"] {
-            let value = info_field(&mut conn, "cpu", field).await?;
-            total += value
-                .parse::<f64>()
-                .map_err(|e| BenchError::new(format!("INFO cpu {field} = {value}: {e}")))?;
+            let value = field_of(&info, field).unwrap_or_default();
+            total += value.parse::<f64>().map_err(|e| {
+                BenchError::new(format!(
+                    "INFO cpu of {}: {field} = {value:?}: {e}",
+                    node.addr
+                ))
+            })?;
         }
         out.push(total);
     }

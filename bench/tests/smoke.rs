@@ -81,6 +81,7 @@ fn smoke_run_writes_every_section_with_targets_marked() {
     ] {
         assert!(doc.contains(row), "missing `{row}` in:\n{doc}");
     }
+    // The harness's cluster: three primaries with a replica each.
     for (primaries, servers) in [(1, 6), (3, 6)] {
         let rows = doc
             .lines()
