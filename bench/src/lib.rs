@@ -10,6 +10,8 @@ pub mod machine;
 pub mod notes;
 pub mod params;
 pub mod peers;
+pub mod pg_pooler;
+pub mod redis_cluster;
 pub mod report;
 pub mod run;
 pub mod stats;
