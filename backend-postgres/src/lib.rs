@@ -8,6 +8,7 @@ mod fence;
 mod fenced_table;
 mod ident;
 mod migrate;
+mod pooler;
 mod statements;
 mod store;
 mod wakeups;

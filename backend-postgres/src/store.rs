@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::classify::{STORE, classify, sqlstate};
 use crate::config::Settings;
+use crate::pooler::{Listen, Pooling};
 use crate::statements::{Arg, Protocol, Statements};
 use crate::wakeups::Wakeups;
 use crate::{Ident, PgBuilder, PgConfig, TableName, migrate};
@@ -42,6 +43,8 @@ struct Inner {
     op_timeout: Duration,
     durable_grants: bool,
     wakeups: Option<Wakeups>,
+    /// Whether the LISTEN connection has a URL of its own (`listen_url`).
+    listen_own_url: bool,
 }
 
 impl fmt::Debug for PgLeaseStore {
@@ -121,6 +124,7 @@ impl PgLeaseStore {
                 op_timeout: settings.op_timeout,
                 durable_grants: settings.durable_grants,
                 wakeups,
+                listen_own_url: settings.listen_url.is_some(),
             }),
         };
         if settings.migrate_on_connect {
@@ -482,17 +486,59 @@ impl LeaseStore for PgLeaseStore {
     }
 
     /// One statement on the store's pool: version, primary or standby, `fsync`,
-    /// `synchronous_commit` (as the store's sessions see it), synchronous standbys (see the
-    /// crate docs, "Diagnosis").
+    /// `synchronous_commit` (as the store's sessions see it), synchronous standbys; then
+    /// whether a transaction-mode pooler is in the way of the store's connections and of its
+    /// LISTEN connection (see the crate docs, "Diagnosis").
     async fn diagnose(&self) -> Result<Diagnosis, Error> {
-        let settings = self
-            .timed(Operation::Diagnose, crate::diagnose::ask(&self.inner.pool))
-            .await?
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.op_timeout;
+        let asked = async {
+            let settings = crate::diagnose::ask(&inner.pool).await?;
+            let pooling = crate::pooler::probe(&inner.pool.connect_options()).await?;
+            Ok::<_, sqlx::Error>((settings, pooling))
+        };
+        let (settings, pooling) = tokio::time::timeout_at(deadline, asked)
+            .await
+            .map_err(|_| {
+                Error::outcome_unknown(
+                    STORE,
+                    Operation::Diagnose,
+                    format!("no reply from postgres within {:?}", inner.op_timeout),
+                )
+            })?
             .map_err(|e| classify(Operation::Diagnose, e))?;
-        Ok(crate::diagnose::diagnosis(
-            &settings,
-            self.inner.durable_grants,
-        ))
+        let listen = self.listen_route(pooling, deadline).await;
+        Ok(crate::diagnose::diagnosis(&settings, inner.durable_grants)
+            .with(crate::pooler::statements_finding(
+                pooling,
+                inner.protocol == Protocol::Prepared,
+            ))
+            .with(crate::pooler::listen_finding(&listen)))
+    }
+}
+
+impl PgLeaseStore {
+    /// How the LISTEN connection stands: off, found deaf, or what its URL goes through (the
+    /// store's own unless `listen_url` is set, then probed by itself).
+    async fn listen_route(&self, store: Pooling, deadline: Instant) -> Listen {
+        let Some(wakeups) = &self.inner.wakeups else {
+            return Listen::Off;
+        };
+        if wakeups.is_deaf() {
+            return Listen::Deaf;
+        }
+        if !self.inner.listen_own_url {
+            return Listen::Probed(store);
+        }
+        let options = wakeups.connect_options();
+        match tokio::time::timeout_at(deadline, crate::pooler::probe(&options)).await {
+            Ok(Ok(pooling)) => Listen::Probed(pooling),
+            Ok(Err(e)) => Listen::Unreachable(classify(Operation::Diagnose, e).to_string()),
+            Err(_) => Listen::Unreachable(format!(
+                "no reply within the operation timeout, {:?}",
+                self.inner.op_timeout
+            )),
+        }
     }
 }
 

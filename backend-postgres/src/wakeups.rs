@@ -143,6 +143,16 @@ impl Wakeups {
     pub(crate) fn is_listening(&self) -> bool {
         self.task.initialized() && self.shared.listening.load(Ordering::SeqCst)
     }
+
+    /// Whether the self-test found the listener deaf (it is then stopped for good).
+    pub(crate) fn is_deaf(&self) -> bool {
+        self.shared.deaf.load(Ordering::SeqCst)
+    }
+
+    /// What the LISTEN connection connects with (for `diagnose()`'s pooler probe).
+    pub(crate) fn connect_options(&self) -> Arc<PgConnectOptions> {
+        self.pool.connect_options()
+    }
 }
 
 async fn listen(pool: &PgPool, channel: &Ident) -> Result<PgListener, Error> {

@@ -1,15 +1,17 @@
 //! `diagnose()` against real PostgreSQL servers configured well and badly: the harness's fast
 //! test server (fsync off), session settings the store's connections carry, a standby, a
-//! read-only default, and a dead server.
+//! read-only default, a dead server, and the harness's pgbouncer in transaction mode in front
+//! of the store's connections or of its LISTEN connection.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::PostgresServerOptions;
+use fencelock_conformance::harness::{PostgresServerOptions, shared_pgbouncer};
+use fencelock_conformance::settle;
 use fencelock_core::{Diagnosis, ErrorKind, LeaseStore, Verdict};
-use fencelock_postgres::PgLeaseStore;
+use fencelock_postgres::{PgBuilder, PgLeaseStore};
 use tokio::time::Instant;
 
 fn finding<'a>(d: &'a Diagnosis, setting: &str) -> (&'a str, Verdict) {
@@ -150,4 +152,122 @@ async fn a_dead_server_is_an_error_within_the_op_timeout() {
     );
     // The op timeout, plus slack for a loaded machine.
     assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+}
+
+/// The harness's pgbouncer (transaction mode, two server connections) in front of the shared
+/// server.
+async fn pooler_url() -> String {
+    shared_pgbouncer()
+        .await
+        .expect("the harness must start pgbouncer (install pgbouncer) or FENCELOCK_PGBOUNCER_URL must be set")
+        .url()
+        .to_owned()
+}
+
+async fn diagnose_with(what: &str, builder: PgBuilder) -> Diagnosis {
+    let store = builder
+        .with_schema("fencelock_test")
+        .with_table("diagnose_pooler")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: connect: {e}"));
+    settle::definite(what, || store.diagnose()).await
+}
+
+/// The same server straight and through the pooler: `pooler` and `listen` tell them apart, and
+/// say what each route means for named statements and for LISTEN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_pooler_is_seen_and_a_direct_connection_is_not() {
+    let direct = support::shared_url().await;
+    let pooled = pooler_url().await;
+
+    let d = diagnose_with("direct", PgBuilder::new().with_url(&direct)).await;
+    assert_eq!(finding(&d, "pooler"), ("none seen", Verdict::Ok), "{d:#?}");
+    assert_eq!(
+        finding(&d, "listen"),
+        ("own session", Verdict::Ok),
+        "{d:#?}"
+    );
+
+    let d = diagnose_with(
+        "pooled, LISTEN direct",
+        PgBuilder::new().with_url(&pooled).with_listen_url(&direct),
+    )
+    .await;
+    assert_eq!(
+        finding(&d, "pooler"),
+        ("transaction mode", Verdict::Ok),
+        "{d:#?}"
+    );
+    assert_eq!(
+        finding(&d, "listen"),
+        ("own session", Verdict::Ok),
+        "{d:#?}"
+    );
+
+    // LISTEN on the store's own URL goes through the pooler too: waiters would poll.
+    let d = diagnose_with("pooled", PgBuilder::new().with_url(&pooled)).await;
+    assert_eq!(
+        finding(&d, "listen"),
+        ("through a transaction-mode pooler", Verdict::Warn),
+        "{d:#?}"
+    );
+    let listen = d.findings.iter().find(|f| f.setting == "listen").unwrap();
+    assert!(listen.advice.contains("listen_url"), "{listen:?}");
+
+    // And the other way round: the store straight to PostgreSQL, its LISTEN through the pooler.
+    let d = diagnose_with(
+        "direct, LISTEN pooled",
+        PgBuilder::new().with_url(&direct).with_listen_url(&pooled),
+    )
+    .await;
+    assert_eq!(finding(&d, "pooler"), ("none seen", Verdict::Ok), "{d:#?}");
+    assert_eq!(
+        finding(&d, "listen"),
+        ("through a transaction-mode pooler", Verdict::Warn),
+        "{d:#?}"
+    );
+
+    // Named prepared statements through it are a warning that names what to set. (The table
+    // is made by the cases above; this store's migration would collide like its statements.)
+    let d = diagnose_with(
+        "pooled, prepared statements",
+        PgBuilder::new()
+            .with_url(&pooled)
+            .with_push_wakeups(false)
+            .with_prepared_statements(true)
+            .with_migrate_on_connect(false),
+    )
+    .await;
+    let pooler = d.findings.iter().find(|f| f.setting == "pooler").unwrap();
+    assert_eq!(
+        (pooler.value.as_str(), pooler.verdict),
+        ("transaction mode", Verdict::Warn),
+        "{d:#?}"
+    );
+    assert!(
+        pooler.advice.contains("max_prepared_statements"),
+        "{pooler:?}"
+    );
+    assert_eq!(finding(&d, "listen"), ("off", Verdict::Ok), "{d:#?}");
+}
+
+/// A LISTEN URL nothing answers on is a warning (waiters poll), not a failed diagnosis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_listen_url_is_a_warning() {
+    let direct = support::shared_url().await;
+    let port = fencelock_conformance::harness::free_port().unwrap();
+    let d = diagnose_with(
+        "LISTEN unreachable",
+        PgBuilder::new()
+            .with_url(&direct)
+            .with_listen_url(format!("postgres://postgres@127.0.0.1:{port}/postgres")),
+    )
+    .await;
+    assert_eq!(finding(&d, "pooler"), ("none seen", Verdict::Ok), "{d:#?}");
+    assert_eq!(
+        finding(&d, "listen"),
+        ("unreachable", Verdict::Warn),
+        "{d:#?}"
+    );
 }

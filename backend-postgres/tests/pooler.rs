@@ -16,7 +16,7 @@ use std::time::Duration;
 use fencelock_conformance::harness::{PgBouncer, PgBouncerOptions, free_port, shared_pgbouncer};
 use fencelock_conformance::{FenceFixture, Fixture, settle};
 use fencelock_core::backend::WaitPolicy;
-use fencelock_core::{ErrorKind, LeaseStore, LockName};
+use fencelock_core::{ErrorKind, LeaseStore, LockName, Verdict};
 use fencelock_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use fencelock_postgres::{PgFence, PgLeaseStore, TableName};
 use tokio::time::Instant;
@@ -324,6 +324,16 @@ async fn listen_through_the_pooler_is_noticed_and_waiters_poll() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!store.is_listening());
+    // `diagnose()` says so. Its statements may meet the stray notification too (a transient
+    // error, asked again).
+    let d = settle::definite("diagnose", || store.diagnose()).await;
+    let listen = d.findings.iter().find(|f| f.setting == "listen").unwrap();
+    assert_eq!(
+        (listen.value.as_str(), listen.verdict),
+        ("deaf", Verdict::Warn),
+        "{d:#?}"
+    );
+    assert!(listen.advice.contains("listen_url"), "{listen:?}");
     let released_at = Instant::now();
     let mut unknown = 0;
     match store.release(&held).await {

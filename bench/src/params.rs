@@ -113,8 +113,12 @@ pub struct Params {
     /// its report) instead of measuring: for changes to the report's text.
     #[arg(long)]
     pub render: Option<PathBuf>,
-    /// Only these backends (comma-separated: redis,postgres,etcd).
-    #[arg(long, value_delimiter = ',', default_value = "redis,postgres,etcd")]
+    /// Only these backends (comma-separated: redis,postgres,etcd,redis-cluster).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "redis,postgres,etcd,redis-cluster"
+    )]
     pub backends: Vec<String>,
 }
 

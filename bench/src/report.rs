@@ -27,7 +27,7 @@ pub struct Target {
     pub met: Option<bool>,
 }
 
-fn us(v: f64) -> String {
+pub(crate) fn us(v: f64) -> String {
     if !v.is_finite() {
         "–".to_owned()
     } else if v >= 10_000.0 {
@@ -39,7 +39,7 @@ fn us(v: f64) -> String {
     }
 }
 
-fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     if !v.is_finite() {
         return "–".to_owned();
     }
@@ -55,7 +55,7 @@ fn num(v: f64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-fn x(v: f64) -> String {
+pub(crate) fn x(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.2}×")
     } else {
@@ -68,6 +68,48 @@ fn mark(met: Option<bool>) -> &'static str {
         Some(true) => "**met**",
         Some(false) => "**missed**",
         None => "not measured",
+    }
+}
+
+/// A table of latency rows with their ratios to the row with [`Role::Raw`] (called `raw` in the
+/// header), with the sequential ops/s column when `sequential` is set; no closing blank line.
+pub(crate) fn latency_table(
+    md: &mut String,
+    rows: &[crate::cycle::Row],
+    raw: &str,
+    sequential: bool,
+) {
+    let floor = rows
+        .iter()
+        .find(|r| r.role == Role::Raw)
+        .map(|r| r.latency)
+        .unwrap_or_default();
+    let (head, align) = if sequential {
+        (" ops/s (sequential) |", "---:|")
+    } else {
+        ("", "")
+    };
+    let _ = writeln!(
+        md,
+        "| operation | n | p50 | p99 |{head} p50 vs {raw} | p99 vs {raw} |\n|---|---:|---:|---:|{align}---:|---:|"
+    );
+    for r in rows {
+        let l = r.latency;
+        let ops = if sequential {
+            format!(" {} |", num(l.sequential_ops_per_sec()))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |{ops} {} | {} |",
+            r.label,
+            num(l.n as f64),
+            us(l.p50_us),
+            us(l.p99_us),
+            x(ratio(l.p50_us, floor.p50_us)),
+            x(ratio(l.p99_us, floor.p99_us)),
+        );
     }
 }
 
@@ -322,6 +364,8 @@ pub fn render(report: &Report) -> String {
     handoff(&mut md, report);
     throughput(&mut md, report);
     renewal(&mut md, report);
+    crate::pg_pooler::render(&mut md, report);
+    crate::redis_cluster::render(&mut md, report);
     md
 }
 
@@ -346,25 +390,7 @@ fn uncontended(md: &mut String, report: &Report) {
     );
     for b in &report.backends {
         let _ = writeln!(md, "### {} ({})\n", title(&b.key), b.server);
-        let raw = b.row(Role::Raw).map(|r| r.latency).unwrap_or_default();
-        let _ = writeln!(
-            md,
-            "| operation | n | p50 | p99 | ops/s (sequential) | p50 vs raw | p99 vs raw |\n|---|---:|---:|---:|---:|---:|---:|"
-        );
-        for r in &b.uncontended {
-            let l = r.latency;
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                r.label,
-                num(l.n as f64),
-                us(l.p50_us),
-                us(l.p99_us),
-                num(l.sequential_ops_per_sec()),
-                x(ratio(l.p50_us, raw.p50_us)),
-                x(ratio(l.p99_us, raw.p99_us)),
-            );
-        }
+        latency_table(md, &b.uncontended, "raw", true);
         let _ = writeln!(md, "\n{}\n", notes::uncontended(&b.key));
     }
 }

@@ -96,6 +96,12 @@ pub struct Report {
     pub peers: Option<PeersResult>,
     /// `Locker` vs the bare store, in memory (no server).
     pub client_overhead: Vec<Row>,
+    /// PostgreSQL direct and through pgbouncer, when the harness started the pooler.
+    #[serde(default)]
+    pub pg_pooler: Option<crate::pg_pooler::PgPoolerResult>,
+    /// Redis Cluster, when run.
+    #[serde(default)]
+    pub redis_cluster: Option<crate::redis_cluster::ClusterResult>,
 }
 
 /// Runs everything `params` asks for.
@@ -127,9 +133,17 @@ pub async fn run(params: &Params) -> Result<Report> {
         backends.push(result);
         peers_result = peers;
     }
+    let mut pg_pooler = None;
     if params.runs("postgres") {
-        backends.push(postgres(params).await?);
+        let (result, pooler) = postgres(params).await?;
+        backends.push(result);
+        pg_pooler = pooler;
     }
+    let redis_cluster = if params.runs(crate::redis_cluster::KEY) {
+        Some(crate::redis_cluster::run(params).await?)
+    } else {
+        None
+    };
     if params.runs("etcd") {
         backends.push(etcd(params).await?);
     }
@@ -142,6 +156,8 @@ pub async fn run(params: &Params) -> Result<Report> {
         backends,
         peers: peers_result,
         client_overhead,
+        pg_pooler,
+        redis_cluster,
     })
 }
 
@@ -373,7 +389,9 @@ async fn peer_handoffs(
     Ok(())
 }
 
-async fn postgres(params: &Params) -> Result<BackendResult> {
+async fn postgres(
+    params: &Params,
+) -> Result<(BackendResult, Option<crate::pg_pooler::PgPoolerResult>)> {
     let target = harness::postgres_url_or_start().await?;
     let url = target.url().to_owned();
     // pgbouncer (transaction mode) in front of a server the harness started.
@@ -384,10 +402,7 @@ async fn postgres(params: &Params) -> Result<BackendResult> {
         None => None,
     };
     // One connection for the sequential latencies (and session advisory locks).
-    let mut single = PgBench::connect(&url, 1).await?;
-    if let Some(pooler) = &pooler {
-        single = single.with_pooler(&pooler.url(), &url).await?;
-    }
+    let single = PgBench::connect(&url, 1).await?;
     let pooled = PgBench::connect(&url, PG_POOL).await?;
     let server = single.version().await?;
     let (uncontended, handoff) = latencies(
@@ -404,18 +419,28 @@ async fn postgres(params: &Params) -> Result<BackendResult> {
     .await?;
     let (throughput_ours, throughput_raw, hold, hold_unbatched) =
         load("postgres", &url, params, pooled.throughput()).await?;
+    let through_pooler = match &pooler {
+        Some(pooler) => {
+            section("postgres", "direct and through pgbouncer");
+            Some(crate::pg_pooler::run(params, &url, pooler).await?)
+        }
+        None => None,
+    };
     drop(pooler);
     drop(target);
-    Ok(BackendResult {
-        key: "postgres".into(),
-        server,
-        uncontended,
-        handoff,
-        throughput_ours,
-        throughput_raw,
-        hold,
-        hold_unbatched,
-    })
+    Ok((
+        BackendResult {
+            key: "postgres".into(),
+            server,
+            uncontended,
+            handoff,
+            throughput_ours,
+            throughput_raw,
+            hold,
+            hold_unbatched,
+        },
+        through_pooler,
+    ))
 }
 
 async fn etcd(params: &Params) -> Result<BackendResult> {

@@ -23,8 +23,8 @@ pub struct Throughput {
 }
 
 /// Runs `tasks` concurrent loops of `cycle` (called with the task's index, so each task keeps
-/// its own name) for `slice`; returns completed cycles and their latencies.
-async fn slice(
+/// its own name) for `slice`; returns completed cycles, their latencies and the time taken.
+pub async fn slice(
     cycle: &Cycle,
     tasks: usize,
     slice: Duration,

@@ -51,6 +51,47 @@ fn smoke_run_writes_every_section_with_targets_marked() {
             assert!(doc.contains(&row), "missing `{row}` in:\n{doc}");
         }
     }
+    // PostgreSQL through pgbouncer: every route measured, and named statements through the
+    // harness's pgbouncer (Debian's 1.18) said to be unsupported rather than given a number.
+    assert!(doc.contains("## PostgreSQL through pgbouncer"), "{doc}");
+    for row in [
+        "| fencelock store, inline statements (default) — direct | ",
+        "| fencelock store, inline statements (default) — through pgbouncer | ",
+        "| raw floor: the same statements by hand, inline — direct | ",
+        "| raw floor: the same statements by hand, inline — through pgbouncer | ",
+        "| fencelock store, named prepared statements (`with_prepared_statements(true)`) — direct | ",
+    ] {
+        assert!(doc.contains(row), "missing `{row}` in:\n{doc}");
+    }
+    assert!(
+        doc.contains("— through pgbouncer | — | not supported by this pooler |")
+            || doc.contains(
+                "| fencelock store, named prepared statements (`with_prepared_statements(true)`) — through pgbouncer | "
+            ),
+        "named statements through the pooler: neither measured nor said unsupported in:\n{doc}"
+    );
+    // Redis Cluster: the floor, hand-off, and throughput on one primary and on three, with a
+    // CPU row per redis-server for each.
+    assert!(doc.contains("## Redis Cluster"), "{doc}");
+    for row in [
+        "| raw: `SET NX PX` + `DEL` (redis-rs cluster client) | ",
+        "### Contended hand-off",
+        "\n| 1 | ",
+        "\n| 3 | ",
+    ] {
+        assert!(doc.contains(row), "missing `{row}` in:\n{doc}");
+    }
+    // The harness's cluster: three primaries with a replica each.
+    for (primaries, servers) in [(1, 6), (3, 6)] {
+        let rows = doc
+            .lines()
+            .filter(|l| l.starts_with(&format!("| {primaries} | 127.0.0.1:")))
+            .count();
+        assert_eq!(
+            rows, servers,
+            "CPU rows for {primaries} primaries in:\n{doc}"
+        );
+    }
     // The run's data is saved next to the report, and rendering it again gives the same report.
     let saved = output.with_extension("json");
     assert!(saved.exists(), "no saved run at {}", saved.display());

@@ -31,6 +31,8 @@ async fn check_reports_settings_with_advice() {
     assert!(text.contains("ok       role = primary"), "{text}");
     assert!(text.contains("ok       synchronous_commit = on"), "{text}");
     assert!(text.contains("ok       lock operations = work"), "{text}");
+    assert!(text.contains("ok       pooler = none seen"), "{text}");
+    assert!(text.contains("ok       listen = own session"), "{text}");
     // The harness runs PostgreSQL with fsync=off, which check must flag.
     assert!(text.contains("WARN     fsync = off"), "{text}");
     assert_eq!(
@@ -67,6 +69,38 @@ async fn check_warns_about_what_the_stores_sessions_run_with() {
     assert_eq!(
         (&sc["value"], &sc["verdict"]),
         (&"local".into(), &"warn".into())
+    );
+}
+
+/// `fencelock check` through the harness's pgbouncer in transaction mode: it says so, that the
+/// store's statements are fine there, and that LISTEN (on the same URL) hears nothing there.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_through_pgbouncer_reports_the_pooler() {
+    let pooled = harness::shared_pgbouncer().await.unwrap().url().to_owned();
+    let out = output(&["check", "--store", &pooled], Duration::from_secs(20)).await;
+    let text = stdout(&out);
+    assert!(
+        text.contains("ok       pooler = transaction mode"),
+        "{text}"
+    );
+    assert!(
+        text.contains("WARN     listen = through a transaction-mode pooler"),
+        "{text}"
+    );
+    assert!(text.contains("ok       lock operations = work"), "{text}");
+
+    let (code, json) = check_json(&pooled, &[]).await;
+    assert_eq!(code, Some(status::WARNINGS_OR_DECLINED), "{json:#}");
+    let pooler = finding(&json, "pooler");
+    assert_eq!(
+        (&pooler["value"], &pooler["verdict"]),
+        (&"transaction mode".into(), &"ok".into())
+    );
+    let listen = finding(&json, "listen");
+    assert_eq!(listen["verdict"], "warn");
+    assert!(
+        listen["advice"].as_str().unwrap().contains("listen_url"),
+        "{json:#}"
     );
 }
 

@@ -2,8 +2,8 @@
 //! `release.sql` of the backend, rendered the same way) issued by hand with sqlx on the same
 //! connection, sent as the store sends them by default (values inline, one simple-protocol
 //! message each); for reference the same statements as sqlx's named prepared statements, the
-//! store with those (`with_prepared_statements(true)`), the store through pgbouncer in
-//! transaction mode, and `pg_try_advisory_lock` + unlock.
+//! store with those (`with_prepared_statements(true)`), and `pg_try_advisory_lock` + unlock.
+//! The same through pgbouncer is [`crate::pg_pooler`]'s.
 
 use std::sync::Arc;
 
@@ -52,10 +52,9 @@ fn inline(template: &SqlStr, values: &[String]) -> String {
 pub struct PgBench {
     /// Our store.
     pub store: PgLeaseStore,
-    /// Our store with sqlx's named prepared statements.
-    prepared: PgLeaseStore,
-    /// Our store through pgbouncer (transaction mode), when the harness started one.
-    pooled: Option<PgLeaseStore>,
+    /// Our store with sqlx's named prepared statements (not made through a pooler, where they
+    /// collide).
+    prepared: Option<PgLeaseStore>,
     /// A locker over it.
     pub locker: Locker,
     /// The store's pool, for the raw floor.
@@ -67,25 +66,51 @@ pub struct PgBench {
 }
 
 impl PgBench {
-    /// Connects to `url` with a pool of at most `connections`.
+    /// Connects to `url` with a pool of at most `connections`, with a second store on named
+    /// prepared statements.
     pub async fn connect(url: &str, connections: u32) -> Result<Self> {
-        let store = PgLeaseStore::builder()
-            .with_url(url)
-            .with_max_connections(connections)
-            .connect()
-            .await?;
-        let prepared = PgLeaseStore::builder()
-            .with_max_connections(connections)
-            .with_prepared_statements(true)
-            .with_url(url)
-            .connect()
-            .await?;
+        let mut bench = Self::connect_inline(url, connections).await?;
+        bench.prepared = Some(
+            PgLeaseStore::builder()
+                .with_max_connections(connections)
+                .with_prepared_statements(true)
+                .with_url(url)
+                .connect()
+                .await?,
+        );
+        Ok(bench)
+    }
+
+    /// Connects to `url` with a pool of at most `connections`, inline statements only (what
+    /// works through a transaction-mode pooler); LISTEN goes to `listen_url` when given.
+    pub async fn connect_inline(url: &str, connections: u32) -> Result<Self> {
+        Self::open(
+            PgLeaseStore::builder()
+                .with_url(url)
+                .with_max_connections(connections),
+        )
+        .await
+    }
+
+    /// As [`connect_inline`](Self::connect_inline), its LISTEN connection straight to `direct`
+    /// (as the backend's README says to deploy behind a pooler).
+    pub async fn connect_pooled(url: &str, direct: &str, connections: u32) -> Result<Self> {
+        Self::open(
+            PgLeaseStore::builder()
+                .with_url(url)
+                .with_listen_url(direct)
+                .with_max_connections(connections),
+        )
+        .await
+    }
+
+    async fn open(builder: fencelock_postgres::PgBuilder) -> Result<Self> {
+        let store = builder.connect().await?;
         let pool = store.pool().clone();
         sqlx::raw_sql(RTT_TABLE).execute(&pool).await?;
         let table = store.table().quoted();
         Ok(Self {
-            prepared,
-            pooled: None,
+            prepared: None,
             locker: Locker::new(store.clone()),
             acquire: render(ACQUIRE, &table),
             release: render(RELEASE, &table),
@@ -96,16 +121,11 @@ impl PgBench {
         })
     }
 
-    /// Adds the store through the pooler at `url` (its LISTEN straight to `direct`).
-    pub async fn with_pooler(mut self, url: &str, direct: &str) -> Result<Self> {
-        let pooled = PgLeaseStore::builder()
-            .with_max_connections(1)
-            .with_listen_url(direct)
-            .with_url(url)
-            .connect()
-            .await?;
-        self.pooled = Some(pooled);
-        Ok(self)
+    /// Ours through the store on named prepared statements, when this bench has that store.
+    pub fn ours_prepared(&self, tag: &str) -> Option<Cycle> {
+        self.prepared
+            .as_ref()
+            .map(|store| store_cycle(store, format!("{}/{tag}", self.prefix)))
     }
 
     /// The server's version.
@@ -273,11 +293,15 @@ impl PgBench {
                 Role::Reference,
                 self.raw_prepared("u"),
             ),
-            Variant::new(
+        ];
+        if let Some(prepared) = self.ours_prepared("named") {
+            variants.push(Variant::new(
                 "fencelock store, `with_prepared_statements(true)`",
                 Role::Reference,
-                store_cycle(&self.prepared, format!("{}/named", self.prefix)),
-            ),
+                prepared,
+            ));
+        }
+        variants.extend([
             Variant::new(
                 "`pg_try_advisory_lock` + `pg_advisory_unlock`",
                 Role::Reference,
@@ -295,17 +319,7 @@ impl PgBench {
                 self.write(),
             )
             .every(reference_every),
-        ];
-        if let Some(pooled) = &self.pooled {
-            variants.insert(
-                5,
-                Variant::new(
-                    "fencelock store through pgbouncer (transaction mode)",
-                    Role::Reference,
-                    store_cycle(pooled, format!("{}/pooled", self.prefix)),
-                ),
-            );
-        }
+        ]);
         variants
     }
 

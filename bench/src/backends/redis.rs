@@ -65,26 +65,8 @@ impl RedisBench {
 
     /// The raw floor: `SET key value NX PX ttl` + `DEL key`.
     pub fn raw(&self, tag: &str) -> Cycle {
-        let conn = self.conn.clone();
         let prefix = format!("{}:raw:{tag}", self.prefix);
-        let ttl_ms = TTL.as_millis() as u64;
-        cycle(move |i| {
-            let mut conn = conn.clone();
-            let key = format!("{prefix}:{i}");
-            async move {
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg("0123456789abcdef0123456789abcdef:1763712345678901")
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query_async(&mut conn)
-                    .await?;
-                set.ok_or_else(|| unexpectedly_held("SET NX"))?;
-                let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
-                Ok(())
-            }
-        })
+        set_nx_del(&self.conn, move |i| format!("{prefix}:{i}"))
     }
 
     /// The backend's acquire and release scripts invoked by hand (`EVALSHA`), without the
@@ -200,4 +182,31 @@ impl std::fmt::Debug for RedisBench {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// The raw floor on key `key(i)` over any connection (a cluster connection routes it to the
+/// key's slot owner): `SET key value NX PX ttl` + `DEL key`.
+pub fn set_nx_del<C>(conn: &C, key: impl Fn(u64) -> String + Send + Sync + 'static) -> Cycle
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let conn = conn.clone();
+    let ttl_ms = TTL.as_millis() as u64;
+    cycle(move |i| {
+        let mut conn = conn.clone();
+        let key = key(i);
+        async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg("0123456789abcdef0123456789abcdef:1763712345678901")
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(&mut conn)
+                .await?;
+            set.ok_or_else(|| unexpectedly_held("SET NX"))?;
+            let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+            Ok(())
+        }
+    })
 }

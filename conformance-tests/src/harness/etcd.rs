@@ -15,7 +15,7 @@ use super::{binaries, blocking, http, ports, retry_addr_in_use, tempdirs};
 /// Timeout of one HTTP request sent by the harness.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// How long a cluster may take to elect a leader and report healthy.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One etcd member; see [`ServerProcess`] for kill/restart/pause/resume
 /// (reachable through `Deref`). A restarted member rejoins its cluster with

@@ -21,7 +21,7 @@ use super::process::{Launch, ServerProcess};
 use super::{binaries, blocking, ports, retry_addr_in_use, tempdirs};
 
 /// How long pgbouncer may take to listen.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How to start a [`PgBouncer`]. The default is the deployment the store must survive:
 /// `pool_mode = transaction`, `default_pool_size = 2`, and

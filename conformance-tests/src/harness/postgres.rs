@@ -22,7 +22,7 @@ use super::{binaries, blocking, ports, retry_addr_in_use, tempdirs};
 pub(super) const PG_USER: &str = "postgres";
 /// How long a server may take to accept connections (crash recovery
 /// included).
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// How to start a [`PostgresServer`].
 #[derive(Debug, Clone, Default)]

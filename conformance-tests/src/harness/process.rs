@@ -22,7 +22,7 @@ use super::spawner;
 use super::tempdirs::{stat_pgrp, stat_ppid, stat_state};
 
 /// How long to wait for a killed server's process group to disappear.
-const GONE_TIMEOUT: Duration = Duration::from_secs(10);
+const GONE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often readiness is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How many times a restart retries when its (fixed) port is still taken.

@@ -12,11 +12,11 @@ use super::process::{Launch, ServerProcess};
 use super::{binaries, blocking, ports, resp, retry_addr_in_use, tempdirs};
 
 /// Timeout of one command sent by the harness.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a server may take to answer PING after start.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a new replica may take to finish its first sync.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a Redis server persists its data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use super::{binaries, blocking, ports, retry_addr_in_use};
 /// Primaries in a started cluster.
 const PRIMARIES: usize = 3;
 /// How long `redis-cli --cluster create` and the first `cluster_state:ok` may take.
-const FORM_TIMEOUT: Duration = Duration::from_secs(30);
+const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 /// A cluster node's bus port is its port plus this.
 const BUS_OFFSET: u16 = 10000;
 /// How often the harness polls while waiting for the cluster.

@@ -16,10 +16,10 @@ pub const SENTINEL_MASTER_NAME: &str = "mymaster";
 /// Sentinels in a deployment; the quorum is 2.
 const SENTINELS: usize = 3;
 /// How long the deployment may take to settle after start.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a sentinel may take to answer PING after start.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
 
 /// One `redis-server --sentinel` child process; see [`ServerProcess`] (through `Deref`).

@@ -20,7 +20,7 @@ use super::postgres::{PG_USER, binaries, run};
 use super::{PostgresServer, PostgresServerOptions, binaries as find, blocking, retry_addr_in_use};
 
 /// How long the standby may take to start streaming, or to replay what the primary wrote.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl PostgresServer {
     /// Start a streaming standby of `primary` (a `pg_basebackup -R` copy, on a free port) and

@@ -126,7 +126,8 @@ pub struct RunOutcome {
     pub elapsed: Duration,
     /// The run directory, kept when the run was not clean.
     pub kept_dir: Option<PathBuf>,
-    /// Whether I6 (no two guards valid at once) was checked: see [`checks_exclusive`].
+    /// Whether I6 (no two guards valid at once) was checked: where the scenario keeps the
+    /// server's state, and for a paused etcd leader only on an etcd without issue #15247.
     pub exclusive: bool,
     /// The merged history as a picture's data ([`crate::timeline`]).
     pub timeline: Timeline,
