@@ -961,6 +961,58 @@ mod tests {
     }
 
     #[test]
+    fn runs_are_drawn_under_their_label_and_the_document_links_them() {
+        use crate::runner::Oracle;
+        use crate::scenario::{Backend, Scenario};
+        let outcome = |fenced| RunOutcome {
+            spec: RunSpec {
+                scenario: Scenario::HolderPause,
+                backend: Backend::Redis,
+                oracle: Oracle::Gate,
+                fenced,
+                mutation: None,
+                seed: 1001,
+                rounds: 8,
+                workers: 3,
+            },
+            report: fencelock_conformance::history::Report::default(),
+            problems: Vec::new(),
+            elapsed: Duration::from_secs(1),
+            kept_dir: None,
+            exclusive: true,
+            timeline: Timeline::from_history(&story(fenced), Duration::from_millis(500)),
+        };
+        let (fenced, control) = (outcome(true), outcome(false));
+        assert_eq!(file_name(&fenced.spec), "holder-pause-redis-gate.svg");
+        assert_eq!(
+            file_name(&control.spec),
+            "holder-pause-redis-gate-control.svg"
+        );
+        let svg = render_run(&control).unwrap();
+        assert!(svg.contains(
+            "\nholder-pause/redis/gate/control (seed 1001): 1 stale write accepted, 0 rejected by the fence\n"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(write_all([&fenced, &control], dir.path()).unwrap(), 2);
+        assert!(
+            dir.path()
+                .join("holder-pause-redis-gate-control.svg")
+                .exists()
+        );
+        let doc = crate::report::render(&crate::report::Results {
+            command: "test".into(),
+            seed: 1,
+            versions: Vec::new(),
+            fenced: std::slice::from_ref(&fenced),
+            control: std::slice::from_ref(&control),
+            mutations: &[],
+            elapsed: Duration::from_secs(1),
+        });
+        assert!(doc.contains("| [svg](reliability/holder-pause-redis-gate.svg) |"));
+        assert!(doc.contains("| [svg](reliability/holder-pause-redis-gate-control.svg) |"));
+    }
+
+    #[test]
     fn empty_history_draws_an_empty_picture() {
         let t = Timeline::from_history(&[], Duration::from_millis(500));
         assert!(t.lanes.is_empty());
