@@ -193,6 +193,24 @@ pub fn targets(report: &Report) -> Vec<Target> {
             met: Some(in_rtts <= HANDOFF_RTTS),
         });
     }
+    if let Some(cost) = report
+        .backends
+        .iter()
+        .find(|b| b.key == "redis")
+        .and_then(|b| b.cost.as_ref())
+    {
+        for (i, (what, goal, measured, met)) in
+            crate::cost::redis_targets(cost).into_iter().enumerate()
+        {
+            out.push(Target {
+                key: format!("redis-cost-{}", ["server", "client", "rslock"][i.min(2)]),
+                what,
+                goal,
+                measured,
+                met,
+            });
+        }
+    }
     let overlaps: u64 = report.backends.iter().map(|b| b.handoff.overlaps).sum();
     out.push(Target {
         key: "overlaps".into(),
@@ -321,7 +339,24 @@ pub fn render(report: &Report) -> String {
     handoff(&mut md, report);
     throughput(&mut md, report);
     renewal(&mut md, report);
+    cost(&mut md, report);
     md
+}
+
+fn cost(md: &mut String, report: &Report) {
+    let measured: Vec<_> = report
+        .backends
+        .iter()
+        .filter_map(|b| Some((b, b.cost.as_ref()?)))
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Cost per cycle\n");
+    let _ = writeln!(md, "{}\n", notes::cost());
+    for (b, cost) in measured {
+        crate::cost::render(md, title(&b.key), &b.server, cost);
+    }
 }
 
 fn uncontended(md: &mut String, report: &Report) {
