@@ -35,6 +35,7 @@ use crate::error::{BenchError, Result};
 use crate::hold::cpu_secs;
 use crate::params::CostArgs;
 use crate::peers;
+use crate::report::num as per_sec;
 
 /// Redis targets (issue 20): server CPU per uncontended `Locker` cycle, in µs.
 pub const REDIS_SERVER_US: f64 = 11.0;
@@ -579,22 +580,6 @@ fn range(mode: &Mode, metric: impl Fn(&Run) -> Option<f64>, unit: fn(f64) -> Str
         return "–".to_owned();
     };
     format!("{} ({}–{})", unit(mode.median(metric)), unit(lo), unit(hi))
-}
-
-fn per_sec(v: f64) -> String {
-    if !v.is_finite() {
-        return "–".to_owned();
-    }
-    let n = v.round() as u64;
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn us_bare(v: f64) -> String {

@@ -39,7 +39,8 @@ fn us(v: f64) -> String {
     }
 }
 
-fn num(v: f64) -> String {
+/// `v` rounded, with thousands separators.
+pub(crate) fn num(v: f64) -> String {
     if !v.is_finite() {
         return "–".to_owned();
     }
