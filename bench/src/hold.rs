@@ -79,7 +79,7 @@ fn status_kib(field: &str) -> Result<u64> {
 }
 
 /// CPU seconds (user + system) this process used so far.
-fn cpu_secs() -> Result<f64> {
+pub(crate) fn cpu_secs() -> Result<f64> {
     let usage = getrusage(UsageWho::RUSAGE_SELF)?;
     let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
     Ok(secs(usage.user_time()) + secs(usage.system_time()))

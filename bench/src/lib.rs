@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backends;
+pub mod cost;
 pub mod counting;
 pub mod cycle;
 pub mod error;
@@ -19,7 +20,7 @@ pub mod stats;
 pub mod throughput;
 
 pub use error::{BenchError, Result};
-pub use params::{Cli, Command, HoldArgs, Params};
+pub use params::{Cli, Command, CostArgs, HoldArgs, Params};
 
 /// Runs the benchmark and writes the report where `params` says, with the run's data next to
 /// it (the same path with a `.json` extension); returns the report's path. With

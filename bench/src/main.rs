@@ -25,6 +25,10 @@ fn main() -> std::process::ExitCode {
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(None)
             }
+            Some(Command::Cost(args)) => {
+                print!("{}", fencelock_bench::cost::only(&args).await?);
+                Ok(None)
+            }
             None => fencelock_bench::bench(cli.params).await.map(Some),
         }
     });

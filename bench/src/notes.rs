@@ -175,8 +175,104 @@ pub fn missed(key: &str, report: &Report) -> String {
             "Measured on the same server in the same rounds; see sections 1 and 3 for where ours \
              spends its time. {client}."
         ),
+        k if k.starts_with("redis-cost-") => cost_missed(k, report),
+        "redis-held-bytes" => "Per held lease the client keeps the guard, its state channel \
+            (a `tokio::sync::watch` whose shared part carries eight `Notify` slots), two \
+            cancellation tokens (each a node of its own), the watchdog's queue entry, the \
+            name, and the token memory's entry, each a separate allocation with the \
+            allocator's overhead. Reaching 512 bytes needs one allocation per guard holding \
+            the lease, its state and its stop/ended flags, with the wake-up machinery created \
+            only when someone awaits the loss signal."
+            .to_owned(),
+        "redis-held-cpu" => "Each due watchdog is its own renewal task (a spawn, a batcher \
+            round trip through a channel and a oneshot, the state update and the queue \
+            re-entry), about 6 µs of client CPU per renewal on this machine; batching already \
+            puts some 400 renewals in each pipeline. Reaching 5 % needs the timer queue to \
+            renew every lease due in one pass in one task, without a task, channel and \
+            oneshot per lease."
+            .to_owned(),
         _ => format!("(no explanation recorded for `{key}`)"),
     }
+}
+
+/// Why a Redis cost target was missed, with the layers of this run's figures.
+fn cost_missed(key: &str, report: &Report) -> String {
+    use crate::cycle::Role;
+    let cost = report
+        .backends
+        .iter()
+        .find(|b| b.key == "redis")
+        .and_then(|b| b.cost.as_ref());
+    let figure = |role: Role, metric: fn(&crate::cost::Mode) -> f64| {
+        cost.and_then(|c| c.mode(role)).map_or(f64::NAN, metric)
+    };
+    let server = |role| figure(role, crate::cost::Mode::server_us);
+    let client = |role| figure(role, crate::cost::Mode::client_us);
+    match key {
+        "redis-cost-server" => format!(
+            "Server CPU per cycle by layer: raw `SET NX PX` + `DEL` {raw:.1} µs, rslock (a plain \
+             `SET NX PX` and a two-call compare-and-delete script) {rslock:.1} µs, our two \
+             scripts {store:.1} µs through the store and {ours:.1} µs through `Locker` (the same \
+             scripts: the difference is noise). Running a script costs the server about 2 µs \
+             before it does anything (EVALSHA: script lookup, KEYS/ARGV tables, the reply \
+             conversion), and each `redis.call` inside it a few tenths of a µs more than the \
+             command alone (its arguments and its reply converted to and from Lua); minting the \
+             token needs TIME and the counter in the same atomic step as the grant, which only \
+             a script gives on Redis 7. Fewer calls barely move it (measured while building \
+             this section, each variant alternated with the current scripts on the same \
+             machine): reading and writing the counter in one `GETSET` (four calls instead of \
+             five) changed the acquire script's server CPU from 9.1 to 9.0 µs (redis-benchmark, \
+             four alternated rounds), and skipping the release's `PUBLISH` unless an acquire had \
+             found the grant held changed the whole cycle from 12.5 to 12.3 µs (three \
+             alternated rounds of this section; the raw floor moved as much between rounds), so \
+             neither went in (the second would also leave waiters of earlier versions \
+             unannounced). A profile of redis-server under this load shows no single hot spot: \
+             Lua's string interning (this Redis hashes every byte of every string a script \
+             receives or builds: keys, arguments, replies) about 11 %, clock reads about 5 %, \
+             allocation about 10 %, the command table lookups and the network the rest. What \
+             would close the gap: a compare-and-delete command instead of the release script \
+             (recent Redis versions add `DELEX … IFEQ`), which would leave one script per \
+             cycle.",
+            raw = server(Role::Raw),
+            rslock = server(Role::Peer),
+            store = server(Role::OursStore),
+            ours = server(Role::Ours),
+        ),
+        "redis-cost-client" => format!(
+            "Client CPU per cycle by layer: raw {raw:.1} µs (two commands on the multiplexed \
+             connection), the store {store:.1} µs (a random holder id, the keys, the EVALSHA \
+             commands, parsing the grant), `Locker` {ours:.1} µs (the name check, the token \
+             memory, the guard's state and its watchdog entry, a span and metrics).",
+            raw = client(Role::Raw),
+            store = client(Role::OursStore),
+            ours = client(Role::Ours),
+        ),
+        _ => format!(
+            "Throughput at 64 tasks follows the server's CPU per cycle when the server is the \
+             bottleneck and the client's when the client is; on a shared machine both compete \
+             for the same cores. Ours costs the server {ours:.1} µs per cycle to rslock's \
+             {rslock:.1} µs and the client {ours_client:.1} µs to rslock's {rslock_client:.1} µs: \
+             the token minted in the acquire script and the release compared in a script are \
+             the difference (rslock mints no token).",
+            ours = server(Role::Ours),
+            rslock = server(Role::Peer),
+            ours_client = client(Role::Ours),
+            rslock_client = client(Role::Peer),
+        ),
+    }
+}
+
+/// Above the cost-per-cycle tables.
+pub fn cost() -> String {
+    "What one acquire + release costs in CPU, not in time: many tasks, each looping acquire + \
+     release on a name of its own, each mode alone (no other mode's tasks in flight), modes \
+     repeated in alternation so drift in the machine's load shows between rounds. Client CPU \
+     is the user + system time of the process running the mode (`getrusage`: the benchmark \
+     itself for ours and the raw floor, the rslock peer's own process for rslock) over the run, \
+     divided by the cycles completed; server CPU is the time on CPU of the server's processes \
+     (every thread, `/proc/PID/task/*/schedstat`) over the same run, divided likewise. CPU per \
+     cycle moves less with the machine's load than throughput does."
+        .to_owned()
 }
 
 /// Under the uncontended table of `backend`.

@@ -25,6 +25,36 @@ pub enum Command {
     /// Internal: hold many leases in this process and report renewals, CPU and memory as JSON
     /// (the benchmark runs it as a child, so that its peak RSS is the client's alone).
     Hold(HoldArgs),
+    /// Only the cost-per-cycle section: client and server CPU per acquire + release at many
+    /// tasks, each mode alone, rounds alternating. Prints the section (Markdown) and writes
+    /// nothing else.
+    Cost(CostArgs),
+}
+
+/// Arguments of `cost`.
+#[derive(Clone, Debug, Args, Serialize, Deserialize)]
+pub struct CostArgs {
+    /// Only these backends (comma-separated: redis,postgres,etcd).
+    #[arg(long, value_delimiter = ',', default_value = "redis,postgres,etcd")]
+    pub backends: Vec<String>,
+    /// Concurrent tasks, each on its own name.
+    #[arg(long, default_value_t = 64)]
+    pub tasks: usize,
+    /// Seconds of each run of each mode.
+    #[arg(long, default_value_t = 2.0)]
+    pub secs: f64,
+    /// Rounds: each runs every mode once, in turn.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Skip the rslock peer.
+    #[arg(long)]
+    pub no_peers: bool,
+    /// Where cargo builds the rslock peer (as for the whole benchmark).
+    #[arg(long)]
+    pub peer_target_dir: Option<PathBuf>,
+    /// Also write the measurements as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// Arguments of `hold`.
@@ -96,6 +126,14 @@ pub struct Params {
     /// TTL of the held leases, in seconds (renewed every TTL/3).
     #[arg(long, default_value_t = 15)]
     pub renew_ttl_secs: u64,
+    /// Seconds of each run of each mode in the cost-per-cycle section.
+    #[arg(long, default_value_t = 2.0)]
+    #[serde(default = "default_cost_secs")]
+    pub cost_secs: f64,
+    /// Rounds of the cost-per-cycle section (each runs every mode once, in turn).
+    #[arg(long, default_value_t = 3)]
+    #[serde(default = "default_cost_rounds")]
+    pub cost_rounds: usize,
     /// Interleaved rounds when comparing with peers (each round runs ours, then every peer).
     #[arg(long, default_value_t = 4)]
     pub peer_rounds: usize,
@@ -122,6 +160,14 @@ pub struct Params {
     pub backends: Vec<String>,
 }
 
+fn default_cost_secs() -> f64 {
+    2.0
+}
+
+fn default_cost_rounds() -> usize {
+    3
+}
+
 impl Params {
     /// The parameters actually used: smoke mode shrinks every count and duration.
     #[must_use]
@@ -139,10 +185,13 @@ impl Params {
             self.leases = self.leases.min(50);
             self.hold_secs = self.hold_secs.min(1.5);
             self.renew_ttl_secs = self.renew_ttl_secs.min(3);
+            self.cost_secs = self.cost_secs.min(0.2);
+            self.cost_rounds = self.cost_rounds.min(1);
             self.no_peers = true;
         }
         self.reference_every = self.reference_every.max(1);
         self.peer_rounds = self.peer_rounds.max(1);
+        self.cost_rounds = self.cost_rounds.max(1);
         self
     }
 
@@ -164,7 +213,7 @@ impl Params {
     /// The command line that reproduces these parameters (for the report).
     pub fn describe(&self) -> String {
         format!(
-            "iterations {} (+{} warm-up), reference rows every {}th iteration; hand-off: {} waiters, {} s or {} hand-offs; throughput: {} tasks, {} s each for ours and raw in {} s slices; renewal: {} leases, TTL {} s, held {} s; peers: {}",
+            "iterations {} (+{} warm-up), reference rows every {}th iteration; hand-off: {} waiters, {} s or {} hand-offs; throughput: {} tasks, {} s each for ours and raw in {} s slices; renewal: {} leases, TTL {} s, held {} s; cost per cycle: {} rounds of {} s per mode; peers: {}",
             self.iterations,
             self.warmup,
             self.reference_every,
@@ -177,6 +226,8 @@ impl Params {
             self.leases,
             self.renew_ttl_secs,
             self.hold_secs,
+            self.cost_rounds,
+            self.cost_secs,
             if self.no_peers {
                 "skipped".to_owned()
             } else {

@@ -45,6 +45,11 @@ pub struct PeerOutput {
 }
 
 impl Peer {
+    /// The program run (with the arguments before the subcommand).
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
     /// Runs `args` and parses the JSON line it prints.
     pub async fn run(&self, args: &[String]) -> Result<PeerOutput> {
         let output = Command::new(&self.program)

@@ -39,6 +39,7 @@ pub(crate) fn us(v: f64) -> String {
     }
 }
 
+/// `v` rounded, with thousands separators.
 pub(crate) fn num(v: f64) -> String {
     if !v.is_finite() {
         return "–".to_owned();
@@ -235,6 +236,27 @@ pub fn targets(report: &Report) -> Vec<Target> {
             met: Some(in_rtts <= HANDOFF_RTTS),
         });
     }
+    if let Some(cost) = report
+        .backends
+        .iter()
+        .find(|b| b.key == "redis")
+        .and_then(|b| b.cost.as_ref())
+    {
+        for (i, (what, goal, measured, met)) in
+            crate::cost::redis_targets(cost).into_iter().enumerate()
+        {
+            out.push(Target {
+                key: format!("redis-cost-{}", ["server", "client", "rslock"][i.min(2)]),
+                what,
+                goal,
+                measured,
+                met,
+            });
+        }
+    }
+    if let Some(redis) = report.backends.iter().find(|b| b.key == "redis") {
+        out.extend(held_lease_targets(&redis.hold));
+    }
     let overlaps: u64 = report.backends.iter().map(|b| b.handoff.overlaps).sum();
     out.push(Target {
         key: "overlaps".into(),
@@ -261,6 +283,46 @@ pub fn targets(report: &Report) -> Vec<Target> {
         });
     }
     out
+}
+
+/// Leases the held-lease targets are set for (issue 20).
+const HELD_LEASES: usize = 100_000;
+/// Resident memory per held lease, at most.
+const HELD_BYTES: f64 = 512.0;
+/// Renewal CPU while holding them, as a share of one core, at most.
+const HELD_CPU: f64 = 0.05;
+
+/// The Redis held-lease targets: evaluated only when the run held 100,000 leases (the CPU
+/// share grows with the count).
+fn held_lease_targets(h: &crate::hold::HoldReport) -> Vec<Target> {
+    let at_scale = h.leases >= HELD_LEASES;
+    let note = |v: String| {
+        if at_scale {
+            v
+        } else {
+            format!(
+                "{v} at {} leases (targets are for {})",
+                num(h.leases as f64),
+                num(HELD_LEASES as f64)
+            )
+        }
+    };
+    vec![
+        Target {
+            key: "redis-held-bytes".into(),
+            what: "Redis: resident memory per held lease".into(),
+            goal: format!("≤ {HELD_BYTES:.0} bytes"),
+            measured: note(format!("{:.0} bytes", h.bytes_per_lease())),
+            met: at_scale.then(|| h.bytes_per_lease() <= HELD_BYTES),
+        },
+        Target {
+            key: "redis-held-cpu".into(),
+            what: "Redis: renewal CPU while holding the leases (share of one core)".into(),
+            goal: format!("≤ {:.0} %", HELD_CPU * 100.0),
+            measured: note(format!("{:.1} %", h.cpu_share * 100.0)),
+            met: at_scale.then_some(h.cpu_share <= HELD_CPU),
+        },
+    ]
 }
 
 /// Renders the whole document.
@@ -366,7 +428,24 @@ pub fn render(report: &Report) -> String {
     renewal(&mut md, report);
     crate::pg_pooler::render(&mut md, report);
     crate::redis_cluster::render(&mut md, report);
+    cost(&mut md, report);
     md
+}
+
+fn cost(md: &mut String, report: &Report) {
+    let measured: Vec<_> = report
+        .backends
+        .iter()
+        .filter_map(|b| Some((b, b.cost.as_ref()?)))
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Cost per cycle\n");
+    let _ = writeln!(md, "{}\n", notes::cost());
+    for (b, cost) in measured {
+        crate::cost::render(md, title(&b.key), &b.server, cost);
+    }
 }
 
 fn uncontended(md: &mut String, report: &Report) {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::backends::etcd::EtcdBench;
 use crate::backends::postgres::PgBench;
 use crate::backends::redis::RedisBench;
+use crate::cost::{self, Cost, ServerCpu};
 use crate::cycle::{self, Cycle, Role, Row, Variant};
 use crate::error::Result;
 use crate::handoff::{self, Handoff};
@@ -20,7 +21,7 @@ use crate::stats::Summary;
 use crate::throughput::{self, Throughput};
 
 /// Connections in the PostgreSQL pool for throughput and hand-off (the backend's default).
-const PG_POOL: u32 = 10;
+pub(crate) const PG_POOL: u32 = 10;
 
 /// Everything one backend measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -41,6 +42,9 @@ pub struct BackendResult {
     pub hold: HoldReport,
     /// The same with renewal batching off: every watchdog renews alone.
     pub hold_unbatched: HoldReport,
+    /// Cost per cycle (client and server CPU), when measured.
+    #[serde(default)]
+    pub cost: Option<Cost>,
 }
 
 impl BackendResult {
@@ -302,6 +306,17 @@ async fn redis(
     }
     let (throughput_ours, throughput_raw, hold, hold_unbatched) =
         load("redis", &url, params, bench.throughput()).await?;
+    section("redis", "cost per cycle");
+    let rslock = peer_list.iter().find(|p| p.name == "rslock");
+    let cost = cost::measure(
+        &cost::redis_candidates(&bench, &url, rslock.map(Peer::program)),
+        &ServerCpu::new(target.server().and_then(|s| s.pid())),
+        cost::REDIS_PROCESSES,
+        params.tasks,
+        params.cost_secs,
+        params.cost_rounds,
+    )
+    .await?;
     drop(target);
     Ok((
         BackendResult {
@@ -313,6 +328,7 @@ async fn redis(
             throughput_raw,
             hold,
             hold_unbatched,
+            cost: Some(cost),
         },
         peers,
     ))
@@ -419,6 +435,16 @@ async fn postgres(
     .await?;
     let (throughput_ours, throughput_raw, hold, hold_unbatched) =
         load("postgres", &url, params, pooled.throughput()).await?;
+    section("postgres", "cost per cycle");
+    let cost = cost::measure(
+        &cost::postgres_candidates(&pooled),
+        &ServerCpu::new(target.server().and_then(|s| s.pid())),
+        cost::POSTGRES_PROCESSES,
+        params.tasks,
+        params.cost_secs,
+        params.cost_rounds,
+    )
+    .await?;
     let through_pooler = match &pooler {
         Some(pooler) => {
             section("postgres", "direct and through pgbouncer");
@@ -438,6 +464,7 @@ async fn postgres(
             throughput_raw,
             hold,
             hold_unbatched,
+            cost: Some(cost),
         },
         through_pooler,
     ))
@@ -462,6 +489,21 @@ async fn etcd(params: &Params) -> Result<BackendResult> {
     .await?;
     let (throughput_ours, throughput_raw, hold, hold_unbatched) =
         load("etcd", &url, params, bench.throughput()).await?;
+    section("etcd", "cost per cycle");
+    let cost = cost::measure(
+        &cost::etcd_candidates(&bench),
+        &ServerCpu::new(
+            target
+                .server()
+                .into_iter()
+                .flat_map(|c| c.members().iter().filter_map(|m| m.pid())),
+        ),
+        cost::ETCD_PROCESSES,
+        params.tasks,
+        params.cost_secs,
+        params.cost_rounds,
+    )
+    .await?;
     bench.close().await?;
     drop(target);
     Ok(BackendResult {
@@ -473,5 +515,6 @@ async fn etcd(params: &Params) -> Result<BackendResult> {
         throughput_raw,
         hold,
         hold_unbatched,
+        cost: Some(cost),
     })
 }

@@ -25,6 +25,12 @@ fn smoke_run_writes_every_section_with_targets_marked() {
         "## 4. Throughput",
         "## 5. Renewal at scale",
         "## 6. Memory",
+        "## Cost per cycle",
+        "### Redis (Redis ",
+        "### PostgreSQL (PostgreSQL ",
+        "### etcd (etcd ",
+        "| Redis server CPU per `Locker` cycle (64 tasks) | ≤ 11 µs |",
+        "| Redis: resident memory per held lease | ≤ 512 bytes |",
     ] {
         assert!(doc.contains(section), "missing {section} in:\n{doc}");
     }
@@ -90,6 +96,23 @@ fn smoke_run_writes_every_section_with_targets_marked() {
         assert_eq!(
             rows, servers,
             "CPU rows for {primaries} primaries in:\n{doc}"
+        );
+    }
+    // Every backend's cost table measured its server (the harness started them all here).
+    for mode in ["fencelock `Locker`", "fencelock store", "raw"] {
+        let cost = doc.split("## Cost per cycle").nth(1).unwrap_or_default();
+        let rows = cost
+            .lines()
+            .filter(|l| l.starts_with(&format!("| {mode}")))
+            .filter(|l| {
+                l.split('|')
+                    .nth(4)
+                    .is_some_and(|server| server.trim() != "–")
+            })
+            .count();
+        assert!(
+            rows >= 3,
+            "{mode}: server CPU missing in a cost table:\n{doc}"
         );
     }
     // The run's data is saved next to the report, and rendering it again gives the same report.

@@ -6,7 +6,13 @@
 //! ```text
 //! rslock-peer uncontended --url redis://… --iterations N --warmup W
 //! rslock-peer handoff --url redis://… --waiters 16 --secs 5 --max-handoffs 2000
+//! rslock-peer throughput --url redis://… --tasks 64 --secs 2
 //! ```
+//!
+//! `throughput` (the cost-per-cycle benchmark) prints `ready` on a line of its own once warmed
+//! up, then runs `--tasks` loops of `lock` + `unlock`, each on its own name, for `--secs`, and
+//! prints `{"library", "cycles", "elapsed_secs", "cpu_secs"}`: the process's own CPU (user +
+//! system, `getrusage`) over that window.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,6 +67,52 @@ async fn uncontended(lm: &LockManager, iterations: usize, warmup: usize) -> Resu
         samples.push(started.elapsed().as_secs_f64() * 1e6);
     }
     Ok(samples)
+}
+
+/// CPU seconds (user + system) this process used so far.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// `tasks` loops of `lock` + `unlock` (each on its own name) for `secs`: (cycles, elapsed, CPU).
+async fn throughput(lm: &LockManager, tasks: usize, secs: f64) -> Result<(u64, f64, f64), Error> {
+    let prefix = format!("bench/rslock-tp/{}", unique());
+    let run = |window: Duration| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let (lm, stop, name) = (lm.clone(), stop.clone(), format!("{prefix}/{task}"));
+                tokio::spawn(async move {
+                    let mut cycles = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let lock = lm.lock(name.as_bytes(), TTL).await?;
+                        lm.unlock(&lock).await;
+                        cycles += 1;
+                    }
+                    Ok::<u64, rslock::LockError>(cycles)
+                })
+            })
+            .collect();
+        async move {
+            let (cpu, started) = (cpu_secs(), Instant::now());
+            tokio::time::sleep(window).await;
+            stop.store(true, Ordering::Relaxed);
+            let mut cycles = 0;
+            for handle in handles {
+                cycles += handle.await??;
+            }
+            Ok::<_, Error>((cycles, started.elapsed().as_secs_f64(), cpu_secs() - cpu))
+        }
+    };
+    run(Duration::from_millis(200)).await?;
+    println!("ready");
+    run(Duration::from_secs_f64(secs)).await
 }
 
 enum Event {
@@ -164,6 +216,19 @@ async fn run() -> Result<(), Error> {
             let (samples, elapsed, overlaps) =
                 handoff(&lm, flag(&flags, "waiters")?, flag(&flags, "secs")?, flag(&flags, "max-handoffs")?).await?;
             (samples, Some(elapsed), overlaps)
+        }
+        "throughput" => {
+            let (cycles, elapsed, cpu) = throughput(&lm, flag(&flags, "tasks")?, flag(&flags, "secs")?).await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "library": library,
+                    "cycles": cycles,
+                    "elapsed_secs": elapsed,
+                    "cpu_secs": cpu,
+                })
+            );
+            return Ok(());
         }
         other => return Err(format!("unknown command {other}").into()),
     };
