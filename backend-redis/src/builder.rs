@@ -251,7 +251,7 @@ impl RedisBuilder {
                 limits: settings.limits,
                 target,
                 wakeups,
-                cluster: false,
+                topology: crate::store::Topology::Single,
                 sharded: None,
             },
         ))
@@ -280,7 +280,7 @@ async fn open(client: redis::Client, settings: Settings) -> Result<RedisLeaseSto
             limits: settings.limits,
             target,
             wakeups,
-            cluster: false,
+            topology: crate::store::Topology::Single,
             sharded: None,
         },
     ))

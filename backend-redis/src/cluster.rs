@@ -15,7 +15,7 @@ use redis::cluster_async::ClusterConnection;
 use crate::classify::classify;
 use crate::cluster_wakeups::ClusterWakeups;
 use crate::config::Settings;
-use crate::store::{RedisLeaseStore, Shared};
+use crate::store::{RedisLeaseStore, Shared, Topology};
 
 /// The URL scheme of a cluster's seed nodes.
 pub(crate) const SCHEME: &str = "redis+cluster://";
@@ -81,6 +81,7 @@ pub(crate) async fn open(
         .get_async_connection()
         .await
         .map_err(|e| classify(Operation::Connect, e))?;
+    let topology = Topology::Cluster(conn.clone());
     // Without a subscriber (switched off, or it failed to open) waiters poll.
     let sharded = if settings.push_wakeups {
         ClusterWakeups::open(
@@ -101,7 +102,7 @@ pub(crate) async fn open(
             limits: settings.limits,
             target: redact_url(url),
             wakeups: None,
-            cluster: true,
+            topology,
             sharded,
         },
     ))

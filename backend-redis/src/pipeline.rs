@@ -32,7 +32,7 @@ where
     if leases.is_empty() {
         return Vec::new();
     }
-    if shared.cluster {
+    if shared.is_cluster() {
         return renew_each(conn, shared, leases, ttl_ms).await;
     }
     let mut batch = Batch::with_capacity(leases.len());

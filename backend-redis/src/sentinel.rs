@@ -22,7 +22,8 @@ use redis::{
 
 use crate::classify::classify;
 use crate::config::Settings;
-use crate::store::{RedisLeaseStore, Shared};
+use crate::diagnose::sentinel::Sentinels;
+use crate::store::{RedisLeaseStore, Shared, Topology};
 
 /// The URL scheme of a Sentinel deployment.
 pub(crate) const SCHEME: &str = "redis+sentinel://";
@@ -179,6 +180,7 @@ pub(crate) async fn open(
     settings: Settings,
 ) -> Result<RedisLeaseStore<SentinelConnection>, Error> {
     let (sentinels, name) = parse(url)?;
+    let diagnosed = Sentinels::new(sentinels.clone(), name.clone(), &settings);
     let client = SentinelClient::build(sentinels, name, None, SentinelServerType::Master)
         .map_err(|e| Error::invalid("redis sentinel url", format!("{}: {e}", redact_url(url))))?;
     let conn = SentinelConnection {
@@ -201,7 +203,7 @@ pub(crate) async fn open(
             limits: settings.limits,
             target: redact_url(url),
             wakeups: None,
-            cluster: false,
+            topology: Topology::Sentinel(diagnosed),
             sharded: None,
         },
     ))

@@ -44,11 +44,27 @@ pub(crate) struct Shared {
     pub(crate) limits: TtlLimits,
     pub(crate) target: String,
     pub(crate) wakeups: Option<Wakeups>,
-    /// The connection is a Redis Cluster's: no pipeline may span slots, and releases are
-    /// announced with `SPUBLISH`.
-    pub(crate) cluster: bool,
+    pub(crate) topology: Topology,
     /// The sharded-pub/sub subscriber of a cluster store.
     pub(crate) sharded: Option<crate::cluster_wakeups::ClusterWakeups>,
+}
+
+/// The deployment behind the connection, for what differs by topology.
+pub(crate) enum Topology {
+    /// One server (or a proxy in front of one).
+    Single,
+    /// A Redis Cluster: no pipeline may span slots, releases are announced with `SPUBLISH`, and
+    /// `diagnose` asks every primary through this handle on the store's cluster connection.
+    Cluster(redis::cluster_async::ClusterConnection),
+    /// A primary behind Sentinel: `diagnose` asks the sentinels too.
+    Sentinel(crate::diagnose::sentinel::Sentinels),
+}
+
+impl Shared {
+    /// Whether the connection is a Redis Cluster's.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.topology, Topology::Cluster(_))
+    }
 }
 
 impl<C> RedisLeaseStore<C>
@@ -154,7 +170,7 @@ where
             .arg(Grant::of(lease).arg())
             .arg(self.shared.layout.release_channel(lease.name()))
             .arg(lease.name().as_str());
-        if self.shared.cluster {
+        if self.shared.is_cluster() {
             call = call.arg(SHARDED);
         }
         match reply::compared(
@@ -182,7 +198,7 @@ where
         let mut call = Call::new(&SCRIPTS.force_release, &[&key])
             .arg(self.shared.layout.release_channel(name))
             .arg(name.as_str());
-        if self.shared.cluster {
+        if self.shared.is_cluster() {
             call = call.arg(SHARDED);
         }
         let broken = reply::broken(self.run(Operation::ForceRelease, &call).await?)?;
@@ -200,11 +216,21 @@ where
     }
 
     /// `INFO` and `CONFIG GET` over the store's connection: version, persistence, eviction
-    /// policy, replication role (see the crate docs, "Diagnosis").
+    /// policy, replication role; on a cluster of every primary, with the cluster's state and
+    /// coverage; behind Sentinel of the primary, with what the sentinels say (see the crate
+    /// docs, "Diagnosis").
     async fn diagnose(&self) -> Result<Diagnosis, Error> {
         let mut conn = self.conn.clone();
-        let settings = crate::diagnose::ask(&mut conn).await?;
-        Ok(crate::diagnose::diagnosis(&settings))
+        match &self.shared.topology {
+            Topology::Single => {
+                let settings = crate::diagnose::ask(&mut conn).await?;
+                Ok(crate::diagnose::diagnosis(&settings))
+            }
+            Topology::Cluster(cluster) => crate::diagnose::cluster::diagnose(cluster).await,
+            Topology::Sentinel(sentinels) => {
+                crate::diagnose::sentinel::diagnose(&mut conn, sentinels).await
+            }
+        }
     }
 }
 

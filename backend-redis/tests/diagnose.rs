@@ -1,6 +1,7 @@
 //! `diagnose()` against real redis-server processes configured well and badly: persistence,
 //! eviction, a replica, a write quorum nobody meets, an ACL without INFO, a password, a dead
-//! server, and Redlock with servers going down.
+//! server, Redlock with servers going down, a Redis Cluster before and after a primary dies,
+//! and Sentinel with sentinels going down.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,7 +9,9 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_conformance::harness::{RedisServer, RedisServerOptions};
+use fencelock_conformance::harness::{
+    RedisCluster, RedisSentinel, RedisServer, RedisServerOptions,
+};
 use fencelock_core::{Diagnosis, ErrorKind, LeaseStore, Verdict};
 use fencelock_redis::{RedisLeaseStore, RedlockLeaseStore};
 use futures::future::join_all;
@@ -96,7 +99,10 @@ async fn a_write_quorum_nobody_meets_fails() {
         Verdict::Fail,
         "{d:#?}"
     );
-    assert_eq!(value_of(&d, "min-replicas-to-write"), "1 (0 in sync)");
+    assert_eq!(
+        value_of(&d, "min-replicas-to-write"),
+        "1 (0 in sync, max lag 10 s)"
+    );
     // And indeed the store cannot grant there.
     let store = RedisLeaseStore::connect(&redis.url()).await.unwrap();
     let name = support::name("noreplicas");
@@ -231,4 +237,181 @@ async fn redlock_diagnoses_each_server_and_the_quorum() {
         ),
         "{err}"
     );
+}
+
+/// The findings of `d` whose setting starts with `prefix`, as `setting = value`.
+fn named(d: &Diagnosis, prefix: &str) -> Vec<String> {
+    d.findings
+        .iter()
+        .filter(|f| f.setting.starts_with(prefix))
+        .map(|f| format!("{} = {}", f.setting, f.value))
+        .collect()
+}
+
+/// A cluster of three primaries with a replica each, every node requiring one replica in sync
+/// for writes: the cluster's state and coverage, then every primary as a single server. After a
+/// primary is killed and its replica promoted, the promoted primary has no replica (a warning)
+/// and, still requiring one, refuses writes (a failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_reports_its_state_coverage_and_every_primary() {
+    let cluster = RedisCluster::start().await.unwrap();
+    for node in cluster.nodes() {
+        let reply = node
+            .command(&["CONFIG", "SET", "min-replicas-to-write", "1"])
+            .await
+            .unwrap();
+        assert!(reply.starts_with("+OK"), "{reply}");
+    }
+    let store = RedisLeaseStore::connect_cluster(&cluster.url())
+        .await
+        .unwrap();
+    // A replica reports itself to its primary every second: wait until each primary counts its
+    // replica as in sync.
+    let d = settled(&store, "every primary has its replica in sync", |d| {
+        named(d, "primary ")
+            .iter()
+            .filter(|f| f.ends_with("min-replicas-to-write = 1 (1 in sync, max lag 10 s)"))
+            .count()
+            == 3
+    })
+    .await;
+    assert_eq!(d.backend, "redis");
+    assert!(d.server.starts_with("Redis 7."), "{d:#?}");
+    assert_eq!(value_of(&d, "cluster_state"), "ok (16384 slots served)");
+    assert_eq!(verdict_of(&d, "cluster_state"), Verdict::Ok);
+    assert_eq!(value_of(&d, "replicas"), "3 primaries, each with a replica");
+    assert_eq!(verdict_of(&d, "replicas"), Verdict::Ok);
+    assert_eq!(value_of(&d, "cluster-require-full-coverage"), "yes");
+    let topology = cluster.topology_blocking().unwrap();
+    let primaries: Vec<u16> = topology
+        .iter()
+        .filter(|n| n.is_live_primary)
+        .map(|n| n.port)
+        .collect();
+    assert_eq!(primaries.len(), 3, "{topology:?}");
+    for port in &primaries {
+        let who = format!("primary 127.0.0.1:{port}");
+        assert_eq!(
+            value_of(&d, &format!("{who}: role")),
+            "primary, 1 replica(s)"
+        );
+        // The harness runs the nodes without persistence: judged as on one server.
+        assert_eq!(verdict_of(&d, &format!("{who}: appendonly")), Verdict::Warn);
+        assert_eq!(
+            verdict_of(&d, &format!("{who}: maxmemory-policy")),
+            Verdict::Ok
+        );
+    }
+    assert_eq!(d.verdict(), Verdict::Warn, "{d:#?}");
+
+    // Kill the primary of a lock's slot; its replica takes over, with no replica of its own.
+    let key = store.layout().lock_key(&support::name("diagnose-failover"));
+    let victim = cluster.primary_of_key(&key).await.unwrap();
+    let slot = cluster.slot_of(&key).await.unwrap();
+    cluster.node(victim).unwrap().kill().unwrap();
+    let promoted = cluster
+        .wait_for_new_primary(slot, victim, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let who = format!("primary 127.0.0.1:{promoted}");
+    let d = settled(&store, "the promoted primary is diagnosed", |d| {
+        named(d, &who).len() > 1 && named(d, "replicas").iter().all(|r| r.contains("without"))
+    })
+    .await;
+    assert_eq!(
+        value_of(&d, "replicas"),
+        format!("3 primaries, 1 without a replica (127.0.0.1:{promoted})")
+    );
+    assert_eq!(verdict_of(&d, "replicas"), Verdict::Warn);
+    assert_eq!(
+        value_of(&d, &format!("{who}: role")),
+        "primary, no replicas"
+    );
+    assert_eq!(
+        value_of(&d, &format!("{who}: min-replicas-to-write")),
+        "1 (0 in sync, max lag 10 s)"
+    );
+    assert_eq!(
+        verdict_of(&d, &format!("{who}: min-replicas-to-write")),
+        Verdict::Fail
+    );
+    assert!(
+        named(&d, &format!("primary 127.0.0.1:{victim}")).is_empty(),
+        "the dead primary serves no slot any more: {d:#?}"
+    );
+    assert_eq!(d.verdict(), Verdict::Fail);
+}
+
+/// Diagnoses until `done` holds for the diagnosis (the cluster's own view converges: replicas
+/// report in every second, a failover is gossiped, sentinels refresh what they know every 10 s),
+/// at most 30 s; a diagnosis that fails while
+/// the driver catches up is retried.
+async fn settled<C>(
+    store: &RedisLeaseStore<C>,
+    what: &str,
+    done: impl Fn(&Diagnosis) -> bool,
+) -> Diagnosis
+where
+    C: fencelock_redis::redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = store.diagnose().await;
+        if let Ok(d) = &d
+            && done(d)
+        {
+            return d.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within 30 s: {what}: {d:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Behind Sentinel: the primary as a single server, then the sentinels: all three answer, the
+/// quorum, the primary they agree on, their timeouts and the replica. With two sentinels down,
+/// too few answer to replace a dead primary (a warning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_reports_the_primary_the_sentinels_and_the_replicas() {
+    let deployment = RedisSentinel::start().await.unwrap();
+    let store = RedisLeaseStore::connect_sentinel(&deployment.url())
+        .await
+        .unwrap();
+    let primary = deployment.servers()[0].port();
+    // A sentinel refreshes what it knows of the replica (its link to the primary) every 10 s.
+    let d = settled(&store, "the sentinels see the replica in sync", |d| {
+        named(d, "replicas") == ["replicas = 1 known, 1 in sync"]
+    })
+    .await;
+    assert!(d.server.starts_with("Redis 7."), "{d:#?}");
+    assert_eq!(value_of(&d, "role"), "primary, 1 replica(s)", "{d:#?}");
+    assert_eq!(value_of(&d, "min-replicas-to-write"), "0");
+    assert_eq!(verdict_of(&d, "appendonly"), Verdict::Warn);
+    assert_eq!(value_of(&d, "sentinels"), "3 of 3 answer, 3 known to them");
+    assert_eq!(verdict_of(&d, "sentinels"), Verdict::Ok);
+    assert_eq!(value_of(&d, "quorum"), "2 of 3 sentinels");
+    assert_eq!(verdict_of(&d, "quorum"), Verdict::Ok);
+    assert_eq!(value_of(&d, "primary"), format!("127.0.0.1:{primary}"));
+    assert_eq!(verdict_of(&d, "primary"), Verdict::Ok);
+    assert_eq!(value_of(&d, "down-after-milliseconds"), "1000 ms");
+    assert_eq!(value_of(&d, "failover-timeout"), "3000 ms");
+    assert_eq!(value_of(&d, "replicas"), "1 known, 1 in sync");
+    assert_eq!(verdict_of(&d, "replicas"), Verdict::Ok);
+    assert_eq!(d.verdict(), Verdict::Warn, "only appendonly warns: {d:#?}");
+
+    deployment.sentinels()[1].kill().unwrap();
+    deployment.sentinels()[2].kill().unwrap();
+    let d = store.diagnose().await.unwrap();
+    assert_eq!(value_of(&d, "sentinels"), "1 of 3 answer, 3 known to them");
+    assert_eq!(verdict_of(&d, "sentinels"), Verdict::Warn, "{d:#?}");
+    // The primary is still diagnosed over the store's connection.
+    assert_eq!(value_of(&d, "role"), "primary, 1 replica(s)");
+
+    deployment.sentinels()[0].kill().unwrap();
+    let d = store.diagnose().await.unwrap();
+    assert_eq!(value_of(&d, "sentinels"), "0 of 3 answer");
+    assert_eq!(verdict_of(&d, "sentinels"), Verdict::Fail, "{d:#?}");
+    assert_eq!(d.verdict(), Verdict::Fail);
 }

@@ -92,13 +92,17 @@ without a terminal); 69 store unavailable.";
 const CHECK_AFTER: &str = "\
 The store diagnoses itself (the same findings a program gets from LeaseStore::diagnose): Redis
 version, persistence (appendonly, appendfsync), maxmemory-policy (eviction can drop locks),
-replication role and min-replicas-to-write; for Redlock each server and the quorum; PostgreSQL
-version, primary or standby, fsync, synchronous_commit and synchronous standbys; etcd version,
-leader, members, alarms and which members answer. Then one lock operation runs through the
-store.
+replication role and min-replicas-to-write; on a Redis Cluster also the cluster's state, which
+primaries lack a replica and cluster-require-full-coverage, each primary judged as one server;
+behind Sentinel also how many sentinels answer, the quorum, the primary they name,
+down-after-milliseconds, failover-timeout and the replicas; for Redlock each server and the
+quorum; PostgreSQL version, primary or standby, fsync, synchronous_commit and synchronous
+standbys; etcd version, leader, members, alarms and which members answer. Then one lock
+operation runs through the store.
 
 Examples:
   fencelock check --store redis://10.0.0.5:6379
+  fencelock check --store redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/mymaster
   fencelock check --json --store etcd://10.0.0.1:2379 | jq -r .verdict
 
 Exit status: 0 reachable and safe; 1 reachable, with warnings to read; 78 reachable, but locks

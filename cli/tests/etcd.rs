@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fencelock_conformance::harness;
 use fencelock_etcd::etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client};
-use support::{check_json, finding, output, status, stdout};
+use support::{check_both, check_json, finding, output, status, stdout};
 
 backend_cli_tests!(url, "etcd://127.0.0.1:{port}", "etcd");
 
@@ -24,9 +24,7 @@ async fn url() -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_reports_settings_with_advice() {
-    let url = url().await;
-    let out = output(&["check", "--store", &url], Duration::from_secs(20)).await;
-    let text = stdout(&out);
+    let (text, json) = check_both(&url().await, 0).await;
     assert!(text.starts_with("store    etcd (etcd 3."), "{text}");
     assert!(text.contains("ok       leader = member "), "{text}");
     // One member is fine for locks, but the advice says what it costs.
@@ -39,10 +37,6 @@ async fn check_reports_settings_with_advice() {
         "{text}"
     );
     assert!(!text.contains("WARN") && !text.contains("FAIL"), "{text}");
-    assert_eq!(out.status.code(), Some(0), "{text}");
-
-    let (code, json) = check_json(&url, &[]).await;
-    assert_eq!(code, Some(0), "{json:#}");
     assert_eq!(json["backend"], "etcd");
     assert_eq!(json["verdict"], "ok");
     assert_eq!(finding(&json, "alarms")["value"], "none");

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use fencelock_conformance::harness;
-use support::{assert_one_line_failure, check_json, finding, output, status, stdout};
+use support::{assert_one_line_failure, check_both, check_json, finding, output, status, stdout};
 
 backend_cli_tests!(
     url,
@@ -21,9 +21,7 @@ async fn url() -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_reports_settings_with_advice() {
-    let url = url().await;
-    let out = output(&["check", "--store", &url], Duration::from_secs(20)).await;
-    let text = stdout(&out);
+    let (text, json) = check_both(&url().await, status::WARNINGS_OR_DECLINED).await;
     assert!(
         text.starts_with("store    postgres (PostgreSQL 15"),
         "{text}"
@@ -35,14 +33,6 @@ async fn check_reports_settings_with_advice() {
     assert!(text.contains("ok       listen = own session"), "{text}");
     // The harness runs PostgreSQL with fsync=off, which check must flag.
     assert!(text.contains("WARN     fsync = off"), "{text}");
-    assert_eq!(
-        out.status.code(),
-        Some(status::WARNINGS_OR_DECLINED),
-        "{text}"
-    );
-
-    let (code, json) = check_json(&url, &[]).await;
-    assert_eq!(code, Some(status::WARNINGS_OR_DECLINED), "{json:#}");
     assert_eq!(json["backend"], "postgres");
     assert_eq!(json["verdict"], "warn");
     assert_eq!(finding(&json, "fsync")["value"], "off");

@@ -11,9 +11,9 @@ use super::quorum::{REDLOCK, no_majority, quorum};
 use super::store::Inner;
 use crate::diagnose::{self, Settings};
 
-/// How many requests one server's diagnosis makes (`INFO`, three `CONFIG GET`s): its time
+/// How many requests one server's diagnosis makes (`INFO`, four `CONFIG GET`s): its time
 /// limit is that many server timeouts.
-const REQUESTS: u32 = 4;
+const REQUESTS: u32 = 5;
 
 /// Asks every server at once.
 ///

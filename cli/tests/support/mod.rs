@@ -96,6 +96,19 @@ pub async fn check_json(url: &str, extra: &[&str]) -> (Option<i32>, serde_json::
     (out.status.code(), json)
 }
 
+/// Runs `fencelock check --store url` as text and as JSON ([`check_json`]); asserts that both
+/// exit with `expected` and that the text reports the lock round trip as working. Returns the
+/// text and the document.
+pub async fn check_both(url: &str, expected: i32) -> (String, serde_json::Value) {
+    let out = output(&["check", "--store", url], Duration::from_secs(30)).await;
+    let text = stdout(&out);
+    assert!(text.contains("ok       lock operations = work"), "{text}");
+    assert_eq!(out.status.code(), Some(expected), "{text}");
+    let (code, json) = check_json(url, &[]).await;
+    assert_eq!(code, Some(expected), "{json:#}");
+    (text, json)
+}
+
 /// The finding named `setting` in a `check --json` document.
 pub fn finding<'a>(json: &'a serde_json::Value, setting: &str) -> &'a serde_json::Value {
     json["findings"]

@@ -56,7 +56,13 @@ pub enum HolderFault {
     },
     /// Cut (TCP reset) the holder's proxied connections.
     Cut,
+    /// SIGSTOP until [`Coordinator::release_held`] (at most a minute), then SIGCONT.
+    /// Records nothing: the caller records the server fault the hold is part of.
+    Hold,
 }
+
+/// The longest a [`HolderFault::Hold`] lasts if nobody releases it.
+const HOLD_AT_MOST: Duration = Duration::from_secs(60);
 
 impl HolderFault {
     fn name(self) -> &'static str {
@@ -67,6 +73,7 @@ impl HolderFault {
             Self::Stall(_) => "holder's connection stalled",
             Self::DelayWaiters { .. } => "waiters' connections delayed",
             Self::Cut => "holder's connection cut",
+            Self::Hold => "holder held (SIGSTOP)",
         }
     }
 }
@@ -88,6 +95,11 @@ struct Shared {
     armed: Mutex<Option<HolderFault>>,
     faults_done: AtomicU64,
     fault_done: Notify,
+    /// Holders stopped by [`HolderFault::Hold`] so far, and its wake-up.
+    holds: AtomicU64,
+    held: Notify,
+    /// Tells a held holder to go on.
+    release: Notify,
     pids: Mutex<HashMap<u32, u32>>,
     proxies: Mutex<HashMap<u32, Arc<TcpProxy>>>,
 }
@@ -131,6 +143,9 @@ impl Coordinator {
             armed: Mutex::new(None),
             faults_done: AtomicU64::new(0),
             fault_done: Notify::new(),
+            holds: AtomicU64::new(0),
+            held: Notify::new(),
+            release: Notify::new(),
             pids: Mutex::default(),
             proxies: Mutex::default(),
         });
@@ -190,19 +205,46 @@ impl Coordinator {
     /// Arms `fault` for the next holder to reach its checkpoint, and waits until it was
     /// injected and healed; `false` on timeout.
     pub async fn hit_holder(&self, fault: HolderFault, timeout: Duration) -> bool {
-        let before = self.shared.faults_done.load(Ordering::SeqCst);
+        let shared = &self.shared;
+        self.arm_and_wait(fault, &shared.faults_done, &shared.fault_done, timeout)
+            .await
+    }
+
+    /// Arms `fault`, then waits until `count` grows (woken by `grew`); disarms on timeout.
+    async fn arm_and_wait(
+        &self,
+        fault: HolderFault,
+        count: &AtomicU64,
+        grew: &Notify,
+        timeout: Duration,
+    ) -> bool {
+        let before = count.load(Ordering::SeqCst);
         *lock(&self.shared.armed) = Some(fault);
         let until = tokio::time::Instant::now() + timeout;
         loop {
-            let notified = self.shared.fault_done.notified();
-            if self.shared.faults_done.load(Ordering::SeqCst) > before {
+            let notified = grew.notified();
+            if count.load(Ordering::SeqCst) > before {
                 return true;
             }
             if tokio::time::timeout_at(until, notified).await.is_err() {
                 lock(&self.shared.armed).take();
-                return self.shared.faults_done.load(Ordering::SeqCst) > before;
+                return count.load(Ordering::SeqCst) > before;
             }
         }
+    }
+
+    /// Arms [`HolderFault::Hold`] for the next holder to reach its checkpoint, and waits until
+    /// it is stopped; `false` on timeout. It stays stopped until [`Self::release_held`].
+    pub async fn hold_holder(&self, timeout: Duration) -> bool {
+        let shared = &self.shared;
+        self.arm_and_wait(HolderFault::Hold, &shared.holds, &shared.held, timeout)
+            .await
+    }
+
+    /// Lets the holder stopped by [`Self::hold_holder`] go on to its write.
+    pub fn release_held(&self) {
+        // A stored permit: it also reaches a hold that has not started waiting yet.
+        self.shared.release.notify_one();
     }
 }
 
@@ -331,6 +373,15 @@ impl Shared {
                     shared.record(healed);
                     shared.fault_finished();
                 });
+                Some(Reply::Go)
+            }
+            HolderFault::Hold => {
+                let _ = kill(pid, Signal::SIGSTOP);
+                self.holds.fetch_add(1, Ordering::SeqCst);
+                self.held.notify_waiters();
+                let _ = tokio::time::timeout(HOLD_AT_MOST, self.release.notified()).await;
+                let _ = kill(pid, Signal::SIGCONT);
+                self.fault_finished();
                 Some(Reply::Go)
             }
             HolderFault::Cut => {

@@ -62,8 +62,9 @@ pub fn render(results: &Results<'_>) -> String {
     let workers: Vec<u32> = results.fenced.iter().map(|o| o.spec.workers).collect();
     let _ = writeln!(
         out,
-        "Parameters: {} worker processes per run; faults per run: {} (fenced runs; the Redis \
-         and PostgreSQL failovers are injected once), {} (control runs), {} (mutation runs).\n",
+        "Parameters: {} worker processes per run; faults per run: {} (fenced runs; the Redis, \
+         PostgreSQL, Redis Cluster and Sentinel failovers are injected once), {} (control \
+         runs), {} (mutation runs).\n",
         workers.iter().max().copied().unwrap_or_default(),
         rounds(results.fenced),
         rounds(results.control),
@@ -80,7 +81,7 @@ pub fn render(results: &Results<'_>) -> String {
     let _ = writeln!(
         out,
         "\nColumns: *writes* = fenced writes attempted; *stale att.* = reads and writes presented \
-         with a token below the resource's mark (must be > 0 where a holder is paused, starved or its connection stalled); \
+         with a token below the resource's mark (must be > 0 where a holder is paused, starved, its connection stalled, or held across a Redis Cluster or Sentinel failover); \
          *stale acc.* = of those accepted (I1, must be 0); *tokens* = grants; *regr.* = tokens \
          out of grant order, duplicated or reported as a regression by a client (I2, must be 0); \
          *lost* = accepted writes missing from the counter (I3); *after invalid* = writes after \
@@ -181,7 +182,8 @@ pub fn render(results: &Results<'_>) -> String {
            determined. Advice for users: with short TTLs, set `with_op_timeout` near the TTL.\n\
          - **I6** (no two guards valid at the same time) is checked only where the server kept \
            its state through the faults: not for Redis without persistence restarted (scenario \
-           4) nor the Redis and PostgreSQL failovers (scenario 6), where a new holder can \
+           4) nor the Redis, PostgreSQL, Redis Cluster and Sentinel failovers (scenario 6), \
+           where a new holder can \
            legitimately be granted while the old one's guard still says valid; fencing is what \
            protects those (their I6 column says n/c). Nor for a paused etcd leader (scenario \
            5) on an etcd with issue #15247 (before 3.4.30 and 3.5.13; Debian 12 ships 3.4.23): \
@@ -218,6 +220,23 @@ pub fn render(results: &Results<'_>) -> String {
            saw the last grants; tokens must still rise (clock floor) and no stale write may be \
            accepted. The long mode also runs it, a server restart and a stalled holder with the \
            PostgreSQL table as the fenced resource.\n\
+         - **Redis Cluster and Sentinel failovers** (scenario 6, *cluster-primary-kill* on \
+           *redis-cluster*: three primaries with a replica each, `--cluster-node-timeout 1000`; \
+           *sentinel-failover* on *redis-sentinel*: a primary, a replica and three sentinels, \
+           quorum 2, `down-after-milliseconds 1000`; both from the conformance harness, without \
+           persistence): the next holder to reach its write is stopped (SIGSTOP) there, the \
+           primary serving the lock (the owner of its slot, on the cluster) is killed (SIGKILL), \
+           and the cluster or the sentinels promote its replica by themselves. The workers keep \
+           their `redis+cluster://` and `redis+sentinel://` stores: the cluster driver \
+           refreshes its slot map, the Sentinel connection asks the sentinels again. Once a \
+           holder granted by the promoted replica has reached its write (its fenced read raised \
+           the mark), the stopped holder resumes and writes with its old token: the stale \
+           attempt the fence must reject. Nothing forces the replica to lag (unlike \
+           *redis-failover*), so it may or may not have the stopped holder's grant; either way \
+           the next token is higher (the replicated counter, or the promoted replica's clock). \
+           The fault is recorded from the kill until the promotion is complete (every node \
+           reports `cluster_state:ok`; every sentinel names the replica and it says \
+           `role:master`), and *re-acquire* is measured from there.\n\
          - **Behind pgbouncer** (*postgres-pgbouncer*): the workers' stores go through \
            Debian's pgbouncer in transaction mode with two server connections for three workers \
            (their LISTEN straight to PostgreSQL); holder pauses and kills, and a restart of \

@@ -254,7 +254,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         base: WorkerConfig {
             id: 0,
             store_url: String::new(),
-            lock: format!("torture/{}-{}", spec.scenario.name(), spec.seed),
+            lock: lock_name(spec),
             ttl_ms: millis(ttl),
             renew_ms: millis(spec.backend.renew_every()),
             op_timeout_ms: spec.backend.op_timeout().map(millis),
@@ -512,6 +512,12 @@ async fn inject(
             coordinator.record(healed(name));
             Ok(())
         }
+        Scenario::ClusterPrimaryKill | Scenario::SentinelFailover => {
+            if round > 0 {
+                return Ok(());
+            }
+            kill_primary_under_a_held_holder(spec, servers, coordinator, patience).await
+        }
         Scenario::PgFailover => {
             let Servers::Postgres {
                 server: primary,
@@ -542,6 +548,66 @@ async fn inject(
             coordinator.record(healed(name));
             Ok(())
         }
+    }
+}
+
+/// How long a Redis Cluster or the sentinels may take to promote a replica after its primary
+/// died (node timeout and `down-after-milliseconds` are 1 s; the election and promotion take a
+/// second or two more on a loaded machine).
+const PROMOTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The lock's name in a run of `spec` (every worker takes the same).
+fn lock_name(spec: &RunSpec) -> String {
+    format!("torture/{}-{}", spec.scenario.name(), spec.seed)
+}
+
+/// A Redis Cluster's or Sentinel's own failover, with a stale write ready: the next holder to
+/// reach its write is stopped (SIGSTOP) there, the primary serving the lock is killed
+/// (SIGKILL), and once a replica is promoted and another worker, granted by it, has reached
+/// its write (its fenced read raised the resource's mark), the stopped holder goes on to
+/// write with its old token, which the fence must reject. The workers keep their
+/// connections: their stores find the promoted replica by themselves (the cluster driver
+/// refreshes its slot map; the Sentinel connection asks the sentinels again).
+///
+/// The fault is recorded as one server fault, from the kill to the promotion, so I5 measures
+/// the next grant from the promotion.
+async fn kill_primary_under_a_held_holder(
+    spec: &RunSpec,
+    servers: &Servers,
+    coordinator: &Coordinator,
+    patience: Duration,
+) -> Result<(), String> {
+    let lock = fencelock::LockName::new(lock_name(spec)).map_err(|e| e.to_string())?;
+    let key = fencelock::redis::KeyLayout::default().lock_key(&lock);
+    if !coordinator.hold_holder(patience).await {
+        return Err("no holder reached its write to be held".into());
+    }
+    let name = match spec.scenario {
+        Scenario::ClusterPrimaryKill => {
+            "holder held at its write; primary of the lock's slot killed (SIGKILL); replica promoted by the cluster"
+        }
+        _ => {
+            "holder held at its write; primary killed (SIGKILL); replica promoted by the sentinels"
+        }
+    };
+    coordinator.record(Event::FaultInjected {
+        fault: name.to_owned(),
+        holder: false,
+    });
+    let promoted = servers.kill_primary(&key, PROMOTION_TIMEOUT).await;
+    coordinator.record(Event::FaultHealed {
+        fault: name.to_owned(),
+    });
+    // Another holder, granted after the failover, reaches its write before the held one does.
+    let progressed = coordinator
+        .wait_checkpoints(coordinator.checkpoints() + 1, PROGRESS_TIMEOUT)
+        .await;
+    coordinator.release_held();
+    promoted?;
+    if progressed {
+        Ok(())
+    } else {
+        Err("no other holder reached its write after the failover".into())
     }
 }
 

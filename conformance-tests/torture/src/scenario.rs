@@ -18,17 +18,25 @@ pub enum Backend {
     Etcd,
     /// Three-node etcd cluster.
     Etcd3,
+    /// Redis Cluster: three primaries with a replica each, without persistence
+    /// (`redis+cluster://`).
+    RedisCluster,
+    /// Redis behind Sentinel: a primary, a replica, three sentinels, without persistence
+    /// (`redis+sentinel://`).
+    RedisSentinel,
 }
 
 impl Backend {
     /// Every backend.
-    pub const ALL: [Backend; 6] = [
+    pub const ALL: [Backend; 8] = [
         Self::Redis,
         Self::RedisAof,
         Self::Postgres,
         Self::PostgresPooled,
         Self::Etcd,
         Self::Etcd3,
+        Self::RedisCluster,
+        Self::RedisSentinel,
     ];
 
     /// The name used on the command line and in the report.
@@ -40,6 +48,8 @@ impl Backend {
             Self::PostgresPooled => "postgres-pgbouncer",
             Self::Etcd => "etcd",
             Self::Etcd3 => "etcd-3node",
+            Self::RedisCluster => "redis-cluster",
+            Self::RedisSentinel => "redis-sentinel",
         }
     }
 
@@ -107,11 +117,17 @@ pub enum Scenario {
     /// 8: every worker runs under libfaketime; their wall clock jumps by hours or days
     /// between rounds (forwards and backwards), while a holder holds the lock.
     ClockJump,
+    /// 6: Redis Cluster: while a holder is stopped at its write, the primary owning the lock's
+    /// slot is killed (SIGKILL) and the cluster promotes its replica.
+    ClusterPrimaryKill,
+    /// 6: Redis behind Sentinel: while a holder is stopped at its write, the primary is killed
+    /// (SIGKILL) and the sentinels promote the replica.
+    SentinelFailover,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 14] = [
         Self::HolderPause,
         Self::HolderStarve,
         Self::HolderKill,
@@ -124,6 +140,8 @@ impl Scenario {
         Self::NetDelay,
         Self::NetCut,
         Self::ClockJump,
+        Self::ClusterPrimaryKill,
+        Self::SentinelFailover,
     ];
 
     /// The name used on the command line and in the report.
@@ -141,6 +159,8 @@ impl Scenario {
             Self::NetDelay => "net-delay",
             Self::NetCut => "net-cut",
             Self::ClockJump => "clock-jump",
+            Self::ClusterPrimaryKill => "cluster-primary-kill",
+            Self::SentinelFailover => "sentinel-failover",
         }
     }
 
@@ -152,7 +172,10 @@ impl Scenario {
             Self::HolderKill => 3,
             Self::ServerRestart => 4,
             Self::LeaderKill | Self::LeaderPause => 5,
-            Self::RedisFailover | Self::PgFailover => 6,
+            Self::RedisFailover
+            | Self::PgFailover
+            | Self::ClusterPrimaryKill
+            | Self::SentinelFailover => 6,
             Self::NetStall | Self::NetDelay | Self::NetCut => 7,
             Self::ClockJump => 8,
         }
@@ -182,6 +205,8 @@ impl Scenario {
             Self::LeaderKill | Self::LeaderPause => &[Backend::Etcd3],
             Self::RedisFailover => &[Backend::Redis],
             Self::PgFailover => &[Backend::Postgres],
+            Self::ClusterPrimaryKill => &[Backend::RedisCluster],
+            Self::SentinelFailover => &[Backend::RedisSentinel],
         }
     }
 
@@ -190,7 +215,11 @@ impl Scenario {
     pub fn hits_holder(self) -> bool {
         matches!(
             self,
-            Self::HolderPause | Self::HolderStarve | Self::NetStall
+            Self::HolderPause
+                | Self::HolderStarve
+                | Self::NetStall
+                | Self::ClusterPrimaryKill
+                | Self::SentinelFailover
         )
     }
 
@@ -202,17 +231,31 @@ impl Scenario {
     /// Whether the server keeps every lease through this scenario's faults on `backend`, so
     /// that no two guards may be valid at once (I6). Not so for Redis without persistence
     /// restarted (the lease is gone while its holder's guard is still valid) nor for a
-    /// failover to a lagging replica or standby (it never saw the lease).
+    /// failover to a lagging replica or standby (it may never have seen the lease:
+    /// replication is asynchronous).
     pub fn keeps_state(self, backend: Backend) -> bool {
         !matches!(
             (self, backend),
-            (Self::ServerRestart, Backend::Redis) | (Self::RedisFailover | Self::PgFailover, _)
+            (Self::ServerRestart, Backend::Redis)
+                | (
+                    Self::RedisFailover
+                        | Self::PgFailover
+                        | Self::ClusterPrimaryKill
+                        | Self::SentinelFailover,
+                    _
+                )
         )
     }
 
     /// Whether the fault is injected once per run (a failover), not every round.
     pub fn once(self) -> bool {
-        matches!(self, Self::RedisFailover | Self::PgFailover)
+        matches!(
+            self,
+            Self::RedisFailover
+                | Self::PgFailover
+                | Self::ClusterPrimaryKill
+                | Self::SentinelFailover
+        )
     }
 
     /// Parses a name.

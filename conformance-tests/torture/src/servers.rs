@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use fencelock_conformance::harness::{
-    EtcdCluster, PgBouncer, PgBouncerOptions, PostgresServer, PostgresServerOptions, RedisServer,
-    RedisServerOptions, TcpProxy,
+    EtcdCluster, PgBouncer, PgBouncerOptions, PostgresServer, PostgresServerOptions, RedisCluster,
+    RedisSentinel, RedisServer, RedisServerOptions, TcpProxy,
 };
 
 use crate::scenario::{Backend, Scenario};
@@ -31,6 +33,10 @@ pub enum Servers {
     },
     /// An etcd cluster (1 or 3 members).
     Etcd(EtcdCluster),
+    /// A Redis Cluster (three primaries with a replica each).
+    RedisCluster(RedisCluster),
+    /// A Redis primary and replica behind three sentinels.
+    RedisSentinel(RedisSentinel),
 }
 
 /// A streaming standby, replicating through a proxy that can hold back and drop the WAL the
@@ -98,6 +104,8 @@ impl Servers {
             }
             Backend::Etcd => Self::Etcd(EtcdCluster::start(1).await.map_err(e)?),
             Backend::Etcd3 => Self::Etcd(EtcdCluster::start(3).await.map_err(e)?),
+            Backend::RedisCluster => Self::RedisCluster(RedisCluster::start().await.map_err(e)?),
+            Backend::RedisSentinel => Self::RedisSentinel(RedisSentinel::start().await.map_err(e)?),
         })
     }
 
@@ -118,6 +126,8 @@ impl Servers {
                     .collect();
                 format!("etcd://{}", hosts.join(","))
             }
+            Self::RedisCluster(cluster) => cluster.url(),
+            Self::RedisSentinel(deployment) => deployment.url(),
         }
     }
 
@@ -134,6 +144,14 @@ impl Servers {
                 || SocketAddr::from(([127, 0, 0, 1], 0)),
                 |m| m.client_addr(),
             ),
+            Self::RedisCluster(cluster) => cluster
+                .nodes()
+                .first()
+                .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)), RedisServer::addr),
+            Self::RedisSentinel(deployment) => deployment
+                .servers()
+                .first()
+                .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)), RedisServer::addr),
         }
     }
 
@@ -151,6 +169,7 @@ impl Servers {
                 .iter()
                 .try_for_each(|m| m.kill())
                 .map_err(e),
+            Self::RedisCluster(_) | Self::RedisSentinel(_) => Err(NO_SINGLE_SERVER.to_owned()),
         }
     }
 
@@ -169,9 +188,51 @@ impl Servers {
                 }
                 Ok(())
             }
+            Self::RedisCluster(_) | Self::RedisSentinel(_) => Err(NO_SINGLE_SERVER.to_owned()),
+        }
+    }
+
+    /// Kills (SIGKILL) the primary that serves `key` (a Redis Cluster: the primary owning its
+    /// slot; behind Sentinel: the primary) and waits, at most `within`, until a replica is
+    /// promoted in its place: by the cluster (every node reports `cluster_state:ok`) or by the
+    /// sentinels (all of them name it, and it says `role:master`). Returns the old and the new
+    /// primary's ports.
+    ///
+    /// # Errors
+    /// Not a Redis Cluster or Sentinel deployment; harness failures; no promotion in time.
+    pub async fn kill_primary(&self, key: &str, within: Duration) -> Result<(u16, u16), String> {
+        let e = |e: fencelock_conformance::harness::HarnessError| e.to_string();
+        match self {
+            Self::RedisCluster(cluster) => {
+                let slot = cluster.slot_of(key).await.map_err(e)?;
+                let victim = cluster.primary_of_key(key).await.map_err(e)?;
+                let node = cluster
+                    .node(victim)
+                    .ok_or_else(|| format!("no cluster node on port {victim}"))?;
+                node.kill().map_err(e)?;
+                let promoted = cluster
+                    .wait_for_new_primary(slot, victim, within)
+                    .await
+                    .map_err(e)?;
+                Ok((victim, promoted))
+            }
+            Self::RedisSentinel(deployment) => {
+                let primary = deployment.primary_blocking().map_err(e)?;
+                let victim = primary.port();
+                primary.kill().map_err(e)?;
+                let promoted = deployment
+                    .wait_for_failover(victim, within)
+                    .await
+                    .map_err(e)?;
+                Ok((victim, promoted))
+            }
+            _ => Err("only a Redis Cluster or Sentinel deployment fails over by itself".into()),
         }
     }
 }
+
+/// Why a topology that fails over by itself is never killed or restarted as a whole.
+const NO_SINGLE_SERVER: &str = "a Redis Cluster or Sentinel deployment is not restarted as one server; its primary is killed (kill_primary)";
 
 impl Servers {
     /// Where a PostgreSQL store's LISTEN goes when its pool goes through the pooler: straight

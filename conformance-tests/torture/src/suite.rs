@@ -104,26 +104,32 @@ pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     runs
 }
 
-/// The control runs: the same faults with the plain lock alone (reads and writes unfenced).
+/// The control runs: the same faults with the plain lock alone (reads and writes unfenced);
+/// the long mode adds the Redis Cluster and Sentinel failovers.
 pub fn control_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
-    [
+    let mut faults = vec![
         (Scenario::HolderPause, Backend::Redis),
         (Scenario::HolderPause, Backend::Postgres),
         (Scenario::HolderStarve, Backend::Etcd),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(i, (scenario, backend))| RunSpec {
-        fenced: false,
-        ..spec(
-            scenario,
-            backend,
-            Oracle::Gate,
-            seed.wrapping_add(1000 + i as u64),
-            mode.rounds(),
-        )
-    })
-    .collect()
+    ];
+    if mode == Mode::Long {
+        faults.push((Scenario::ClusterPrimaryKill, Backend::RedisCluster));
+        faults.push((Scenario::SentinelFailover, Backend::RedisSentinel));
+    }
+    faults
+        .into_iter()
+        .enumerate()
+        .map(|(i, (scenario, backend))| RunSpec {
+            fenced: false,
+            ..spec(
+                scenario,
+                backend,
+                Oracle::Gate,
+                seed.wrapping_add(1000 + i as u64),
+                if scenario.once() { 1 } else { mode.rounds() },
+            )
+        })
+        .collect()
 }
 
 /// The mutation check: each planted bug against the scenarios expected to expose it.

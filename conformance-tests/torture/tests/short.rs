@@ -1,7 +1,8 @@
 //! The short mode of the fault-injection suite, as part of `cargo test`: every scenario on
 //! every backend it applies to holds I1–I6, stale writes are attempted where a holder is
-//! paused, starved or cut off by a stalled connection (whose guard must then report the
-//! lease invalid), and the control runs (no fencing) show violations.
+//! paused, starved, cut off by a stalled connection (whose guard must then report the lease
+//! invalid) or held at its write across a Redis Cluster or Sentinel failover, and the control
+//! runs (no fencing) show violations.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

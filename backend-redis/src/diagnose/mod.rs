@@ -1,9 +1,13 @@
 //! What a Redis server says about itself (`INFO`, `CONFIG GET`), and what that means for locks.
 //!
 //! Asking ([`ask`]) runs over the store's own connection; judging ([`findings`]) is a pure
-//! mapping from the answers, shared by [`crate::RedisLeaseStore`] and every server of a
+//! mapping from the answers, shared by [`crate::RedisLeaseStore`] on one server, every primary
+//! of a cluster ([`cluster`]), the primary behind Sentinel ([`sentinel`]) and every server of a
 //! [`crate::RedlockLeaseStore`]. Only chosen values are reported, never a raw `INFO` field
 //! (it names files and paths) and never a URL.
+
+pub(crate) mod cluster;
+pub(crate) mod sentinel;
 
 use std::collections::HashMap;
 
@@ -28,6 +32,8 @@ pub(crate) struct Settings {
     pub(crate) appendfsync: Option<String>,
     /// `CONFIG GET min-replicas-to-write`.
     pub(crate) min_replicas_to_write: Option<u64>,
+    /// `CONFIG GET min-replicas-max-lag` (seconds).
+    pub(crate) min_replicas_max_lag: Option<u64>,
 }
 
 impl Settings {
@@ -60,11 +66,15 @@ pub(crate) async fn ask<C: ConnectionLike + Send>(conn: &mut C) -> Result<Settin
     let min_replicas_to_write = config_get(conn, "min-replicas-to-write")
         .await?
         .and_then(|v| v.parse().ok());
+    let min_replicas_max_lag = config_get(conn, "min-replicas-max-lag")
+        .await?
+        .and_then(|v| v.parse().ok());
     Ok(Settings {
         info: info.as_deref().map(parse_info),
         maxmemory_policy,
         appendfsync,
         min_replicas_to_write,
+        min_replicas_max_lag,
     })
 }
 
@@ -78,7 +88,7 @@ fn first_text(reply: redis::Value) -> Option<String> {
 }
 
 /// One `CONFIG GET` (one parameter per call: Redis before 7 takes only one).
-async fn config_get<C: ConnectionLike + Send>(
+pub(crate) async fn config_get<C: ConnectionLike + Send>(
     conn: &mut C,
     name: &str,
 ) -> Result<Option<String>, Error> {
@@ -94,7 +104,7 @@ async fn config_get<C: ConnectionLike + Send>(
 
 /// A reply, `None` when the server answered with an error (the command is not allowed or
 /// unknown here), an error when the request itself failed.
-fn declined_is_none<T>(reply: Result<T, RedisError>) -> Result<Option<T>, Error> {
+pub(crate) fn declined_is_none<T>(reply: Result<T, RedisError>) -> Result<Option<T>, Error> {
     match reply {
         Ok(value) => Ok(Some(value)),
         Err(e) if matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) => Ok(None),
@@ -242,8 +252,8 @@ fn replication(settings: &Settings) -> Vec<Finding> {
     out
 }
 
-/// `min-replicas-to-write`: it bounds what a promoted replica can have missed, and it refuses
-/// every write while too few replicas are in sync.
+/// `min-replicas-to-write` (with `min-replicas-max-lag`): it bounds what a promoted replica can
+/// have missed, and it refuses every write while too few replicas are in sync.
 fn min_replicas(settings: &Settings, replicas: u64) -> Option<Finding> {
     match settings.min_replicas_to_write {
         Some(min) if min > 0 => {
@@ -252,28 +262,31 @@ fn min_replicas(settings: &Settings, replicas: u64) -> Option<Finding> {
                 .get("min_slaves_good_slaves")
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
+            let lag = settings
+                .min_replicas_max_lag
+                .map_or_else(String::new, |lag| format!(", max lag {lag} s"));
+            let value = format!("{min} ({good} in sync{lag})");
             Some(if good < min {
                 Finding::fail(
                     "min-replicas-to-write",
-                    format!("{min} ({good} in sync)"),
+                    value,
                     "Redis refuses every write while fewer replicas are in sync: grants, renewals and releases all fail (NOREPLICAS). Bring the replicas back or lower min-replicas-to-write",
                 )
             } else {
                 Finding::ok(
                     "min-replicas-to-write",
-                    format!("{min} ({good} in sync)"),
-                    "writes are refused while too few replicas are in sync, which bounds how many grants a promoted replica can have missed",
+                    value,
+                    "writes are refused while fewer replicas acknowledged replication within min-replicas-max-lag, which bounds how many grants a promoted replica can have missed (replication stays asynchronous: the last grants before a failover can still be lost; tokens still rise and fenced writes of the old holder are still rejected)",
                 )
             })
         }
-        Some(_) if replicas > 0 => Some(Finding::ok(
-            "min-replicas-to-write",
-            "0",
-            "writes are accepted with no replica in sync; min-replicas-to-write 1 (with min-replicas-max-lag) bounds how many grants a promoted replica can miss, at the price of refusing writes while no replica keeps up",
-        )),
+        Some(_) if replicas > 0 => Some(Finding::ok("min-replicas-to-write", "0", FAILOVER_LOSS)),
         _ => None,
     }
 }
+
+/// What a failover to a replica can cost, with no write quorum to narrow it.
+const FAILOVER_LOSS: &str = "writes are acknowledged before any replica has them: a grant acknowledged by a primary that dies before replicating it is lost in a failover, so a second holder can be granted while the first still works. Its token is higher (tokens are floored at the server clock), so fenced writes of the old holder are rejected. min-replicas-to-write 1 with min-replicas-max-lag 10 narrows the window, at the price of refusing writes while no replica keeps up";
 
 #[cfg(test)]
 mod tests {
@@ -287,6 +300,7 @@ mod tests {
             maxmemory_policy: policy.map(str::to_owned),
             appendfsync: fsync.map(str::to_owned),
             min_replicas_to_write: Some(min),
+            min_replicas_max_lag: Some(10),
         }
     }
 
@@ -362,7 +376,7 @@ mod tests {
                     ("appendfsync = always", Ok),
                     ("maxmemory-policy = noeviction", Ok),
                     ("role = primary, 2 replica(s)", Ok),
-                    ("min-replicas-to-write = 1 (2 in sync)", Ok),
+                    ("min-replicas-to-write = 1 (2 in sync, max lag 10 s)", Ok),
                 ],
             ),
             (
@@ -395,7 +409,7 @@ mod tests {
                     ("appendfsync = everysec", Ok),
                     ("maxmemory-policy = noeviction", Ok),
                     ("role = primary, no replicas", Ok),
-                    ("min-replicas-to-write = 1 (0 in sync)", Fail),
+                    ("min-replicas-to-write = 1 (0 in sync, max lag 10 s)", Fail),
                 ],
             ),
             (
