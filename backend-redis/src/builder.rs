@@ -253,6 +253,7 @@ impl RedisBuilder {
                 wakeups,
                 cluster: false,
                 sharded: None,
+                nodes: None,
             },
         ))
     }
@@ -282,6 +283,7 @@ async fn open(client: redis::Client, settings: Settings) -> Result<RedisLeaseSto
             wakeups,
             cluster: false,
             sharded: None,
+            nodes: None,
         },
     ))
 }

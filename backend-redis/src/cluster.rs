@@ -95,7 +95,7 @@ pub(crate) async fn open(
         None
     };
     Ok(RedisLeaseStore::assemble(
-        conn,
+        conn.clone(),
         Shared {
             layout: settings.layout,
             limits: settings.limits,
@@ -103,6 +103,7 @@ pub(crate) async fn open(
             wakeups: None,
             cluster: true,
             sharded,
+            nodes: Some(conn),
         },
     ))
 }

@@ -203,6 +203,7 @@ pub(crate) async fn open(
             wakeups: None,
             cluster: false,
             sharded: None,
+            nodes: None,
         },
     ))
 }

@@ -72,6 +72,6 @@ pub use crate::wait::{WaitPolicy, acquire_with_polling, with_jitter};
 pub use crate::wake::{ReleaseWatch, WakeupHub};
 pub use forward::ForwardingStore;
 pub use helpers::{
-    MAX_TIMEOUT, fail_each, granted_lease, holder_id, lock_unpoisoned, lost_or_superseded,
-    redact_url, renewed_lease, timeout_from_ms, ttl_millis,
+    MAX_TIMEOUT, fail_each, granted_lease, holder_id, labeled, lock_unpoisoned, lost_or_superseded,
+    redact_url, renewed_lease, stored_label, timeout_from_ms, ttl_millis,
 };
