@@ -136,6 +136,19 @@ pub const fn holder_id(raw: u128) -> HolderId {
     HolderId::from_u128(raw)
 }
 
+/// `lease` as granted with `label` stored beside it (acquire paths: the label the caller passed
+/// to [`crate::LeaseStore::try_acquire_as`]).
+pub fn labeled(lease: Lease, label: Option<&OwnerLabel>) -> Lease {
+    lease.labeled(label.cloned())
+}
+
+/// The owner label a store kept, as read back: `None` for an empty value or one that is not a
+/// valid label (another tool's value under the key). A label is information, never a reason
+/// to fail an inspect or a listing.
+pub fn stored_label(stored: &str) -> Option<OwnerLabel> {
+    OwnerLabel::from_stored(stored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,17 +249,4 @@ mod tests {
         );
         assert!(fail_each::<()>(Error::invalid("ttl", "zero"), 0).is_empty());
     }
-}
-
-/// `lease` as granted with `label` stored beside it (acquire paths: the label the caller passed
-/// to [`crate::LeaseStore::try_acquire_as`]).
-pub fn labeled(lease: Lease, label: Option<&OwnerLabel>) -> Lease {
-    lease.labeled(label.cloned())
-}
-
-/// The owner label a store kept, as read back: `None` for an empty value or one that is not a
-/// valid label (another tool's value under the key). A label is information, never a reason
-/// to fail an inspect or a listing.
-pub fn stored_label(stored: &str) -> Option<OwnerLabel> {
-    OwnerLabel::from_stored(stored)
 }

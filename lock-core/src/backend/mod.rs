@@ -37,6 +37,8 @@
 //! | item | for |
 //! | --- | --- |
 //! | [`granted_lease`], [`renewed_lease`], [`holder_id`], [`safety_margin`] | building the [`Lease`](crate::Lease) a grant or renewal returns |
+//! | [`labeled`], [`stored_label`] | the owner label a grant was given; a label read back from the store (`None` for anything not a valid label) |
+//! | [`ListQuery::page`](crate::ListQuery::page), [`ListQuery::admits`](crate::ListQuery::admits) | one page of a listing from whatever a backend found under the prefix |
 //! | [`lost_or_superseded`], [`fail_each`] | the `LeaseLost` of a grant that is gone; one error for every lease of a failed batch |
 //! | [`WakeupHub`], [`ReleaseWatch`] | push wake-ups: one waiter per release, FIFO; which names are watched |
 //! | [`acquire_with_polling`], [`WaitPolicy`], [`with_jitter`] | the generic waiting loop behind `acquire_waiting` |
