@@ -186,7 +186,7 @@ where
     }
 
     /// `SCAN` for the lock keys under the prefix (every primary of a cluster), then the inspect
-    /// script on the first names in order (see [`crate::list`]).
+    /// script on the first names in order (see the crate docs, "How it works").
     async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
         crate::list::list(&self.conn, &self.shared, query).await
     }
