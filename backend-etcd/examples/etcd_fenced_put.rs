@@ -23,7 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_ttl(Duration::from_secs(10))
         .with_timeout(Duration::from_secs(30));
 
-    let first = locker.acquire("examples/report", options).await?;
+    let first = locker.acquire("examples/report", options.clone()).await?;
     println!("holding examples/report with token {}", first.token());
     fence
         .write(

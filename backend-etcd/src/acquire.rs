@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
-use fencelock_core::backend::granted_lease;
-use fencelock_core::{Error, Lease, LockName, Operation};
+use fencelock_core::backend::{granted_lease, labeled};
+use fencelock_core::{Error, Lease, LockName, Operation, OwnerLabel};
 
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, is_lease_gone};
@@ -50,13 +50,21 @@ pub(crate) fn vanished(lease_id: i64) -> Error {
     )
 }
 
-/// Puts the key of lease `lease_id` into the queue (if not there yet) and reads the queue, in
-/// one txn — the first step of Go's `Mutex.Lock`. `None` when etcd no longer knows the lease
-/// (a spare revoked behind our back): nothing was written.
+/// The value of a holder's key: its owner label, as `etcdctl elect -l LABEL` stores its own
+/// (so `etcdctl get` and `etcdctl elect -l` show fencelock's holders); empty without one, as
+/// `etcdctl lock` stores it.
+pub(crate) fn key_value(label: Option<&OwnerLabel>) -> Vec<u8> {
+    label.map_or_else(Vec::new, |label| label.as_str().as_bytes().to_vec())
+}
+
+/// Puts the key of lease `lease_id`, with `label` as its value, into the queue (if not there
+/// yet) and reads the queue, in one txn — the first step of Go's `Mutex.Lock`. `None` when etcd
+/// no longer knows the lease (a spare revoked behind our back): nothing was written.
 pub(crate) async fn enqueue(
     store: &EtcdLeaseStore,
     keys: &LockKeys,
     lease_id: i64,
+    label: Option<&OwnerLabel>,
 ) -> Result<Option<Enqueued>, Error> {
     let key = keys.holder_key(lease_id);
     let txn = Txn::new()
@@ -64,7 +72,7 @@ pub(crate) async fn enqueue(
         .and_then([
             TxnOp::put(
                 key.clone(),
-                Vec::new(),
+                key_value(label),
                 Some(PutOptions::new().with_lease(lease_id)),
             ),
             TxnOp::get(keys.prefix(), Some(queue_range())),
@@ -115,13 +123,18 @@ enum Claim {
 /// Puts our key iff nothing at all is under the queue's prefix, else reads the queue — one
 /// txn, and the only write of an uncontended acquire. A held lock costs no write and no
 /// revoke: the caller keeps its lease.
-async fn claim(store: &EtcdLeaseStore, keys: &LockKeys, lease_id: i64) -> Result<Claim, Error> {
+async fn claim(
+    store: &EtcdLeaseStore,
+    keys: &LockKeys,
+    lease_id: i64,
+    label: Option<&OwnerLabel>,
+) -> Result<Claim, Error> {
     let txn = Txn::new()
         // A range compare: true iff no key in the range exists (etcd 3.3+).
         .when([Compare::create_revision(keys.prefix(), CompareOp::Equal, 0).with_prefix()])
         .and_then([TxnOp::put(
             keys.holder_key(lease_id),
-            Vec::new(),
+            key_value(label),
             Some(PutOptions::new().with_lease(lease_id)),
         )])
         .or_else([TxnOp::get(keys.prefix(), Some(queue_range()))]);
@@ -149,11 +162,12 @@ async fn claim(store: &EtcdLeaseStore, keys: &LockKeys, lease_id: i64) -> Result
     }
 }
 
-/// [`fencelock_core::LeaseStore::try_acquire`].
+/// [`fencelock_core::LeaseStore::try_acquire_as`].
 pub(crate) async fn try_acquire(
     store: &EtcdLeaseStore,
     name: &LockName,
     ttl: Duration,
+    label: Option<&OwnerLabel>,
 ) -> Result<Option<Lease>, Error> {
     let ttl = store.ttl_limits_checked(ttl)?;
     let keys = store.lock_keys(name);
@@ -165,7 +179,7 @@ pub(crate) async fn try_acquire(
         let contender = Contender::new(store, granted);
         // The create revision of our key if it owns the lock; `None` if etcd no longer knew
         // the lease (nothing was written).
-        let owned = match claim(store, &keys, granted.id).await? {
+        let owned = match claim(store, &keys, granted.id, label).await? {
             Claim::Owned(revision) => Some(revision),
             Claim::Held => {
                 // Nothing was written: the lease is as good as before, keep it for later.
@@ -173,7 +187,7 @@ pub(crate) async fn try_acquire(
                 store.spares.restore(granted);
                 return Ok(None);
             }
-            Claim::Nested => match enqueue(store, &keys, granted.id).await? {
+            Claim::Nested => match enqueue(store, &keys, granted.id, label).await? {
                 Some(queued)
                     if queued.queue.owner().map(|m| m.create_revision) == Some(queued.revision) =>
                 {
@@ -199,12 +213,15 @@ pub(crate) async fn try_acquire(
         let token = token_of(revision, Operation::Acquire)?;
         // A spare's deadline counts from its last confirmed keepalive, not from now.
         let sent_at = contender.into_grant();
-        return Ok(Some(granted_lease(
-            name.clone(),
-            token,
-            holder_of(granted.id),
-            granted.ttl,
-            sent_at,
+        return Ok(Some(labeled(
+            granted_lease(
+                name.clone(),
+                token,
+                holder_of(granted.id),
+                granted.ttl,
+                sent_at,
+            ),
+            label,
         )));
     }
 }

@@ -4,18 +4,20 @@
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use fencelock_core::backend::stored_label;
 use fencelock_core::{Error, FencingToken, LeaseInfo, LockName, Operation};
 
 use crate::EtcdLeaseStore;
 use crate::classify::classify;
 use crate::etcd_lease;
 use crate::keys::{holder_of, token_of};
+use crate::queue_snapshot::QueuedKey;
 
 /// How often force-release re-reads the queue when its owner changed under it.
 const FORCE_ATTEMPTS: usize = 5;
 
-/// [`fencelock_core::LeaseStore::inspect`]: the owner's create revision, lease id and the
-/// lease's remaining TTL (whole seconds, as etcd reports it).
+/// [`fencelock_core::LeaseStore::inspect`]: the owner's create revision, lease id, the lease's
+/// remaining TTL (whole seconds, as etcd reports it) and the key's value as its label.
 pub(crate) async fn inspect(
     store: &EtcdLeaseStore,
     name: &LockName,
@@ -25,14 +27,44 @@ pub(crate) async fn inspect(
     let Some(owner) = queue.owner() else {
         return Ok(None);
     };
-    let token = token_of(owner.create_revision, Operation::Inspect)?;
+    // The queue read is keys only (it is on every waiter's path); read the owner's value.
+    let value = store
+        .rpc
+        .call(|mut c| {
+            let key = owner.key.clone();
+            async move { c.get(key, None).await }
+        })
+        .await
+        .map_err(|e| classify(Operation::Inspect, e))?;
+    let value = value
+        .kvs()
+        .iter()
+        .find(|kv| kv.create_revision() == owner.create_revision)
+        .map(etcd_client::KeyValue::value);
+    owner_info(store, owner, value, Operation::Inspect)
+        .await
+        .map(Some)
+}
+
+/// What `inspect` and `list` report about a queue's owner whose key holds `value`.
+pub(crate) async fn owner_info(
+    store: &EtcdLeaseStore,
+    owner: &QueuedKey,
+    value: Option<&[u8]>,
+    op: Operation,
+) -> Result<LeaseInfo, Error> {
+    let token = token_of(owner.create_revision, op)?;
+    let label = value
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(stored_label);
     if owner.lease == 0 {
         // A key without a lease (not put by a lock client) never expires.
-        return Ok(Some(LeaseInfo {
+        return Ok(LeaseInfo {
             token,
             holder: None,
             remaining: Duration::MAX,
-        }));
+            label,
+        });
     }
     let ttl = store
         .rpc
@@ -41,13 +73,14 @@ pub(crate) async fn inspect(
             async move { c.lease_time_to_live(lease, None).await }
         })
         .await
-        .map_err(|e| classify(Operation::Inspect, e))?
+        .map_err(|e| classify(op, e))?
         .ttl();
-    Ok(Some(LeaseInfo {
+    Ok(LeaseInfo {
         token,
         holder: Some(holder_of(owner.lease)),
         remaining: Duration::from_secs(u64::try_from(ttl).unwrap_or(0)),
-    }))
+        label,
+    })
 }
 
 /// [`fencelock_core::LeaseStore::force_release`]: deletes the owner's key iff it is still the

@@ -12,6 +12,7 @@ mod fence;
 mod fence_owner;
 mod keepalive;
 mod keys;
+mod list;
 mod queue_snapshot;
 mod renew_batch;
 mod renew_release;

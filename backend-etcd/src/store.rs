@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use etcd_client::Client;
 use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{
-    Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
+    Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockName,
+    Operation, OwnerLabel, TtlLimits,
 };
 
 use crate::classify::{STORE, classify};
@@ -128,8 +129,13 @@ impl LeaseStore for EtcdLeaseStore {
         self.limits
     }
 
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        crate::acquire::try_acquire(self, name, ttl).await
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        crate::acquire::try_acquire(self, name, ttl, label).await
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
@@ -148,6 +154,12 @@ impl LeaseStore for EtcdLeaseStore {
         crate::admin::inspect(self, name).await
     }
 
+    /// One range read of the keys under the prefix, then the remaining TTL of each listed
+    /// owner's lease (see `list.rs`).
+    async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
+        crate::list::list(self, query).await
+    }
+
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
         crate::admin::force_release(self, name).await
     }
@@ -158,9 +170,10 @@ impl LeaseStore for EtcdLeaseStore {
         &self,
         name: &LockName,
         ttl: Duration,
+        label: Option<&OwnerLabel>,
         wait: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        crate::wait::acquire_waiting(self, name, ttl, wait).await
+        crate::wait::acquire_waiting(self, name, ttl, label, wait).await
     }
 
     /// Over the store's client: version, leader, members, alarms, database size, and whether

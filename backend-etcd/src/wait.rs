@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchFilterType, WatchOptions};
-use fencelock_core::backend::{WaitPolicy, granted_lease};
-use fencelock_core::{Error, Lease, LockName, Operation};
+use fencelock_core::backend::{WaitPolicy, granted_lease, labeled};
+use fencelock_core::{Error, Lease, LockName, Operation, OwnerLabel};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::EtcdLeaseStore;
@@ -33,13 +33,14 @@ pub(crate) async fn acquire_waiting(
     store: &EtcdLeaseStore,
     name: &LockName,
     ttl: Duration,
+    label: Option<&OwnerLabel>,
     policy: WaitPolicy,
 ) -> Result<Option<Lease>, Error> {
     let ttl = store.ttl_limits_checked(ttl)?;
     let keys = store.lock_keys(name);
     let mut spares = true;
     loop {
-        match pass(store, name, &keys, ttl, policy, spares).await? {
+        match pass(store, name, &keys, ttl, label, policy, spares).await? {
             Pass::SpareGone => spares = false,
             Pass::Granted(lease) => return Ok(Some(lease)),
             Pass::TimedOut => return Ok(None),
@@ -54,6 +55,7 @@ async fn pass(
     name: &LockName,
     keys: &LockKeys,
     ttl: Duration,
+    label: Option<&OwnerLabel>,
     policy: WaitPolicy,
     spares: bool,
 ) -> Result<Pass, Error> {
@@ -61,7 +63,7 @@ async fn pass(
     // Dropping the contender (cancellation, error) revokes the lease and so dequeues the key.
     let mut contender = Contender::new(store, granted);
     contender.keep_alive_while_waiting();
-    let Some(enqueued) = enqueue(store, keys, granted.id).await? else {
+    let Some(enqueued) = enqueue(store, keys, granted.id, label).await? else {
         contender.forget();
         return if spare {
             Ok(Pass::SpareGone)
@@ -79,12 +81,15 @@ async fn pass(
         if queue.owner().map(|m| m.create_revision) == Some(mine) {
             let token = token_of(mine, Operation::Acquire)?;
             let sent_at = contender.into_grant();
-            return Ok(Pass::Granted(granted_lease(
-                name.clone(),
-                token,
-                holder_of(granted.id),
-                granted.ttl,
-                sent_at,
+            return Ok(Pass::Granted(labeled(
+                granted_lease(
+                    name.clone(),
+                    token,
+                    holder_of(granted.id),
+                    granted.ttl,
+                    sent_at,
+                ),
+                label,
             )));
         }
         let predecessor = queue.predecessor(mine).map(|m| m.key.clone());

@@ -88,3 +88,42 @@ async fn our_holder_blocks_etcdctl_until_we_release() {
     etcdctl.unlock_and_wait().await;
     assert!(store.inspect(&name).await.unwrap().is_none());
 }
+
+/// The owner label is the lock key's value: `etcdctl get` shows it, as it shows an `etcdctl
+/// elect -l` campaigner's, and `list` finds the holder with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_get_shows_our_owner_label() {
+    let endpoints = shared_endpoints().await;
+    let store = EtcdLeaseStore::connect(&endpoints).await.unwrap();
+    let name = unique_name("labelled");
+    let label = fencelock_core::OwnerLabel::new("web-3:4711 nightly").unwrap();
+    let lease = store
+        .try_acquire_as(&name, TTL, Some(&label))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = tokio::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .args(["get", "--prefix", &format!("{name}/")])
+        .output()
+        .await
+        .expect("run etcdctl (apt-get install etcd-client)");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "etcdctl get prints the key and its value: {text}"
+    );
+    assert!(lines[0].starts_with(&format!("{name}/")), "{text}");
+    assert_eq!(lines[1], label.as_str(), "{text}");
+    let listed = store
+        .list(&fencelock_core::ListQuery::prefix(name.as_str()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(listed.locks.len(), 1, "{listed:?}");
+    assert_eq!(listed.locks[0].label.as_ref(), Some(&label));
+    store.release(&lease).await.unwrap();
+}

@@ -22,11 +22,15 @@ async fn three_waiters_are_granted_in_arrival_order() {
     let locker = Locker::new(store.clone());
     let name = unique_name("fifo");
     let opts = AcquireOptions::new().with_ttl(TTL);
-    let holder = locker.acquire(&name, opts.with_no_wait()).await.unwrap();
+    let holder = locker
+        .acquire(&name, opts.clone().with_no_wait())
+        .await
+        .unwrap();
     let order: Arc<Mutex<Vec<(&str, u64)>>> = Arc::default();
     let mut waiters = Vec::new();
     for (i, who) in ["first", "second", "third"].into_iter().enumerate() {
-        let (locker, lock, order) = (locker.clone(), name.clone(), order.clone());
+        let (locker, lock, order, opts) =
+            (locker.clone(), name.clone(), order.clone(), opts.clone());
         waiters.push(tokio::spawn(async move {
             let guard = locker
                 .acquire(&lock, opts.with_timeout(Duration::from_secs(30)))

@@ -135,6 +135,7 @@ impl PgFence {
             &self.pool,
             &self.table,
             self.sql.migrate.clone(),
+            &[],
             &self.sql.migration,
         );
         tokio::time::timeout(self.op_timeout, create)

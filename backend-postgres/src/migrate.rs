@@ -8,7 +8,8 @@ use crate::TableName;
 use crate::classify::classify;
 use crate::statements::{Arg, Migration};
 
-/// Creates the schema and `table` (with the statement `create`) if missing.
+/// Creates the schema and `table` (with the statement `create`) if missing, and adds the
+/// `added` columns (name, `ALTER TABLE`) an existing table lacks.
 ///
 /// The queries go by the store's protocol (`sql`: values inline by default, so a pooler can
 /// run them), all in one transaction, which a transaction-mode pooler keeps on one server
@@ -23,6 +24,7 @@ pub(crate) async fn migrate(
     pool: &PgPool,
     table: &TableName,
     create: SqlStr,
+    added: &[(&str, SqlStr)],
     sql: &Migration,
 ) -> Result<(), Error> {
     let fail = |e| classify(Operation::Setup, e);
@@ -56,6 +58,20 @@ pub(crate) async fn migrate(
             .await
             .map_err(fail)?;
         tracing::info!(table = %table, "created the fencelock table");
+    }
+    for (column, alter) in added {
+        let (present,): (bool,) = sql
+            .column_exists
+            .fetch_one(vec![Arg::Text(&quoted), Arg::Text(column)], &mut *tx)
+            .await
+            .map_err(fail)?;
+        if !present {
+            sqlx::raw_sql(alter.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            tracing::info!(table = %table, column, "added a column to the fencelock table");
+        }
     }
     tx.commit().await.map_err(fail)
 }

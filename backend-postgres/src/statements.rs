@@ -40,6 +40,9 @@ const MIGRATE: &str = include_str!("sql/migrate.sql");
 const MIGRATE_LOCK: &str = include_str!("sql/migrate_lock.sql");
 const TABLE_EXISTS: &str = include_str!("sql/table_exists.sql");
 const SCHEMA_EXISTS: &str = include_str!("sql/schema_exists.sql");
+const COLUMN_EXISTS: &str = include_str!("sql/column_exists.sql");
+const MIGRATE_LABEL: &str = include_str!("sql/migrate_label.sql");
+const LIST: &str = include_str!("sql/list.sql");
 const ACQUIRE: &str = include_str!("sql/acquire.sql");
 const RENEW: &str = include_str!("sql/renew.sql");
 const RENEW_MANY: &str = include_str!("sql/renew_many.sql");
@@ -83,6 +86,7 @@ pub(crate) struct Migration {
     pub(crate) lock: Statement,
     pub(crate) table_exists: Statement,
     pub(crate) schema_exists: Statement,
+    pub(crate) column_exists: Statement,
 }
 
 impl Migration {
@@ -92,6 +96,7 @@ impl Migration {
             lock: statement(MIGRATE_LOCK),
             table_exists: statement(TABLE_EXISTS),
             schema_exists: statement(SCHEMA_EXISTS),
+            column_exists: statement(COLUMN_EXISTS),
         }
     }
 }
@@ -101,6 +106,8 @@ impl Migration {
 pub(crate) struct Statements {
     /// `CREATE TABLE IF NOT EXISTS …`, sent as it is (it has no values).
     pub(crate) migrate: SqlStr,
+    /// Columns added since the first release, each with the `ALTER TABLE` that adds it.
+    pub(crate) added_columns: Vec<(&'static str, SqlStr)>,
     pub(crate) migration: Migration,
     pub(crate) acquire: Statement,
     pub(crate) renew: Statement,
@@ -108,6 +115,7 @@ pub(crate) struct Statements {
     pub(crate) release: Statement,
     pub(crate) force_release: Statement,
     pub(crate) inspect: Statement,
+    pub(crate) list: Statement,
     pub(crate) verify: Statement,
     pub(crate) notify: Statement,
 }
@@ -120,6 +128,7 @@ impl Statements {
         };
         Self {
             migrate: render_sql(MIGRATE, Some(table), None),
+            added_columns: vec![("label", render_sql(MIGRATE_LABEL, Some(table), None))],
             migration: Migration::new(protocol),
             acquire: statement(ACQUIRE),
             renew: statement(RENEW),
@@ -127,6 +136,7 @@ impl Statements {
             release: statement(RELEASE),
             force_release: statement(FORCE_RELEASE),
             inspect: statement(INSPECT),
+            list: statement(LIST),
             verify: statement(VERIFY),
             notify: statement(NOTIFY),
         }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fencelock_core::backend::{
-    ReleaseWatch, fail_each, granted_lease, lost_or_superseded, renewed_lease,
+    ReleaseWatch, fail_each, granted_lease, labeled, lost_or_superseded, renewed_lease,
+    stored_label,
 };
 use fencelock_core::{
-    Diagnosis, Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation,
-    TtlLimits,
+    Diagnosis, Error, FencingToken, HeldLock, HolderId, Lease, LeaseInfo, LeaseStore, ListQuery,
+    Listing, LockName, Operation, OwnerLabel, TtlLimits,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::time::Instant;
@@ -146,6 +147,7 @@ impl PgLeaseStore {
                 &inner.pool,
                 &inner.table,
                 inner.sql.migrate.clone(),
+                &inner.sql.added_columns,
                 &inner.sql.migration,
             ),
         )
@@ -275,6 +277,39 @@ fn token_from(op: Operation, name: &LockName, raw: i64) -> Result<FencingToken, 
         })
 }
 
+/// A row of the list statement: name, token, holder, microseconds left, label.
+type ListedRow = (String, i64, Option<String>, i64, Option<String>);
+
+/// A live grant's row as [`LeaseInfo`].
+fn lease_info(
+    op: Operation,
+    name: &LockName,
+    token: i64,
+    holder: Option<String>,
+    remaining_us: i64,
+    label: Option<String>,
+) -> Result<LeaseInfo, Error> {
+    Ok(LeaseInfo {
+        token: token_from(op, name, token)?,
+        holder: holder_from(holder.as_deref()),
+        remaining: Duration::from_micros(remaining_us.max(0).unsigned_abs()),
+        label: label.as_deref().and_then(stored_label),
+    })
+}
+
+/// `prefix` as a `LIKE … ESCAPE '\'` pattern that matches exactly the names starting with it.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 fn holder_from(text: Option<&str>) -> Option<HolderId> {
     HolderId::parse_hex(&text?.replace('-', "")).ok()
 }
@@ -289,7 +324,12 @@ impl LeaseStore for PgLeaseStore {
         self.inner.limits
     }
 
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
         let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
         let holder = HolderId::random();
         let holder_text = holder.to_string();
@@ -302,6 +342,7 @@ impl LeaseStore for PgLeaseStore {
                         Arg::Text(name.as_str()),
                         Arg::Text(&holder_text),
                         Arg::Int(ttl_us),
+                        Arg::Text(label.map_or("", OwnerLabel::as_str)),
                     ],
                     &self.inner.pool,
                 ),
@@ -322,12 +363,9 @@ impl LeaseStore for PgLeaseStore {
             return Ok(None);
         };
         let token = token_from(Operation::Acquire, name, raw)?;
-        Ok(Some(granted_lease(
-            name.clone(),
-            token,
-            holder,
-            granted,
-            sent_at,
+        Ok(Some(labeled(
+            granted_lease(name.clone(), token, holder, granted, sent_at),
+            label,
         )))
     }
 
@@ -437,7 +475,7 @@ impl LeaseStore for PgLeaseStore {
     }
 
     async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
-        let row: Option<(i64, Option<String>, i64)> = self
+        let row: Option<(i64, Option<String>, i64, Option<String>)> = self
             .timed(
                 Operation::Inspect,
                 self.inner
@@ -447,14 +485,41 @@ impl LeaseStore for PgLeaseStore {
             )
             .await?
             .map_err(|e| classify(Operation::Inspect, e))?;
-        let Some((token, holder, remaining_us)) = row else {
+        let Some((token, holder, remaining_us, label)) = row else {
             return Ok(None);
         };
-        Ok(Some(LeaseInfo {
-            token: token_from(Operation::Inspect, name, token)?,
-            holder: holder_from(holder.as_deref()),
-            remaining: Duration::from_micros(remaining_us.max(0).unsigned_abs()),
-        }))
+        lease_info(Operation::Inspect, name, token, holder, remaining_us, label).map(Some)
+    }
+
+    /// One statement: the live rows under the prefix (`LIKE` with `%`, `_` and `\` escaped, so
+    /// the prefix is plain text), in name order, one more than the page holds.
+    async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
+        let pattern = like_prefix(query.prefix_str());
+        let after = query.after().map_or("", LockName::as_str);
+        let rows: Vec<ListedRow> = self
+            .timed(
+                Operation::List,
+                self.inner.sql.list.fetch_all(
+                    vec![
+                        Arg::Text(&pattern),
+                        Arg::Text(after),
+                        Arg::Int(i64::try_from(query.limit() + 1).unwrap_or(i64::MAX)),
+                    ],
+                    &self.inner.pool,
+                ),
+            )
+            .await?
+            .map_err(|e| classify(Operation::List, e))?;
+        let mut held = Vec::with_capacity(rows.len());
+        for (name, token, holder, remaining_us, label) in rows {
+            let Ok(name) = LockName::new(name) else {
+                // A row another program wrote under a name fencelock would refuse.
+                continue;
+            };
+            let info = lease_info(Operation::List, &name, token, holder, remaining_us, label)?;
+            held.push(HeldLock::new(name, info));
+        }
+        Ok(query.page(held))
     }
 
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {

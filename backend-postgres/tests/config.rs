@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_core::{ErrorKind, FencingToken, LeaseStore, LockName};
+use fencelock_core::{ErrorKind, FencingToken, LeaseStore, LockName, OwnerLabel};
 use fencelock_postgres::sqlx::{self, AssertSqlSafe};
 use fencelock_postgres::{PgConfig, PgLeaseStore};
 
@@ -201,6 +201,45 @@ async fn missing_table_without_migration_is_a_backend_error_until_migrated() {
             .unwrap()
             .is_some()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_table_from_before_labels_gains_the_label_column_and_keeps_its_rows() {
+    let url = support::shared_url().await;
+    let pool = support::admin_pool(&url).await;
+    let table = support::unique("prelabel");
+    // The table as the first release created it: no label column, one live grant.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS fencelock_test;
+         CREATE TABLE fencelock_test.{table} (
+             name text COLLATE \"C\" PRIMARY KEY, holder uuid,
+             token bigint NOT NULL, expires_at timestamptz NOT NULL);
+         INSERT INTO fencelock_test.{table}
+             VALUES ('old', gen_random_uuid(), 41, clock_timestamp() + interval '1 hour')"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = PgLeaseStore::builder()
+        .with_schema("fencelock_test")
+        .with_table(&table)
+        .from_pool(pool)
+        .await
+        .unwrap();
+    let old = LockName::new("old").unwrap();
+    let info = store.inspect(&old).await.unwrap().unwrap();
+    assert_eq!((info.token, info.label), (FencingToken::new(41), None));
+    let label = OwnerLabel::new("after the upgrade").unwrap();
+    let name = LockName::new("new").unwrap();
+    let lease = store
+        .try_acquire_as(&name, Duration::from_secs(5), Some(&label))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.label(), Some(&label));
+    let info = store.inspect(&name).await.unwrap().unwrap();
+    assert_eq!(info.label, Some(label));
+    store.migrate().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

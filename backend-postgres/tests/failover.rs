@@ -101,7 +101,7 @@ async fn tokens_rise_and_lost_grants_are_reported_across_a_failover() {
     for i in 0..3 {
         replicated.push(
             locker
-                .acquire(name(&format!("replicated-{i}")), lock)
+                .acquire(name(&format!("replicated-{i}")), lock.clone())
                 .await
                 .unwrap(),
         );
@@ -157,8 +157,14 @@ async fn tokens_rise_and_lost_grants_are_reported_across_a_failover() {
     // never see.
     replication.stall();
     let lost_guards = vec![
-        locker.acquire(name("unreplicated-0"), lock).await.unwrap(),
-        locker.acquire(name("unreplicated-1"), lock).await.unwrap(),
+        locker
+            .acquire(name("unreplicated-0"), lock.clone())
+            .await
+            .unwrap(),
+        locker
+            .acquire(name("unreplicated-1"), lock.clone())
+            .await
+            .unwrap(),
         locker.acquire(cycled.clone(), lock).await.unwrap(),
     ];
     assert!(lost_guards[2].token() > first.token());
@@ -257,6 +263,7 @@ async fn tokens_rise_and_lost_grants_are_reported_across_a_failover() {
         .acquire_waiting(
             orphan.name(),
             TTL,
+            None,
             fencelock_core::backend::WaitPolicy::until(Some(Instant::now() + orphan_ttl * 2)),
         )
         .await

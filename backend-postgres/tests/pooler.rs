@@ -304,7 +304,7 @@ async fn listen_through_the_pooler_is_noticed_and_waiters_poll() {
                 poll_interval: poll,
             };
             let lease = settle::acquire(&store, &name, Some(floor), || {
-                store.acquire_waiting(&name, Duration::from_secs(10), policy)
+                store.acquire_waiting(&name, Duration::from_secs(10), None, policy)
             })
             .await;
             (lease, Instant::now())
@@ -381,7 +381,7 @@ async fn listen_straight_to_postgres_wakes_waiters_through_the_pooler() {
                 poll_interval: Duration::from_secs(60),
             };
             let lease = store
-                .acquire_waiting(&name, Duration::from_secs(10), policy)
+                .acquire_waiting(&name, Duration::from_secs(10), None, policy)
                 .await;
             (lease, Instant::now())
         })

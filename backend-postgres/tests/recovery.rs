@@ -67,7 +67,7 @@ async fn terminated_connections_recover_and_lost_leases_are_reported() {
             };
             // Its sessions die too: a wait that fails transiently is waited again.
             settle::acquire(&store, &name, Some(floor), || {
-                store.acquire_waiting(&name, Duration::from_secs(60), policy)
+                store.acquire_waiting(&name, Duration::from_secs(60), None, policy)
             })
             .await
         })

@@ -24,7 +24,7 @@ async fn handoff(holder: &PgLeaseStore, waiter: &PgLeaseStore, name: &LockName) 
                 until: Some(Instant::now() + Duration::from_secs(30)),
                 poll_interval: LONG,
             };
-            let lease = waiter.acquire_waiting(&name, LONG, policy).await;
+            let lease = waiter.acquire_waiting(&name, LONG, None, policy).await;
             (lease, Instant::now())
         })
     };

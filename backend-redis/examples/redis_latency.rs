@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 until: Some(tokio::time::Instant::now() + Duration::from_secs(60)),
                 poll_interval: Duration::from_secs(30),
             };
-            store.acquire_waiting(&contended, ttl, policy).await
+            store.acquire_waiting(&contended, ttl, None, policy).await
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -253,6 +253,7 @@ impl RedisBuilder {
                 wakeups,
                 topology: crate::store::Topology::Single,
                 sharded: None,
+                nodes: None,
             },
         ))
     }
@@ -282,6 +283,7 @@ async fn open(client: redis::Client, settings: Settings) -> Result<RedisLeaseSto
             wakeups,
             topology: crate::store::Topology::Single,
             sharded: None,
+            nodes: None,
         },
     ))
 }

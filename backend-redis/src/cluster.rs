@@ -96,7 +96,7 @@ pub(crate) async fn open(
         None
     };
     Ok(RedisLeaseStore::assemble(
-        conn,
+        conn.clone(),
         Shared {
             layout: settings.layout,
             limits: settings.limits,
@@ -104,6 +104,7 @@ pub(crate) async fn open(
             wakeups: None,
             topology,
             sharded,
+            nodes: Some(conn),
         },
     ))
 }

@@ -1,9 +1,12 @@
-//! The value stored in a lock key: `"<holder id as 32 hex digits>:<token in decimal>"`.
+//! The value stored in a lock key: `"<holder id as 32 hex digits>:<token in decimal>"`, then
+//! `":<owner label>"` when the grant has one.
 //!
 //! Renew and release compare the whole string, so they check holder id *and* token in one
-//! string comparison inside the script.
+//! string comparison inside the script (the label rides along: the lease carries it, so the
+//! holder sends the very value the acquire script wrote).
 
-use fencelock_core::{FencingToken, HolderId, Lease};
+use fencelock_core::backend::stored_label;
+use fencelock_core::{FencingToken, HolderId, Lease, OwnerLabel};
 use redis::{RedisWrite, ToRedisArgs};
 
 /// One grant as stored in Redis.
@@ -22,16 +25,11 @@ impl Grant {
         }
     }
 
-    /// The stored form, exactly as the acquire script writes it (requests send
-    /// [`Self::arg`]).
+    /// The stored form of a grant without a label, exactly as the acquire script writes it
+    /// (requests send [`value_of`]).
     #[cfg(test)]
     pub(crate) fn encode(self) -> String {
         String::from_utf8_lossy(self.encoded().as_bytes()).into_owned()
-    }
-
-    /// The stored form as a command argument, written straight into the command.
-    pub(crate) fn arg(self) -> impl ToRedisArgs {
-        self.encoded()
     }
 
     /// The stored form in a buffer, without the formatting machinery (this runs for every
@@ -56,9 +54,11 @@ impl Grant {
         Encoded { bytes, len }
     }
 
-    /// Parses the stored form; `None` for anything the acquire script did not write.
+    /// Parses the stored form (label or not); `None` for anything the acquire script did not
+    /// write.
     pub(crate) fn parse(value: &str) -> Option<Self> {
-        let (holder, token) = value.split_once(':')?;
+        let (holder, rest) = value.split_once(':')?;
+        let token = rest.split_once(':').map_or(rest, |(token, _label)| token);
         if holder.len() != 32 || token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
@@ -70,6 +70,40 @@ impl Grant {
             holder: HolderId::parse_hex(holder).ok()?,
             token: FencingToken::new(token),
         })
+    }
+}
+
+/// The owner label of a stored value, if it carries one.
+pub(crate) fn label_of(value: &str) -> Option<OwnerLabel> {
+    value.splitn(3, ':').nth(2).and_then(stored_label)
+}
+
+/// The acquire script's label argument: `":<label>"`, or empty for a grant without one (the
+/// script appends it to the value as is).
+pub(crate) fn label_suffix(label: Option<&OwnerLabel>) -> String {
+    label.map_or_else(String::new, |label| format!(":{label}"))
+}
+
+/// The value `lease`'s grant is stored as, label included, for the scripts that compare it.
+pub(crate) fn value_of(lease: &Lease) -> impl ToRedisArgs {
+    Stored {
+        grant: Grant::of(lease).encoded(),
+        label: lease.label().map(|label| format!(":{label}")),
+    }
+}
+
+/// [`value_of`]: the fixed-size grant, then the label suffix if any, as one argument.
+struct Stored {
+    grant: Encoded,
+    label: Option<String>,
+}
+
+impl ToRedisArgs for Stored {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        match &self.label {
+            None => out.write_arg(self.grant.as_bytes()),
+            Some(label) => out.write_arg(&[self.grant.as_bytes(), label.as_bytes()].concat()),
+        }
     }
 }
 
@@ -131,6 +165,11 @@ mod tests {
             assert_eq!(grant.encode(), formatted);
         }
         assert_eq!(Grant::parse(&encoded), Some(grant));
+        assert_eq!(label_of(&encoded), None);
+        let labeled = format!("{encoded}:host:42 {{x}}");
+        assert_eq!(Grant::parse(&labeled), Some(grant));
+        assert_eq!(label_of(&labeled).unwrap().as_str(), "host:42 {x}");
+        assert_eq!(label_of(&format!("{encoded}:")), None);
         for bad in [
             "",
             "abc:1",

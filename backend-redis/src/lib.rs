@@ -9,6 +9,7 @@ mod diagnose;
 mod fence;
 mod grant;
 pub mod keys;
+mod list;
 mod pipeline;
 pub mod redlock;
 mod reply;

@@ -10,7 +10,6 @@ use redis::aio::ConnectionLike;
 use tokio::time::Instant;
 
 use crate::classify::classify;
-use crate::grant::Grant;
 use crate::reply::{self, Compared};
 use crate::scripts::{Batch, Call, SCRIPTS};
 use crate::store::{Shared, loss};
@@ -40,7 +39,7 @@ where
         let key = shared.layout.lock_key(lease.name());
         batch.push(
             Call::new(&SCRIPTS.renew, &[&key])
-                .arg(Grant::of(lease).arg())
+                .arg(crate::grant::value_of(lease))
                 .arg(ttl_ms),
         );
     }
@@ -80,7 +79,7 @@ where
     let renewals = leases.iter().map(|lease| {
         let key = shared.layout.lock_key(lease.name());
         let call = Call::new(&SCRIPTS.renew, &[&key])
-            .arg(Grant::of(lease).arg())
+            .arg(crate::grant::value_of(lease))
             .arg(ttl_ms);
         let mut conn = conn.clone();
         async move {

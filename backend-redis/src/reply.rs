@@ -1,6 +1,6 @@
 //! Decoding what the scripts return. Anything else is a typed backend error, never a panic.
 
-use fencelock_core::{Error, Operation};
+use fencelock_core::{Error, Operation, OwnerLabel};
 use redis::Value;
 
 use crate::classify::unexpected_reply;
@@ -32,14 +32,26 @@ pub(crate) fn items(op: Operation, value: Value) -> Result<Vec<Value>, Error> {
 }
 
 pub(crate) fn grant(op: Operation, value: &Value) -> Result<Grant, Error> {
+    labeled_grant(op, value).map(|(grant, _)| grant)
+}
+
+/// A stored grant value and its owner label.
+pub(crate) fn labeled_grant(
+    op: Operation,
+    value: &Value,
+) -> Result<(Grant, Option<OwnerLabel>), Error> {
     let text = match value {
         Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
         Value::SimpleString(s) => Some(s.as_str()),
         _ => None,
     };
-    text.and_then(Grant::parse).ok_or_else(|| {
-        unexpected_reply(op, format!("{value:?} is not a \"<holder>:<token>\" grant"))
-    })
+    text.and_then(|t| Some((Grant::parse(t)?, crate::grant::label_of(t))))
+        .ok_or_else(|| {
+            unexpected_reply(
+                op,
+                format!("{value:?} is not a \"<holder>:<token>[:<label>]\" grant"),
+            )
+        })
 }
 
 pub(crate) fn int(value: &Value) -> Option<i64> {
@@ -70,17 +82,20 @@ pub(crate) fn compared(op: Operation, value: Value) -> Result<Compared, Error> {
     }
 }
 
+/// A grant as `inspect` reads it: the grant, its owner label, its remaining milliseconds.
+pub(crate) type Inspected = (Grant, Option<OwnerLabel>, u64);
+
 /// `{grant, pttl}` or `{}`; the remaining time in milliseconds.
-pub(crate) fn inspected(value: Value) -> Result<Option<(Grant, u64)>, Error> {
+pub(crate) fn inspected(value: Value) -> Result<Option<Inspected>, Error> {
     let op = Operation::Inspect;
     match items(op, value)?.as_slice() {
         [] => Ok(None),
         [g, pttl] => {
-            let grant = grant(op, g)?;
+            let (grant, label) = labeled_grant(op, g)?;
             let pttl = int(pttl).ok_or_else(|| unexpected_reply(op, format!("PTTL {pttl:?}")))?;
             // -1 (no expiry) cannot come from our scripts; report it as "no time left"
             // rather than as forever, so tools never trust a grant without a TTL.
-            Ok(Some((grant, u64::try_from(pttl).unwrap_or(0))))
+            Ok(Some((grant, label, u64::try_from(pttl).unwrap_or(0))))
         }
         other => Err(unexpected_reply(op, format!("{other:?}"))),
     }
@@ -138,7 +153,7 @@ mod tests {
         assert_eq!(inspected(Value::Array(vec![])).unwrap(), None);
         assert_eq!(
             inspected(Value::Array(vec![enc.clone(), Value::Int(1500)])).unwrap(),
-            Some((g, 1500))
+            Some((g, None, 1500))
         );
         assert_eq!(broken(Value::Array(vec![enc])).unwrap(), Some(g));
     }

@@ -205,6 +205,7 @@ pub(crate) async fn open(
             wakeups: None,
             topology: Topology::Sentinel(diagnosed),
             sharded: None,
+            nodes: None,
         },
     ))
 }

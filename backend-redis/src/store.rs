@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fencelock_core::backend::labeled;
 use fencelock_core::backend::{
     ReleaseWatch, granted_lease, lost_or_superseded, renewed_lease, ttl_millis,
 };
 use fencelock_core::{
-    Diagnosis, Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation,
-    TtlLimits,
+    Diagnosis, Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, ListQuery, Listing,
+    LockName, Operation, OwnerLabel, TtlLimits,
 };
 use redis::Value;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -18,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::classify::{STORE, classify};
 use crate::fence::RedisFence;
-use crate::grant::{Grant, holder_hex};
+use crate::grant::{Grant, holder_hex, label_suffix, value_of};
 use crate::keys::KeyLayout;
 use crate::reply::{self, Acquired, Compared};
 use crate::scripts::{Call, SCRIPTS};
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) topology: Topology,
     /// The sharded-pub/sub subscriber of a cluster store.
     pub(crate) sharded: Option<crate::cluster_wakeups::ClusterWakeups>,
+    /// A cluster store's connection, for what goes to every primary (listing's `SCAN`).
+    pub(crate) nodes: Option<redis::cluster_async::ClusterConnection>,
 }
 
 /// The deployment behind the connection, for what differs by topology.
@@ -120,23 +123,32 @@ where
         self.shared.limits
     }
 
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
         let ttl = self.shared.limits.check(ttl)?;
         let ttl_ms = ttl_millis(ttl);
         let keys = self.shared.layout.lock(name);
         let holder = HolderId::random();
         let call = Call::new(&SCRIPTS.acquire, &[&keys.lock, &keys.counter])
             .arg(&holder_hex(holder)[..])
-            .arg(ttl_ms);
+            .arg(ttl_ms)
+            .arg(label_suffix(label));
         let sent_at = Instant::now();
         match reply::acquired(self.run(Operation::Acquire, &call).await?)? {
             Acquired::Held => Ok(None),
-            Acquired::Granted(grant) if grant.holder == holder => Ok(Some(granted_lease(
-                name.clone(),
-                grant.token,
-                holder,
-                Duration::from_millis(ttl_ms),
-                sent_at,
+            Acquired::Granted(grant) if grant.holder == holder => Ok(Some(labeled(
+                granted_lease(
+                    name.clone(),
+                    grant.token,
+                    holder,
+                    Duration::from_millis(ttl_ms),
+                    sent_at,
+                ),
+                label,
             ))),
             Acquired::Granted(other) => Err(crate::classify::unexpected_reply(
                 Operation::Acquire,
@@ -150,7 +162,7 @@ where
         let ttl_ms = ttl_millis(ttl);
         let key = self.shared.layout.lock_key(lease.name());
         let call = Call::new(&SCRIPTS.renew, &[&key])
-            .arg(Grant::of(lease).arg())
+            .arg(value_of(lease))
             .arg(ttl_ms);
         let sent_at = Instant::now();
         match reply::compared(Operation::Renew, self.run(Operation::Renew, &call).await?)? {
@@ -167,7 +179,7 @@ where
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let key = self.shared.layout.lock_key(lease.name());
         let mut call = Call::new(&SCRIPTS.release, &[&key])
-            .arg(Grant::of(lease).arg())
+            .arg(value_of(lease))
             .arg(self.shared.layout.release_channel(lease.name()))
             .arg(lease.name().as_str());
         if self.shared.is_cluster() {
@@ -186,11 +198,13 @@ where
         let key = self.shared.layout.lock_key(name);
         let call = Call::new(&SCRIPTS.inspect, &[&key]);
         let held = reply::inspected(self.run(Operation::Inspect, &call).await?)?;
-        Ok(held.map(|(grant, pttl)| LeaseInfo {
-            token: grant.token,
-            holder: Some(grant.holder),
-            remaining: Duration::from_millis(pttl),
-        }))
+        Ok(held.map(crate::list::info))
+    }
+
+    /// `SCAN` for the lock keys under the prefix (every primary of a cluster), then the inspect
+    /// script on the first names in order (see the crate docs, "How it works").
+    async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
+        crate::list::list(&self.conn, &self.shared, query).await
     }
 
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {

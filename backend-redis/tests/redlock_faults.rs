@@ -62,7 +62,7 @@ async fn cycle(
         let floor = seen.iter().chain(&tokens).max().copied();
         let policy = WaitPolicy::until(Some(Instant::now() + CYCLE_TTL * 2));
         let lease = settle::acquire(store, name, floor, || {
-            store.acquire_waiting(name, CYCLE_TTL, policy)
+            store.acquire_waiting(name, CYCLE_TTL, None, policy)
         })
         .await
         .unwrap_or_else(|| panic!("`{name}` still held {:?} on", CYCLE_TTL * 2));

@@ -93,7 +93,7 @@ fn spawn_waiter(
             poll_interval,
         };
         let lease = store
-            .acquire_waiting(&name, LONG, policy)
+            .acquire_waiting(&name, LONG, None, policy)
             .await
             .unwrap()
             .expect("granted before the wait's 20 s deadline");

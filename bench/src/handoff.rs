@@ -97,11 +97,16 @@ pub async fn run(
         .with_timeout(Duration::from_secs(30));
     let mut tasks = Vec::with_capacity(waiters);
     for _ in 0..waiters {
-        let (locker, shared, name) = (locker.clone(), Arc::clone(&shared), name.to_owned());
+        let (locker, shared, name, options) = (
+            locker.clone(),
+            Arc::clone(&shared),
+            name.to_owned(),
+            options.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut seen = shared.grants.subscribe();
             loop {
-                let guard = locker.acquire(name.as_str(), options).await?;
+                let guard = locker.acquire(name.as_str(), options.clone()).await?;
                 let granted_at = Instant::now();
                 if shared.holding.swap(true, Ordering::SeqCst) {
                     shared.overlaps.fetch_add(1, Ordering::Relaxed);

@@ -108,6 +108,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
     let guards: Vec<_> = stream::iter(0..args.leases)
         .map(|i| {
             let (locker, name) = (locker.clone(), format!("{prefix}/{i}"));
+            let options = options.clone();
             async move { locker.acquire(name.as_str(), options).await }
         })
         .buffer_unordered(IN_FLIGHT)

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fencelock::LockName;
+use fencelock::{LockName, OwnerLabel};
 
 use crate::duration::{self, WaitFor};
 
@@ -72,10 +72,15 @@ const STATUS_AFTER: &str = "\
 Examples:
   fencelock status --store etcd://10.0.0.1:2379,10.0.0.2:2379 deploy/prod nightly-report
   fencelock inspect --json deploy/prod | jq '.[0].token'
+  fencelock status                      # every held lock, with its owner label
+  fencelock status --prefix deploy/     # the held locks whose names start with deploy/
 
-JSON: an array with one object per name: {\"name\", \"held\", \"token\", \"remaining_ms\",
-\"holder\"}; token, remaining_ms and holder are null when the lock is free (holder is also null
-when the store does not keep holder ids).";
+Without a name, lists the held locks (all, or those under --prefix, taken as plain text), in
+name order, at most --limit of them. Redlock stores cannot list (status 69).
+
+JSON: an array with one object per lock: {\"name\", \"held\", \"token\", \"remaining_ms\",
+\"holder\", \"label\"}; token, remaining_ms, holder and label are null when the lock is free
+(holder is also null when the store does not keep holder ids, label when the holder set none).";
 
 const RELEASE_AFTER: &str = "\
 Breaking a lock does not stop its holder: it keeps running until it notices the loss (a
@@ -184,6 +189,10 @@ pub(crate) struct RunArgs {
     /// Do not wait: exit with status 75 at once if the lock is held.
     #[arg(long, short = 'n')]
     pub(crate) no_wait: bool,
+    /// Who holds the lock, as `fencelock status` shows it (up to 256 bytes; default: this
+    /// host's name and fencelock's pid).
+    #[arg(long, value_name = "TEXT", value_parser = parse_label)]
+    pub(crate) label: Option<OwnerLabel>,
     /// After the lease is lost: time between SIGTERM and SIGKILL to the program.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
     pub(crate) grace: Duration,
@@ -204,8 +213,19 @@ pub(crate) struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
-    /// The lock names.
-    #[arg(value_name = "NAME", required = true, num_args = 1.., value_parser = parse_name)]
+    /// List the held locks whose names start with this text (plain text, no wildcards).
+    #[arg(long, value_name = "TEXT", conflicts_with = "names")]
+    pub(crate) prefix: Option<String>,
+    /// List at most this many locks.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1000,
+        conflicts_with = "names"
+    )]
+    pub(crate) limit: usize,
+    /// The lock names; none lists the held locks.
+    #[arg(value_name = "NAME", num_args = 0.., value_parser = parse_name)]
     pub(crate) names: Vec<LockName>,
 }
 
@@ -237,6 +257,10 @@ pub(crate) struct CheckArgs {
 
 fn parse_name(input: &str) -> Result<LockName, fencelock::Error> {
     LockName::new(input)
+}
+
+fn parse_label(input: &str) -> Result<OwnerLabel, fencelock::Error> {
+    OwnerLabel::new(input)
 }
 
 #[cfg(test)]

@@ -32,6 +32,9 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let store = target.connect().await?;
     let locker = Locker::from_arc(store.clone());
     let mut options = AcquireOptions::new().with_ttl(args.ttl);
+    if let Some(label) = args.label.clone() {
+        options = options.with_label(label);
+    }
     options = match wait {
         None => options.with_no_wait(),
         Some(WaitFor::Up(limit)) => options.with_timeout(limit),
@@ -44,7 +47,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         Some(WaitFor::Forever) => None,
     };
     let acquire = async {
-        let attempt = locker.acquire(args.name.clone(), options);
+        let attempt = locker.acquire(args.name.clone(), options.clone());
         let Some(bound) = bound else {
             return attempt.await.map_err(Failure::from);
         };

@@ -1,8 +1,8 @@
-//! `fencelock status` / `inspect`: who holds which lock.
+//! `fencelock status` / `inspect`: who holds which lock, by name or by listing.
 
 use std::process::ExitCode;
 
-use fencelock::{LeaseInfo, LockName};
+use fencelock::{LeaseInfo, ListQuery, LockName};
 use serde::Serialize;
 
 use crate::args::StatusArgs;
@@ -18,6 +18,7 @@ pub(crate) struct Row {
     token: Option<u64>,
     remaining_ms: Option<u64>,
     holder: Option<String>,
+    label: Option<String>,
 }
 
 impl Row {
@@ -29,7 +30,8 @@ impl Row {
             remaining_ms: info
                 .as_ref()
                 .map(|i| u64::try_from(i.remaining.as_millis()).unwrap_or(u64::MAX)),
-            holder: info.and_then(|i| i.holder).map(|h| h.to_string()),
+            holder: info.as_ref().and_then(|i| i.holder).map(|h| h.to_string()),
+            label: info.and_then(|i| i.label).map(String::from),
         }
     }
 }
@@ -41,6 +43,39 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode, Failure> {
     for name in &args.names {
         let info = target.bounded("inspect", store.inspect(name)).await?;
         rows.push(Row::new(name, info));
+    }
+    if args.names.is_empty() {
+        let usage = |e: fencelock::Error| Failure::new(status::USAGE, e.to_string());
+        if args.limit == 0 {
+            return Err(Failure::new(status::USAGE, "--limit must be at least 1"));
+        }
+        let prefix = args.prefix.clone().unwrap_or_default();
+        let mut query = ListQuery::prefix(prefix)
+            .and_then(|q| q.with_limit(args.limit.min(ListQuery::MAX_LIMIT)))
+            .map_err(usage)?;
+        loop {
+            let page = target.bounded("list", store.list(&query)).await?;
+            for lock in page.locks {
+                if rows.len() == args.limit {
+                    eprintln!(
+                        "fencelock: more than {} locks are held; narrow with --prefix or raise --limit",
+                        args.limit
+                    );
+                    break;
+                }
+                let info = LeaseInfo {
+                    token: lock.token,
+                    holder: lock.holder,
+                    remaining: lock.remaining,
+                    label: lock.label,
+                };
+                rows.push(Row::new(&lock.name, Some(info)));
+            }
+            match page.next {
+                Some(next) if rows.len() < args.limit => query = query.with_after(next),
+                _ => break,
+            }
+        }
     }
     if args.json {
         let json = serde_json::to_string_pretty(&rows)
@@ -54,7 +89,7 @@ pub(crate) async fn status(args: StatusArgs) -> Result<ExitCode, Failure> {
 
 /// A plain aligned table.
 fn table(rows: &[Row]) -> String {
-    let cells: Vec<[String; 5]> = rows
+    let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
             let dash = || "-".to_owned();
@@ -65,10 +100,11 @@ fn table(rows: &[Row]) -> String {
                 r.remaining_ms
                     .map_or_else(dash, |ms| short(std::time::Duration::from_millis(ms))),
                 r.holder.clone().unwrap_or_else(dash),
+                r.label.clone().unwrap_or_else(dash),
             ]
         })
         .collect();
-    let header = ["NAME", "STATE", "TOKEN", "TTL LEFT", "HOLDER"].map(str::to_owned);
+    let header = ["NAME", "STATE", "TOKEN", "TTL LEFT", "HOLDER", "LABEL"].map(str::to_owned);
     let mut widths = header.clone().map(|h| h.chars().count());
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {
@@ -102,6 +138,7 @@ mod tests {
                 token: FencingToken::new(17),
                 holder: Some(HolderId::parse_hex("ab").unwrap()),
                 remaining: Duration::from_millis(12_400),
+                label: Some(fencelock::OwnerLabel::new("web-3:4711").unwrap()),
             }),
         );
         let free = Row::new(&LockName::new("x").unwrap(), None);
@@ -110,6 +147,7 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("NAME"), "{text}");
         assert!(lines[1].contains("held") && lines[1].contains("17") && lines[1].contains("12.4s"));
+        assert!(lines[1].ends_with("web-3:4711"), "{text}");
         assert!(
             lines[2].starts_with("x ") && lines[2].contains("free"),
             "{text}"
@@ -119,7 +157,7 @@ mod tests {
         let json = serde_json::to_value(&free).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"name": "x", "held": false, "token": null, "remaining_ms": null, "holder": null})
+            serde_json::json!({"name": "x", "held": false, "token": null, "remaining_ms": null, "holder": null, "label": null})
         );
     }
 }

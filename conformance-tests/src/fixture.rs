@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use fencelock_core::{
-    AcquireOptions, Error, ErrorKind, FencingToken, Lease, LeaseInfo, LeaseStore, LockGuard,
-    LockName, Locker, Wait,
+    AcquireOptions, Error, ErrorKind, FencingToken, Lease, LeaseInfo, LeaseStore, ListQuery,
+    Listing, LockGuard, LockName, Locker, OwnerLabel, Wait,
 };
 
 use crate::settle::{self, ForceReleased};
@@ -177,8 +177,18 @@ impl Ctx {
 
     /// `try_acquire` (settled) that must grant: fails the case on an error or if `name` is held.
     pub async fn grant(&self, name: &LockName, ttl: Duration) -> Lease {
+        self.grant_labeled(name, ttl, None).await
+    }
+
+    /// [`Self::grant`] through `try_acquire_as` with `label`.
+    pub async fn grant_labeled(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Lease {
         match self
-            .settled_acquire(name, || self.store().try_acquire(name, ttl))
+            .settled_acquire(name, || self.store().try_acquire_as(name, ttl, label))
             .await
         {
             Some(Ok(lease)) => {
@@ -200,7 +210,7 @@ impl Ctx {
     /// [`Self::try_acquire`]), granted within the wait `options` allow: fails the case if
     /// `name` stays held or on an error.
     pub async fn guard(&self, name: &LockName, options: AcquireOptions) -> LockGuard {
-        let what = format!("Locker::acquire of `{name}` ({})", waiting(options));
+        let what = format!("Locker::acquire of `{name}` ({})", waiting(&options));
         self.guard_as(name, options, &what).await
     }
 
@@ -212,10 +222,10 @@ impl Ctx {
         what: &str,
     ) -> LockGuard {
         let locker = self.locker();
-        let locker = &locker;
+        let (locker, options) = (&locker, &options);
         let answer = self
             .settled_acquire(name, move || async move {
-                match locker.acquire(name, options).await {
+                match locker.acquire(name, options.clone()).await {
                     Ok(guard) => Ok(Some(guard)),
                     // Held for as long as `options` wait.
                     Err(e) if e.kind() == ErrorKind::Timeout => Ok(None),
@@ -242,6 +252,12 @@ impl Ctx {
             .with_ttl(self.short_ttl())
             .with_no_wait();
         self.guard(name, options).await
+    }
+
+    /// `list`, settled: the store's definite answer (`Unsupported` included).
+    pub async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
+        let what = format!("list under {:?}", query.prefix_str());
+        settle::settle(&what, || self.store().list(query)).await
     }
 
     /// `inspect`, settled.
@@ -359,7 +375,7 @@ impl Ctx {
 }
 
 /// How `options` wait, for failure messages.
-fn waiting(options: AcquireOptions) -> String {
+fn waiting(options: &AcquireOptions) -> String {
     match options.wait() {
         Wait::No => "no wait".to_owned(),
         Wait::Timeout(timeout) => format!("waiting up to {timeout:?}"),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fencelock_core::backend::{ForwardingStore, WaitPolicy, granted_lease, safety_margin};
-use fencelock_core::{Error, Lease, LeaseStore, LockName, async_trait};
+use fencelock_core::{Error, Lease, LeaseStore, LockName, OwnerLabel, async_trait};
 
 /// Reports every lease with a TTL 4/3 of the one the wrapped store granted, so the store ends
 /// each grant at ¾ of the TTL the lease reports: the holder's local deadline outlives the
@@ -50,10 +50,15 @@ impl ForwardingStore for EarlyExpiry {
         &*self.inner
     }
 
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
         Ok(self
             .inner()
-            .try_acquire(name, ttl)
+            .try_acquire_as(name, ttl, label)
             .await?
             .map(|l| stretched(&l)))
     }
@@ -75,11 +80,12 @@ impl ForwardingStore for EarlyExpiry {
         &self,
         name: &LockName,
         ttl: Duration,
+        label: Option<&OwnerLabel>,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
         Ok(self
             .inner()
-            .acquire_waiting(name, ttl, policy)
+            .acquire_waiting(name, ttl, label, policy)
             .await?
             .map(|l| stretched(&l)))
     }
@@ -109,7 +115,10 @@ mod tests {
         assert_eq!(batch[0].as_ref().unwrap().ttl(), Duration::from_millis(400));
         store.release(&renewed).await.unwrap();
         let policy = WaitPolicy::until(Some(tokio::time::Instant::now() + ttl));
-        let waited = store.acquire_waiting(&name, ttl, policy).await.unwrap();
+        let waited = store
+            .acquire_waiting(&name, ttl, None, policy)
+            .await
+            .unwrap();
         assert_eq!(waited.unwrap().ttl(), Duration::from_millis(400));
     }
 }

@@ -12,7 +12,8 @@ use fencelock_conformance::planted::EarlyExpiry;
 use fencelock_conformance::{Ctx, Fixture, cases};
 use fencelock_core::backend::ForwardingStore;
 use fencelock_core::{
-    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, MemoryLeaseStore, async_trait,
+    Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, MemoryLeaseStore, OwnerLabel,
+    async_trait,
 };
 
 /// Runs `case` over `fixture` on its own task: `Err` holds the panic message of a failed case.
@@ -72,8 +73,13 @@ impl ForwardingStore for InspectIgnoresExpiry {
     fn inner(&self) -> &dyn LeaseStore {
         &self.inner
     }
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        let lease = self.inner().try_acquire(name, ttl).await?;
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        let lease = self.inner().try_acquire_as(name, ttl, label).await?;
         if let Some(lease) = &lease {
             self.granted
                 .lock()
@@ -95,6 +101,7 @@ impl ForwardingStore for InspectIgnoresExpiry {
             token,
             holder: None,
             remaining: Duration::ZERO,
+            label: None,
         }))
     }
 }

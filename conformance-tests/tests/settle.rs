@@ -9,7 +9,7 @@ use std::time::Duration;
 use fencelock_conformance::settle::{self, ForceReleased};
 use fencelock_core::{
     Error, ErrorKind, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, MemoryLeaseStore,
-    Operation, TtlLimits, async_trait,
+    Operation, OwnerLabel, TtlLimits, async_trait,
 };
 
 const TTL: Duration = Duration::from_secs(60);
@@ -71,9 +71,17 @@ impl LeaseStore for Scripted {
     fn ttl_limits(&self) -> TtlLimits {
         self.inner.ttl_limits()
     }
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        self.run(Operation::Acquire, self.inner.try_acquire(name, ttl))
-            .await
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        self.run(
+            Operation::Acquire,
+            self.inner.try_acquire_as(name, ttl, label),
+        )
+        .await
     }
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
         self.run(Operation::Renew, self.inner.renew(lease, ttl))

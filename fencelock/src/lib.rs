@@ -7,9 +7,9 @@ pub use connect::{StoreUrl, connect};
 // rest in `fencelock_core::backend`.
 pub use fencelock_core::{
     AcquireOptions, Diagnosis, Error, ErrorKind, ErrorSource, Fence, FenceGate, Fenced,
-    FencedValue, FencingToken, Finding, HolderId, IntoLockName, Lease, LeaseInfo, LeaseStore,
-    LockGuard, LockName, Locker, LossReason, MemoryLeaseStore, Operation, Renewal, TtlLimits,
-    Verdict, Wait, metrics,
+    FencedValue, FencingToken, Finding, HeldLock, HolderId, IntoLockName, Lease, LeaseInfo,
+    LeaseStore, ListQuery, Listing, LockGuard, LockName, Locker, LossReason, MemoryLeaseStore,
+    Operation, OwnerLabel, Renewal, TtlLimits, Verdict, Wait, metrics,
 };
 
 /// The Redis backend (feature `redis`).

@@ -39,6 +39,8 @@ pub enum Operation {
     FencedRead,
     /// Asking the store about its own configuration.
     Diagnose,
+    /// [`crate::LeaseStore::list`].
+    List,
 }
 
 impl fmt::Display for Operation {
@@ -55,6 +57,7 @@ impl fmt::Display for Operation {
             Self::FencedWrite => "fenced write",
             Self::FencedRead => "fenced read",
             Self::Diagnose => "diagnose",
+            Self::List => "list",
         })
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{Error, FencingToken, LockName};
+use crate::{Error, FencingToken, LockName, OwnerLabel};
 
 /// Identifies one grant's holder: 128 random bits, chosen per grant.
 ///
@@ -76,6 +76,7 @@ pub struct Lease {
     holder: HolderId,
     ttl: Duration,
     deadline: Instant,
+    label: Option<OwnerLabel>,
 }
 
 impl Lease {
@@ -93,7 +94,13 @@ impl Lease {
             holder,
             ttl,
             deadline: deadline_after(sent_at, ttl),
+            label: None,
         }
+    }
+
+    /// This grant, stored with `label` (backends: [`crate::backend::labeled`]).
+    pub(crate) fn labeled(self, label: Option<OwnerLabel>) -> Self {
+        Self { label, ..self }
     }
 
     /// This grant after a successful renewal sent at `sent_at` for `ttl` (backends:
@@ -119,6 +126,11 @@ impl Lease {
     /// The holder id of this grant.
     pub fn holder(&self) -> HolderId {
         self.holder
+    }
+
+    /// The owner label stored with this grant, if it was given one.
+    pub fn label(&self) -> Option<&OwnerLabel> {
+        self.label.as_ref()
     }
 
     /// The TTL the server granted (backends may round requests up, e.g. etcd to whole seconds).
@@ -158,6 +170,8 @@ pub struct LeaseInfo {
     pub holder: Option<HolderId>,
     /// Time left on the lease, as judged by the server's clock when it answered.
     pub remaining: Duration,
+    /// The holder's owner label, if it set one (see [`OwnerLabel`]).
+    pub label: Option<OwnerLabel>,
 }
 
 /// The TTLs a store accepts: at least [`TtlLimits::MIN`], at most a configurable maximum.

@@ -16,7 +16,8 @@ use crate::seen::{DEFAULT_NAMES, Seen};
 use crate::wait::WaitPolicy;
 use crate::watchdog::{Dog, Watchdogs};
 use crate::{
-    AcquireOptions, Error, FencingToken, IntoLockName, Lease, LeaseStore, LockGuard, LockName, Wait,
+    AcquireOptions, Error, FencingToken, IntoLockName, Lease, LeaseStore, LockGuard, LockName,
+    OwnerLabel, Wait,
 };
 
 /// Takes locks on a [`LeaseStore`] and keeps them: the client most users want.
@@ -117,6 +118,9 @@ impl Locker {
     /// # Behavior
     /// - `name_validation`: an empty, oversized or control-character name is `InvalidInput`,
     ///   before any store call.
+    /// - `label_validation`: an empty, oversized or control-character [`crate::OwnerLabel`] is
+    ///   `InvalidInput`; the grant carries the options' label, host and pid by default
+    ///   ([`AcquireOptions::with_label`], [`AcquireOptions::without_label`]).
     /// - `watchdog_keeps_lease_alive`: the guard's watchdog renews a short lease across several
     ///   TTLs: the guard stays valid, its deadline moves on, and the store still shows it as
     ///   the holder and refuses everyone else.
@@ -176,8 +180,9 @@ impl Locker {
         );
         async {
             let backend = self.store.backend();
+            let label = options.label();
             let result = self
-                .acquire_lease(name, ttl, wait, poll_interval, started)
+                .acquire_lease(name, ttl, label.as_ref(), wait, poll_interval, started)
                 .await;
             let outcome = match &result {
                 Ok(Some(_)) => "acquired",
@@ -212,12 +217,13 @@ impl Locker {
         &self,
         name: &LockName,
         ttl: std::time::Duration,
+        label: Option<&OwnerLabel>,
         wait: Wait,
         poll_interval: std::time::Duration,
         started: Instant,
     ) -> Result<Option<Lease>, Error> {
         let until = match wait {
-            Wait::No => return self.store.try_acquire(name, ttl).await,
+            Wait::No => return self.store.try_acquire_as(name, ttl, label).await,
             // A timeout too large for the clock means "forever", never "no wait".
             Wait::Timeout(timeout) => started.checked_add(timeout),
             Wait::Forever => None,
@@ -226,7 +232,7 @@ impl Locker {
             until,
             poll_interval,
         };
-        self.store.acquire_waiting(name, ttl, policy).await
+        self.store.acquire_waiting(name, ttl, label, policy).await
     }
 
     /// Runs `work` under `name`: acquires, hands `work` the fencing token, cancels `work` if the

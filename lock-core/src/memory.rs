@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use crate::backend::{ReleaseWatch, WakeupHub, lost_or_superseded};
 use crate::lock;
 use crate::{
-    Diagnosis, Error, FencingToken, Finding, HolderId, Lease, LeaseInfo, LeaseStore, LockName,
-    Operation, TtlLimits,
+    Diagnosis, Error, FencingToken, Finding, HeldLock, HolderId, Lease, LeaseInfo, LeaseStore,
+    ListQuery, Listing, LockName, Operation, OwnerLabel, TtlLimits,
 };
 
 /// An in-process [`LeaseStore`] with the same guarantees as the networked backends, within one
@@ -38,6 +38,18 @@ struct Held {
     holder: HolderId,
     token: FencingToken,
     expires_at: Instant,
+    label: Option<OwnerLabel>,
+}
+
+impl Held {
+    fn info(&self, now: Instant) -> LeaseInfo {
+        LeaseInfo {
+            token: self.token,
+            holder: Some(self.holder),
+            remaining: self.expires_at.saturating_duration_since(now),
+            label: self.label.clone(),
+        }
+    }
 }
 
 impl Slot {
@@ -92,7 +104,12 @@ impl LeaseStore for MemoryLeaseStore {
         self.limits
     }
 
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
         let ttl = self.limits.check(ttl)?;
         let now = Instant::now();
         let expires_at = expiry(now, ttl)?;
@@ -119,8 +136,11 @@ impl LeaseStore for MemoryLeaseStore {
             holder,
             token,
             expires_at,
+            label: label.cloned(),
         });
-        Ok(Some(Lease::granted(name.clone(), token, holder, ttl, now)))
+        Ok(Some(
+            Lease::granted(name.clone(), token, holder, ttl, now).labeled(label.cloned()),
+        ))
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
@@ -162,11 +182,16 @@ impl LeaseStore for MemoryLeaseStore {
         Ok(slots
             .get(name)
             .and_then(|slot| slot.live(now))
-            .map(|h| LeaseInfo {
-                token: h.token,
-                holder: Some(h.holder),
-                remaining: h.expires_at.saturating_duration_since(now),
-            }))
+            .map(|h| h.info(now)))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
+        let now = Instant::now();
+        let slots = self.slots();
+        Ok(query.page(slots.iter().filter_map(|(name, slot)| {
+            let held = slot.live(now).filter(|_| query.admits(name.as_str()))?;
+            Some(HeldLock::new(name.clone(), held.info(now)))
+        })))
     }
 
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {

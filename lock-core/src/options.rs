@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::Error;
 use crate::wait::WaitPolicy;
+use crate::{Error, OwnerLabel};
 
 /// How long [`crate::Locker::acquire`] waits for a held lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,15 @@ pub enum Renewal {
     Off,
 }
 
+/// The owner label an acquire stores with its grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum LabelChoice {
+    /// [`OwnerLabel::this_process`].
+    ThisProcess,
+    Given(OwnerLabel),
+    Unlabeled,
+}
+
 /// Options of one acquire. Build with [`AcquireOptions::new`] and the `with_*` methods.
 ///
 /// ```
@@ -39,12 +48,13 @@ pub enum Renewal {
 ///     .with_timeout(Duration::from_secs(2));
 /// assert_eq!(opts.ttl(), Duration::from_secs(10));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AcquireOptions {
     ttl: Duration,
     wait: Wait,
     renewal: Renewal,
     poll_interval: Duration,
+    label: LabelChoice,
 }
 
 impl Default for AcquireOptions {
@@ -57,13 +67,38 @@ impl AcquireOptions {
     /// The default TTL (30 s, as Redisson's watchdog).
     pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
-    /// TTL 30 s, wait forever, renew automatically every TTL/3.
+    /// TTL 30 s, wait forever, renew automatically every TTL/3, labelled with
+    /// [`OwnerLabel::this_process`] (host and pid).
     pub const fn new() -> Self {
         Self {
             ttl: Self::DEFAULT_TTL,
             wait: Wait::Forever,
             renewal: Renewal::Auto { every: None },
             poll_interval: WaitPolicy::DEFAULT_POLL_INTERVAL,
+            label: LabelChoice::ThisProcess,
+        }
+    }
+
+    /// Stores `label` with the grant instead of the default host and pid (`fencelock status`
+    /// and [`crate::LeaseStore::inspect`] show it).
+    pub fn with_label(mut self, label: OwnerLabel) -> Self {
+        self.label = LabelChoice::Given(label);
+        self
+    }
+
+    /// Stores no owner label with the grant.
+    pub fn without_label(mut self) -> Self {
+        self.label = LabelChoice::Unlabeled;
+        self
+    }
+
+    /// The owner label the grant will carry: the one given, else host and pid, unless
+    /// [`AcquireOptions::without_label`].
+    pub fn label(&self) -> Option<OwnerLabel> {
+        match &self.label {
+            LabelChoice::ThisProcess => Some(OwnerLabel::this_process()),
+            LabelChoice::Given(label) => Some(label.clone()),
+            LabelChoice::Unlabeled => None,
         }
     }
 
@@ -175,11 +210,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn label_defaults_to_this_process() {
+        let opts = AcquireOptions::new();
+        assert_eq!(opts.label(), Some(OwnerLabel::this_process()));
+        let worker = OwnerLabel::new("worker-3").unwrap();
+        assert_eq!(
+            opts.clone().with_label(worker.clone()).label(),
+            Some(worker)
+        );
+        assert_eq!(opts.without_label().label(), None);
+    }
+
+    #[test]
     fn renew_interval_table() {
         let ttl = Duration::from_secs(9);
         let base = AcquireOptions::new().with_ttl(ttl);
         assert_eq!(base.renew_every().unwrap(), Some(Duration::from_secs(3)));
-        assert_eq!(base.without_renewal().renew_every().unwrap(), None);
+        assert_eq!(base.clone().without_renewal().renew_every().unwrap(), None);
         for (every, ok) in [
             (Duration::ZERO, false),
             (Duration::from_millis(1), true),
@@ -188,7 +235,10 @@ mod tests {
             (ttl, false),
         ] {
             assert_eq!(
-                base.with_renew_interval(every).renew_every().is_ok(),
+                base.clone()
+                    .with_renew_interval(every)
+                    .renew_every()
+                    .is_ok(),
                 ok,
                 "{every:?}"
             );

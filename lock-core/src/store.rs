@@ -6,7 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::backend::{ReleaseWatch, WaitPolicy, acquire_with_polling};
-use crate::{Diagnosis, Error, FencingToken, Lease, LeaseInfo, LockName, Operation, TtlLimits};
+use crate::{
+    Diagnosis, Error, FencingToken, Lease, LeaseInfo, ListQuery, Listing, LockName, Operation,
+    OwnerLabel, TtlLimits,
+};
 
 /// A store that grants leases with a TTL and issues fencing tokens.
 ///
@@ -27,7 +30,7 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
     /// The TTLs this store accepts.
     fn ttl_limits(&self) -> TtlLimits;
 
-    /// Tries once to take `name` for `ttl`.
+    /// Tries once to take `name` for `ttl`, storing `label` with the grant.
     ///
     /// # Behavior
     /// - `acquire_grants_when_free`: a free name is granted; the lease carries the TTL the server
@@ -44,7 +47,21 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
     /// - `ttl_validation`: zero, sub-millisecond and above-maximum TTLs are `InvalidInput`, and
     ///   nothing is sent.
     /// - `hostile_names_round_trip_and_stay_isolated`: any valid [`LockName`] maps to its own lock.
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error>;
+    /// - `label_round_trips`: the label is stored atomically with the grant and comes back in
+    ///   [`Lease::label`], [`LeaseStore::inspect`] and [`LeaseStore::list`]; a grant without one
+    ///   reports none, and a later grant's label replaces an earlier holder's.
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error>;
+
+    /// [`LeaseStore::try_acquire_as`] without an owner label. Implement `try_acquire_as`, not
+    /// this: wrappers and the [`crate::Locker`] go through `try_acquire_as`.
+    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+        self.try_acquire_as(name, ttl, None).await
+    }
 
     /// Extends `lease` to `ttl` from now, if this exact grant (holder id + token) still holds.
     ///
@@ -86,6 +103,26 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
     ///   server's clock; `None` once released.
     async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error>;
 
+    /// The held locks whose names start with the query's prefix, in name order, one page of at
+    /// most [`ListQuery::limit`] (continue with [`Listing::next`]). For operators and tools:
+    /// a listing is a snapshot, stale as soon as it is read, never a way to decide who may write.
+    /// The default is `Unsupported`, for a store that cannot enumerate its locks.
+    ///
+    /// # Behavior
+    /// - `list_sees_exactly_held_locks_under_prefix`: lists every held lock under the prefix with
+    ///   its token, time left and label, and nothing else: not released or expired locks, not
+    ///   names outside the prefix; pages continue where the last one ended.
+    /// - `list_prefix_is_literal`: `*`, `?`, `[`, `%`, `_`, `{` and `\` in a prefix match only
+    ///   themselves.
+    async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
+        let _ = query;
+        Err(Error::unsupported(
+            self.backend(),
+            Operation::List,
+            "this store cannot list its locks",
+        ))
+    }
+
     /// Breaks the current grant of `name`, whoever holds it (an operator's tool). Returns the
     /// token of the grant that was broken.
     ///
@@ -122,7 +159,8 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
         ))
     }
 
-    /// Waits until `name` is granted or `policy.until` passes (`Ok(None)`).
+    /// Waits until `name` is granted (with `label`, as [`LeaseStore::try_acquire_as`]) or
+    /// `policy.until` passes (`Ok(None)`).
     ///
     /// The default subscribes with [`LeaseStore::watch_released`], tries, and sleeps until a
     /// notification, the holder's remaining TTL, or the poll interval, whichever comes first.
@@ -136,8 +174,9 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
         &self,
         name: &LockName,
         ttl: Duration,
+        label: Option<&OwnerLabel>,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        acquire_with_polling(self, name, ttl, policy).await
+        acquire_with_polling(self, name, ttl, label, policy).await
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::{Instant, sleep_until};
 
-use crate::{Error, Lease, LeaseStore, LockName};
+use crate::{Error, Lease, LeaseStore, LockName, OwnerLabel};
 
 /// How a waiting acquire behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +45,7 @@ pub async fn acquire_with_polling<S: LeaseStore + ?Sized>(
     store: &S,
     name: &LockName,
     ttl: Duration,
+    label: Option<&OwnerLabel>,
     policy: WaitPolicy,
 ) -> Result<Option<Lease>, Error> {
     let mut watch = match store.watch_released(name).await {
@@ -56,7 +57,7 @@ pub async fn acquire_with_polling<S: LeaseStore + ?Sized>(
     };
     let mut backoff = FIRST_BACKOFF;
     loop {
-        if let Some(lease) = store.try_acquire(name, ttl).await? {
+        if let Some(lease) = store.try_acquire_as(name, ttl, label).await? {
             return Ok(Some(lease));
         }
         let now = Instant::now();

@@ -91,7 +91,7 @@ async fn bad_options_are_rejected_before_anything_is_sent() {
         opts().with_poll_interval(Duration::ZERO),
     ];
     for o in cases {
-        let err = locker.acquire("job", o).await.unwrap_err();
+        let err = locker.acquire("job", o.clone()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{o:?}: {err}");
     }
     let name = LockName::new("job").unwrap();

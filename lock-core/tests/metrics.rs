@@ -44,7 +44,7 @@ async fn locker_and_gate_emit_their_metrics() {
     let opts = AcquireOptions::new()
         .with_ttl(Duration::from_secs(3))
         .with_no_wait();
-    let guard = locker.acquire("m", opts).await.unwrap();
+    let guard = locker.acquire("m", opts.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await; // one renewal at TTL/3
     store
         .force_release(&LockName::new("m").unwrap())
@@ -52,7 +52,13 @@ async fn locker_and_gate_emit_their_metrics() {
         .unwrap();
     guard.lost().await;
     tokio::task::yield_now().await;
-    assert!(locker.try_acquire("held", opts).await.unwrap().is_some());
+    assert!(
+        locker
+            .try_acquire("held", opts.clone())
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(locker.try_acquire("held", opts).await.unwrap().is_none());
 
     let gate = FenceGate::new();

@@ -10,7 +10,9 @@ CREATE TABLE IF NOT EXISTS {table} (
     token      bigint NOT NULL
                CONSTRAINT fencelock_token_range CHECK (token BETWEEN 1 AND 9007199254740991),
     -- When the grant ends, by the database's clock ('-infinity' once released).
-    expires_at timestamptz NOT NULL
+    expires_at timestamptz NOT NULL,
+    -- The current grant's owner label (who holds it, for operators); NULL when it has none.
+    label      text
 );
 COMMENT ON TABLE {table} IS
     'fencelock leases: one row per lock name; rows are never deleted so fencing tokens only rise';

@@ -1,7 +1,7 @@
 -- Grants a free lock and mints its fencing token, atomically.
 -- KEYS[1] lock key, KEYS[2] token counter key (same hash slot)
--- ARGV[1] holder id (hex), ARGV[2] TTL in milliseconds
--- Returns {1, "<holder>:<token>"} when granted, {0, pttl} when held.
+-- ARGV[1] holder id (hex), ARGV[2] TTL in milliseconds, ARGV[3] ":<owner label>" or empty
+-- Returns {1, "<holder>:<token>[:<label>]"} when granted, {0, pttl} when held.
 --
 -- The token is max(previous + 1, server TIME in microseconds): the counter survives release,
 -- and the clock floor keeps tokens rising even if the counter was lost (restart without
@@ -26,7 +26,7 @@ if token > 9007199254740991 then
   return redis.error_reply('fencelock: token counter ' .. KEYS[2] .. ' is exhausted (2^53 - 1)')
 end
 local digits = string.format('%.0f', token)
-local value = ARGV[1] .. ':' .. digits
+local value = ARGV[1] .. ':' .. digits .. (ARGV[3] or '')
 redis.call('SET', KEYS[2], digits)
 redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
 return {1, value}

@@ -1,6 +1,6 @@
 -- Reads the current grant and its remaining TTL by the server's clock.
 -- KEYS[1] lock key
--- Returns {"<holder>:<token>", pttl} when held, else {}.
+-- Returns {"<holder>:<token>[:<label>]", pttl} when held, else {}.
 local current = redis.call('GET', KEYS[1])
 if not current then
   return {}

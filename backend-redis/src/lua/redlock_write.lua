@@ -2,7 +2,7 @@
 -- and the proposal is above every token this server has seen for the name.
 -- KEYS[1] lock key, KEYS[2] token counter key (same hash slot)
 -- ARGV[1] holder id (hex), ARGV[2] proposed token (decimal, at most 2^53 - 1),
--- ARGV[3] TTL in milliseconds
+-- ARGV[3] TTL in milliseconds, ARGV[4] ":<owner label>" or empty
 -- Returns {1} when set, {0, current grant} when held, {2, counter} when the proposal is stale.
 --
 -- The counter is raised in the same step as the lock is set, and a proposal at or below it is
@@ -32,5 +32,5 @@ if proposed <= seen then
   return {2, counter}
 end
 redis.call('SET', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2] .. (ARGV[4] or ''), 'PX', ARGV[3])
 return {1}

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fencelock_core::backend::{granted_lease, ttl_millis};
-use fencelock_core::{Error, FencingToken, HolderId, Lease, LockName, Operation};
+use fencelock_core::backend::{granted_lease, labeled, ttl_millis};
+use fencelock_core::{Error, FencingToken, HolderId, Lease, LockName, Operation, OwnerLabel};
 use rand::Rng;
 use tokio::time::Instant;
 
@@ -21,7 +21,7 @@ use super::quorum::{self, REDLOCK, Replies, no_majority, quorum};
 use super::reply::{self, Read, Written};
 use super::rollback::Rollback;
 use super::store::Inner;
-use crate::grant::{Grant, holder_hex};
+use crate::grant::{Grant, holder_hex, label_suffix};
 use crate::keys::LockKeys;
 use crate::scripts::{Call, SCRIPTS};
 
@@ -42,12 +42,13 @@ pub(super) async fn try_acquire(
     inner: &Arc<Inner>,
     name: &LockName,
     ttl: Duration,
+    label: Option<&OwnerLabel>,
 ) -> Result<Option<Lease>, Error> {
     let ttl = inner.check_ttl(ttl)?;
     let keys = inner.layout.lock(name);
     let mut wrote = false;
     for attempt in 1..=ATTEMPTS {
-        match attempt_once(inner, name, &keys, ttl, &mut wrote).await? {
+        match attempt_once(inner, name, &keys, ttl, label, &mut wrote).await? {
             Attempt::Granted(lease) => return Ok(Some(lease)),
             Attempt::Held => return Ok(None),
             Attempt::Raced if attempt == ATTEMPTS => break,
@@ -69,6 +70,7 @@ async fn attempt_once(
     name: &LockName,
     keys: &LockKeys,
     ttl: Duration,
+    label: Option<&OwnerLabel>,
     wrote: &mut bool,
 ) -> Result<Attempt, Error> {
     let n = inner.instances.len();
@@ -125,9 +127,14 @@ async fn attempt_once(
     let write = Call::new(&SCRIPTS.redlock_write, &[&keys.lock, &keys.counter])
         .arg(&holder_hex(holder)[..])
         .arg(proposed)
-        .arg(ttl_ms);
+        .arg(ttl_ms)
+        .arg(label_suffix(label));
+    let proposal = labeled(
+        granted_lease(name.clone(), grant.token, holder, ttl, first_sent),
+        label,
+    );
     // From here on, a caller that drops this future leaves nothing held.
-    let rollback = Rollback::arm(Arc::clone(inner), name.clone(), grant);
+    let rollback = Rollback::arm(Arc::clone(inner), proposal);
     *wrote = true;
     let writes = inner
         .ask_all(
@@ -149,12 +156,9 @@ async fn attempt_once(
             .filter(|(v, _)| first_sent + *v > Instant::now());
         if let Some((_, sent_at)) = deadline {
             rollback.disarm();
-            return Ok(Attempt::Granted(granted_lease(
-                name.clone(),
-                grant.token,
-                holder,
-                ttl,
-                sent_at,
+            return Ok(Attempt::Granted(labeled(
+                granted_lease(name.clone(), grant.token, holder, ttl, sent_at),
+                label,
             )));
         }
         rollback.run_now().await;

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fencelock_core::backend::{lost_or_superseded, renewed_lease, ttl_millis};
-use fencelock_core::{Error, Lease, LockName, LossReason, Operation};
+use fencelock_core::{Error, Lease, LossReason, Operation};
 use tokio::time::Instant;
 
 use super::quorum::{self, Replies, no_majority, quorum};
 use super::store::Inner;
-use crate::grant::Grant;
+use crate::grant::value_of;
 use crate::reply::{self, Compared};
 use crate::scripts::{Call, SCRIPTS};
 
@@ -36,7 +36,7 @@ pub(super) async fn renew(
     let keys = inner.layout.lock(lease.name());
     let ttl_ms = ttl_millis(ttl);
     let renew = Call::new(&SCRIPTS.renew, &[&keys.lock])
-        .arg(Grant::of(lease).arg())
+        .arg(value_of(lease))
         .arg(ttl_ms);
     let first_sent = Instant::now();
     let replies = inner
@@ -78,7 +78,7 @@ pub(super) async fn renew(
 pub(super) async fn release(inner: &Arc<Inner>, lease: &Lease) -> Result<(), Error> {
     let n = inner.instances.len();
     let q = quorum(n);
-    let replies = release_everywhere(inner, lease.name(), Grant::of(lease), |r| {
+    let replies = release_everywhere(inner, lease, |r| {
         r.count(|c| *c == Compared::Done) >= q || decided(r, n)
     })
     .await;
@@ -93,17 +93,18 @@ pub(super) async fn release(inner: &Arc<Inner>, lease: &Lease) -> Result<(), Err
     Err(no_majority(Operation::Release, n, replies.failed))
 }
 
-/// Runs the release script for `grant` on every server, collecting answers until `settled`.
+/// Runs the release script for `lease`'s grant on every server, collecting answers until
+/// `settled`.
 pub(super) async fn release_everywhere(
     inner: &Arc<Inner>,
-    name: &LockName,
-    grant: Grant,
+    lease: &Lease,
     settled: impl FnMut(&Replies<Compared>) -> bool,
 ) -> Replies<Compared> {
+    let name = lease.name();
     let keys = inner.layout.lock(name);
     let channel = inner.layout.release_channel(name);
     let release = Call::new(&SCRIPTS.release, &[&keys.lock])
-        .arg(grant.arg())
+        .arg(value_of(lease))
         .arg(channel)
         .arg(name.as_str());
     let replies = inner

@@ -2,22 +2,23 @@
 
 use std::sync::Arc;
 
-use fencelock_core::LockName;
+use fencelock_core::Lease;
 
 use super::release::release_everywhere;
 use super::store::Inner;
-use crate::grant::Grant;
 
 /// Armed while a proposed grant may be set on some servers but is not yet handed to the
 /// caller. Dropped while armed, it releases the proposal everywhere in the background.
 pub(super) struct Rollback {
-    armed: Option<(Arc<Inner>, LockName, Grant)>,
+    armed: Option<(Arc<Inner>, Lease)>,
 }
 
 impl Rollback {
-    pub(super) fn arm(inner: Arc<Inner>, name: LockName, grant: Grant) -> Self {
+    /// Arms for `proposal`: the grant as the write round proposes it (name, holder, token and
+    /// label are what the release compares).
+    pub(super) fn arm(inner: Arc<Inner>, proposal: Lease) -> Self {
         Self {
-            armed: Some((inner, name, grant)),
+            armed: Some((inner, proposal)),
         }
     }
 
@@ -29,26 +30,26 @@ impl Rollback {
     /// Releases the proposal on every server now (each compares holder and token, so a newer
     /// grant is never touched).
     pub(super) async fn run_now(mut self) {
-        if let Some((inner, name, grant)) = self.armed.take() {
-            release_everywhere(&inner, &name, grant, |_| false).await;
+        if let Some((inner, proposal)) = self.armed.take() {
+            release_everywhere(&inner, &proposal, |_| false).await;
         }
     }
 }
 
 impl Drop for Rollback {
     fn drop(&mut self) {
-        let Some((inner, name, grant)) = self.armed.take() else {
+        let Some((inner, proposal)) = self.armed.take() else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    release_everywhere(&inner, &name, grant, |_| false).await;
+                    release_everywhere(&inner, &proposal, |_| false).await;
                 });
             }
             Err(_) => tracing::warn!(
-                lock = %name,
-                token = %grant.token,
+                lock = %proposal.name(),
+                token = %proposal.token(),
                 "an abandoned acquire could not be rolled back (no runtime); it expires with its TTL"
             ),
         }

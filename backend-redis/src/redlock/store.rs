@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fencelock_core::backend::{ReleaseWatch, WakeupHub, ttl_millis};
 use fencelock_core::{
-    Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
+    Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockName,
+    Operation, OwnerLabel, TtlLimits,
 };
 
 use super::instance::Instance;
@@ -15,9 +16,9 @@ use super::quorum::{self, REDLOCK, Replies, gather, no_majority, quorum};
 use super::{acquire, release, watch};
 use redis::Value;
 
-use crate::grant::Grant;
 use crate::keys::KeyLayout;
 use crate::reply;
+use crate::reply::Inspected;
 use crate::scripts::{Call, SCRIPTS};
 
 /// A [`LeaseStore`] on N independent Redis servers (N odd, at least 3): a grant holds when a
@@ -134,8 +135,13 @@ impl LeaseStore for RedlockLeaseStore {
         self.inner.limits
     }
 
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        acquire::try_acquire(&self.inner, name, ttl).await
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        acquire::try_acquire(&self.inner, name, ttl, label).await
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
@@ -163,17 +169,26 @@ impl LeaseStore for RedlockLeaseStore {
                 |r| majority_grant(r).is_some() || r.count(Option::is_none) >= q,
             )
             .await;
-        if let Some((grant, remaining)) = majority_grant(&replies) {
-            return Ok(Some(LeaseInfo {
-                token: grant.token,
-                holder: Some(grant.holder),
-                remaining: Duration::from_millis(remaining),
-            }));
+        if let Some(held) = majority_grant(&replies) {
+            return Ok(Some(crate::list::info(held)));
         }
         if replies.ok.len() < q {
             return Err(no_majority(Operation::Inspect, n, replies.failed));
         }
         Ok(None)
+    }
+
+    /// `Unsupported`: a Redlock listing would have to scan every server and count, name by
+    /// name, which grants hold on a majority, while grants come and go between the scans; no
+    /// answer it gave could be trusted more than one server's. List one of the servers with a
+    /// `RedisLeaseStore` to see what it holds (see the crate docs, "Redlock").
+    async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
+        let _ = query;
+        Err(Error::unsupported(
+            REDLOCK,
+            Operation::List,
+            "Redlock cannot list: a name's grant holds only where a majority agrees, and scans of several servers cannot agree on a moment; inspect names one by one, or list one server with redis://",
+        ))
     }
 
     /// Breaks whatever grant holds on every server that answers and announces it there.
@@ -216,17 +231,22 @@ impl LeaseStore for RedlockLeaseStore {
     }
 }
 
-/// The grant held by a majority of the answers, with the least remaining time among them.
-fn majority_grant(replies: &Replies<Option<(Grant, u64)>>) -> Option<(Grant, u64)> {
+/// The grant held by a majority of the answers (its label as the first of them stores it), with
+/// the least remaining time among them.
+fn majority_grant(replies: &Replies<Option<Inspected>>) -> Option<Inspected> {
     let q = quorum(replies.ok.len() + replies.failed.len() + replies.pending.len());
     replies.ok.iter().find_map(|(_, held)| {
-        let (grant, _) = (*held)?;
+        let (grant, label, _) = held.as_ref()?;
         let same: Vec<u64> = replies
             .ok
             .iter()
-            .filter_map(|(_, h)| h.filter(|(g, _)| *g == grant).map(|(_, pttl)| pttl))
+            .filter_map(|(_, h)| {
+                h.as_ref()
+                    .filter(|(g, _, _)| g == grant)
+                    .map(|(_, _, pttl)| *pttl)
+            })
             .collect();
-        (same.len() >= q).then(|| (grant, same.into_iter().min().unwrap_or(0)))
+        (same.len() >= q).then(|| (*grant, label.clone(), same.into_iter().min().unwrap_or(0)))
     })
 }
 

@@ -30,6 +30,7 @@ pub fn locker_cycle(locker: &Locker, prefix: String) -> Cycle {
     cycle(move |i| {
         let locker = locker.clone();
         let name = format!("{prefix}/{i}");
+        let options = options.clone();
         async move {
             let guard = locker.acquire(name.as_str(), options).await?;
             guard.release().await?;

@@ -163,7 +163,8 @@ impl PgBench {
             let name = text(&format!("{prefix}/{i}"));
             async move {
                 let holder = text(&HolderId::random().to_string());
-                let sql = inline(&acquire, &[name.clone(), holder.clone(), ttl_us]);
+                // No owner label, as the store's own `try_acquire` sends it.
+                let sql = inline(&acquire, &[name.clone(), holder.clone(), ttl_us, text("")]);
                 let row = sqlx::raw_sql(AssertSqlSafe(sql))
                     .fetch_optional(&pool)
                     .await?
@@ -202,6 +203,7 @@ impl PgBench {
                     .bind(&name)
                     .bind(&holder)
                     .bind(ttl_us)
+                    .bind("")
                     .fetch_optional(&pool)
                     .await?;
                 let token = token.ok_or_else(|| unexpectedly_held("acquire.sql"))?;

@@ -178,6 +178,7 @@ macro_rules! backend_cli_tests {
             token_rises_run_after_run,
             paused_cli_loses_lease_and_stops_program,
             busy_status_and_forced_release,
+            status_lists_holders_with_their_labels,
             bad_input_is_one_line,
         );
 

@@ -239,6 +239,80 @@ pub async fn busy_status_and_forced_release(url: &str) {
     assert_eq!(json[0]["held"], false);
 }
 
+/// Two processes hold two locks; `status` with no name lists both under their prefix, with the
+/// label each was given (text and JSON), and nothing outside the prefix.
+pub async fn status_lists_holders_with_their_labels(url: &str) {
+    let prefix = format!("{}/", unique_name("list"));
+    let mut holders = Vec::new();
+    let mut tokens = Vec::new();
+    for (lock, label) in [("a", "worker a on host-1"), ("b%_*", "worker b: {tag}")] {
+        let name = format!("{prefix}{lock}");
+        let (holder, mut lines) = spawn_with_lines(&[
+            "run",
+            "--store",
+            url,
+            "--ttl",
+            "5s",
+            "--label",
+            label,
+            &name,
+            "--",
+            "sh",
+            "-c",
+            r#"echo "$FENCELOCK_TOKEN"; exec sleep 60"#,
+        ]);
+        let token: u64 = next_line(&mut lines, Duration::from_secs(10))
+            .await
+            .parse()
+            .unwrap();
+        holders.push(holder);
+        tokens.push((name, label, token));
+    }
+    let out = output(
+        &["status", "--store", url, "--json", "--prefix", &prefix],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed: Vec<(String, String, u64)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            assert_eq!(row["held"], true, "{row}");
+            (
+                row["name"].as_str().unwrap().to_owned(),
+                row["label"].as_str().unwrap().to_owned(),
+                row["token"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, u64)> = tokens
+        .iter()
+        .map(|(n, l, t)| (n.clone(), (*l).to_owned(), *t))
+        .collect();
+    assert_eq!(listed, expected, "{json:#}");
+    let out = output(
+        &["status", "--store", url, "--prefix", &prefix],
+        Duration::from_secs(10),
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.lines().next().unwrap().ends_with("LABEL"), "{text}");
+    for (name, label, _) in &tokens {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(name.as_str()) && l.ends_with(label)),
+            "{text}"
+        );
+    }
+    for mut holder in holders {
+        holder.kill().await.unwrap();
+    }
+}
+
 /// Bad input against a live store: one line, a usage status, nothing run.
 pub async fn bad_input_is_one_line(url: &str) {
     for (args, needle) in [

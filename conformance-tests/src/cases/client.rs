@@ -21,7 +21,7 @@ pub async fn waiter_acquires_after_release(cx: &Ctx) {
     let first = cx
         .guard_as(
             &name,
-            slow_poll.with_no_wait(),
+            slow_poll.clone().with_no_wait(),
             &format!("Locker::acquire of free `{name}`"),
         )
         .await;
@@ -78,7 +78,7 @@ pub async fn waiter_times_out(cx: &Ctx) {
     // A transient error ends a wait early; the wait is then made again (its attempts cannot
     // have been granted: the holder holds throughout).
     let what = format!("acquire_waiting with a {wait:?} timeout on held `{name}`");
-    let outcome = settle::settle(&what, || locker.acquire(&name, options)).await;
+    let outcome = settle::settle(&what, || locker.acquire(&name, options.clone())).await;
     let waited = started.elapsed();
     match outcome {
         Err(e) => assert_eq!(e.kind(), ErrorKind::Timeout, "{what}: {e}"),
@@ -126,7 +126,7 @@ async fn dropped_waiter_round(cx: &Ctx, round: u32) -> Result<(), String> {
     let holder = cx
         .guard_as(
             &name,
-            opts.with_no_wait(),
+            opts.clone().with_no_wait(),
             &format!("Locker::acquire of free `{name}`"),
         )
         .await;

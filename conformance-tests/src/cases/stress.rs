@@ -64,7 +64,7 @@ pub async fn contention_stress_no_stale_write_accepted(cx: &Ctx) {
     let paused = cx
         .guard_as(
             &name,
-            no_renew.with_no_wait(),
+            no_renew.clone().with_no_wait(),
             &format!("Locker::acquire of free `{name}`"),
         )
         .await;
@@ -82,7 +82,11 @@ pub async fn contention_stress_no_stale_write_accepted(cx: &Ctx) {
         ttl * 10
     );
     let successor = cx
-        .guard_as(&name, no_renew.with_timeout(ttl * 10), &successor_what)
+        .guard_as(
+            &name,
+            no_renew.clone().with_timeout(ttl * 10),
+            &successor_what,
+        )
         .await;
     granted.lock().unwrap().push(successor.token());
     write(successor.token());
@@ -109,11 +113,15 @@ pub async fn contention_stress_no_stale_write_accepted(cx: &Ctx) {
     let until = Instant::now() + budget;
     let workers = (0..6).map(|_| {
         let locker = cx.locker();
+        let no_renew = no_renew.clone();
         let (name, granted, write, report) =
             (name.clone(), granted.clone(), write.clone(), report.clone());
         tokio::spawn(async move {
             while Instant::now() < until {
-                let guard = match locker.acquire(&name, no_renew.with_timeout(ttl * 3)).await {
+                let guard = match locker
+                    .acquire(&name, no_renew.clone().with_timeout(ttl * 3))
+                    .await
+                {
                     Ok(guard) => guard,
                     Err(error) if error.kind() == ErrorKind::Timeout => continue,
                     // Like a worker whose request timed out: it tries again.

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use fencelock_core::backend::{ForwardingStore, ReleaseWatch, WaitPolicy};
 use fencelock_core::{
-    Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, async_trait,
+    Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockName,
+    OwnerLabel, async_trait,
 };
 use tokio::sync::watch;
 
@@ -49,9 +50,14 @@ impl ForwardingStore for Stallable {
         &*self.inner
     }
 
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
         self.door().await;
-        self.inner().try_acquire(name, ttl).await
+        self.inner().try_acquire_as(name, ttl, label).await
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
@@ -74,6 +80,11 @@ impl ForwardingStore for Stallable {
         self.inner().inspect(name).await
     }
 
+    async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
+        self.door().await;
+        self.inner().list(query).await
+    }
+
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
         self.door().await;
         self.inner().force_release(name).await
@@ -93,10 +104,11 @@ impl ForwardingStore for Stallable {
         &self,
         name: &LockName,
         ttl: Duration,
+        label: Option<&OwnerLabel>,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
         self.door().await;
-        self.inner().acquire_waiting(name, ttl, policy).await
+        self.inner().acquire_waiting(name, ttl, label, policy).await
     }
 }
 

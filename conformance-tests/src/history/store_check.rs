@@ -369,7 +369,7 @@ impl Worker {
         let (run, w) = (Arc::clone(&self.run), self.w);
         while !run.stop.load(Ordering::SeqCst) {
             let sent = now_ns();
-            let guard = match self.locker.acquire(&self.name, options).await {
+            let guard = match self.locker.acquire(&self.name, options.clone()).await {
                 Ok(guard) => guard,
                 Err(e) => {
                     *lock(&run.last_failure) = Some(format!("{:?}: {e}", e.kind()));

@@ -127,7 +127,10 @@ impl Worker {
                 return Ok(());
             }
             let sent = fencelock_conformance::history::now_ns();
-            let guard = match locker.acquire(self.cfg.lock.as_str(), options).await {
+            let guard = match locker
+                .acquire(self.cfg.lock.as_str(), options.clone())
+                .await
+            {
                 Ok(guard) => guard,
                 Err(e) => {
                     self.log(Event::AcquireFailed {

@@ -24,7 +24,7 @@ impl std::fmt::Display for Down {
 impl std::error::Error for Down {}
 
 /// A lock as the server holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Holder {
     /// The grant's token.
     pub token: u64,
@@ -32,6 +32,8 @@ pub struct Holder {
     pub holder: u128,
     /// Time left, by the server's clock.
     pub remaining: Duration,
+    /// The owner label stored with the grant, if any.
+    pub label: Option<String>,
 }
 
 /// A table server. Clones share the same server; it keeps its tables across
@@ -63,11 +65,12 @@ struct Row {
     held: Option<Held>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Held {
     token: u64,
     holder: u128,
     expires_at: Instant,
+    label: Option<String>,
 }
 
 /// What an acquire got.
@@ -91,7 +94,7 @@ fn expiry(now: Instant, ttl_ms: u64) -> Instant {
 impl Row {
     /// The grant, if it has not expired by the server's clock.
     fn live(&self, now: Instant) -> Option<Held> {
-        self.held.filter(|h| h.expires_at > now)
+        self.held.clone().filter(|h| h.expires_at > now)
     }
 }
 
@@ -138,8 +141,14 @@ impl TableServer {
     }
 
     /// Grants `name` to `holder` for `ttl_ms` if no live grant holds it, minting the token in
-    /// the same step, above every token ever granted for the name.
-    pub fn acquire(&self, name: &str, holder: u128, ttl_ms: u64) -> Result<Grant, Down> {
+    /// the same step, above every token ever granted for the name, and storing `label` with it.
+    pub fn acquire(
+        &self,
+        name: &str,
+        holder: u128,
+        ttl_ms: u64,
+        label: Option<&str>,
+    ) -> Result<Grant, Down> {
         let mut tables = self.tables()?;
         let now = Instant::now();
         let row = tables.locks.entry(name.to_owned()).or_default();
@@ -158,6 +167,7 @@ impl TableServer {
             token,
             holder,
             expires_at: expiry(now, ttl_ms),
+            label: label.map(str::to_owned),
         });
         Ok(Grant::Granted(token))
     }
@@ -227,6 +237,7 @@ impl TableServer {
                 token: h.token,
                 holder: h.holder,
                 remaining: h.expires_at - now,
+                label: h.label,
             }))
     }
 

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fencelock_core::backend::{
-    ReleaseWatch, WakeupHub, granted_lease, holder_id, lost_or_superseded, renewed_lease,
-    ttl_millis,
+    ReleaseWatch, WakeupHub, granted_lease, holder_id, labeled, lost_or_superseded, renewed_lease,
+    stored_label, ttl_millis,
 };
 use fencelock_core::{
-    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation, TtlLimits,
-    async_trait,
+    Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, LockName, Operation, OwnerLabel,
+    TtlLimits, async_trait,
 };
 use tokio::time::Instant;
 
@@ -61,7 +61,12 @@ impl LeaseStore for TableStore {
         self.limits
     }
 
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
         // Bad input is an error before anything is sent.
         let ttl_ms = ttl_millis(self.limits.check(ttl)?);
         let holder = HolderId::random();
@@ -69,16 +74,25 @@ impl LeaseStore for TableStore {
         let sent_at = Instant::now();
         let grant = self
             .server
-            .acquire(name.as_str(), holder.as_u128(), ttl_ms)
+            .acquire(
+                name.as_str(),
+                holder.as_u128(),
+                ttl_ms,
+                label.map(OwnerLabel::as_str),
+            )
             .map_err(|down| classify(Operation::Acquire, down))?;
         match grant {
-            // The lease reports the TTL the server granted, never more.
-            Grant::Granted(token) => Ok(Some(granted_lease(
-                name.clone(),
-                FencingToken::new(token),
-                holder,
-                Duration::from_millis(ttl_ms),
-                sent_at,
+            // The lease reports the TTL the server granted, never more, and the label it
+            // stored with the grant.
+            Grant::Granted(token) => Ok(Some(labeled(
+                granted_lease(
+                    name.clone(),
+                    FencingToken::new(token),
+                    holder,
+                    Duration::from_millis(ttl_ms),
+                    sent_at,
+                ),
+                label,
             ))),
             // Contention is a value.
             Grant::Held => Ok(None),
@@ -130,6 +144,7 @@ impl LeaseStore for TableStore {
             token: FencingToken::new(h.token),
             holder: Some(holder_id(h.holder)),
             remaining: h.remaining,
+            label: h.label.as_deref().and_then(stored_label),
         }))
     }
 

@@ -7,7 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::backend::{ReleaseWatch, WaitPolicy};
-use crate::{Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, TtlLimits};
+use crate::{
+    Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockName,
+    OwnerLabel, TtlLimits,
+};
 
 /// A store that wraps another: every method forwards to [`ForwardingStore::inner`] unless the
 /// wrapper overrides it, and every `ForwardingStore` is a [`LeaseStore`].
@@ -49,8 +52,8 @@ use crate::{Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockNa
 /// trait's methods of the same names too (the compiler asks which one you mean).
 ///
 /// A wrapper that overrides a method changes what the wrapper does, not what the wrapped store
-/// does: the wrapped store's own `acquire_waiting` still calls its own `try_acquire`, and its
-/// own `renew_many` its own renewals. Override `acquire_waiting` with `try_acquire`, and
+/// does: the wrapped store's own `acquire_waiting` still calls its own `try_acquire_as`, and its
+/// own `renew_many` its own renewals. Override `acquire_waiting` with `try_acquire_as`, and
 /// `renew_many` with `renew`, where the wrapper's behaviour must show there too (the
 /// [`crate::Locker`] renews through `renew_many`).
 #[async_trait]
@@ -68,9 +71,15 @@ pub trait ForwardingStore: Send + Sync + fmt::Debug {
         self.inner().ttl_limits()
     }
 
-    /// See [`LeaseStore::try_acquire`].
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        self.inner().try_acquire(name, ttl).await
+    /// See [`LeaseStore::try_acquire_as`]; [`LeaseStore::try_acquire`] comes here too, so a
+    /// wrapper intercepts every acquire by overriding this one method.
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        self.inner().try_acquire_as(name, ttl, label).await
     }
 
     /// See [`LeaseStore::renew`].
@@ -93,6 +102,11 @@ pub trait ForwardingStore: Send + Sync + fmt::Debug {
         self.inner().inspect(name).await
     }
 
+    /// See [`LeaseStore::list`].
+    async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
+        self.inner().list(query).await
+    }
+
     /// See [`LeaseStore::force_release`].
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
         self.inner().force_release(name).await
@@ -113,9 +127,10 @@ pub trait ForwardingStore: Send + Sync + fmt::Debug {
         &self,
         name: &LockName,
         ttl: Duration,
+        label: Option<&OwnerLabel>,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        self.inner().acquire_waiting(name, ttl, policy).await
+        self.inner().acquire_waiting(name, ttl, label, policy).await
     }
 }
 
@@ -128,8 +143,16 @@ impl<W: ForwardingStore + ?Sized> LeaseStore for W {
     fn ttl_limits(&self) -> TtlLimits {
         ForwardingStore::ttl_limits(self)
     }
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        ForwardingStore::try_acquire_as(self, name, ttl, label).await
+    }
     async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        ForwardingStore::try_acquire(self, name, ttl).await
+        ForwardingStore::try_acquire_as(self, name, ttl, None).await
     }
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
         ForwardingStore::renew(self, lease, ttl).await
@@ -142,6 +165,9 @@ impl<W: ForwardingStore + ?Sized> LeaseStore for W {
     }
     async fn inspect(&self, name: &LockName) -> Result<Option<LeaseInfo>, Error> {
         ForwardingStore::inspect(self, name).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Listing, Error> {
+        ForwardingStore::list(self, query).await
     }
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
         ForwardingStore::force_release(self, name).await
@@ -156,9 +182,10 @@ impl<W: ForwardingStore + ?Sized> LeaseStore for W {
         &self,
         name: &LockName,
         ttl: Duration,
+        label: Option<&OwnerLabel>,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        ForwardingStore::acquire_waiting(self, name, ttl, policy).await
+        ForwardingStore::acquire_waiting(self, name, ttl, label, policy).await
     }
 }
 

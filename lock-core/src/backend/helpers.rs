@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{Error, FencingToken, HolderId, Lease, LockName, LossReason};
+use crate::{Error, FencingToken, HolderId, Lease, LockName, LossReason, OwnerLabel};
 
 /// Locks `mutex` even if a thread panicked while holding it, so that one panic does not make
 /// every later call panic too.
@@ -134,6 +134,19 @@ pub fn renewed_lease(lease: &Lease, ttl: Duration, sent_at: Instant) -> Lease {
 /// A holder id the server chose (etcd's lease ids), or one read back from a store.
 pub const fn holder_id(raw: u128) -> HolderId {
     HolderId::from_u128(raw)
+}
+
+/// `lease` as granted with `label` stored beside it (acquire paths: the label the caller passed
+/// to [`crate::LeaseStore::try_acquire_as`]).
+pub fn labeled(lease: Lease, label: Option<&OwnerLabel>) -> Lease {
+    lease.labeled(label.cloned())
+}
+
+/// The owner label a store kept, as read back: `None` for an empty value or one that is not a
+/// valid label (another tool's value under the key). A label is information, never a reason
+/// to fail an inspect or a listing.
+pub fn stored_label(stored: &str) -> Option<OwnerLabel> {
+    OwnerLabel::from_stored(stored)
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@
 //! | item | for |
 //! | --- | --- |
 //! | [`granted_lease`], [`renewed_lease`], [`holder_id`], [`safety_margin`] | building the [`Lease`](crate::Lease) a grant or renewal returns |
+//! | [`labeled`], [`stored_label`] | the owner label a grant was given; a label read back from the store (`None` for anything not a valid label) |
+//! | [`ListQuery::page`](crate::ListQuery::page), [`ListQuery::admits`](crate::ListQuery::admits) | one page of a listing from whatever a backend found under the prefix |
 //! | [`lost_or_superseded`], [`fail_each`] | the `LeaseLost` of a grant that is gone; one error for every lease of a failed batch |
 //! | [`WakeupHub`], [`ReleaseWatch`] | push wake-ups: one waiter per release, FIFO; which names are watched |
 //! | [`acquire_with_polling`], [`WaitPolicy`], [`with_jitter`] | the generic waiting loop behind `acquire_waiting` |
@@ -72,6 +74,6 @@ pub use crate::wait::{WaitPolicy, acquire_with_polling, with_jitter};
 pub use crate::wake::{ReleaseWatch, WakeupHub};
 pub use forward::ForwardingStore;
 pub use helpers::{
-    MAX_TIMEOUT, fail_each, granted_lease, holder_id, lock_unpoisoned, lost_or_superseded,
-    redact_url, renewed_lease, timeout_from_ms, ttl_millis,
+    MAX_TIMEOUT, fail_each, granted_lease, holder_id, labeled, lock_unpoisoned, lost_or_superseded,
+    redact_url, renewed_lease, stored_label, timeout_from_ms, ttl_millis,
 };

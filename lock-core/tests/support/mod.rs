@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fencelock_core::{
     AcquireOptions, Error, FencingToken, Lease, LeaseInfo, LeaseStore, LockName, Locker,
-    LossReason, MemoryLeaseStore, Operation, TtlLimits, async_trait,
+    LossReason, MemoryLeaseStore, Operation, OwnerLabel, TtlLimits, async_trait,
 };
 use tokio::time::Instant;
 
@@ -43,8 +43,13 @@ impl LeaseStore for Faulty {
     fn ttl_limits(&self) -> TtlLimits {
         self.inner.ttl_limits()
     }
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        let lease = self.inner.try_acquire(name, ttl).await?;
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        let lease = self.inner.try_acquire_as(name, ttl, label).await?;
         Ok(lease.map(|l| {
             if self.regress.load(Ordering::SeqCst) {
                 let token = FencingToken::new(1000 - l.token().get());

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fencelock::{Error, FencingToken, Lease, LeaseStore, LockName};
-use fencelock_core::async_trait;
 use fencelock_core::backend::{
     ForwardingStore, WaitPolicy, granted_lease, lock_unpoisoned, renewed_lease, safety_margin,
 };
+use fencelock_core::{OwnerLabel, async_trait};
 use nix::fcntl::{Flock, FlockArg};
 
 /// Ends each grant at ¾ of the TTL the lease reports; the same planted bug the conformance
@@ -90,8 +90,13 @@ impl ForwardingStore for TokenReset {
     fn inner(&self) -> &dyn LeaseStore {
         &*self.inner
     }
-    async fn try_acquire(&self, name: &LockName, ttl: Duration) -> Result<Option<Lease>, Error> {
-        match self.inner().try_acquire(name, ttl).await? {
+    async fn try_acquire_as(
+        &self,
+        name: &LockName,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        match self.inner().try_acquire_as(name, ttl, label).await? {
             Some(real) => self.fake(real).map(Some),
             None => Ok(None),
         }
@@ -121,9 +126,14 @@ impl ForwardingStore for TokenReset {
         &self,
         name: &LockName,
         ttl: Duration,
+        label: Option<&OwnerLabel>,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        match self.inner().acquire_waiting(name, ttl, policy).await? {
+        match self
+            .inner()
+            .acquire_waiting(name, ttl, label, policy)
+            .await?
+        {
             Some(real) => self.fake(real).map(Some),
             None => Ok(None),
         }
