@@ -197,6 +197,7 @@ fn named_cycle(locker: &Locker, names: Vec<LockName>) -> Cycle {
     cycle(move |i| {
         let locker = locker.clone();
         let name = names[i as usize % names.len()].clone();
+        let options = options.clone();
         async move {
             let guard = locker.acquire(name.as_str(), options).await?;
             guard.release().await?;
