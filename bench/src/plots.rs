@@ -230,9 +230,9 @@ fn cdf_panel(
         .axis_desc_style((FONT, 17).into_font().color(&BLACK))
         .label_style((FONT, 16).into_font().color(&BLACK))
         .x_label_formatter(&|v| {
-            // The sweep's counts are powers of 4: label powers of 2 too.
-            let power_of_two = *v >= 1.0 && v.log2().fract().abs() < 1e-9;
-            if one_two_five(*v) || power_of_two {
+            // 1, 2 and 5 times a power of ten only: a power of two such as 1024 µs would print
+            // as a second "1.0 ms" beside 1000 µs.
+            if one_two_five(*v) {
                 format_us(*v)
             } else {
                 String::new()
