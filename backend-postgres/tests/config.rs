@@ -208,20 +208,24 @@ async fn a_lease_table_from_before_labels_gains_the_label_column_and_keeps_its_r
     let url = support::shared_url().await;
     let pool = support::admin_pool(&url).await;
     let table = support::unique("prelabel");
+    // A schema of its own: a bare `CREATE SCHEMA IF NOT EXISTS` racing another test's
+    // migration of a shared schema can fail on the catalog's unique index (the migration
+    // itself serializes on an advisory lock; this hand-made "old release" table does not).
+    let schema = format!("{table}_schema");
     // The table as the first release created it: no label column, one live grant.
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE SCHEMA IF NOT EXISTS fencelock_test;
-         CREATE TABLE fencelock_test.{table} (
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.{table} (
              name text COLLATE \"C\" PRIMARY KEY, holder uuid,
              token bigint NOT NULL, expires_at timestamptz NOT NULL);
-         INSERT INTO fencelock_test.{table}
+         INSERT INTO {schema}.{table}
              VALUES ('old', gen_random_uuid(), 41, clock_timestamp() + interval '1 hour')"
     )))
     .execute(&pool)
     .await
     .unwrap();
     let store = PgLeaseStore::builder()
-        .with_schema("fencelock_test")
+        .with_schema(&schema)
         .with_table(&table)
         .from_pool(pool)
         .await
