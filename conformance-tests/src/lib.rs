@@ -61,6 +61,9 @@ macro_rules! for_each_case {
             lost_signal_fires_when_store_loses_lease,
             guarded_run_cancels_on_loss,
             diagnose_reports_findings,
+            leader_reports_label_and_term,
+            resigned_term_is_never_reused,
+            observe_reports_leader_changes_in_order,
             contention_stress_no_stale_write_accepted,
         }
     };

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 /// The core files whose `# Behavior` bullets name the cases.
-const CONTRACT: [(&str, &str); 4] = [
+const CONTRACT: [(&str, &str); 5] = [
     (
         "lock-core/src/store.rs",
         include_str!("../../lock-core/src/store.rs"),
@@ -22,6 +22,10 @@ const CONTRACT: [(&str, &str); 4] = [
     (
         "lock-core/src/guard.rs",
         include_str!("../../lock-core/src/guard.rs"),
+    ),
+    (
+        "lock-core/src/election.rs",
+        include_str!("../../lock-core/src/election.rs"),
     ),
     (
         "lock-core/src/fence.rs",

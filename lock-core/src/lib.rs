@@ -2,6 +2,7 @@
 
 pub mod backend;
 mod diagnosis;
+mod election;
 mod error;
 mod fence;
 mod guard;
@@ -27,6 +28,7 @@ mod watchdog;
 use backend::lock_unpoisoned as lock;
 
 pub use diagnosis::{Diagnosis, Finding, Verdict};
+pub use election::{Election, Leader, LeaderWatch, Leadership};
 pub use error::{BoxError, Error, ErrorKind, ErrorSource, LossReason, Operation};
 pub use fence::{Fence, FenceGate, Fenced, FencedValue};
 pub use guard::LockGuard;

@@ -138,6 +138,9 @@ impl LeaseStore for MemoryLeaseStore {
             expires_at,
             label: label.cloned(),
         });
+        drop(slots);
+        // Observers of the name (an election's) learn of the new holder at once.
+        self.hub.notify_observers(name.as_str());
         Ok(Some(
             Lease::granted(name.clone(), token, holder, ttl, now).labeled(label.cloned()),
         ))

@@ -144,6 +144,20 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// Subscribes an observer to "the holder of `name` may have changed" notifications, for
+    /// [`crate::LeaderWatch`]: woken by every release the store pushes, and by grants where it
+    /// pushes those too (the memory store and etcd). An observer never takes a waiter's turn.
+    ///
+    /// `Ok(None)` means no push: observers poll. The default turns a
+    /// [`LeaseStore::watch_released`] subscription into an observer's
+    /// ([`ReleaseWatch::into_observer`]).
+    async fn watch_holder(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        Ok(self
+            .watch_released(name)
+            .await?
+            .map(ReleaseWatch::into_observer))
+    }
+
     /// Asks the store whether it is configured so that locks stay safe: persistence, eviction,
     /// replication and failover settings, health. A program can call it at start-up;
     /// `fencelock check` renders it.

@@ -5,6 +5,9 @@
 //! queue behind the others' (measured in BENCHMARKS.md). A woken waiter that is dropped before
 //! it acts passes its turn to the next one, and a waiter that wakes but loses the race goes back
 //! to the end of the queue until the next release.
+//!
+//! Observers (an election's [`crate::LeaderWatch`]) ride on the same subscriptions without
+//! taking a turn: every notification of a name wakes all of its observers.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -21,16 +24,35 @@ use crate::lock;
 #[derive(Debug, Default)]
 struct NameWaiters {
     notify: Arc<Notify>,
+    /// Observers: woken by every notification, never taking a waiter's turn.
+    observers: Arc<Notify>,
     /// Set when the backend's push channel broke: waiters fall back to polling.
     closed: AtomicBool,
 }
 
 impl NameWaiters {
     /// A place in the queue, registered at once so that no later notification is missed.
-    fn join(&self) -> Pin<Box<OwnedNotified>> {
-        let mut place = Box::pin(Arc::clone(&self.notify).notified_owned());
+    fn join(&self, observer: bool) -> Pin<Box<OwnedNotified>> {
+        let notify = if observer {
+            &self.observers
+        } else {
+            &self.notify
+        };
+        let mut place = Box::pin(Arc::clone(notify).notified_owned());
         place.as_mut().enable();
         place
+    }
+
+    /// Wakes the longest waiter and every observer.
+    fn wake_one(&self) {
+        self.notify.notify_one();
+        self.observers.notify_waiters();
+    }
+
+    /// Wakes every waiter and every observer.
+    fn wake_all(&self) {
+        self.notify.notify_waiters();
+        self.observers.notify_waiters();
     }
 }
 
@@ -42,6 +64,7 @@ impl NameWaiters {
 pub struct ReleaseWatch {
     queue: Arc<NameWaiters>,
     place: Pin<Box<OwnedNotified>>,
+    observer: bool,
 }
 
 impl ReleaseWatch {
@@ -53,8 +76,29 @@ impl ReleaseWatch {
         }
         self.place.as_mut().await;
         // Back in line before the caller tries again, so a release after this point is seen.
-        self.place = self.queue.join();
+        self.place = self.queue.join(self.observer);
         !self.queue.closed.load(Ordering::Acquire)
+    }
+
+    /// Turns this waiter into an observer of the name: woken by every notification, it takes
+    /// no waiter's turn (a turn it was already given passes to the next waiter). What
+    /// [`crate::LeaseStore::watch_holder`] returns by default.
+    #[must_use]
+    pub fn into_observer(self) -> Self {
+        let Self { queue, place, .. } = self;
+        // Registered before the old place is dropped, so nothing sent in between is missed.
+        let place_now = queue.join(true);
+        drop(place);
+        Self {
+            queue,
+            place: place_now,
+            observer: true,
+        }
+    }
+
+    /// Whether this is an observer's subscription (see [`ReleaseWatch::into_observer`]).
+    pub fn is_observer(&self) -> bool {
+        self.observer
     }
 }
 
@@ -82,19 +126,38 @@ impl WakeupHub {
             queues.retain(|_, q| has_waiters(q));
         }
         let queue = Arc::clone(queues.entry(name.clone()).or_default());
-        let place = queue.join();
-        ReleaseWatch { queue, place }
+        let place = queue.join(false);
+        ReleaseWatch {
+            queue,
+            place,
+            observer: false,
+        }
     }
 
-    /// Tells the longest-waiting waiter of `name` that it may be free.
+    /// Subscribes an observer of `name`: woken by every notification of the name, taking no
+    /// waiter's turn.
+    pub fn observe(&self, name: &LockName) -> ReleaseWatch {
+        self.subscribe(name).into_observer()
+    }
+
+    /// Tells the longest-waiting waiter of `name` that it may be free, and every observer that
+    /// its holder may have changed.
     pub fn notify(&self, name: &str) {
         let mut queues = self.queues();
         if let Some(queue) = queues.get(name) {
             if has_waiters(queue) {
-                queue.notify.notify_one();
+                queue.wake_one();
             } else {
                 queues.remove(name);
             }
+        }
+    }
+
+    /// Tells only the observers of `name` that its holder changed (a grant, which frees
+    /// nothing for waiters).
+    pub fn notify_observers(&self, name: &str) {
+        if let Some(queue) = self.queues().get(name) {
+            queue.observers.notify_waiters();
         }
     }
 
@@ -104,7 +167,7 @@ impl WakeupHub {
         let mut queues = self.queues();
         queues.retain(|_, q| has_waiters(q));
         for queue in queues.values() {
-            queue.notify.notify_waiters();
+            queue.wake_all();
         }
     }
 
@@ -112,7 +175,7 @@ impl WakeupHub {
     pub fn close_all(&self) {
         for (_, queue) in self.queues().drain() {
             queue.closed.store(true, Ordering::Release);
-            queue.notify.notify_waiters();
+            queue.wake_all();
         }
     }
 
@@ -255,5 +318,42 @@ mod tests {
         drop(hub.subscribe(&name("a")));
         hub.notify("a");
         assert!(hub.queues().is_empty());
+    }
+
+    #[tokio::test]
+    async fn observers_see_every_release_and_take_no_turn() {
+        let hub = WakeupHub::new();
+        let mut waiter = hub.subscribe(&name("n"));
+        let mut first = hub.observe(&name("n"));
+        let mut second = hub.observe(&name("n"));
+        assert!(first.is_observer() && !waiter.is_observer());
+        hub.notify("n");
+        assert!(wakes(&mut first).await, "an observer sees the release");
+        assert!(wakes(&mut second).await, "so does every other observer");
+        assert!(wakes(&mut waiter).await, "and the waiter keeps its turn");
+        hub.notify("n");
+        assert!(wakes(&mut first).await, "an observer sees the next release too");
+    }
+
+    #[tokio::test]
+    async fn grants_wake_observers_only() {
+        let hub = WakeupHub::new();
+        let mut waiter = hub.subscribe(&name("n"));
+        let mut observer = hub.observe(&name("n"));
+        hub.notify_observers("n");
+        assert!(wakes(&mut observer).await);
+        assert!(!wakes(&mut waiter).await, "a grant frees nothing for waiters");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_turned_observer_passes_its_turn_on() {
+        let hub = WakeupHub::new();
+        let first = hub.subscribe(&name("n"));
+        let mut second = hub.subscribe(&name("n"));
+        hub.notify("n");
+        let mut observer = first.into_observer();
+        assert!(wakes(&mut second).await, "the turn went to the next waiter");
+        hub.notify("n");
+        assert!(wakes(&mut observer).await);
     }
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod diagnose;
+mod election;
 mod fence;
 mod grant;
 mod input;
@@ -13,6 +14,7 @@ mod stress;
 
 pub use client::*;
 pub use diagnose::*;
+pub use election::*;
 pub use fence::*;
 pub use grant::*;
 pub use input::*;

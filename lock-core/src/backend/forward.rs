@@ -117,6 +117,11 @@ pub trait ForwardingStore: Send + Sync + fmt::Debug {
         self.inner().watch_released(name).await
     }
 
+    /// See [`LeaseStore::watch_holder`].
+    async fn watch_holder(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        self.inner().watch_holder(name).await
+    }
+
     /// See [`LeaseStore::diagnose`].
     async fn diagnose(&self) -> Result<Diagnosis, Error> {
         self.inner().diagnose().await
@@ -174,6 +179,9 @@ impl<W: ForwardingStore + ?Sized> LeaseStore for W {
     }
     async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
         ForwardingStore::watch_released(self, name).await
+    }
+    async fn watch_holder(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        ForwardingStore::watch_holder(self, name).await
     }
     async fn diagnose(&self) -> Result<Diagnosis, Error> {
         ForwardingStore::diagnose(self).await
