@@ -403,3 +403,88 @@ impl LeaderWatch {
         Some(news)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorKind, MemoryLeaseStore};
+
+    fn election(every: Duration) -> Election {
+        Locker::new(MemoryLeaseStore::new())
+            .election("e")
+            .expect("a valid name")
+            .with_observe_interval(every)
+    }
+
+    fn options(label: &str, ttl: Duration) -> AcquireOptions {
+        AcquireOptions::new()
+            .with_ttl(ttl)
+            .with_label(OwnerLabel::new(label).expect("a valid label"))
+    }
+
+    #[test]
+    fn bad_observe_intervals_are_invalid_input() {
+        for every in [Duration::ZERO, Duration::from_secs(2 * 24 * 60 * 60)] {
+            let error = election(every).observe().expect_err("refused");
+            assert_eq!(error.kind(), ErrorKind::InvalidInput, "{every:?}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grant_is_pushed_and_no_poll_is_needed() {
+        let election = election(MAX_OBSERVE_INTERVAL);
+        let mut watch = election.observe().expect("valid");
+        assert_eq!(watch.changed().await.expect("read"), None);
+        let next = tokio::spawn(async move { watch.changed().await });
+        let leadership = election
+            .campaign(options("a", Duration::from_secs(60)))
+            .await
+            .expect("elected");
+        let seen = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("pushed, not polled a day later")
+            .expect("the task ran")
+            .expect("read")
+            .expect("a leader");
+        assert_eq!(seen.term, leadership.term());
+        assert_eq!(seen.label.as_ref().map(OwnerLabel::as_str), Some("a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expiry_is_reported_without_a_push() {
+        let election = election(MAX_OBSERVE_INTERVAL);
+        let leadership = election
+            .campaign(options("a", Duration::from_secs(1)).without_renewal())
+            .await
+            .expect("elected");
+        let mut watch = election.observe().expect("valid");
+        let first = watch.changed().await.expect("read").expect("a leader");
+        assert_eq!(first.term, leadership.term());
+        let started = Instant::now();
+        assert_eq!(watch.changed().await.expect("read"), None, "the vacancy");
+        assert!(
+            started.elapsed() <= Duration::from_secs(2),
+            "woken when the lease ran out, not by the day-long poll: {:?}",
+            started.elapsed()
+        );
+        assert!(matches!(watch.last(), Some(None)));
+    }
+
+    #[test]
+    fn lower_terms_are_no_news_and_vacancies_are_told_once() {
+        let mut watch = election(Duration::from_secs(1)).observe().expect("valid");
+        let leader = |term| Leader {
+            term: FencingToken::new(term),
+            label: None,
+            holder: None,
+            remaining: Duration::from_secs(1),
+        };
+        assert_eq!(watch.news(Some(&leader(5))), Some(Some(leader(5))));
+        assert_eq!(watch.news(Some(&leader(5))), None, "the same leader");
+        assert_eq!(watch.news(Some(&leader(4))), None, "a stale read");
+        assert_eq!(watch.news(None), Some(None));
+        assert_eq!(watch.news(None), None, "still vacant");
+        assert_eq!(watch.news(Some(&leader(5))), None, "an old leader again");
+        assert_eq!(watch.news(Some(&leader(7))), Some(Some(leader(7))));
+    }
+}
