@@ -69,6 +69,35 @@ macro_rules! for_each_case {
     };
 }
 
+/// Every semaphore case, in one list (see [`semaphore_suite!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! for_each_semaphore_case {
+    ($callback:ident ! $args:tt) => {
+        $crate::$callback! { $args;
+            permit_limit_validation,
+            permit_limit_is_enforced,
+            permit_limit_mismatch_is_invalid_input,
+            permit_expiry_frees_a_place,
+            permit_renew_and_release_touch_only_that_permit,
+            inspect_permits_shows_each_holder,
+            permit_waiter_acquires_after_release,
+            permit_guard_renews_and_reports_loss,
+            permit_stress_never_more_than_limit,
+        }
+    };
+}
+
+/// Stamps out the semaphore cases (one per `# Behavior` bullet of the semaphore contract:
+/// `LeaseStore::try_acquire_permit` and its kin, `Locker::semaphore`, `Semaphore`) as named
+/// tests, for a store that offers semaphores. `$fixture` is as for [`conformance_suite!`].
+#[macro_export]
+macro_rules! semaphore_suite {
+    ($fixture:path) => {
+        $crate::for_each_semaphore_case!(__conformance_tests!($fixture));
+    };
+}
+
 /// The names of the cases in a list, as `&[&str]`: `for_each_case!(__case_names!(()))`. For
 /// the suite's own checks (every case is a documented bullet).
 #[doc(hidden)]

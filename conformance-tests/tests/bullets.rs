@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 /// The core files whose `# Behavior` bullets name the cases.
-const CONTRACT: [(&str, &str); 5] = [
+const CONTRACT: [(&str, &str); 6] = [
     (
         "lock-core/src/store.rs",
         include_str!("../../lock-core/src/store.rs"),
@@ -28,6 +28,10 @@ const CONTRACT: [(&str, &str); 5] = [
         include_str!("../../lock-core/src/election.rs"),
     ),
     (
+        "lock-core/src/semaphore.rs",
+        include_str!("../../lock-core/src/semaphore.rs"),
+    ),
+    (
         "lock-core/src/fence.rs",
         include_str!("../../lock-core/src/fence.rs"),
     ),
@@ -35,6 +39,7 @@ const CONTRACT: [(&str, &str); 5] = [
 
 const LOCK_CASES: &[&str] = fencelock_conformance::for_each_case!(__case_names!(()));
 const FENCE_CASES: &[&str] = fencelock_conformance::for_each_fence_case!(__case_names!(()));
+const SEMAPHORE_CASES: &[&str] = fencelock_conformance::for_each_semaphore_case!(__case_names!(()));
 /// Stamped out by `fence_suite!` apart from the list (not for in-process fences).
 const FENCE_STORE_CASES: &[&str] = &["fence_dead_store_never_accepted"];
 
@@ -100,6 +105,7 @@ fn every_case_is_a_documented_behavior_bullet() {
     let missing: Vec<&str> = LOCK_CASES
         .iter()
         .chain(FENCE_CASES)
+        .chain(SEMAPHORE_CASES)
         .chain(FENCE_STORE_CASES)
         .copied()
         .filter(|case| !bullets.contains(*case))
@@ -117,6 +123,7 @@ fn every_bullet_is_a_case() {
     let cases: BTreeSet<&str> = LOCK_CASES
         .iter()
         .chain(FENCE_CASES)
+        .chain(SEMAPHORE_CASES)
         .chain(FENCE_STORE_CASES)
         .copied()
         .collect();

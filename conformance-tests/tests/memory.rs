@@ -14,3 +14,5 @@ async fn memory_fence() -> fencelock_conformance::FenceFixture {
 }
 
 fencelock_conformance::fence_suite!(memory_fence, in_process);
+
+fencelock_conformance::semaphore_suite!(memory);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{Error, FencingToken, LockName, OwnerLabel};
+use crate::{Error, FencingToken, LockName, OwnerLabel, PermitLimit};
 
 /// Identifies one grant's holder: 128 random bits, chosen per grant.
 ///
@@ -77,6 +77,8 @@ pub struct Lease {
     ttl: Duration,
     deadline: Instant,
     label: Option<OwnerLabel>,
+    /// `Some` for a permit of a semaphore with this limit; `None` for a lock.
+    permits: Option<PermitLimit>,
 }
 
 impl Lease {
@@ -95,6 +97,15 @@ impl Lease {
             ttl,
             deadline: deadline_after(sent_at, ttl),
             label: None,
+            permits: None,
+        }
+    }
+
+    /// This grant as a permit of a semaphore with `limit` (backends: [`crate::backend::permit`]).
+    pub(crate) fn permit(self, limit: PermitLimit) -> Self {
+        Self {
+            permits: Some(limit),
+            ..self
         }
     }
 
@@ -113,9 +124,15 @@ impl Lease {
         }
     }
 
-    /// The lock's name.
+    /// The lock's name (the semaphore's, for a permit).
     pub fn name(&self) -> &LockName {
         &self.name
+    }
+
+    /// For a permit of a semaphore, the semaphore's limit; `None` for a lock. Stores branch on
+    /// it in `renew`, `renew_many` and `release`.
+    pub fn permit_limit(&self) -> Option<PermitLimit> {
+        self.permits
     }
 
     /// The fencing token of this grant.

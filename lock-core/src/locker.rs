@@ -17,7 +17,7 @@ use crate::wait::WaitPolicy;
 use crate::watchdog::{Dog, Watchdogs};
 use crate::{
     AcquireOptions, Error, FencingToken, IntoLockName, Lease, LeaseStore, LockGuard, LockName,
-    OwnerLabel, Wait,
+    OwnerLabel, PermitLimit, Wait,
 };
 
 /// Takes locks on a [`LeaseStore`] and keeps them: the client most users want.
@@ -58,6 +58,8 @@ use crate::{
 pub struct Locker {
     store: Arc<dyn LeaseStore>,
     seen: Arc<Mutex<Seen>>,
+    /// The highest permit token seen per semaphore: a separate sequence from the locks'.
+    seen_permits: Arc<Mutex<Seen>>,
     watchdogs: Arc<Watchdogs>,
 }
 
@@ -73,6 +75,7 @@ impl Locker {
             watchdogs: Arc::new(Watchdogs::new(Arc::clone(&store), true)),
             store,
             seen: Arc::new(Mutex::new(Seen::new(DEFAULT_NAMES))),
+            seen_permits: Arc::new(Mutex::new(Seen::new(DEFAULT_NAMES))),
         }
     }
 
@@ -92,6 +95,7 @@ impl Locker {
     #[must_use]
     pub fn with_token_memory(mut self, names: usize) -> Self {
         self.seen = Arc::new(Mutex::new(Seen::new(names)));
+        self.seen_permits = Arc::new(Mutex::new(Seen::new(names)));
         self
     }
 
@@ -135,7 +139,10 @@ impl Locker {
     ) -> Result<LockGuard, Error> {
         let name = name.into_lock_name()?;
         let started = Instant::now();
-        match self.take(&name, &options, options.wait(), started).await? {
+        match self
+            .take(&name, None, &options, options.wait(), started)
+            .await?
+        {
             Some(guard) => Ok(guard),
             None => Err(Error::Timeout {
                 name,
@@ -156,14 +163,17 @@ impl Locker {
         options: AcquireOptions,
     ) -> Result<Option<LockGuard>, Error> {
         let name = name.into_lock_name()?;
-        self.take(&name, &options, Wait::No, Instant::now()).await
+        self.take(&name, None, &options, Wait::No, Instant::now())
+            .await
     }
 
-    /// The one acquire path: the name is validated by the caller, the TTL by the store (once,
-    /// before anything is sent), the renew and poll intervals here.
-    async fn take(
+    /// The one acquire path, of a lock or (with `permits`) of a semaphore's permit: the name is
+    /// validated by the caller, the TTL by the store (once, before anything is sent), the renew
+    /// and poll intervals here.
+    pub(crate) async fn take(
         &self,
         name: &LockName,
+        permits: Option<PermitLimit>,
         options: &AcquireOptions,
         wait: Wait,
         started: Instant,
@@ -182,7 +192,15 @@ impl Locker {
             let backend = self.store.backend();
             let label = options.label();
             let result = self
-                .acquire_lease(name, ttl, label.as_ref(), wait, poll_interval, started)
+                .acquire_lease(
+                    name,
+                    permits,
+                    ttl,
+                    label.as_ref(),
+                    wait,
+                    poll_interval,
+                    started,
+                )
                 .await;
             let outcome = match &result {
                 Ok(Some(_)) => "acquired",
@@ -213,26 +231,38 @@ impl Locker {
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn acquire_lease(
         &self,
         name: &LockName,
+        permits: Option<PermitLimit>,
         ttl: std::time::Duration,
         label: Option<&OwnerLabel>,
         wait: Wait,
         poll_interval: std::time::Duration,
         started: Instant,
     ) -> Result<Option<Lease>, Error> {
-        let until = match wait {
-            Wait::No => return self.store.try_acquire_as(name, ttl, label).await,
+        let until = match (wait, permits) {
+            (Wait::No, None) => return self.store.try_acquire_as(name, ttl, label).await,
+            (Wait::No, Some(limit)) => {
+                return self.store.try_acquire_permit(name, limit, ttl, label).await;
+            }
             // A timeout too large for the clock means "forever", never "no wait".
-            Wait::Timeout(timeout) => started.checked_add(timeout),
-            Wait::Forever => None,
+            (Wait::Timeout(timeout), _) => started.checked_add(timeout),
+            (Wait::Forever, _) => None,
         };
         let policy = WaitPolicy {
             until,
             poll_interval,
         };
-        self.store.acquire_waiting(name, ttl, label, policy).await
+        match permits {
+            None => self.store.acquire_waiting(name, ttl, label, policy).await,
+            Some(limit) => {
+                self.store
+                    .acquire_permit_waiting(name, limit, ttl, label, policy)
+                    .await
+            }
+        }
     }
 
     /// Runs `work` under `name`: acquires, hands `work` the fencing token, cancels `work` if the
@@ -267,7 +297,12 @@ impl Locker {
     }
 
     fn record_token(&self, lease: &Lease) -> Result<(), Error> {
-        let mut seen = lock(&self.seen);
+        let seen = if lease.permit_limit().is_some() {
+            &self.seen_permits
+        } else {
+            &self.seen
+        };
+        let mut seen = lock(seen);
         match seen.get(lease.name()) {
             Some(prev) if lease.token() <= prev => Err(Error::TokenRegression {
                 name: lease.name().clone(),

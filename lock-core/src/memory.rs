@@ -7,16 +7,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::backend::{ReleaseWatch, WakeupHub, lost_or_superseded};
+use crate::backend::{ReleaseWatch, WakeupHub, granted_lease, lost_or_superseded, permit};
 use crate::lock;
+use crate::memory_permits::Semaphores;
 use crate::{
     Diagnosis, Error, FencingToken, Finding, HeldLock, HolderId, Lease, LeaseInfo, LeaseStore,
-    ListQuery, Listing, LockName, Operation, OwnerLabel, TtlLimits,
+    ListQuery, Listing, LockName, Operation, OwnerLabel, PermitLimit, Permits, TtlLimits,
 };
 
 /// An in-process [`LeaseStore`] with the same guarantees as the networked backends, within one
 /// process: exclusive grants, tokens that only rise, compare-on-renew and -release, push
 /// wake-ups. Its clock is tokio's, so client tests can run it under paused time.
+///
+/// Semaphores ([`LeaseStore::try_acquire_permit`]) live beside the locks, with their own
+/// counters and wake-ups.
 ///
 /// Clones share the same locks. Per-name token counters are kept for the life of the store
 /// (that is what keeps tokens rising), so memory grows with the number of distinct names.
@@ -25,6 +29,8 @@ pub struct MemoryLeaseStore {
     state: Arc<Mutex<HashMap<LockName, Slot>>>,
     hub: Arc<WakeupHub>,
     limits: TtlLimits,
+    semaphores: Arc<Mutex<Semaphores>>,
+    permit_hub: Arc<WakeupHub>,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +95,19 @@ impl MemoryLeaseStore {
     }
 }
 
+/// The token after `last` for `name`, or the error of an exhausted counter.
+pub(crate) fn next_token(last: u64, name: &LockName) -> Result<u64, Error> {
+    last.checked_add(1)
+        .filter(|t| *t <= FencingToken::MAX_EXACT)
+        .ok_or_else(|| {
+            Error::backend(
+                STORE,
+                Operation::Acquire,
+                format!("token counter of `{name}` is exhausted"),
+            )
+        })
+}
+
 fn expiry(now: Instant, ttl: Duration) -> Result<Instant, Error> {
     now.checked_add(ttl)
         .ok_or_else(|| Error::invalid("ttl", format!("{ttl:?} overflows the clock")))
@@ -118,17 +137,7 @@ impl LeaseStore for MemoryLeaseStore {
         if slot.live(now).is_some() {
             return Ok(None);
         }
-        let next = slot
-            .last_token
-            .checked_add(1)
-            .filter(|t| *t <= FencingToken::MAX_EXACT)
-            .ok_or_else(|| {
-                Error::backend(
-                    STORE,
-                    Operation::Acquire,
-                    format!("token counter of `{name}` is exhausted"),
-                )
-            })?;
+        let next = next_token(slot.last_token, name)?;
         slot.last_token = next;
         let token = FencingToken::new(next);
         let holder = HolderId::random();
@@ -150,6 +159,10 @@ impl LeaseStore for MemoryLeaseStore {
         let ttl = self.limits.check(ttl)?;
         let now = Instant::now();
         let expires_at = expiry(now, ttl)?;
+        if lease.permit_limit().is_some() {
+            lock(&self.semaphores).renew(lease, expires_at, now)?;
+            return Ok(lease.renewed(ttl, now));
+        }
         let mut slots = self.slots();
         let Some(slot) = slots.get_mut(lease.name()) else {
             return Err(lost_or_superseded(lease, None));
@@ -165,6 +178,11 @@ impl LeaseStore for MemoryLeaseStore {
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let now = Instant::now();
+        if lease.permit_limit().is_some() {
+            lock(&self.semaphores).release(lease, now)?;
+            self.permit_hub.notify(lease.name().as_str());
+            return Ok(());
+        }
         {
             let mut slots = self.slots();
             let Some(slot) = slots.get_mut(lease.name()) else {
@@ -216,6 +234,31 @@ impl LeaseStore for MemoryLeaseStore {
 
     async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
         Ok(Some(self.hub.subscribe(name)))
+    }
+
+    async fn try_acquire_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        let ttl = self.limits.check(ttl)?;
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        let granted = lock(&self.semaphores).grant(name, limit, expires_at, label, now)?;
+        Ok(granted.map(|(token, holder)| {
+            let lease = granted_lease(name.clone(), token, holder, ttl, now);
+            permit(lease.labeled(label.cloned()), limit)
+        }))
+    }
+
+    async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
+        Ok(lock(&self.semaphores).inspect(name, Instant::now()))
+    }
+
+    async fn watch_permits(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        Ok(Some(self.permit_hub.subscribe(name)))
     }
 
     async fn diagnose(&self) -> Result<Diagnosis, Error> {

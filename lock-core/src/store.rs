@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::backend::{ReleaseWatch, WaitPolicy, acquire_with_polling};
+use crate::backend::{ReleaseWatch, WaitPolicy, acquire_permit_with_polling, acquire_with_polling};
 use crate::{
     Diagnosis, Error, FencingToken, Lease, LeaseInfo, ListQuery, Listing, LockName, Operation,
-    OwnerLabel, TtlLimits,
+    OwnerLabel, PermitLimit, Permits, TtlLimits,
 };
 
 /// A store that grants leases with a TTL and issues fencing tokens.
@@ -192,5 +192,81 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
         acquire_with_polling(self, name, ttl, label, policy).await
+    }
+
+    /// Grants one permit of the semaphore `name` (with `label`) if fewer than `limit` permits
+    /// hold now, by the server's clock; `Ok(None)` when all are taken.
+    ///
+    /// A permit is a [`Lease`] whose [`Lease::permit_limit`] is set: [`LeaseStore::renew`],
+    /// [`LeaseStore::renew_many`] and [`LeaseStore::release`] accept it and touch only that
+    /// permit. Semaphores and locks are separate: the semaphore `x` and the lock `x` never
+    /// exclude each other. The default is `Unsupported`, for a store without semaphores.
+    ///
+    /// # Behavior
+    /// - `permit_limit_is_enforced`: at most `limit` permits hold at once; each grant has its
+    ///   own holder id and a token above every earlier grant of the name; a release frees a
+    ///   place for the next one.
+    /// - `permit_limit_mismatch_is_invalid_input`: asking with another limit than the holders'
+    ///   is `InvalidInput` naming both limits, and grants nothing; once every permit is gone,
+    ///   the new limit holds.
+    /// - `permit_expiry_frees_a_place`: a permit not renewed expires by the server's clock;
+    ///   its place goes to the next asker with a greater token, and its renew and release are
+    ///   `LeaseLost`.
+    /// - `permit_renew_and_release_touch_only_that_permit`: renewing or releasing one permit
+    ///   leaves the others and the lock of the same name as they were; a second release and a
+    ///   forged holder are `LeaseLost`.
+    async fn try_acquire_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        let _ = (name, limit, ttl, label);
+        Err(Error::unsupported(
+            self.backend(),
+            Operation::Acquire,
+            "this store has no semaphores",
+        ))
+    }
+
+    /// The permits of the semaphore `name` that hold now, by the server's clock, in token
+    /// order, with the limit they were granted under. The default is `Unsupported`.
+    ///
+    /// # Behavior
+    /// - `inspect_permits_shows_each_holder`: shows each live permit's token, holder, time
+    ///   left and label, and the limit; nothing and no limit once they are all gone.
+    async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
+        let _ = name;
+        Err(Error::unsupported(
+            self.backend(),
+            Operation::Inspect,
+            "this store has no semaphores",
+        ))
+    }
+
+    /// Subscribes to "a permit of `name` may be free now" notifications, as
+    /// [`LeaseStore::watch_released`] does for locks. `Ok(None)`: waiters poll.
+    async fn watch_permits(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        let _ = name;
+        Ok(None)
+    }
+
+    /// Waits until a permit of `name` is granted or `policy.until` passes (`Ok(None)`). The
+    /// default is [`crate::backend::acquire_permit_with_polling`]. Dropping the future while
+    /// it waits leaves nothing held.
+    ///
+    /// # Behavior
+    /// - `permit_waiter_acquires_after_release`: a waiter learns of a released permit without
+    ///   waiting out a holder's TTL or its poll interval.
+    async fn acquire_permit_waiting(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+        policy: WaitPolicy,
+    ) -> Result<Option<Lease>, Error> {
+        acquire_permit_with_polling(self, name, limit, ttl, label, policy).await
     }
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::{Instant, sleep_until};
 
-use crate::{Error, Lease, LeaseStore, LockName, OwnerLabel};
+use std::future::Future;
+
+use crate::wake::ReleaseWatch;
+use crate::{Error, Lease, LeaseStore, LockName, OwnerLabel, PermitLimit};
 
 /// How a waiting acquire behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,26 +51,84 @@ pub async fn acquire_with_polling<S: LeaseStore + ?Sized>(
     label: Option<&OwnerLabel>,
     policy: WaitPolicy,
 ) -> Result<Option<Lease>, Error> {
-    let mut watch = match store.watch_released(name).await {
-        Ok(watch) => watch,
-        Err(error) => {
-            tracing::warn!(lock = %name, %error, "push wake-ups unavailable; polling");
-            None
-        }
-    };
+    let watch = subscribe(name, store.watch_released(name).await);
+    wait_loop(
+        name,
+        watch,
+        policy,
+        || store.try_acquire_as(name, ttl, label),
+        || async {
+            Ok(store
+                .inspect(name)
+                .await?
+                .map_or(Duration::ZERO, |info| info.remaining))
+        },
+    )
+    .await
+}
+
+/// The generic waiting acquire of a semaphore's permit behind
+/// [`LeaseStore::acquire_permit_waiting`]: [`acquire_with_polling`]'s loop, subscribed with
+/// [`LeaseStore::watch_permits`], sleeping at most until the soonest holder's TTL runs out.
+pub async fn acquire_permit_with_polling<S: LeaseStore + ?Sized>(
+    store: &S,
+    name: &LockName,
+    limit: PermitLimit,
+    ttl: Duration,
+    label: Option<&OwnerLabel>,
+    policy: WaitPolicy,
+) -> Result<Option<Lease>, Error> {
+    let watch = subscribe(name, store.watch_permits(name).await);
+    wait_loop(
+        name,
+        watch,
+        policy,
+        || store.try_acquire_permit(name, limit, ttl, label),
+        || async {
+            let permits = store.inspect_permits(name).await?;
+            Ok(permits
+                .holders
+                .iter()
+                .map(|h| h.remaining)
+                .min()
+                .unwrap_or(Duration::ZERO))
+        },
+    )
+    .await
+}
+
+fn subscribe(name: &LockName, watch: Result<Option<ReleaseWatch>, Error>) -> Option<ReleaseWatch> {
+    watch.unwrap_or_else(|error| {
+        tracing::warn!(lock = %name, %error, "push wake-ups unavailable; polling");
+        None
+    })
+}
+
+/// Tries, and while refused sleeps until a notification, the time `holder_left` answers (plus
+/// jitter), the backoff or the deadline.
+async fn wait_loop<A, AF, H, HF>(
+    name: &LockName,
+    mut watch: Option<ReleaseWatch>,
+    policy: WaitPolicy,
+    mut attempt: A,
+    mut holder_left: H,
+) -> Result<Option<Lease>, Error>
+where
+    A: FnMut() -> AF,
+    AF: Future<Output = Result<Option<Lease>, Error>>,
+    H: FnMut() -> HF,
+    HF: Future<Output = Result<Duration, Error>>,
+{
     let mut backoff = FIRST_BACKOFF;
     loop {
-        if let Some(lease) = store.try_acquire_as(name, ttl, label).await? {
+        if let Some(lease) = attempt().await? {
             return Ok(Some(lease));
         }
         let now = Instant::now();
         if policy.until.is_some_and(|until| now >= until) {
             return Ok(None);
         }
-        let holder_left = store
-            .inspect(name)
-            .await?
-            .map_or(Duration::ZERO, |info| info.remaining);
+        let holder_left = holder_left().await?;
         let nap = if watch.is_some() {
             holder_left.min(policy.poll_interval)
         } else {

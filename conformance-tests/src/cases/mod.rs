@@ -10,6 +10,7 @@ mod input;
 mod label;
 mod release;
 mod renew;
+mod semaphore;
 mod stress;
 
 pub use client::*;
@@ -21,6 +22,7 @@ pub use input::*;
 pub use label::*;
 pub use release::*;
 pub use renew::*;
+pub use semaphore::*;
 pub use stress::*;
 
 use fencelock_core::{Error, ErrorKind, FencingToken, Lease, LockName};

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::backend::{ReleaseWatch, WaitPolicy};
 use crate::{
     Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockName,
-    OwnerLabel, TtlLimits,
+    OwnerLabel, PermitLimit, Permits, TtlLimits,
 };
 
 /// A store that wraps another: every method forwards to [`ForwardingStore::inner`] unless the
@@ -137,6 +137,43 @@ pub trait ForwardingStore: Send + Sync + fmt::Debug {
     ) -> Result<Option<Lease>, Error> {
         self.inner().acquire_waiting(name, ttl, label, policy).await
     }
+
+    /// See [`LeaseStore::try_acquire_permit`].
+    async fn try_acquire_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        self.inner()
+            .try_acquire_permit(name, limit, ttl, label)
+            .await
+    }
+
+    /// See [`LeaseStore::inspect_permits`].
+    async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
+        self.inner().inspect_permits(name).await
+    }
+
+    /// See [`LeaseStore::watch_permits`].
+    async fn watch_permits(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        self.inner().watch_permits(name).await
+    }
+
+    /// See [`LeaseStore::acquire_permit_waiting`].
+    async fn acquire_permit_waiting(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+        policy: WaitPolicy,
+    ) -> Result<Option<Lease>, Error> {
+        self.inner()
+            .acquire_permit_waiting(name, limit, ttl, label, policy)
+            .await
+    }
 }
 
 #[deny(clippy::missing_trait_methods)]
@@ -194,6 +231,31 @@ impl<W: ForwardingStore + ?Sized> LeaseStore for W {
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
         ForwardingStore::acquire_waiting(self, name, ttl, label, policy).await
+    }
+    async fn try_acquire_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        ForwardingStore::try_acquire_permit(self, name, limit, ttl, label).await
+    }
+    async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
+        ForwardingStore::inspect_permits(self, name).await
+    }
+    async fn watch_permits(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        ForwardingStore::watch_permits(self, name).await
+    }
+    async fn acquire_permit_waiting(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+        policy: WaitPolicy,
+    ) -> Result<Option<Lease>, Error> {
+        ForwardingStore::acquire_permit_waiting(self, name, limit, ttl, label, policy).await
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{Error, FencingToken, HolderId, Lease, LockName, LossReason, OwnerLabel};
+use crate::{Error, FencingToken, HolderId, Lease, LockName, LossReason, OwnerLabel, PermitLimit};
 
 /// Locks `mutex` even if a thread panicked while holding it, so that one panic does not make
 /// every later call panic too.
@@ -134,6 +134,12 @@ pub fn renewed_lease(lease: &Lease, ttl: Duration, sent_at: Instant) -> Lease {
 /// A holder id the server chose (etcd's lease ids), or one read back from a store.
 pub const fn holder_id(raw: u128) -> HolderId {
     HolderId::from_u128(raw)
+}
+
+/// `lease` as a permit of a semaphore with `limit`: what
+/// [`LeaseStore::try_acquire_permit`](crate::LeaseStore::try_acquire_permit) returns.
+pub fn permit(lease: Lease, limit: PermitLimit) -> Lease {
+    lease.permit(limit)
 }
 
 /// `lease` as granted with `label` stored beside it (acquire paths: the label the caller passed

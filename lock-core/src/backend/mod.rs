@@ -37,6 +37,7 @@
 //! | item | for |
 //! | --- | --- |
 //! | [`granted_lease`], [`renewed_lease`], [`holder_id`], [`safety_margin`] | building the [`Lease`](crate::Lease) a grant or renewal returns |
+//! | [`permit`], [`limit_mismatch`], [`Permits::new`](crate::Permits::new), [`acquire_permit_with_polling`] | semaphores: a grant marked as a permit, the error for a limit other than the holders', the holders as `inspect_permits` answers them, the generic permit wait |
 //! | [`labeled`], [`stored_label`] | the owner label a grant was given; a label read back from the store (`None` for anything not a valid label) |
 //! | [`ListQuery::page`](crate::ListQuery::page), [`ListQuery::admits`](crate::ListQuery::admits) | one page of a listing from whatever a backend found under the prefix |
 //! | [`lost_or_superseded`], [`fail_each`] | the `LeaseLost` of a grant that is gone; one error for every lease of a failed batch |
@@ -70,10 +71,11 @@ mod forward;
 mod helpers;
 
 pub use crate::lease::safety_margin;
-pub use crate::wait::{WaitPolicy, acquire_with_polling, with_jitter};
+pub use crate::semaphore::limit_mismatch;
+pub use crate::wait::{WaitPolicy, acquire_permit_with_polling, acquire_with_polling, with_jitter};
 pub use crate::wake::{ReleaseWatch, WakeupHub};
 pub use forward::ForwardingStore;
 pub use helpers::{
     MAX_TIMEOUT, fail_each, granted_lease, holder_id, labeled, lock_unpoisoned, lost_or_superseded,
-    redact_url, renewed_lease, stored_label, timeout_from_ms, ttl_millis,
+    permit, redact_url, renewed_lease, stored_label, timeout_from_ms, ttl_millis,
 };
