@@ -3,7 +3,8 @@
 
 use fencelock_core::{LeaseStore, LockName, Locker, MemoryLeaseStore};
 
-use super::{TTL, locker_cycle, run_id, unexpectedly_held};
+use super::{PERMIT_ROW, TTL, locker_cycle, permit_cycle, run_id, unexpectedly_held};
+use crate::cycle::Role::Reference;
 use crate::cycle::{Role, Variant, cycle};
 
 /// `Locker` vs the bare store, both in memory.
@@ -37,6 +38,11 @@ pub fn variants() -> Vec<Variant> {
             "`MemoryLeaseStore` try_acquire + release alone",
             Role::OursStore,
             bare,
+        ),
+        Variant::new(
+            PERMIT_ROW.replace("fencelock ", "") + " over `MemoryLeaseStore`",
+            Reference,
+            permit_cycle(&locker, format!("{prefix}/p")),
         ),
     ]
 }

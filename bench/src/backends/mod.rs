@@ -39,6 +39,28 @@ pub fn locker_cycle(locker: &Locker, prefix: String) -> Cycle {
     })
 }
 
+/// The limit of the semaphores the permit rows take a permit of.
+pub const PERMITS: u32 = 8;
+
+/// The permit row's label.
+pub const PERMIT_ROW: &str = "fencelock `Semaphore` permit acquire + release (limit 8)";
+
+/// `Semaphore::acquire` (no wait) + `PermitGuard::release` of a semaphore with
+/// [`PERMITS`] permits named `{prefix}/{i}`: a permit, what users of semaphores call.
+pub fn permit_cycle(locker: &Locker, prefix: String) -> Cycle {
+    let locker = locker.clone();
+    let options = AcquireOptions::new().with_ttl(TTL).with_no_wait();
+    cycle(move |i| {
+        let semaphore = locker.semaphore(format!("{prefix}/{i}"), PERMITS);
+        let options = options.clone();
+        async move {
+            let permit = semaphore?.acquire(options).await?;
+            permit.release().await?;
+            Ok(())
+        }
+    })
+}
+
 /// Ours through the store alone (no `Locker`): `try_acquire` + `release` on a fresh name per
 /// call.
 pub fn store_cycle<S>(store: &S, prefix: String) -> Cycle
