@@ -11,6 +11,8 @@ use fencelock_etcd::{EtcdLeaseStore, etcd_client};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
+pub mod elect;
+
 /// How long a test gives an event that should take milliseconds.
 pub const PROMPTLY: Duration = Duration::from_secs(5);
 
