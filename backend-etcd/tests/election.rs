@@ -25,12 +25,7 @@ async fn observers_are_pushed_grants_handovers_and_vacancies() {
     assert_eq!(observer.next("the first answer").await, None);
 
     let theirs = election(&leaders, &name);
-    let (first, seen) = observer
-        .pushed("the first leader", theirs.campaign(candidate("first")))
-        .await;
-    let first = first.unwrap();
-    assert_eq!(label_of(seen.as_ref()), Some("first"));
-    assert_eq!(seen.unwrap().term, first.term());
+    let first = observer.elects(&theirs, "first").await;
 
     // A hand-over: the next leader's key is already queued; the resignation's delete is the
     // only write.
@@ -50,11 +45,7 @@ async fn observers_are_pushed_grants_handovers_and_vacancies() {
     assert_eq!(seen, None);
 
     // Broken by another client: a delete and a revoke; the leader's lease had a minute left.
-    let (third, seen) = observer
-        .pushed("the third leader", theirs.campaign(candidate("third")))
-        .await;
-    let third = third.unwrap();
-    assert_eq!(seen.map(|l| l.term), Some(third.term()));
+    let third = observer.elects(&theirs, "third").await;
     let (broken, seen) = observer
         .pushed("the revoke", leaders.force_release(&name))
         .await;
@@ -77,14 +68,7 @@ async fn nested_elections_are_not_reported() {
         .campaign(candidate("inner"))
         .await
         .unwrap();
-    let (outer, seen) = observer
-        .pushed(
-            "the outer leader",
-            election(&store, &name).campaign(candidate("outer")),
-        )
-        .await;
-    let outer = outer.unwrap();
-    assert_eq!(label_of(seen.as_ref()), Some("outer"));
+    let outer = observer.elects(&election(&store, &name), "outer").await;
     inner.resign().await.unwrap();
     let (resigned, seen) = observer.pushed("the outer vacancy", outer.resign()).await;
     resigned.unwrap();
@@ -167,24 +151,11 @@ async fn one_watch_per_observed_name_ends_with_its_last_observer() {
     assert_eq!(again.next("the first answer again").await, None);
     // The one watch is the new observer's (its store is its own).
     assert_eq!(etcd_watchers(addr).await, 1);
-    let (leader, seen) = again
-        .pushed(
-            "a leader seen by the new watch",
-            election(&store, &a).campaign(candidate("later")),
-        )
-        .await;
-    let leader = leader.unwrap();
-    assert_eq!(seen.map(|l| l.term), Some(leader.term()));
+    let leader = again.elects(&election(&store, &a), "later").await;
     leader.resign().await.unwrap();
     drop(again);
-    let started = Instant::now();
-    while etcd_watchers(addr).await != 0 {
-        assert!(
-            started.elapsed() < PROMPTLY,
-            "the new watch outlived its observer"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The store observes nothing; the new observer's watch is gone from etcd too.
+    wait_for_watches(&store, addr, 0, 0).await;
 }
 
 /// When etcd goes away and comes back, the observer's watch is opened again and pushes.
@@ -204,14 +175,9 @@ async fn the_watch_comes_back_after_etcd_restarts() {
     observer.napping_after_errors(PROMPTLY * 2).await;
     // The change is pushed by a watch opened after the restart, or seen by the read its
     // creation wakes; without one the observer would sleep for a minute.
-    let (leader, seen) = observer
-        .pushed(
-            "the leader after the restart",
-            election(&store, &name).campaign(candidate("after-restart")),
-        )
+    let leader = observer
+        .elects(&election(&store, &name), "after-restart")
         .await;
-    let leader = leader.unwrap();
-    assert_eq!(seen.map(|l| l.term), Some(leader.term()));
     leader.resign().await.unwrap();
 }
 

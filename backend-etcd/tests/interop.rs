@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fencelock_core::LeaseStore;
 use fencelock_etcd::EtcdLeaseStore;
-use support::elect::{Observer, candidate, election, label_of};
+use support::elect::{Observer, candidate, election, label_of, lease_hex};
 use support::{
     EtcdctlElect, EtcdctlLock, PROMPTLY, queue_len, shared_endpoints, unique_name,
     wait_for_queue_len,
@@ -144,13 +144,13 @@ async fn etcdctl_elect_sees_our_leader_and_waits_for_it() {
         .campaign(candidate("fencelock-1"))
         .await
         .unwrap();
-    let lease_hex = format!("{:x}", ours.guard().lease().holder().as_u128());
+    let our_lease = format!("{:x}", ours.guard().lease().holder().as_u128());
 
     let mut listener = EtcdctlElect::listen(&endpoints, &name);
     let seen = timeout(PROMPTLY, listener.next_leader())
         .await
         .expect("etcdctl elect -l prints the leader");
-    assert_eq!(seen.key, format!("{name}/{lease_hex}"), "{seen:?}");
+    assert_eq!(seen.key, format!("{name}/{our_lease}"), "{seen:?}");
     assert_eq!(seen.proposal, "fencelock-1", "{seen:?}");
 
     let mut rival = EtcdctlElect::campaign(&endpoints, &name, "etcdctl-2");
@@ -177,13 +177,7 @@ async fn etcdctl_elect_sees_our_leader_and_waits_for_it() {
     let leader = election(&store, &name).leader().await.unwrap().unwrap();
     assert_eq!(label_of(Some(&leader)), Some("etcdctl-2"));
     assert!(leader.term > our_term, "{leader:?} after term {our_term}");
-    assert_eq!(
-        leader
-            .holder
-            .map(|h| format!("{:x}", h.as_u128()))
-            .as_deref(),
-        Some(elected.lease_hex())
-    );
+    assert_eq!(lease_hex(&leader).as_deref(), Some(elected.lease_hex()));
 
     assert!(rival.interrupt_and_wait().await, "etcdctl elect resigns");
     assert!(
@@ -209,13 +203,7 @@ async fn we_see_etcdctl_lead_and_succeed_it() {
     assert_eq!(elected.key, format!("{name}/{}", elected.lease_hex()));
     let theirs = ours.leader().await.unwrap().expect("etcdctl leads");
     assert_eq!(label_of(Some(&theirs)), Some("etcdctl-1"));
-    assert_eq!(
-        theirs
-            .holder
-            .map(|h| format!("{:x}", h.as_u128()))
-            .as_deref(),
-        Some(elected.lease_hex())
-    );
+    assert_eq!(lease_hex(&theirs).as_deref(), Some(elected.lease_hex()));
 
     assert!(
         ours.try_campaign(candidate("fencelock-2"))
@@ -280,19 +268,8 @@ async fn observer_reports_etcdctl_and_our_leaders_in_order() {
     assert!(resigned, "etcdctl elect resigns");
     assert_eq!(seen, None);
 
-    let (leadership, seen) = observer
-        .pushed(
-            "fencelock-2 elected",
-            ours.campaign(candidate("fencelock-2")),
-        )
-        .await;
-    let leadership = leadership.unwrap();
-    let seen = seen.unwrap();
-    assert_eq!(
-        (seen.term, label_of(Some(&seen))),
-        (leadership.term(), Some("fencelock-2"))
-    );
-    terms.push(seen.term);
+    let leadership = observer.elects(&ours, "fencelock-2").await;
+    terms.push(leadership.term());
 
     let mut third = EtcdctlElect::campaign(&endpoints, &name, "etcdctl-3");
     wait_for_queue_len(&store, &name, 2).await;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use fencelock_core::backend::ForwardingStore;
 use fencelock_core::{
-    AcquireOptions, Election, Error, Leader, LeaseInfo, LeaseStore, LockName, Locker, OwnerLabel,
-    async_trait,
+    AcquireOptions, Election, Error, Leader, Leadership, LeaseInfo, LeaseStore, LockName, Locker,
+    OwnerLabel, async_trait,
 };
 use fencelock_etcd::EtcdLeaseStore;
 use tokio::sync::{mpsc, watch};
@@ -38,6 +38,11 @@ pub fn election(store: &EtcdLeaseStore, name: &LockName) -> Election {
         .election(name.clone())
         .unwrap()
         .with_observe_interval(RARELY)
+}
+
+/// The etcd lease id of a leader, in hex as Go prints it (the last segment of its key).
+pub fn lease_hex(leader: &Leader) -> Option<String> {
+    leader.holder.map(|h| format!("{:x}", h.as_u128()))
 }
 
 pub fn label_of(leader: Option<&Leader>) -> Option<&str> {
@@ -184,6 +189,23 @@ impl Observer {
             started.elapsed()
         );
         (made, seen)
+    }
+}
+
+impl Observer {
+    /// Campaigns in `election` as `who` once the observer naps, and checks that the observer
+    /// was pushed that leader: its term and label.
+    pub async fn elects(&mut self, election: &Election, who: &str) -> Leadership {
+        let what = format!("{who} elected");
+        let (leadership, seen) = self.pushed(&what, election.campaign(candidate(who))).await;
+        let leadership = leadership.unwrap_or_else(|e| panic!("{who}'s campaign: {e}"));
+        let seen = seen.unwrap_or_else(|| panic!("{what}: the observer reported a vacancy"));
+        assert_eq!(
+            (seen.term, label_of(Some(&seen))),
+            (leadership.term(), Some(who)),
+            "{what}"
+        );
+        leadership
     }
 }
 
