@@ -17,7 +17,7 @@ use crate::queue_snapshot::QueuedKey;
 const FORCE_ATTEMPTS: usize = 5;
 
 /// [`fencelock_core::LeaseStore::inspect`]: the owner's create revision, lease id, the lease's
-/// remaining TTL (whole seconds, as etcd reports it) and the key's value as its label.
+/// remaining TTL (whole seconds, see [`remaining_of`]) and the key's value as its label.
 pub(crate) async fn inspect(
     store: &EtcdLeaseStore,
     name: &LockName,
@@ -66,21 +66,33 @@ pub(crate) async fn owner_info(
             label,
         });
     }
-    let ttl = store
+    let lease = store
         .rpc
         .call(|mut c| {
             let lease = owner.lease;
             async move { c.lease_time_to_live(lease, None).await }
         })
         .await
-        .map_err(|e| classify(op, e))?
-        .ttl();
+        .map_err(|e| classify(op, e))?;
     Ok(LeaseInfo {
         token,
         holder: Some(holder_of(owner.lease)),
-        remaining: Duration::from_secs(u64::try_from(ttl).unwrap_or(0)),
+        remaining: remaining_of(lease.ttl(), lease.granted_ttl()),
         label,
     })
+}
+
+/// The time left on a lease of which etcd says `ttl` whole seconds are left (rounded down;
+/// -1 when it is gone) out of `granted`: rounded up, never above the granted TTL. An upper
+/// bound errs on the side of "still held", and a lease in its last second does not read as
+/// over (a 1 s lease always would), so a reader waiting for it to run out waits that second
+/// instead of asking again at once.
+fn remaining_of(ttl: i64, granted: i64) -> Duration {
+    if ttl < 0 {
+        return Duration::ZERO;
+    }
+    let secs = ttl.saturating_add(1).min(granted).max(ttl);
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 
 /// [`fencelock_core::LeaseStore::force_release`]: deletes the owner's key iff it is still the
@@ -127,4 +139,29 @@ pub(crate) async fn force_release(
             "the owner of `{name}` changed {FORCE_ATTEMPTS} times while breaking it; try again"
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_is_etcds_whole_seconds_rounded_up_within_the_grant() {
+        let secs = Duration::from_secs;
+        for (ttl, granted, remaining) in [
+            (0, 1, secs(1)),   // a 1 s lease, always in its last second
+            (9, 10, secs(10)), // just granted or renewed
+            (10, 10, secs(10)),
+            (4, 10, secs(5)),
+            (0, 10, secs(1)),
+            (-1, 10, Duration::ZERO), // gone
+            (5, 0, secs(5)),          // a granted TTL etcd did not say: etcd's own answer
+        ] {
+            assert_eq!(
+                remaining_of(ttl, granted),
+                remaining,
+                "ttl {ttl}, granted {granted}"
+            );
+        }
+    }
 }

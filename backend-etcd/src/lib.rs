@@ -13,6 +13,7 @@ mod fence_owner;
 mod keepalive;
 mod keys;
 mod list;
+mod observe;
 mod queue_snapshot;
 mod renew_batch;
 mod renew_release;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::Client;
-use fencelock_core::backend::WaitPolicy;
+use fencelock_core::backend::{ReleaseWatch, WaitPolicy};
 use fencelock_core::{
     Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockName,
     Operation, OwnerLabel, TtlLimits,
@@ -17,6 +17,7 @@ use crate::classify::{STORE, classify};
 use crate::config::Settings;
 use crate::keepalive::KeepAlives;
 use crate::keys::LockKeys;
+use crate::observe::Observers;
 use crate::queue_snapshot::{QueueSnapshot, queue_range};
 use crate::rpc::Rpc;
 use crate::spare::Spares;
@@ -50,6 +51,7 @@ pub struct EtcdLeaseStore {
     pub(crate) rpc: Rpc,
     pub(crate) keepalives: KeepAlives,
     pub(crate) spares: Spares,
+    observers: Arc<Observers>,
     key_prefix: Arc<str>,
     limits: TtlLimits,
 }
@@ -75,6 +77,7 @@ impl EtcdLeaseStore {
         Self {
             keepalives: KeepAlives::new(rpc.clone()),
             spares: Spares::new(rpc.clone()),
+            observers: Arc::default(),
             rpc,
             key_prefix: Arc::from(settings.key_prefix),
             limits: settings.limits,
@@ -89,6 +92,14 @@ impl EtcdLeaseStore {
     /// The underlying client, e.g. for your own fenced transactions.
     pub fn client(&self) -> &Client {
         &self.rpc.client
+    }
+
+    /// How many elections this store watches for observers right now: one etcd watch per name
+    /// that has a [`LeaderWatch`](fencelock_core::LeaderWatch) (or another
+    /// [`LeaseStore::watch_holder`] subscription) alive, ended within a second of the last one
+    /// being dropped.
+    pub fn observed_elections(&self) -> usize {
+        self.observers.watched()
     }
 
     /// The keys of the lock `name`.
@@ -162,6 +173,16 @@ impl LeaseStore for EtcdLeaseStore {
 
     async fn force_release(&self, name: &LockName) -> Result<Option<FencingToken>, Error> {
         crate::admin::force_release(self, name).await
+    }
+
+    /// One etcd watch per observed name, on its queue's range (see `observe.rs`): grants,
+    /// releases, revokes and expiries all wake the observers.
+    async fn watch_holder(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        Ok(Some(self.observers.observe(
+            &self.rpc,
+            self.lock_keys(name),
+            name,
+        )))
     }
 
     /// etcd's own queue (see `wait.rs`) instead of core's polling loop: FIFO, one watcher per

@@ -11,6 +11,8 @@ use fencelock_etcd::{EtcdLeaseStore, etcd_client};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
+pub mod elect;
+
 /// How long a test gives an event that should take milliseconds.
 pub const PROMPTLY: Duration = Duration::from_secs(5);
 
@@ -70,19 +72,19 @@ pub async fn wait_for_queue_len(store: &EtcdLeaseStore, name: &LockName, len: i6
     }
 }
 
-/// `etcdctl lock NAME`, Debian's etcdctl speaking the v3 API: prints the key it holds, then
-/// holds until interrupted.
-pub struct EtcdctlLock {
+/// A running `etcdctl` (Debian's, speaking the v3 API) whose output is read line by line.
+pub struct Etcdctl {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
-impl EtcdctlLock {
-    pub fn spawn(endpoints: &[String], name: &LockName) -> Self {
+impl Etcdctl {
+    /// Runs `etcdctl ARGS` against `endpoints`.
+    pub fn spawn(endpoints: &[String], args: &[&str]) -> Self {
         let mut child = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", endpoints.join(",")))
-            .args(["lock", name.as_str()])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -95,23 +97,24 @@ impl EtcdctlLock {
         }
     }
 
-    /// The key etcdctl printed once it holds the lock. Cancel-safe.
-    pub async fn held_key(&mut self) -> String {
+    /// The next line etcdctl prints that is not empty. Cancel-safe.
+    pub async fn next_line(&mut self) -> String {
         loop {
             let line = self
                 .lines
                 .next_line()
                 .await
                 .unwrap()
-                .expect("etcdctl exited without printing its key");
+                .expect("etcdctl exited before printing the line awaited");
             if !line.trim().is_empty() {
                 return line;
             }
         }
     }
 
-    /// SIGINT: etcdctl unlocks and exits (SIGTERM would leave its session lease behind).
-    pub async fn unlock_and_wait(mut self) {
+    /// SIGINT (SIGTERM would leave its session lease behind): etcdctl lets go of what it holds
+    /// and exits; answers whether it exited with success.
+    pub async fn interrupt_and_wait(mut self) -> bool {
         let pid = self.child.id().expect("etcdctl still running");
         let sent = Command::new("kill")
             .args(["-INT", &pid.to_string()])
@@ -119,10 +122,79 @@ impl EtcdctlLock {
             .await
             .unwrap();
         assert!(sent.success());
-        let status = tokio::time::timeout(PROMPTLY, self.child.wait())
+        tokio::time::timeout(PROMPTLY, self.child.wait())
             .await
             .expect("etcdctl exits after SIGINT")
-            .unwrap();
-        assert!(status.success(), "etcdctl lock exited with {status}");
+            .unwrap()
+            .success()
+    }
+}
+
+/// `etcdctl lock NAME`: prints the key it holds, then holds until interrupted.
+pub struct EtcdctlLock(Etcdctl);
+
+impl EtcdctlLock {
+    pub fn spawn(endpoints: &[String], name: &LockName) -> Self {
+        Self(Etcdctl::spawn(endpoints, &["lock", name.as_str()]))
+    }
+
+    /// The key etcdctl printed once it holds the lock. Cancel-safe.
+    pub async fn held_key(&mut self) -> String {
+        self.0.next_line().await
+    }
+
+    /// SIGINT: etcdctl unlocks and exits.
+    pub async fn unlock_and_wait(self) {
+        assert!(
+            self.0.interrupt_and_wait().await,
+            "etcdctl lock exits with success after SIGINT"
+        );
+    }
+}
+
+/// A leader as `etcdctl elect` prints it: its key, then its proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElectedKey {
+    pub key: String,
+    pub proposal: String,
+}
+
+impl ElectedKey {
+    /// The lease id in the key, in hex (Go's `concurrency.Election` key is `NAME/<lease hex>`).
+    pub fn lease_hex(&self) -> &str {
+        self.key.rsplit('/').next().unwrap()
+    }
+}
+
+/// `etcdctl elect NAME PROPOSAL` (campaigns, prints the leader key and proposal once elected,
+/// leads until interrupted, then resigns) or `etcdctl elect -l NAME` (prints each leader).
+pub struct EtcdctlElect(Etcdctl);
+
+impl EtcdctlElect {
+    /// Campaigns in the election `name` with `proposal`.
+    pub fn campaign(endpoints: &[String], name: &LockName, proposal: &str) -> Self {
+        Self(Etcdctl::spawn(
+            endpoints,
+            &["elect", name.as_str(), proposal],
+        ))
+    }
+
+    /// Observes the election `name`.
+    pub fn listen(endpoints: &[String], name: &LockName) -> Self {
+        Self(Etcdctl::spawn(endpoints, &["elect", "-l", name.as_str()]))
+    }
+
+    /// The next leader printed: when campaigning, itself once elected. Cancel-safe only
+    /// between leaders (two lines each).
+    pub async fn next_leader(&mut self) -> ElectedKey {
+        let key = self.0.next_line().await;
+        let proposal = self.0.next_line().await;
+        ElectedKey { key, proposal }
+    }
+
+    /// SIGINT: a leader resigns, a campaign gives up, an observer stops; then waits for the
+    /// exit and answers whether it was a success.
+    pub async fn interrupt_and_wait(self) -> bool {
+        self.0.interrupt_and_wait().await
     }
 }
