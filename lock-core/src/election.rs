@@ -164,6 +164,8 @@ impl Election {
 }
 
 const MIN_OBSERVE_INTERVAL: Duration = Duration::from_millis(1);
+/// The shortest wait for a leader's lease to run out before reading again.
+const EXPIRY_RECHECK: Duration = Duration::from_millis(10);
 const MAX_OBSERVE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Who leads an election: the holder of its lock, as the store answered.
@@ -342,13 +344,13 @@ impl LeaderWatch {
             if let Some(news) = self.news(now.as_ref()) {
                 return Ok(news);
             }
-            // Expiry is not pushed: look again when the leader's lease would run out.
-            let nap = now
-                .as_ref()
-                .map_or(self.interval, |l| {
-                    self.interval.min(l.remaining + Duration::from_millis(1))
-                })
-                .max(MIN_OBSERVE_INTERVAL);
+            // Expiry is not pushed: look again when the leader's lease would run out (not
+            // sooner than EXPIRY_RECHECK, so a store that rounds the time left down to zero
+            // does not make the observer spin).
+            let nap = now.as_ref().map_or(self.interval, |l| {
+                self.interval
+                    .min((l.remaining + Duration::from_millis(1)).max(EXPIRY_RECHECK))
+            });
             let wake_at = Instant::now() + nap;
             if let Push::Live(watch) = &mut self.push {
                 tokio::select! {
