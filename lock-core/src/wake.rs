@@ -332,7 +332,10 @@ mod tests {
         assert!(wakes(&mut second).await, "so does every other observer");
         assert!(wakes(&mut waiter).await, "and the waiter keeps its turn");
         hub.notify("n");
-        assert!(wakes(&mut first).await, "an observer sees the next release too");
+        assert!(
+            wakes(&mut first).await,
+            "an observer sees the next release too"
+        );
     }
 
     #[tokio::test]
@@ -342,7 +345,10 @@ mod tests {
         let mut observer = hub.observe(&name("n"));
         hub.notify_observers("n");
         assert!(wakes(&mut observer).await);
-        assert!(!wakes(&mut waiter).await, "a grant frees nothing for waiters");
+        assert!(
+            !wakes(&mut waiter).await,
+            "a grant frees nothing for waiters"
+        );
     }
 
     #[tokio::test]

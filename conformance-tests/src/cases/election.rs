@@ -47,7 +47,10 @@ async fn resign(cx: &Ctx, leadership: Leadership, who: &str) {
     match leadership.resign().await {
         Ok(()) => {}
         Err(e) if e.is_transient() => {
-            eprintln!("{who}'s resignation (term {}): {e}; releasing again", lease.token());
+            eprintln!(
+                "{who}'s resignation (term {}): {e}; releasing again",
+                lease.token()
+            );
             settle::release(cx.store().as_ref(), &lease).await;
         }
         Err(e) => panic!("{who}'s resignation (term {}): {e}", lease.token()),
@@ -177,7 +180,11 @@ pub async fn observe_reports_leader_changes_in_order(cx: &Ctx) {
     for who in ["web-1", "web-2"] {
         let leadership = campaign(&election, candidate(cx, who), who).await;
         let seen = next_change(&mut watch, &format!("{who} elected")).await;
-        assert_is(seen.as_ref(), &leadership, &format!("the observer after {who}'s election"));
+        assert_is(
+            seen.as_ref(),
+            &leadership,
+            &format!("the observer after {who}'s election"),
+        );
         terms.push(leadership.term());
         resign(cx, leadership, who).await;
         let seen = next_change(&mut watch, &format!("the vacancy after {who}")).await;
@@ -201,7 +208,11 @@ pub async fn observe_reports_leader_changes_in_order(cx: &Ctx) {
         // The observer may have read the store between the resignation and the election.
         seen = next_change(&mut watch, "web-4 elected after the vacancy").await;
     }
-    assert_is(seen.as_ref(), &web4, "the observer after the hand-over to web-4");
+    assert_is(
+        seen.as_ref(),
+        &web4,
+        "the observer after the hand-over to web-4",
+    );
     terms.push(web4.term());
     resign(cx, web4, "web-4").await;
     let seen = next_change(&mut watch, "the vacancy after web-4").await;
