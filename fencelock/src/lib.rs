@@ -6,10 +6,11 @@ pub use connect::{StoreUrl, connect};
 // Only what users of locks call; a backend author depends on `fencelock-core` and finds the
 // rest in `fencelock_core::backend`.
 pub use fencelock_core::{
-    AcquireOptions, Diagnosis, Error, ErrorKind, ErrorSource, Fence, FenceGate, Fenced,
-    FencedValue, FencingToken, Finding, HeldLock, HolderId, IntoLockName, Lease, LeaseInfo,
-    LeaseStore, ListQuery, Listing, LockGuard, LockName, Locker, LossReason, MemoryLeaseStore,
-    Operation, OwnerLabel, Renewal, TtlLimits, Verdict, Wait, metrics,
+    AcquireOptions, Diagnosis, Election, Error, ErrorKind, ErrorSource, Fence, FenceGate, Fenced,
+    FencedValue, FencingToken, Finding, HeldLock, HolderId, IntoLockName, Leader, LeaderWatch,
+    Leadership, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockGuard, LockName, Locker,
+    LossReason, MemoryLeaseStore, Operation, OwnerLabel, Renewal, TtlLimits, Verdict, Wait,
+    metrics,
 };
 
 /// The Redis backend (feature `redis`).
