@@ -5,6 +5,7 @@ mod check;
 mod child;
 mod duration;
 mod exit;
+mod hold;
 mod progress;
 mod release;
 mod run;
