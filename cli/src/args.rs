@@ -254,12 +254,20 @@ pub(crate) struct RunArgs {
     /// host's name and fencelock's pid).
     #[arg(long, value_name = "TEXT", value_parser = parse_label)]
     pub(crate) label: Option<OwnerLabel>,
-    /// After the lease is lost: time between SIGTERM and SIGKILL to the program.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
-    pub(crate) grace: Duration,
     /// The lock name (1 to 512 bytes of UTF-8, no control characters).
     #[arg(value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: LockName,
+    #[command(flatten)]
+    pub(crate) child: ProgramArgs,
+}
+
+/// The program `run` and `elect` supervise (after the name: the positional PROGRAM is last).
+#[derive(Debug, Args)]
+pub(crate) struct ProgramArgs {
+    /// After the lease (or leadership) is lost: time between SIGTERM and SIGKILL to the
+    /// program.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+    pub(crate) grace: Duration,
     /// The program to run and its arguments, after `--`.
     #[arg(value_name = "PROGRAM", last = true, required = true, num_args = 1..,
           value_parser = clap::value_parser!(OsString))]
@@ -286,16 +294,11 @@ pub(crate) struct ElectArgs {
     /// the program, until fencelock gets a signal.
     #[arg(long)]
     pub(crate) again: bool,
-    /// After leadership is lost: time between SIGTERM and SIGKILL to the program.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
-    pub(crate) grace: Duration,
     /// The election's name (a lock name: 1 to 512 bytes of UTF-8, no control characters).
     #[arg(value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: LockName,
-    /// The program to run as leader and its arguments, after `--`.
-    #[arg(value_name = "PROGRAM", last = true, required = true, num_args = 1..,
-          value_parser = clap::value_parser!(OsString))]
-    pub(crate) program: Vec<OsString>,
+    #[command(flatten)]
+    pub(crate) child: ProgramArgs,
 }
 
 /// `fencelock leader`.
@@ -415,7 +418,7 @@ mod tests {
         };
         assert!(run.no_wait);
         assert_eq!(run.ttl, Duration::from_secs(5));
-        assert_eq!(run.program, ["echo", "--ttl", "x"]);
+        assert_eq!(run.child.program, ["echo", "--ttl", "x"]);
     }
 
     #[test]

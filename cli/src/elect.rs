@@ -40,7 +40,7 @@ pub(crate) async fn elect(args: ElectArgs) -> Result<ExitCode, Failure> {
         target: &target,
         store,
         name: &args.name,
-        grace: args.grace,
+        grace: args.child.grace,
     };
     loop {
         let campaign = async {
@@ -69,7 +69,7 @@ pub(crate) async fn elect(args: ElectArgs) -> Result<ExitCode, Failure> {
         let supervised = holding
             .supervise(
                 guard,
-                &args.program,
+                &args.child.program,
                 &[("FENCELOCK_TERM", term.to_string())],
                 &mut signals,
             )

@@ -33,7 +33,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         target: &target,
         store,
         name: &args.name,
-        grace: args.grace,
+        grace: args.child.grace,
     };
     let attempt = locker.acquire(args.name.clone(), options);
     let guard = match holding.take(attempt, wait, &mut signals).await? {
@@ -43,7 +43,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         }
     };
     let supervised = holding
-        .supervise(guard, &args.program, &[], &mut signals)
+        .supervise(guard, &args.child.program, &[], &mut signals)
         .await;
     supervised.result.map(ExitCode::from)
 }

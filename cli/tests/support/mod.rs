@@ -183,6 +183,19 @@ pub async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::Exit
         .unwrap()
 }
 
+/// Waits for `child` to exit (at most `limit`), then reads all it wrote on stderr.
+pub async fn wait_exit_with_stderr(
+    child: &mut Child,
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    let exit = wait_exit(child, limit).await;
+    let mut err = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut err)
+        .await
+        .unwrap();
+    (exit, err)
+}
+
 /// Stamps the scenarios every backend shares into named tests: `$url` is an async fn giving
 /// the store URL of a running server, `$dead` a format string for a URL on a port where
 /// nothing listens, and `$needle` a word the dead-server error must contain.

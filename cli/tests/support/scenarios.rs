@@ -389,6 +389,13 @@ pub async fn dead_server_is_one_line(dead_url: &str, needle: &str) {
     );
 }
 
+/// Asserts that fencelock said each of `lines` on stderr.
+fn assert_said(err: &str, lines: &[String]) {
+    for line in lines {
+        assert!(err.contains(line.as_str()), "{line:?} not in {err}");
+    }
+}
+
 /// `fencelock leader --json NAME`: the one JSON line, after checking the status.
 async fn leader_json(url: &str, name: &str) -> serde_json::Value {
     let out = output(
@@ -570,21 +577,14 @@ pub async fn elect_runs_the_program_as_leader_and_stops_it_on_loss(url: &str) {
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // The leader notices at its next renewal (every TTL/3 = 1 s) and stops its program.
-    let exit = wait_exit(&mut elect, Duration::from_secs(15)).await;
-    let mut err = String::new();
-    tokio::io::AsyncReadExt::read_to_string(elect.stderr.as_mut().unwrap(), &mut err)
-        .await
-        .unwrap();
+    let (exit, err) = wait_exit_with_stderr(&mut elect, Duration::from_secs(15)).await;
     assert_eq!(exit.code(), Some(status::LEASE_LOST), "{err}");
-    assert!(
-        err.contains(&format!(
-            "elected leader of `{name}` as solo on host-1 with term {term}"
-        )),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!("leadership of `{name}` lost: term {term} ")),
-        "{err}"
+    assert_said(
+        &err,
+        &[
+            format!("elected leader of `{name}` as solo on host-1 with term {term}"),
+            format!("leadership of `{name}` lost: term {term} "),
+        ],
     );
     assert!(kill(program, None).is_err(), "the program still runs");
     let json = leader_json(url, &name).await;
@@ -637,21 +637,14 @@ pub async fn elect_again_campaigns_after_each_run(url: &str) {
     // A signal goes to the program (sh dies of it) and ends the loop.
     let pid = Pid::from_raw(i32::try_from(elect.id().unwrap()).unwrap());
     kill(pid, Signal::SIGTERM).unwrap();
-    let exit = wait_exit(&mut elect, Duration::from_secs(10)).await;
-    let mut err = String::new();
-    tokio::io::AsyncReadExt::read_to_string(elect.stderr.as_mut().unwrap(), &mut err)
-        .await
-        .unwrap();
+    let (exit, err) = wait_exit_with_stderr(&mut elect, Duration::from_secs(10)).await;
     assert_eq!(exit.code(), Some(128 + Signal::SIGTERM as i32), "{err}");
-    assert!(
-        err.contains(&format!(
-            "term {first} of `{name}` is over; campaigning again"
-        )),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!("leadership of `{name}` lost: term {second} ")),
-        "{err}"
+    assert_said(
+        &err,
+        &[
+            format!("term {first} of `{name}` is over; campaigning again"),
+            format!("leadership of `{name}` lost: term {second} "),
+        ],
     );
     let json = leader_json(url, &name).await;
     assert_eq!(json["led"], false, "{json}");
