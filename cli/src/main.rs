@@ -4,7 +4,10 @@ mod args;
 mod check;
 mod child;
 mod duration;
+mod elect;
 mod exit;
+mod hold;
+mod leader;
 mod progress;
 mod release;
 mod run;
@@ -63,6 +66,8 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::Run(args) => run::run(args).await,
+        Command::Elect(args) => elect::elect(args).await,
+        Command::Leader(args) => leader::leader(args).await,
         Command::Status(args) => status::status(args).await,
         Command::Release(args) => release::release(args).await,
         Command::Check(args) => check::check(args).await,

@@ -52,8 +52,14 @@ impl Target {
         }
     }
 
-    pub(crate) fn is_memory(&self) -> bool {
-        self.parsed == StoreUrl::Memory
+    /// Warns on stderr that `memory://` excludes nothing across processes (commands that
+    /// take locks call this).
+    pub(crate) fn warn_if_memory(&self) {
+        if self.parsed == StoreUrl::Memory {
+            eprintln!(
+                "fencelock: warning: memory:// locks live inside this one process and exclude nothing across processes; use it only to try fencelock out"
+            );
+        }
     }
 
     /// Connects, giving up after the connect timeout.

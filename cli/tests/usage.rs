@@ -41,6 +41,50 @@ async fn help_has_examples_and_exit_statuses() {
 }
 
 #[tokio::test]
+async fn elect_and_leader_help_name_the_term_and_statuses() {
+    let out = output(&["elect", "--help"], LIMIT).await;
+    assert_eq!(out.status.code(), Some(0));
+    let help = stdout(&out);
+    for needle in ["FENCELOCK_TERM", "--again", "--as", "--timeout", "75", "79"] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+    let out = output(&["leader", "--help"], LIMIT).await;
+    let help = stdout(&out);
+    for needle in ["--watch", "--json", "--every", "\"led\""] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}
+
+/// `elect` over `memory://`: the program runs as leader with the term (as FENCELOCK_TERM and
+/// FENCELOCK_TOKEN) and the name, and fencelock exits with its status.
+#[tokio::test]
+async fn elect_passes_the_term_and_mirrors_exit_status() {
+    let out = output(
+        &[
+            "elect",
+            "--store",
+            "memory://",
+            "--as",
+            "web-3",
+            "scheduler",
+            "--",
+            "sh",
+            "-c",
+            r#"echo "$FENCELOCK_TERM $FENCELOCK_TOKEN $FENCELOCK_NAME"; exit 7"#,
+        ],
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1 1 scheduler");
+    assert!(
+        stderr(&out).contains("elected leader of `scheduler` as web-3 with term 1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
 async fn completions_for_bash() {
     let out = output(&["completions", "bash"], LIMIT).await;
     assert_eq!(out.status.code(), Some(0));

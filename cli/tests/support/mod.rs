@@ -159,12 +159,41 @@ pub fn spawn_with_lines(
     (child, tokio::io::BufReader::new(out).lines())
 }
 
+/// Spawns `fencelock args…` with its stdin a pipe (which the program inherits): returns it
+/// with a line reader on its stdout and the pipe's write end.
+pub fn spawn_with_stdin(
+    args: &[&str],
+) -> (
+    Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    tokio::process::ChildStdin,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = fencelock(args).stdin(Stdio::piped()).spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, tokio::io::BufReader::new(out).lines(), stdin)
+}
+
 /// Waits for `child` to exit (at most `limit`).
 pub async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     tokio::time::timeout(limit, child.wait())
         .await
         .unwrap_or_else(|_| panic!("fencelock did not exit within {limit:?}"))
         .unwrap()
+}
+
+/// Waits for `child` to exit (at most `limit`), then reads all it wrote on stderr.
+pub async fn wait_exit_with_stderr(
+    child: &mut Child,
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    let exit = wait_exit(child, limit).await;
+    let mut err = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut err)
+        .await
+        .unwrap();
+    (exit, err)
 }
 
 /// Stamps the scenarios every backend shares into named tests: `$url` is an async fn giving
@@ -180,6 +209,9 @@ macro_rules! backend_cli_tests {
             busy_status_and_forced_release,
             status_lists_holders_with_their_labels,
             bad_input_is_one_line,
+            leader_watch_follows_candidates_in_turn,
+            elect_runs_the_program_as_leader_and_stops_it_on_loss,
+            elect_again_campaigns_after_each_run,
         );
 
         #[tokio::test(flavor = "multi_thread")]

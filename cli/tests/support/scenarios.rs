@@ -333,6 +333,30 @@ pub async fn bad_input_is_one_line(url: &str) {
             vec!["run", "--store", url, "--ttl", "0s", "n", "--", "true"],
             "ttl",
         ),
+        (
+            vec!["elect", "--store", url, "--as", "", "n", "--", "true"],
+            "the label is empty",
+        ),
+        (
+            vec![
+                "elect", "--store", url, "--as", "a\u{1}b", "n", "--", "true",
+            ],
+            "label",
+        ),
+        (
+            vec!["elect", "--store", url, "--as", "x", "", "--", "true"],
+            "lock name",
+        ),
+        (vec!["elect", "--store", url, "n"], "PROGRAM"),
+        (vec!["leader", "--store", url, "a\u{1}b"], "lock name"),
+        (
+            vec!["leader", "--store", url, "--every", "2s", "n"],
+            "--watch",
+        ),
+        (
+            vec!["leader", "--store", url, "--watch", "--every", "0s", "n"],
+            "--every 0ms is out of range",
+        ),
     ] {
         let out = output(&args, Duration::from_secs(10)).await;
         assert_one_line_failure(&out, status::USAGE, needle);
@@ -363,4 +387,265 @@ pub async fn dead_server_is_one_line(dead_url: &str, needle: &str) {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Asserts that fencelock said each of `lines` on stderr.
+fn assert_said(err: &str, lines: &[String]) {
+    for line in lines {
+        assert!(err.contains(line.as_str()), "{line:?} not in {err}");
+    }
+}
+
+/// `fencelock leader --json NAME`: the one JSON line, after checking the status.
+async fn leader_json(url: &str, name: &str) -> serde_json::Value {
+    let out = output(
+        &["leader", "--store", url, "--json", name],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+/// `fencelock elect --as LABEL NAME` whose program prints its term and token, then runs as
+/// leader until a line comes on stdin.
+fn candidate(
+    url: &str,
+    name: &str,
+    label: &str,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    tokio::process::ChildStdin,
+) {
+    spawn_with_stdin(&[
+        "elect",
+        "--store",
+        url,
+        "--ttl",
+        "5s",
+        "--as",
+        label,
+        name,
+        "--",
+        "sh",
+        "-c",
+        r#"echo "$FENCELOCK_TERM $FENCELOCK_TOKEN"; read line"#,
+    ])
+}
+
+/// The term a candidate's program printed (it prints FENCELOCK_TERM and FENCELOCK_TOKEN,
+/// which must agree).
+async fn elected_term(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> u64 {
+    let line = next_line(lines, Duration::from_secs(20)).await;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 2, "{line}");
+    assert_eq!(
+        fields[0], fields[1],
+        "FENCELOCK_TERM is not the token: {line}"
+    );
+    fields[0]
+}
+
+/// Ends a candidate's program (a line on its stdin): the candidate resigns and exits 0.
+async fn resign(child: &mut tokio::process::Child, stdin: &mut tokio::process::ChildStdin) {
+    use tokio::io::AsyncWriteExt;
+    stdin.write_all(b"done\n").await.unwrap();
+    let exit = wait_exit(child, Duration::from_secs(20)).await;
+    assert_eq!(exit.code(), Some(0), "the candidate did not resign cleanly");
+}
+
+/// The next leader a `leader --watch --json` prints, skipping vacancies: (label, term).
+async fn next_leader(
+    watch: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> (String, u64) {
+    loop {
+        let line = next_line(watch, Duration::from_secs(20)).await;
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if json["led"] == true {
+            return (
+                json["label"].as_str().unwrap().to_owned(),
+                json["term"].as_u64().unwrap(),
+            );
+        }
+        assert_eq!(json["term"], serde_json::Value::Null, "{line}");
+    }
+}
+
+/// Candidates a, b, then a again campaign in turn, each while the last one leads: the later
+/// one waits (its program does not run, `leader` names the one in office), and is elected
+/// when that one resigns. `leader --watch` prints the vacancy first, then each leader with its
+/// label and term as the candidates' programs saw it, terms rising, and the vacancy at the end.
+pub async fn leader_watch_follows_candidates_in_turn(url: &str) {
+    let name = unique_name("elect-turns");
+    let (mut watcher, mut watch) = spawn_with_lines(&[
+        "leader", "--store", url, "--watch", "--json", "--every", "200ms", &name,
+    ]);
+    let first: serde_json::Value =
+        serde_json::from_str(&next_line(&mut watch, Duration::from_secs(20)).await).unwrap();
+    assert_eq!(first["led"], false, "{first}");
+    assert_eq!(first["name"], name.as_str(), "{first}");
+
+    let (mut leader, mut leader_out, mut leader_in) = candidate(url, &name, "a");
+    let mut term = elected_term(&mut leader_out).await;
+    assert_eq!(next_leader(&mut watch).await, ("a".to_owned(), term));
+    let mut terms = vec![term];
+    for label in ["b", "a"] {
+        let (mut next, mut next_out, next_in) = candidate(url, &name, label);
+        // The new candidate waits while the leader leads: its program does not run.
+        let early = tokio::time::timeout(Duration::from_secs(1), next_out.next_line()).await;
+        assert!(early.is_err(), "{label} ran while the other led: {early:?}");
+        assert!(next.try_wait().unwrap().is_none(), "{label} gave up");
+        let now = leader_json(url, &name).await;
+        assert_eq!(
+            (now["led"].clone(), now["term"].as_u64()),
+            (true.into(), Some(term)),
+            "{now}"
+        );
+
+        resign(&mut leader, &mut leader_in).await;
+        let elected = elected_term(&mut next_out).await;
+        assert!(elected > term, "term {elected} after {term}");
+        assert_eq!(next_leader(&mut watch).await, (label.to_owned(), elected));
+        (leader, leader_out, leader_in, term) = (next, next_out, next_in, elected);
+        terms.push(term);
+    }
+    // The last leader's stdout stays open until it resigns (its program may still write).
+    let _ = &leader_out;
+    resign(&mut leader, &mut leader_in).await;
+    let vacancy: serde_json::Value =
+        serde_json::from_str(&next_line(&mut watch, Duration::from_secs(20)).await).unwrap();
+    assert_eq!(
+        vacancy["led"], false,
+        "after the last resignation (terms {terms:?}): {vacancy}"
+    );
+
+    let pid = Pid::from_raw(i32::try_from(watcher.id().unwrap()).unwrap());
+    kill(pid, Signal::SIGINT).unwrap();
+    let exit = wait_exit(&mut watcher, Duration::from_secs(10)).await;
+    assert_eq!(exit.code(), Some(128 + Signal::SIGINT as i32));
+}
+
+/// `elect` runs its program as leader with the term; `leader` names it in text; breaking the
+/// lock (`release --force`) makes `elect` report the loss, stop the program and exit 79; then
+/// nobody leads (status 0, in text and JSON).
+pub async fn elect_runs_the_program_as_leader_and_stops_it_on_loss(url: &str) {
+    let name = unique_name("elect-loss");
+    let out = output(&["leader", "--store", url, &name], Duration::from_secs(10)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{name}: no leader\n"));
+
+    let (mut elect, mut lines) = spawn_with_lines(&[
+        "elect",
+        "--store",
+        url,
+        "--ttl",
+        "3s",
+        "--grace",
+        "1s",
+        "--as",
+        "solo on host-1",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        r#"echo "$$ $FENCELOCK_TERM $FENCELOCK_TOKEN $FENCELOCK_NAME"; exec sleep 60"#,
+    ]);
+    let line = next_line(&mut lines, Duration::from_secs(20)).await;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let program = Pid::from_raw(fields[0].parse().unwrap());
+    let term: u64 = fields[1].parse().unwrap();
+    assert_eq!((fields[2], fields[3]), (fields[1], name.as_str()), "{line}");
+
+    let out = output(&["leader", "--store", url, &name], Duration::from_secs(10)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("{name}: led by solo on host-1 with term {term}, ")),
+        "{text}"
+    );
+
+    let out = output(
+        &["release", "--force", "--yes", "--store", url, &name],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The leader notices at its next renewal (every TTL/3 = 1 s) and stops its program.
+    let (exit, err) = wait_exit_with_stderr(&mut elect, Duration::from_secs(15)).await;
+    assert_eq!(exit.code(), Some(status::LEASE_LOST), "{err}");
+    assert_said(
+        &err,
+        &[
+            format!("elected leader of `{name}` as solo on host-1 with term {term}"),
+            format!("leadership of `{name}` lost: term {term} "),
+        ],
+    );
+    assert!(kill(program, None).is_err(), "the program still runs");
+    let json = leader_json(url, &name).await;
+    assert_eq!(json["led"], false, "{json}");
+}
+
+/// `elect --again`: after its program exits, and after leadership is lost (the lock broken),
+/// it campaigns again and reruns the program with a greater term; a signal is passed on to
+/// the program and ends it all with the program's status.
+pub async fn elect_again_campaigns_after_each_run(url: &str) {
+    use tokio::io::AsyncWriteExt;
+    let name = unique_name("elect-again");
+    let (mut elect, mut lines, mut stdin) = spawn_with_stdin(&[
+        "elect",
+        "--store",
+        url,
+        "--ttl",
+        "3s",
+        "--grace",
+        "1s",
+        "--again",
+        "--as",
+        "looper",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        r#"echo "$FENCELOCK_TERM $FENCELOCK_TOKEN"; read line"#,
+    ]);
+    let first = elected_term(&mut lines).await;
+    // The program exits: a new term, the program again.
+    stdin.write_all(b"next\n").await.unwrap();
+    let second = elected_term(&mut lines).await;
+    assert!(second > first, "term {second} after {first}");
+    // Leadership is lost: the program is stopped, then a new term.
+    let out = output(
+        &["release", "--force", "--yes", "--store", url, &name],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let third = elected_term(&mut lines).await;
+    assert!(third > second, "term {third} after {second}");
+    let json = leader_json(url, &name).await;
+    assert_eq!(
+        (json["label"].as_str(), json["term"].as_u64()),
+        (Some("looper"), Some(third)),
+        "{json}"
+    );
+    // A signal goes to the program (sh dies of it) and ends the loop.
+    let pid = Pid::from_raw(i32::try_from(elect.id().unwrap()).unwrap());
+    kill(pid, Signal::SIGTERM).unwrap();
+    let (exit, err) = wait_exit_with_stderr(&mut elect, Duration::from_secs(10)).await;
+    assert_eq!(exit.code(), Some(128 + Signal::SIGTERM as i32), "{err}");
+    assert_said(
+        &err,
+        &[
+            format!("term {first} of `{name}` is over; campaigning again"),
+            format!("leadership of `{name}` lost: term {second} "),
+        ],
+    );
+    let json = leader_json(url, &name).await;
+    assert_eq!(json["led"], false, "{json}");
 }
