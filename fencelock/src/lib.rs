@@ -9,8 +9,8 @@ pub use fencelock_core::{
     AcquireOptions, Diagnosis, Election, Error, ErrorKind, ErrorSource, Fence, FenceGate, Fenced,
     FencedValue, FencingToken, Finding, HeldLock, HolderId, IntoLockName, Leader, LeaderWatch,
     Leadership, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockGuard, LockName, Locker,
-    LossReason, MemoryLeaseStore, Operation, OwnerLabel, Renewal, TtlLimits, Verdict, Wait,
-    metrics,
+    LossReason, MemoryLeaseStore, Operation, OwnerLabel, PermitGuard, PermitLimit, Permits,
+    Renewal, Semaphore, TtlLimits, Verdict, Wait, metrics,
 };
 
 /// The Redis backend (feature `redis`).
