@@ -49,8 +49,18 @@ fn spec(scenario: Scenario, backend: Backend, oracle: Oracle, seed: u64, rounds:
     }
 }
 
+/// Whether the short mode runs `scenario` on `backend`: every scenario on every backend it
+/// applies to, except leader election (scenario 9), of which it runs every fault on Redis and
+/// the paused leader on etcd (about 20 s; the long mode runs them all).
+fn in_short_mode(scenario: Scenario, backend: Backend) -> bool {
+    !scenario.election()
+        || backend == Backend::Redis
+        || (scenario, backend) == (Scenario::ElectionPause, Backend::Etcd)
+}
+
 /// The fenced runs: every scenario against every backend it applies to on the in-memory
-/// gate, and holder faults on the PostgreSQL table too (long mode: all three; short: pause).
+/// gate (the short mode: fewer election runs, see [`in_short_mode`]), and holder faults on
+/// the PostgreSQL table too (long mode: all three; short: pause).
 pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     let mut runs = Vec::new();
     let mut n = 0;
@@ -58,7 +68,10 @@ pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
         n += 1;
         seed.wrapping_add(n)
     };
-    for scenario in Scenario::ALL {
+    // Election runs come last, so that adding them kept the other runs' seeds.
+    let (elections, locks): (Vec<Scenario>, Vec<Scenario>) =
+        Scenario::ALL.into_iter().partition(|s| s.election());
+    for scenario in locks {
         for &backend in scenario.backends() {
             let rounds = if scenario.once() { 1 } else { mode.rounds() };
             runs.push(spec(scenario, backend, Oracle::Gate, next(), rounds));
@@ -101,11 +114,19 @@ pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
             ));
         }
     }
+    for scenario in elections {
+        for &backend in scenario.backends() {
+            if mode == Mode::Long || in_short_mode(scenario, backend) {
+                runs.push(spec(scenario, backend, Oracle::Gate, next(), mode.rounds()));
+            }
+        }
+    }
     runs
 }
 
-/// The control runs: the same faults with the plain lock alone (reads and writes unfenced);
-/// the long mode adds the Redis Cluster and Sentinel failovers.
+/// The control runs: the same faults with the plain lock alone (reads and writes unfenced),
+/// and a paused election leader writing with its old term unfenced; the long mode adds the
+/// Redis Cluster and Sentinel failovers and a partitioned election leader on etcd.
 pub fn control_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     let mut faults = vec![
         (Scenario::HolderPause, Backend::Redis),
@@ -115,6 +136,10 @@ pub fn control_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     if mode == Mode::Long {
         faults.push((Scenario::ClusterPrimaryKill, Backend::RedisCluster));
         faults.push((Scenario::SentinelFailover, Backend::RedisSentinel));
+    }
+    faults.push((Scenario::ElectionPause, Backend::Redis));
+    if mode == Mode::Long {
+        faults.push((Scenario::ElectionPartition, Backend::Etcd));
     }
     faults
         .into_iter()
@@ -222,6 +247,9 @@ pub fn print_outcome(outcome: &RunOutcome) {
         r.faults_injected,
         if outcome.is_clean() { "ok" } else { "VIOLATED" }
     );
+    if outcome.spec.scenario.election() {
+        println!("    leaders observed {}", r.leaders_observed);
+    }
     if !outcome.is_clean() {
         for v in r.violations.iter().take(5) {
             println!("    {v}");
