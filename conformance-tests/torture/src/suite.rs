@@ -59,8 +59,8 @@ fn in_short_mode(scenario: Scenario, backend: Backend) -> bool {
 }
 
 /// The fenced runs: every scenario against every backend it applies to on the in-memory
-/// gate (the short mode: fewer election runs, see [`in_short_mode`]), and holder faults on
-/// the PostgreSQL table too (long mode: all three; short: pause).
+/// gate (the short mode runs every election fault on Redis and the paused leader on etcd
+/// only), and holder faults on the PostgreSQL table too (long mode: all three; short: pause).
 pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     let mut runs = Vec::new();
     let mut n = 0;
