@@ -267,3 +267,56 @@ pub fn print_outcome(outcome: &RunOutcome) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elections(runs: &[RunSpec]) -> Vec<(Scenario, Backend, u64)> {
+        runs.iter()
+            .filter(|r| r.scenario.election())
+            .map(|r| (r.scenario, r.backend, r.seed))
+            .collect()
+    }
+
+    #[test]
+    fn the_short_mode_runs_some_election_faults_and_the_long_mode_all() {
+        use Backend::{Etcd, Postgres, Redis};
+        use Scenario::{ElectionKill, ElectionPartition, ElectionPause};
+        let short = fenced_runs(Mode::Short, 1);
+        let long = fenced_runs(Mode::Long, 1);
+        let names = |runs: &[RunSpec]| -> Vec<(Scenario, Backend)> {
+            elections(runs)
+                .into_iter()
+                .map(|(s, b, _)| (s, b))
+                .collect()
+        };
+        assert_eq!(
+            names(&short),
+            [
+                (ElectionPause, Redis),
+                (ElectionPause, Etcd),
+                (ElectionKill, Redis),
+                (ElectionPartition, Redis),
+            ]
+        );
+        assert_eq!(names(&long).len(), 9);
+        // They come last, after every lock run, with seeds of their own.
+        let first = long.iter().position(|r| r.scenario.election()).unwrap();
+        assert!(long[first..].iter().all(|r| r.scenario.election()));
+        assert_eq!(elections(&long)[0], (ElectionPause, Redis, 50));
+        assert!(
+            long.iter()
+                .any(|r| (r.scenario, r.backend) == (ElectionPartition, Postgres))
+        );
+        // A paused election leader unfenced is a control run in both modes.
+        for mode in [Mode::Short, Mode::Long] {
+            let control = control_runs(mode, 1);
+            assert!(
+                control
+                    .iter()
+                    .any(|r| (r.scenario, r.backend, r.fenced) == (ElectionPause, Redis, false))
+            );
+        }
+    }
+}
