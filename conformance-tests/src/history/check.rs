@@ -3,7 +3,10 @@
 //! - I1: the fence admits exactly what it must: no stale read or write accepted (token below
 //!   the highest token accepted before it), and no fresh one rejected.
 //! - I2: tokens are unique and strictly increasing in grant order (a grant that came back
-//!   before another was requested has the smaller token); no client saw a regression.
+//!   before another was requested has the smaller token); no client saw a regression. In an
+//!   election the tokens are the leaders' terms, so this is "terms rise strictly from one
+//!   leader to the next"; and each election observer's reported terms rise strictly and were
+//!   each granted to some candidate.
 //! - I3: no acknowledged write is lost: the final counter equals the number of accepted writes.
 //! - I4: no worker wrote after its guard reported the lease invalid.
 //! - I5: after each fault, the lock is granted again within TTL + renew interval + slack.
@@ -150,8 +153,14 @@ pub struct Report {
     pub fresh_rejected: u64,
     /// Grants.
     pub tokens_issued: u64,
-    /// Grants out of order, duplicated, or reported by a client as a regression (I2).
+    /// Grants out of order, duplicated, or reported by a client as a regression; terms an
+    /// election observer reported out of order or that nobody was granted (I2).
     pub token_regressions: u64,
+    /// Leaders (terms) reported by election observers.
+    pub leaders_observed: u64,
+    /// Of those, terms not above the observer's previous one or never granted (I2; counted in
+    /// `token_regressions` too).
+    pub observed_regressions: u64,
     /// Accepted writes minus the final counter (I3: must be 0).
     pub lost_writes: i64,
     /// Writes after the guard said invalid (I4: must be 0).
@@ -301,6 +310,7 @@ fn check_tokens(history: &[Record], report: &mut Report) {
         let best = prefix_max.last().copied().filter(|&(t, _)| t >= token);
         prefix_max.push(best.unwrap_or((token, worker)));
     }
+    check_observed_terms(history, &seen, report);
     for &(sent, _, token, worker) in &grants {
         let before = by_received.partition_point(|g| g.1 < sent);
         if before == 0 {
@@ -315,6 +325,37 @@ fn check_tokens(history: &[Record], report: &mut Report) {
                     "worker {worker} was granted token {token} after token {max} (worker {by}) had been granted"
                 ),
             );
+        }
+    }
+}
+
+/// I2 for election observers: the terms each observer reports rise strictly (vacancies in
+/// between are fine), and each was granted to a candidate (`granted`: token → worker).
+fn check_observed_terms(history: &[Record], granted: &HashMap<u64, u32>, report: &mut Report) {
+    let mut last: HashMap<u32, u64> = HashMap::new();
+    for r in history {
+        let Event::LeaderObserved { term: Some(term) } = r.event else {
+            continue;
+        };
+        report.leaders_observed += 1;
+        let mut wrong = Vec::new();
+        match last.get(&r.w) {
+            Some(&before) if term <= before => {
+                wrong.push(format!(
+                    "term {term} after term {before}: terms went backwards"
+                ));
+            }
+            _ => {
+                last.insert(r.w, term);
+            }
+        }
+        if !granted.contains_key(&term) {
+            wrong.push(format!("term {term}, which no candidate was granted"));
+        }
+        for what in wrong {
+            report.token_regressions += 1;
+            report.observed_regressions += 1;
+            report.violate(Invariant::I2, format!("observer {} reported {what}", r.w));
         }
     }
 }

@@ -128,6 +128,13 @@ pub enum Event {
         /// Whether release returned `Ok`.
         ok: bool,
     },
+    /// An election observer (`Election::observe`) reported a change of leader: the new
+    /// leader's term, or `None` for a vacancy. I2 requires the terms one observer reports to
+    /// rise strictly, and each to be a term some candidate was granted.
+    LeaderObserved {
+        /// The new leader's term; `None` when nobody leads.
+        term: Option<u64>,
+    },
     /// The coordinator injected a fault.
     FaultInjected {
         /// The fault's name.

@@ -236,6 +236,42 @@ fn i2_duplicate_and_backwards_tokens_are_caught() {
 }
 
 #[test]
+fn i2_observer_terms_must_rise_and_have_been_granted() {
+    let observed = |t_ms, term| rec(9, t_ms, Event::LeaderObserved { term });
+    // The observer sees term 10, a vacancy, then term 11: clean.
+    let (mut history, log) = clean();
+    history.extend([
+        observed(15, Some(10)),
+        observed(550, None),
+        observed(620, Some(11)),
+    ]);
+    history.sort_by_key(|r| r.t);
+    let report = check(&history, &log, bounds());
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.leaders_observed, 2);
+    // Term 10 again after 11: backwards.
+    history.push(observed(700, Some(10)));
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I2], "{report:?}");
+    assert_eq!(
+        (report.token_regressions, report.observed_regressions),
+        (1, 1)
+    );
+    // Another observer's own order is its own: term 10 after observer 9's 11 is fine.
+    let (mut history, log) = clean();
+    history.extend([
+        observed(620, Some(11)),
+        rec(8, 700, Event::LeaderObserved { term: Some(10) }),
+    ]);
+    assert!(check(&history, &log, bounds()).is_clean());
+    // A term nobody was granted.
+    let (mut history, log) = clean();
+    history.push(observed(700, Some(12)));
+    let report = check(&history, &log, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I2], "{report:?}");
+}
+
+#[test]
 fn i3_lost_write_is_caught() {
     let (history, mut log) = clean();
     log.final_value = 0;

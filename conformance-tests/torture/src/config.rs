@@ -17,6 +17,21 @@ pub enum OracleKind {
     },
 }
 
+/// How a worker takes part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Takes the lock with `Locker::acquire` and writes with the token.
+    #[default]
+    Lock,
+    /// Campaigns in the election of the lock's name (`Election::campaign`) and writes with
+    /// its term while it leads.
+    Candidate,
+    /// Follows that election (`Election::observe`) and records each change of leader; never
+    /// writes.
+    Observer,
+}
+
 /// One worker's settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkerConfig {
@@ -24,8 +39,11 @@ pub struct WorkerConfig {
     pub id: u32,
     /// The lock store URL, as `fencelock::connect` takes it.
     pub store_url: String,
-    /// The lock name.
+    /// The lock name (the election's, for candidates and observers).
     pub lock: String,
+    /// Lock holder, election candidate or election observer.
+    #[serde(default)]
+    pub role: Role,
     /// Lease TTL in ms.
     pub ttl_ms: u64,
     /// Renew interval in ms.

@@ -14,7 +14,7 @@ pub mod suite;
 pub mod timeline;
 pub mod worker;
 
-pub use config::{OracleKind, WorkerConfig};
+pub use config::{OracleKind, Role, WorkerConfig};
 pub use mutations::Mutation;
 pub use runner::{Oracle, RunOutcome, RunSpec, run};
 pub use scenario::{Backend, Scenario};

@@ -81,9 +81,11 @@ pub fn render(results: &Results<'_>) -> String {
     let _ = writeln!(
         out,
         "\nColumns: *writes* = fenced writes attempted; *stale att.* = reads and writes presented \
-         with a token below the resource's mark (must be > 0 where a holder is paused, starved, its connection stalled, or held across a Redis Cluster or Sentinel failover); \
-         *stale acc.* = of those accepted (I1, must be 0); *tokens* = grants; *regr.* = tokens \
-         out of grant order, duplicated or reported as a regression by a client (I2, must be 0); \
+         with a token below the resource's mark (must be > 0 where a holder or an election leader is paused, starved, its connection stalled, or held across a Redis Cluster or Sentinel failover); \
+         *stale acc.* = of those accepted (I1, must be 0); *tokens* = grants (in an election: \
+         leaders elected, each token its term); *regr.* = tokens out of grant order, duplicated \
+         or reported as a regression by a client, and terms an election observer reported out \
+         of order or that nobody was granted (I2, must be 0); \
          *lost* = accepted writes missing from the counter (I3); *after invalid* = writes after \
          the guard said invalid (I4); *re-acquire* = time from each fault (injection for holder \
          faults, heal for server faults) to the next grant, p50 / max in ms (I5 bound: TTL + \
@@ -127,6 +129,7 @@ pub fn render(results: &Results<'_>) -> String {
         table_row(&mut out, o, true);
     }
     let _ = writeln!(out);
+    observers(&mut out, results);
     if !results.mutations.is_empty() {
         let _ = writeln!(
             out,
@@ -237,6 +240,20 @@ pub fn render(results: &Results<'_>) -> String {
            The fault is recorded from the kill until the promotion is complete (every node \
            reports `cluster_state:ok`; every sentinel names the replica and it says \
            `role:master`), and *re-acquire* is measured from there.\n\
+         - **Leader election** (scenario 9, *election-pause*, *election-kill*, \
+           *election-partition*): the workers do not take the lock: they campaign \
+           (`locker.election(name)?.campaign(…)`, labelled `worker-N`), and the leader reads \
+           and writes the fenced counter with its term (`Leadership::term`, the grant's \
+           fencing token), doing its random work through `Leadership::run`, asking \
+           `Leadership::is_valid` before its write and resigning after. The leader is hit at its \
+           write like a lock holder: SIGSTOP for 3×TTL, SIGKILL (a new candidate process is \
+           started; the next leader is elected once the dead one's lease runs out), or its \
+           connections to the store stalled for 3×TTL through its own `TcpProxy` (the fault of \
+           *net-stall*). A fourth process follows the election with `Election::observe` \
+           (observe interval TTL/10) and records every change of leader; I2 requires the terms \
+           it reports to rise strictly and each to be a term some candidate was granted (the \
+           table above). The control runs write with the paused or partitioned leader's term \
+           unfenced: its late write lands on the newer leader's.\n\
          - **Behind pgbouncer** (*postgres-pgbouncer*): the workers' stores go through \
            Debian's pgbouncer in transaction mode with two server connections for three workers \
            (their LISTEN straight to PostgreSQL); holder pauses and kills, and a restart of \
@@ -254,6 +271,56 @@ pub fn render(results: &Results<'_>) -> String {
             .unwrap_or_default()
     );
     out
+}
+
+/// The election runs' observers: leaders elected, leaders the observer reported, and
+/// whether the terms it reported rose (I2).
+fn observers(out: &mut String, results: &Results<'_>) {
+    let runs: Vec<&RunOutcome> = results
+        .fenced
+        .iter()
+        .chain(results.control)
+        .filter(|o| o.spec.scenario.election())
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Leader election observers\n\nIn every election run (scenario 9) one more process \
+         follows the election with `Election::observe` and records each change of leader. \
+         *leaders* = leaders elected (terms granted); *observed* = leaders the observer \
+         reported (a leader who led for less than the observe interval may be missed where the \
+         store pushes no grants, never reported out of order); *terms rose* = every term it \
+         reported was above the one before and had been granted (I2).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | backend | run | leaders | observed | terms rose |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | ---: | ---: | --- |");
+    for o in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            scenario_cell(o),
+            o.spec.backend.name(),
+            if o.spec.fenced { "fenced" } else { "control" },
+            o.report.tokens_issued,
+            o.report.leaders_observed,
+            if o.report.observed_regressions == 0 {
+                "yes".to_owned()
+            } else {
+                format!("**no** ({})", o.report.observed_regressions)
+            }
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// The scenario column: number and name.
+fn scenario_cell(o: &RunOutcome) -> String {
+    format!("{} {}", o.spec.scenario.number(), o.spec.scenario.name())
 }
 
 fn table_header(out: &mut String, with_backend: bool) {
@@ -290,9 +357,8 @@ fn table_row(out: &mut String, o: &RunOutcome, with_backend: bool) {
     };
     let _ = writeln!(
         out,
-        "| {} {} |{backend} {} | {} | {} | {} | {} | {} | {} | {} | {} | {i6} | {} | {} | {} | {} | {} | {} | [svg]({}/{}) |",
-        o.spec.scenario.number(),
-        o.spec.scenario.name(),
+        "| {} |{backend} {} | {} | {} | {} | {} | {} | {} | {} | {} | {i6} | {} | {} | {} | {} | {} | {} | [svg]({}/{}) |",
+        scenario_cell(o),
         o.spec.oracle.name(),
         r.writes_attempted,
         r.stale_attempted,
@@ -315,4 +381,73 @@ fn table_row(out: &mut String, o: &RunOutcome, with_backend: bool) {
         timeline::DIR,
         timeline::file_name(&o.spec)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use fencelock_conformance::history::Report;
+
+    use super::*;
+    use crate::runner::{Oracle, RunSpec};
+    use crate::scenario::{Backend, Scenario};
+    use crate::timeline::Timeline;
+
+    fn outcome(scenario: Scenario, fenced: bool, report: Report) -> RunOutcome {
+        RunOutcome {
+            spec: RunSpec {
+                scenario,
+                backend: Backend::Redis,
+                oracle: Oracle::Gate,
+                fenced,
+                mutation: None,
+                seed: 7,
+                rounds: 2,
+                workers: 3,
+            },
+            report,
+            problems: Vec::new(),
+            elapsed: Duration::from_secs(1),
+            kept_dir: None,
+            exclusive: true,
+            timeline: Timeline::from_history(&[], Duration::from_millis(500)),
+        }
+    }
+
+    fn doc(fenced: &[RunOutcome], control: &[RunOutcome]) -> String {
+        render(&Results {
+            command: "test".into(),
+            seed: 1,
+            versions: Vec::new(),
+            fenced,
+            control,
+            mutations: &[],
+            elapsed: Duration::from_secs(1),
+        })
+    }
+
+    #[test]
+    fn election_runs_get_an_observer_table() {
+        let seen = Report {
+            tokens_issued: 9,
+            leaders_observed: 8,
+            ..Report::default()
+        };
+        let backwards = Report {
+            observed_regressions: 1,
+            ..seen.clone()
+        };
+        let fenced = [
+            outcome(Scenario::HolderPause, true, Report::default()),
+            outcome(Scenario::ElectionPause, true, seen),
+        ];
+        let control = [outcome(Scenario::ElectionPause, false, backwards)];
+        let doc = doc(&fenced, &control);
+        assert!(doc.contains("## Leader election observers"), "{doc}");
+        assert!(doc.contains("| 9 election-pause | redis | fenced | 9 | 8 | yes |"));
+        assert!(doc.contains("| 9 election-pause | redis | control | 9 | 8 | **no** (1) |"));
+        assert!(!doc.contains("holder-pause | redis | fenced"));
+        // Without election runs, no such section.
+        let doc = self::doc(&fenced[..1], &[]);
+        assert!(!doc.contains("## Leader election observers"));
+    }
 }

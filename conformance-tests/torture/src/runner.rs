@@ -9,7 +9,7 @@ use fencelock_conformance::harness::{PostgresServer, PostgresServerOptions, TcpP
 use fencelock_conformance::history::{self, Bounds, Event, OracleLog, Report};
 use tokio::process::{Child, Command};
 
-use crate::config::{OracleKind, WorkerConfig};
+use crate::config::{OracleKind, Role, WorkerConfig};
 use crate::coordinator::{Coordinator, FenceMode, HolderFault};
 use crate::faketime::{self, FakeClock};
 use crate::mutations::{self, Mutation};
@@ -153,10 +153,20 @@ struct Workers {
 
 impl Workers {
     fn spawn(&mut self, coordinator: &Coordinator, store_url: &str) -> Result<(), String> {
+        self.spawn_as(self.base.role, coordinator, store_url)
+    }
+
+    fn spawn_as(
+        &mut self,
+        role: Role,
+        coordinator: &Coordinator,
+        store_url: &str,
+    ) -> Result<(), String> {
         let id = self.next_id;
         self.next_id += 1;
         let mut cfg = self.base.clone();
         cfg.id = id;
+        cfg.role = role;
         cfg.store_url = store_url.to_owned();
         if let Some(upstream) = self.proxy_upstream {
             let proxy = TcpProxy::start(upstream).map_err(|e| e.to_string())?;
@@ -255,6 +265,11 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
             id: 0,
             store_url: String::new(),
             lock: lock_name(spec),
+            role: if spec.scenario.election() {
+                Role::Candidate
+            } else {
+                Role::Lock
+            },
             ttl_ms: millis(ttl),
             renew_ms: millis(spec.backend.renew_every()),
             op_timeout_ms: spec.backend.op_timeout().map(millis),
@@ -287,6 +302,10 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
     let store_url = servers.store_url();
     for _ in 0..spec.workers {
         workers.spawn(&coordinator, &store_url)?;
+    }
+    if spec.scenario.election() {
+        // One more process follows the election and records each leader it sees.
+        workers.spawn_as(Role::Observer, &coordinator, &store_url)?;
     }
     let mut target = CHECKPOINTS_BETWEEN_FAULTS;
     if !coordinator.wait_checkpoints(target, PROGRESS_TIMEOUT).await {
@@ -408,13 +427,14 @@ async fn inject(
     };
     let e = |e: fencelock_conformance::harness::HarnessError| e.to_string();
     match spec.scenario {
-        Scenario::HolderPause => hit(HolderFault::Pause(ttl * 3)).await,
+        // An election's leader is hit as a lock's holder is: at its write.
+        Scenario::HolderPause | Scenario::ElectionPause => hit(HolderFault::Pause(ttl * 3)).await,
         Scenario::HolderStarve => hit(HolderFault::Starve(ttl * 2)).await,
-        Scenario::HolderKill => {
+        Scenario::HolderKill | Scenario::ElectionKill => {
             hit(HolderFault::Kill).await?;
             workers.spawn(coordinator, &servers.store_url())
         }
-        Scenario::NetStall => hit(HolderFault::Stall(ttl * 3)).await,
+        Scenario::NetStall | Scenario::ElectionPartition => hit(HolderFault::Stall(ttl * 3)).await,
         Scenario::NetDelay => {
             hit(HolderFault::DelayWaiters {
                 each_way: ttl / 5,

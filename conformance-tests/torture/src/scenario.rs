@@ -123,11 +123,19 @@ pub enum Scenario {
     /// 6: Redis behind Sentinel: while a holder is stopped at its write, the primary is killed
     /// (SIGKILL) and the sentinels promote the replica.
     SentinelFailover,
+    /// 9: leader election: the workers campaign (`Election::campaign`) and write with their
+    /// term; the leader is SIGSTOPped for 3×TTL right before its write, then resumed.
+    ElectionPause,
+    /// 9: leader election: the leader killed with SIGKILL right before its write.
+    ElectionKill,
+    /// 9: leader election: the leader's connections to the store stalled (through its own
+    /// `TcpProxy`) for 3×TTL right before its write.
+    ElectionPartition,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 14] = [
+    pub const ALL: [Scenario; 17] = [
         Self::HolderPause,
         Self::HolderStarve,
         Self::HolderKill,
@@ -142,6 +150,9 @@ impl Scenario {
         Self::ClockJump,
         Self::ClusterPrimaryKill,
         Self::SentinelFailover,
+        Self::ElectionPause,
+        Self::ElectionKill,
+        Self::ElectionPartition,
     ];
 
     /// The name used on the command line and in the report.
@@ -161,6 +172,9 @@ impl Scenario {
             Self::ClockJump => "clock-jump",
             Self::ClusterPrimaryKill => "cluster-primary-kill",
             Self::SentinelFailover => "sentinel-failover",
+            Self::ElectionPause => "election-pause",
+            Self::ElectionKill => "election-kill",
+            Self::ElectionPartition => "election-partition",
         }
     }
 
@@ -178,6 +192,7 @@ impl Scenario {
             | Self::SentinelFailover => 6,
             Self::NetStall | Self::NetDelay | Self::NetCut => 7,
             Self::ClockJump => 8,
+            Self::ElectionPause | Self::ElectionKill | Self::ElectionPartition => 9,
         }
     }
 
@@ -194,7 +209,10 @@ impl Scenario {
             | Self::NetStall
             | Self::NetDelay
             | Self::NetCut
-            | Self::ClockJump => &[Backend::Redis, Backend::Postgres, Backend::Etcd],
+            | Self::ClockJump
+            | Self::ElectionPause
+            | Self::ElectionKill
+            | Self::ElectionPartition => &[Backend::Redis, Backend::Postgres, Backend::Etcd],
             Self::ServerRestart => &[
                 Backend::Redis,
                 Backend::RedisAof,
@@ -220,12 +238,26 @@ impl Scenario {
                 | Self::NetStall
                 | Self::ClusterPrimaryKill
                 | Self::SentinelFailover
+                | Self::ElectionPause
+                | Self::ElectionPartition
         )
     }
 
     /// Whether each worker reaches the store through its own `TcpProxy`.
     pub fn proxied(self) -> bool {
-        matches!(self, Self::NetStall | Self::NetDelay | Self::NetCut)
+        matches!(
+            self,
+            Self::NetStall | Self::NetDelay | Self::NetCut | Self::ElectionPartition
+        )
+    }
+
+    /// Whether the workers campaign in an election (and one more worker observes it)
+    /// instead of taking the lock.
+    pub fn election(self) -> bool {
+        matches!(
+            self,
+            Self::ElectionPause | Self::ElectionKill | Self::ElectionPartition
+        )
     }
 
     /// Whether the server keeps every lease through this scenario's faults on `backend`, so

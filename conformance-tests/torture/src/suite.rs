@@ -49,8 +49,18 @@ fn spec(scenario: Scenario, backend: Backend, oracle: Oracle, seed: u64, rounds:
     }
 }
 
+/// Whether the short mode runs `scenario` on `backend`: every scenario on every backend it
+/// applies to, except leader election (scenario 9), of which it runs every fault on Redis and
+/// the paused leader on etcd (about 20 s; the long mode runs them all).
+fn in_short_mode(scenario: Scenario, backend: Backend) -> bool {
+    !scenario.election()
+        || backend == Backend::Redis
+        || (scenario, backend) == (Scenario::ElectionPause, Backend::Etcd)
+}
+
 /// The fenced runs: every scenario against every backend it applies to on the in-memory
-/// gate, and holder faults on the PostgreSQL table too (long mode: all three; short: pause).
+/// gate (the short mode runs every election fault on Redis and the paused leader on etcd
+/// only), and holder faults on the PostgreSQL table too (long mode: all three; short: pause).
 pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     let mut runs = Vec::new();
     let mut n = 0;
@@ -58,7 +68,10 @@ pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
         n += 1;
         seed.wrapping_add(n)
     };
-    for scenario in Scenario::ALL {
+    // Election runs come last, so that adding them kept the other runs' seeds.
+    let (elections, locks): (Vec<Scenario>, Vec<Scenario>) =
+        Scenario::ALL.into_iter().partition(|s| s.election());
+    for scenario in locks {
         for &backend in scenario.backends() {
             let rounds = if scenario.once() { 1 } else { mode.rounds() };
             runs.push(spec(scenario, backend, Oracle::Gate, next(), rounds));
@@ -101,11 +114,19 @@ pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
             ));
         }
     }
+    for scenario in elections {
+        for &backend in scenario.backends() {
+            if mode == Mode::Long || in_short_mode(scenario, backend) {
+                runs.push(spec(scenario, backend, Oracle::Gate, next(), mode.rounds()));
+            }
+        }
+    }
     runs
 }
 
-/// The control runs: the same faults with the plain lock alone (reads and writes unfenced);
-/// the long mode adds the Redis Cluster and Sentinel failovers.
+/// The control runs: the same faults with the plain lock alone (reads and writes unfenced),
+/// and a paused election leader writing with its old term unfenced; the long mode adds the
+/// Redis Cluster and Sentinel failovers and a partitioned election leader on etcd.
 pub fn control_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     let mut faults = vec![
         (Scenario::HolderPause, Backend::Redis),
@@ -115,6 +136,10 @@ pub fn control_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     if mode == Mode::Long {
         faults.push((Scenario::ClusterPrimaryKill, Backend::RedisCluster));
         faults.push((Scenario::SentinelFailover, Backend::RedisSentinel));
+    }
+    faults.push((Scenario::ElectionPause, Backend::Redis));
+    if mode == Mode::Long {
+        faults.push((Scenario::ElectionPartition, Backend::Etcd));
     }
     faults
         .into_iter()
@@ -222,6 +247,9 @@ pub fn print_outcome(outcome: &RunOutcome) {
         r.faults_injected,
         if outcome.is_clean() { "ok" } else { "VIOLATED" }
     );
+    if outcome.spec.scenario.election() {
+        println!("    leaders observed {}", r.leaders_observed);
+    }
     if !outcome.is_clean() {
         for v in r.violations.iter().take(5) {
             println!("    {v}");
@@ -236,6 +264,59 @@ pub fn print_outcome(outcome: &RunOutcome) {
         );
         if let Some(dir) = &outcome.kept_dir {
             println!("    histories kept in {}", dir.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elections(runs: &[RunSpec]) -> Vec<(Scenario, Backend, u64)> {
+        runs.iter()
+            .filter(|r| r.scenario.election())
+            .map(|r| (r.scenario, r.backend, r.seed))
+            .collect()
+    }
+
+    #[test]
+    fn the_short_mode_runs_some_election_faults_and_the_long_mode_all() {
+        use Backend::{Etcd, Postgres, Redis};
+        use Scenario::{ElectionKill, ElectionPartition, ElectionPause};
+        let short = fenced_runs(Mode::Short, 1);
+        let long = fenced_runs(Mode::Long, 1);
+        let names = |runs: &[RunSpec]| -> Vec<(Scenario, Backend)> {
+            elections(runs)
+                .into_iter()
+                .map(|(s, b, _)| (s, b))
+                .collect()
+        };
+        assert_eq!(
+            names(&short),
+            [
+                (ElectionPause, Redis),
+                (ElectionPause, Etcd),
+                (ElectionKill, Redis),
+                (ElectionPartition, Redis),
+            ]
+        );
+        assert_eq!(names(&long).len(), 9);
+        // They come last, after every lock run, with seeds of their own.
+        let first = long.iter().position(|r| r.scenario.election()).unwrap();
+        assert!(long[first..].iter().all(|r| r.scenario.election()));
+        assert_eq!(elections(&long)[0], (ElectionPause, Redis, 50));
+        assert!(
+            long.iter()
+                .any(|r| (r.scenario, r.backend) == (ElectionPartition, Postgres))
+        );
+        // A paused election leader unfenced is a control run in both modes.
+        for mode in [Mode::Short, Mode::Long] {
+            let control = control_runs(mode, 1);
+            assert!(
+                control
+                    .iter()
+                    .any(|r| (r.scenario, r.backend, r.fenced) == (ElectionPause, Redis, false))
+            );
         }
     }
 }

@@ -154,8 +154,14 @@ pub struct Timeline {
 
 impl Timeline {
     /// Reads `history` (merged, in time order, as `read_histories` returns it). `ttl` sets the
-    /// margins of the detail window around its fault.
+    /// margins of the detail window around its fault. An election observer (a worker that
+    /// recorded `LeaderObserved`) gets no lane: it never holds nor writes.
     pub fn from_history(history: &[Record], ttl: Duration) -> Self {
+        let observers: std::collections::HashSet<u32> = history
+            .iter()
+            .filter(|r| matches!(r.event, Event::LeaderObserved { .. }))
+            .map(|r| r.w)
+            .collect();
         let start = history.first().map_or(0, |r| r.t);
         let end = history.last().map_or(0, |r| r.t);
         let mut lanes: BTreeMap<u32, Lane> = BTreeMap::new();
@@ -181,6 +187,9 @@ impl Timeline {
                     }
                     _ => {}
                 }
+                continue;
+            }
+            if observers.contains(&r.w) {
                 continue;
             }
             let lane = lanes.entry(r.w).or_insert_with(|| Lane {
@@ -1010,6 +1019,20 @@ mod tests {
         });
         assert!(doc.contains("| [svg](reliability/holder-pause-redis-gate.svg) |"));
         assert!(doc.contains("| [svg](reliability/holder-pause-redis-gate-control.svg) |"));
+    }
+
+    #[test]
+    fn an_election_observer_gets_no_lane() {
+        let mut history = story(true);
+        history.push(rec(9, 5, Event::Started { pid: 19 }));
+        history.push(rec(9, 700, Event::LeaderObserved { term: Some(7) }));
+        history.sort_by_key(|r| r.t);
+        let t = Timeline::from_history(&history, Duration::from_millis(500));
+        assert_eq!(
+            t,
+            Timeline::from_history(&story(true), Duration::from_millis(500))
+        );
+        assert!(t.lanes.iter().all(|l| l.worker != 9));
     }
 
     #[test]

@@ -1,17 +1,20 @@
 //! The worker process: acquire → fenced read → random work → check the guard → fenced write
-//! of value + 1 → release, every step appended to its history file.
+//! of value + 1 → release, every step appended to its history file. An election candidate
+//! runs the same cycle with campaign → … → resign, writing with its term; an election
+//! observer only records each change of leader.
 
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fencelock::{AcquireOptions, LeaseStore, Locker};
+use fencelock::{AcquireOptions, LeaseStore, LockGuard, Locker, OwnerLabel};
 use fencelock_conformance::history::{Event, Op, Record};
+use fencelock_core::{Election, Leadership};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::UnixStream;
 
-use crate::config::{OracleKind, WorkerConfig};
+use crate::config::{OracleKind, Role, WorkerConfig};
 use crate::pg_oracle::{Outcome, PgOracle};
 use crate::protocol::{Channel, Reply, Request};
 
@@ -58,7 +61,74 @@ pub async fn run(cfg: WorkerConfig) -> Result<(), WorkerError> {
     )
     .await?;
     let store = crate::mutations::wrap_store(store, &worker.cfg)?;
-    worker.cycles(Locker::from_arc(store)).await
+    let locker = Locker::from_arc(store);
+    match worker.cfg.role {
+        Role::Lock | Role::Candidate => worker.cycles(locker).await,
+        Role::Observer => worker.observe(locker).await,
+    }
+}
+
+/// What a worker writes under: a lock guard, or a leadership in the election of the lock's
+/// name (whose term is its fencing token).
+enum Held {
+    Lock(LockGuard),
+    Leader(Leadership),
+}
+
+impl Held {
+    /// Campaigns in `election` until elected (labelled `worker-ID`) when there is one, else
+    /// takes the lock `name`.
+    async fn take(
+        locker: &Locker,
+        election: Option<&Election>,
+        name: &str,
+        options: AcquireOptions,
+        id: u32,
+    ) -> Result<Self, fencelock::Error> {
+        match election {
+            Some(election) => {
+                let label = OwnerLabel::new(format!("worker-{id}"))?;
+                let leadership = election.campaign(options.with_label(label)).await?;
+                Ok(Self::Leader(leadership))
+            }
+            None => locker.acquire(name, options).await.map(Self::Lock),
+        }
+    }
+
+    /// The token, or the leader's term.
+    fn token(&self) -> u64 {
+        match self {
+            Self::Lock(guard) => guard.token().get(),
+            Self::Leader(leadership) => leadership.term().get(),
+        }
+    }
+
+    fn is_valid(&self) -> bool {
+        match self {
+            Self::Lock(guard) => guard.is_valid(),
+            Self::Leader(leadership) => leadership.is_valid(),
+        }
+    }
+
+    /// The random work between read and write. A leader does it through
+    /// [`Leadership::run`], which cancels it when leadership is lost; the check after it
+    /// records whether it was.
+    async fn work(&self, time: Duration) {
+        match self {
+            Self::Lock(_) => tokio::time::sleep(time).await,
+            Self::Leader(leadership) => {
+                let _ = leadership.run(tokio::time::sleep(time)).await;
+            }
+        }
+    }
+
+    /// Releases, or resigns; whether that returned `Ok`.
+    async fn release(self) -> bool {
+        match self {
+            Self::Lock(guard) => guard.release().await.is_ok(),
+            Self::Leader(leadership) => leadership.resign().await.is_ok(),
+        }
+    }
 }
 
 async fn connect(
@@ -122,15 +192,24 @@ impl Worker {
             .with_timeout(ttl * 20);
         let mut rng = StdRng::seed_from_u64(self.cfg.seed);
         let id = self.cfg.id;
+        let election = match self.cfg.role {
+            Role::Candidate => Some(locker.election(self.cfg.lock.as_str())?),
+            Role::Lock | Role::Observer => None,
+        };
         loop {
             if self.ctl.call(&Request::Cycle { worker: id }).await? == Reply::Stop {
                 return Ok(());
             }
             let sent = fencelock_conformance::history::now_ns();
-            let guard = match locker
-                .acquire(self.cfg.lock.as_str(), options.clone())
-                .await
-            {
+            let taken = Held::take(
+                &locker,
+                election.as_ref(),
+                &self.cfg.lock,
+                options.clone(),
+                id,
+            )
+            .await;
+            let guard = match taken {
                 Ok(guard) => guard,
                 Err(e) => {
                     self.log(Event::AcquireFailed {
@@ -141,7 +220,7 @@ impl Worker {
                     continue;
                 }
             };
-            let token = guard.token().get();
+            let token = guard.token();
             self.log(Event::Acquired { token, sent })?;
             self.log(Event::Clock { wall_ms: wall_ms() })?;
             let writes = rng.random_range(1..=2);
@@ -150,7 +229,7 @@ impl Worker {
                     break;
                 };
                 let work = rng.random_range(0..=self.cfg.work_max_ms);
-                tokio::time::sleep(Duration::from_millis(work)).await;
+                guard.work(Duration::from_millis(work)).await;
                 if !self.check(&guard)? {
                     break;
                 }
@@ -166,8 +245,53 @@ impl Worker {
                     break;
                 }
             }
-            let ok = guard.release().await.is_ok();
+            let ok = guard.release().await;
             self.log(Event::Released { token, ok })?;
+        }
+    }
+
+    /// The observer: follows the election of the lock's name (reading the leader at least
+    /// every poll interval) and records each change of leader, until the coordinator says
+    /// stop (asked every poll interval).
+    async fn observe(&mut self, locker: Locker) -> Result<(), WorkerError> {
+        let every = Duration::from_millis(self.cfg.poll_ms.max(1));
+        let mut watch = locker
+            .election(self.cfg.lock.as_str())?
+            .with_observe_interval(every)
+            .observe()?;
+        let Self {
+            cfg, history, ctl, ..
+        } = self;
+        let id = cfg.id;
+        let follow = async {
+            loop {
+                match watch.changed().await {
+                    Ok(leader) => {
+                        let term = leader.map(|l| l.term.get());
+                        let record = Record::now(id, Event::LeaderObserved { term });
+                        if let Err(e) = record.append_to(history) {
+                            return Err::<(), WorkerError>(e.into());
+                        }
+                    }
+                    Err(e) => {
+                        // Answered once; the next call reads again.
+                        eprintln!("worker {id}: observing failed: {e}");
+                        tokio::time::sleep(every).await;
+                    }
+                }
+            }
+        };
+        let stopped = async {
+            loop {
+                tokio::time::sleep(every).await;
+                if ctl.call(&Request::Cycle { worker: id }).await? == Reply::Stop {
+                    return Ok::<(), WorkerError>(());
+                }
+            }
+        };
+        tokio::select! {
+            r = follow => r,
+            r = stopped => r,
         }
     }
 
@@ -176,11 +300,11 @@ impl Worker {
     /// logged as a `Probe`: the holder stays frozen at its decision to write, but a guard that
     /// still says valid after another holder was granted breaks I6 (a store that ends grants
     /// before the deadline its leases report).
-    async fn checkpoint(&mut self, guard: &fencelock::LockGuard) -> Result<Reply, WorkerError> {
+    async fn checkpoint(&mut self, guard: &Held) -> Result<Reply, WorkerError> {
         let Self {
             cfg, history, ctl, ..
         } = self;
-        let token = guard.token().get();
+        let token = guard.token();
         let request = Request::Checkpoint {
             worker: cfg.id,
             token,
@@ -205,9 +329,9 @@ impl Worker {
 
     /// Asks the guard whether the lease holds and logs the answer, stamped *before* asking
     /// (so a validity window drawn from these records is never too long).
-    fn check(&mut self, guard: &fencelock::LockGuard) -> std::io::Result<bool> {
+    fn check(&mut self, guard: &Held) -> std::io::Result<bool> {
         let at = fencelock_conformance::history::now_ns();
-        let token = guard.token().get();
+        let token = guard.token();
         let valid = guard.is_valid();
         let record = Record {
             w: self.cfg.id,

@@ -1,8 +1,9 @@
 //! The short mode of the fault-injection suite, as part of `cargo test`: every scenario on
 //! every backend it applies to holds I1–I6, stale writes are attempted where a holder is
 //! paused, starved, cut off by a stalled connection (whose guard must then report the lease
-//! invalid) or held at its write across a Redis Cluster or Sentinel failover, and the control
-//! runs (no fencing) show violations.
+//! invalid) or held at its write across a Redis Cluster or Sentinel failover, election runs
+//! (scenario 9) have an observer that saw leaders, and the control runs (no fencing) show
+//! violations.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -51,10 +52,23 @@ async fn short_mode_holds_every_invariant_and_the_control_run_does_not() {
                 o.spec.rerun_command()
             ));
         }
-        if o.spec.scenario == Scenario::NetStall && o.report.invalid_checks == 0 {
+        let stalled = matches!(
+            o.spec.scenario,
+            Scenario::NetStall | Scenario::ElectionPartition
+        );
+        if stalled && o.report.invalid_checks == 0 {
             failures.push(format!(
                 "{}: no guard reported the lease invalid after its renewals were stalled\n  re-run: {}",
                 o.spec.label(),
+                o.spec.rerun_command()
+            ));
+        }
+        // At least the first leader and one after each fault.
+        if o.spec.scenario.election() && o.report.leaders_observed <= u64::from(o.spec.rounds) {
+            failures.push(format!(
+                "{}: the observer reported {} leaders\n  re-run: {}",
+                o.spec.label(),
+                o.report.leaders_observed,
                 o.spec.rerun_command()
             ));
         }
