@@ -52,6 +52,19 @@ const INSPECT: &str = include_str!("sql/inspect.sql");
 const VERIFY: &str = include_str!("sql/verify.sql");
 const NOTIFY: &str = include_str!("sql/notify.sql");
 const DURABLE: &str = include_str!("sql/durable.sql");
+const PERMIT_MIGRATE: &str = include_str!("sql/permit_migrate.sql");
+const PERMIT_LOCK: &str = include_str!("sql/permit_lock.sql");
+const PERMIT_GRANT: &str = include_str!("sql/permit_grant.sql");
+const PERMIT_RENEW: &str = include_str!("sql/permit_renew.sql");
+const PERMIT_RENEW_MANY: &str = include_str!("sql/permit_renew_many.sql");
+const PERMIT_RELEASE: &str = include_str!("sql/permit_release.sql");
+const PERMIT_INSPECT: &str = include_str!("sql/permit_inspect.sql");
+const PERMIT_VERIFY: &str = include_str!("sql/permit_verify.sql");
+
+/// The suffixes of the semaphore tables' names, after the lease table's
+/// ([`TableName::derived`]).
+pub(crate) const SEMAPHORES_SUFFIX: &str = "_semaphores";
+pub(crate) const PERMITS_SUFFIX: &str = "_permits";
 
 /// How statements reach the server (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +131,52 @@ pub(crate) struct Statements {
     pub(crate) list: Statement,
     pub(crate) verify: Statement,
     pub(crate) notify: Statement,
+    pub(crate) permits: PermitStatements,
+}
+
+/// The semaphore statements of one store, on the tables derived from its lease table.
+#[derive(Clone, Debug)]
+pub(crate) struct PermitStatements {
+    /// The semaphore rows (one per name: the token counter and the limit).
+    pub(crate) semaphores: TableName,
+    /// The permit rows (one per granted permit).
+    pub(crate) permits: TableName,
+    /// `CREATE TABLE IF NOT EXISTS …` for both tables, sent as it is (it has no values).
+    pub(crate) migrate: SqlStr,
+    pub(crate) lock: Statement,
+    pub(crate) grant: Statement,
+    pub(crate) renew: Statement,
+    pub(crate) renew_many: Statement,
+    pub(crate) release: Statement,
+    pub(crate) inspect: Statement,
+    pub(crate) verify: Statement,
+}
+
+impl PermitStatements {
+    fn new(table: &TableName, durable: &str, protocol: Protocol) -> Self {
+        let semaphores = table.derived(SEMAPHORES_SUFFIX);
+        let permits = table.derived(PERMITS_SUFFIX);
+        let tables = |template: &str| {
+            template
+                .replace("{semaphores}", &semaphores.quoted())
+                .replace("{permits}", &permits.quoted())
+        };
+        let statement = |template: &str| {
+            Statement::new(render_sql(&tables(template), None, Some(durable)), protocol)
+        };
+        Self {
+            migrate: render_sql(&tables(PERMIT_MIGRATE), None, None),
+            lock: statement(PERMIT_LOCK),
+            grant: statement(PERMIT_GRANT),
+            renew: statement(PERMIT_RENEW),
+            renew_many: statement(PERMIT_RENEW_MANY),
+            release: statement(PERMIT_RELEASE),
+            inspect: statement(PERMIT_INSPECT),
+            verify: statement(PERMIT_VERIFY),
+            semaphores,
+            permits,
+        }
+    }
 }
 
 impl Statements {
@@ -139,6 +198,7 @@ impl Statements {
             list: statement(LIST),
             verify: statement(VERIFY),
             notify: statement(NOTIFY),
+            permits: PermitStatements::new(table, durable, protocol),
         }
     }
 }
@@ -356,6 +416,13 @@ mod tests {
             &s.inspect,
             &s.verify,
             &s.notify,
+            &s.permits.lock,
+            &s.permits.grant,
+            &s.permits.renew,
+            &s.permits.renew_many,
+            &s.permits.release,
+            &s.permits.inspect,
+            &s.permits.verify,
         ]
     }
 
@@ -385,6 +452,34 @@ mod tests {
         let fast = Statements::new(&table, false, Protocol::Inline);
         assert!(!fast.acquire.as_str().contains("set_config"));
         assert!(!durable.migrate.as_str().contains('{'));
+        let permits = &durable.permits;
+        assert!(
+            permits
+                .migrate
+                .as_str()
+                .contains("CREATE TABLE IF NOT EXISTS \"s\".\"Leases_permits\"")
+        );
+        assert!(!permits.migrate.as_str().contains('{'));
+        assert!(
+            permits
+                .grant
+                .as_str()
+                .contains("UPDATE \"s\".\"Leases_semaphores\" AS semaphore")
+        );
+        // The grant's transaction is made durable by its first statement, the lock.
+        assert!(
+            permits
+                .lock
+                .as_str()
+                .contains("set_config('synchronous_commit'")
+        );
+        assert!(
+            permits
+                .renew
+                .as_str()
+                .contains("set_config('synchronous_commit'")
+        );
+        assert!(!permits.release.as_str().contains("set_config"));
         for statement in all(&durable) {
             let sql = statement.as_str();
             assert!(!sql.contains('{'), "unrendered marker in {sql}");

@@ -1,5 +1,7 @@
 //! `PgLeaseStore`: leases as rows, judged by the database clock.
 
+mod permits;
+
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use fencelock_core::backend::{
 };
 use fencelock_core::{
     Diagnosis, Error, FencingToken, HeldLock, HolderId, Lease, LeaseInfo, LeaseStore, ListQuery,
-    Listing, LockName, Operation, OwnerLabel, TtlLimits,
+    Listing, LockName, Operation, OwnerLabel, PermitLimit, Permits, TtlLimits,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::time::Instant;
@@ -26,9 +28,11 @@ use crate::{Ident, PgBuilder, PgConfig, TableName, migrate};
 
 /// A [`LeaseStore`] on a PostgreSQL table: one row per lock name.
 ///
-/// Every operation is one statement on a pooled connection; nothing is session-scoped, so it
-/// works behind transaction-mode poolers. Expiry is judged by `clock_timestamp()` on the
-/// server. Clones share the pool and the wake-up listener.
+/// Every operation is one statement on a pooled connection (a permit's grant: one transaction
+/// of two); nothing is session-scoped, so it works behind transaction-mode poolers. Expiry is
+/// judged by `clock_timestamp()` on the server. Semaphores live in two tables beside the lease
+/// table ([`PgLeaseStore::semaphore_table`], [`PgLeaseStore::permit_table`]). Clones share
+/// the pool and the wake-up listener.
 #[derive(Clone)]
 pub struct PgLeaseStore {
     inner: Arc<Inner>,
@@ -134,22 +138,32 @@ impl PgLeaseStore {
         Ok(store)
     }
 
-    /// Creates the schema and lease table if they are missing. Idempotent, and safe to run
+    /// Creates the schema, the lease table and the semaphore tables beside it if they are
+    /// missing, and adds the columns an older lease table lacks. Idempotent, and safe to run
     /// from many processes at once.
     ///
     /// # Errors
     /// `Unavailable` when the server cannot be reached; `Backend` e.g. without privileges.
     pub async fn migrate(&self) -> Result<(), Error> {
-        let inner = &self.inner;
+        let sql = &self.inner.sql;
+        let leases = [&self.inner.table];
+        let permits = [&sql.permits.semaphores, &sql.permits.permits];
+        let groups = [
+            migrate::Tables {
+                tables: &leases,
+                create: sql.migrate.clone(),
+                added: &sql.added_columns,
+            },
+            // Added in the version that brought semaphores: an older database gains them here.
+            migrate::Tables {
+                tables: &permits,
+                create: sql.permits.migrate.clone(),
+                added: &[],
+            },
+        ];
         self.timed(
             Operation::Setup,
-            migrate::migrate(
-                &inner.pool,
-                &inner.table,
-                inner.sql.migrate.clone(),
-                &inner.sql.added_columns,
-                &inner.sql.migration,
-            ),
+            migrate::migrate(&self.inner.pool, &groups, &sql.migration),
         )
         .await?
     }
@@ -162,6 +176,19 @@ impl PgLeaseStore {
     /// The lease table.
     pub fn table(&self) -> &TableName {
         &self.inner.table
+    }
+
+    /// The semaphore table: one row per semaphore name, holding its token counter and the
+    /// limit its permits hold under. Named after the lease table, `<table>_semaphores` (a long
+    /// name is cut and given a hash to stay within 63 bytes).
+    pub fn semaphore_table(&self) -> &TableName {
+        &self.inner.sql.permits.semaphores
+    }
+
+    /// The permit table: one row per granted permit, `<table>_permits` (cut like
+    /// [`PgLeaseStore::semaphore_table`]).
+    pub fn permit_table(&self) -> &TableName {
+        &self.inner.sql.permits.permits
     }
 
     /// How long one operation may take before its outcome counts as unknown.
@@ -196,7 +223,8 @@ impl PgLeaseStore {
     /// error and the caller propagates it — not at all. Keep such transactions short: the
     /// holder's own renewal also waits for them.
     ///
-    /// The lease table must be in the same database as the transaction.
+    /// The lease table must be in the same database as the transaction. A permit of a
+    /// semaphore is checked the same way, on its own row of the permit table.
     ///
     /// # Errors
     /// `LeaseLost` when the grant expired, was released, or was taken over (`Superseded`, with
@@ -207,6 +235,9 @@ impl PgLeaseStore {
         lease: &Lease,
         tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), Error> {
+        if lease.permit_limit().is_some() {
+            return self.verify_permit(lease, tx).await;
+        }
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
         };
@@ -248,8 +279,12 @@ impl PgLeaseStore {
         })
     }
 
-    /// Why `lease` is not held, as far as the store can tell right now.
+    /// Why `lease` is not held, as far as the store can tell right now. A permit has no single
+    /// current holder to be superseded by: it is simply not held.
     async fn loss_of(&self, lease: &Lease) -> Error {
+        if lease.permit_limit().is_some() {
+            return lost_or_superseded(lease, None);
+        }
         let current = self.inspect(lease.name()).await.ok().flatten();
         lost_or_superseded(lease, current.map(|info| info.token))
     }
@@ -275,6 +310,19 @@ fn token_from(op: Operation, name: &LockName, raw: i64) -> Result<FencingToken, 
                 format!("the lease row of `{name}` holds token {raw}, outside 1..=2^53-1; the table was edited by hand"),
             )
         })
+}
+
+/// An error of a granting statement: the `CHECK` on the token range is the counter running out.
+fn grant_error(op: Operation, name: &LockName, error: sqlx::Error) -> Error {
+    if sqlstate(&error).as_deref() == Some("23514") {
+        Error::backend(
+            STORE,
+            op,
+            format!("the token counter of `{name}` is exhausted (2^53-1 reached); use a new name"),
+        )
+    } else {
+        classify(op, error)
+    }
 }
 
 /// A row of the list statement: name, token, holder, microseconds left, label.
@@ -348,17 +396,7 @@ impl LeaseStore for PgLeaseStore {
                 ),
             )
             .await?
-            .map_err(|e| {
-                if sqlstate(&e).as_deref() == Some("23514") {
-                    Error::backend(
-                        STORE,
-                        Operation::Acquire,
-                        format!("the token counter of `{name}` is exhausted (2^53-1 reached); use a new lock name"),
-                    )
-                } else {
-                    classify(Operation::Acquire, e)
-                }
-            })?;
+            .map_err(|e| grant_error(Operation::Acquire, name, e))?;
         let Some((raw,)) = row else {
             return Ok(None);
         };
@@ -370,6 +408,9 @@ impl LeaseStore for PgLeaseStore {
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        if lease.permit_limit().is_some() {
+            return self.renew_permit(lease, ttl).await;
+        }
         let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
@@ -397,44 +438,34 @@ impl LeaseStore for PgLeaseStore {
         }
     }
 
-    /// One `UPDATE … FROM unnest(…)` for the whole batch: one round trip, one WAL flush.
+    /// One `UPDATE … FROM unnest(…)` for the locks of the batch, and one for its permits (the
+    /// two at once): one round trip and one WAL flush each.
     async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
         let (ttl_us, granted) = match self.inner.limits.check(ttl) {
             Ok(ttl) => micros(ttl),
             Err(error) => return fail_each(error, leases.len()),
         };
         // Tokens beyond i64 cannot be in the table: such leases are simply not held.
-        let batch: Vec<(&Lease, i64)> = leases
+        let (permits, locks): (Vec<(&Lease, i64)>, Vec<(&Lease, i64)>) = leases
             .iter()
             .filter_map(|lease| Some((lease, i64::try_from(lease.token().get()).ok()?)))
-            .collect();
-        let mut renewed = std::collections::HashSet::new();
+            .partition(|(lease, _)| lease.permit_limit().is_some());
         let sent_at = Instant::now();
-        if !batch.is_empty() {
-            let names: Vec<&str> = batch.iter().map(|(l, _)| l.name().as_str()).collect();
-            let holders: Vec<String> = batch.iter().map(|(l, _)| l.holder().to_string()).collect();
-            let tokens: Vec<i64> = batch.iter().map(|(_, t)| *t).collect();
-            let rows = self
-                .timed(
-                    Operation::Renew,
-                    self.inner.sql.renew_many.fetch_all::<(String, i64), _>(
-                        vec![
-                            Arg::Texts(names),
-                            Arg::Texts(holders.iter().map(String::as_str).collect()),
-                            Arg::Ints(tokens),
-                            Arg::Int(ttl_us),
-                        ],
-                        &self.inner.pool,
-                    ),
-                )
-                .await
-                .and_then(|rows| rows.map_err(|e| classify(Operation::Renew, e)));
-            match rows {
-                Ok(rows) => renewed.extend(rows),
-                Err(error) => return fail_each(error, leases.len()),
-            }
-        }
+        let (renewed_locks, renewed_permits) = futures::join!(
+            permits::renew_batch(self, &self.inner.sql.renew_many, &locks, ttl_us),
+            permits::renew_batch(self, &self.inner.sql.permits.renew_many, &permits, ttl_us),
+        );
         let answers = leases.iter().map(|lease| async {
+            let renewed = if lease.permit_limit().is_some() {
+                &renewed_permits
+            } else {
+                &renewed_locks
+            };
+            let renewed = match renewed {
+                Ok(renewed) => renewed,
+                // The statement of this lease's kind failed as a whole.
+                Err(error) => return Err(error.clone()),
+            };
             let key = i64::try_from(lease.token().get())
                 .ok()
                 .map(|token| (lease.name().as_str().to_owned(), token));
@@ -448,6 +479,9 @@ impl LeaseStore for PgLeaseStore {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        if lease.permit_limit().is_some() {
+            return self.release_permit(lease).await;
+        }
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
         };
@@ -548,6 +582,27 @@ impl LeaseStore for PgLeaseStore {
             }
             None => Ok(None),
         }
+    }
+
+    /// One short transaction of two statements (see `src/store/permits.rs`): the semaphore's
+    /// row locked, then the expired permits deleted, the limit and the count compared, and the
+    /// permit inserted with the next token.
+    async fn try_acquire_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        self.grant_permit(name, limit, ttl, label).await
+    }
+
+    async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
+        self.live_permits(name).await
+    }
+
+    async fn watch_permits(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        self.watch_permit_releases(name).await
     }
 
     /// One statement on the store's pool: version, primary or standby, `fsync`,

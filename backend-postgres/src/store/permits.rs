@@ -1,0 +1,292 @@
+//! The semaphores of [`PgLeaseStore`]: a row per semaphore name and a row per permit.
+//!
+//! A grant is one short transaction of two statements, `permit_lock.sql` then
+//! `permit_grant.sql`. The first locks the semaphore's row (creating it if missing) until the
+//! commit, so grants of one name run one after another; the second, with a snapshot taken after
+//! that lock was granted (READ COMMITTED), sees every permit the grants before it committed,
+//! deletes the expired ones, compares the limit and the count, and inserts the permit with the
+//! next token. One statement could not do both: its snapshot would be taken before it waited
+//! for the lock, and it would miss the permit the grant it waited for had just inserted.
+//!
+//! Renewals and releases are one statement each on the permit's own row (holder **and** token),
+//! and never touch the semaphore row, so they do not wait for grants.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use fencelock_core::backend::{
+    ReleaseWatch, granted_lease, labeled, limit_mismatch, lost_or_superseded, permit,
+};
+use fencelock_core::{
+    Error, HolderId, Lease, LeaseInfo, LockName, Operation, OwnerLabel, PermitLimit, Permits,
+};
+use sqlx::{Postgres, Transaction};
+use tokio::time::Instant;
+
+use super::{PgLeaseStore, grant_error, lease_info, micros};
+use crate::classify::{STORE, classify};
+use crate::statements::{Arg, Statement};
+
+/// How a grant's transaction begins: READ COMMITTED whatever the session's default, because
+/// the grant statement needs a snapshot of its own, taken after the lock statement's wait.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// A row of `permit_inspect.sql`: token, holder, microseconds left, label, limit.
+type PermitRow = (i64, Option<String>, i64, Option<String>, Option<i32>);
+
+impl PgLeaseStore {
+    /// [`fencelock_core::LeaseStore::try_acquire_permit`].
+    pub(super) async fn grant_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
+        let holder = HolderId::random();
+        let holder_text = holder.to_string();
+        let sql = &self.inner.sql.permits;
+        let sent_at = Instant::now();
+        let grant = async {
+            let mut tx = self.inner.pool.begin_with(BEGIN).await?;
+            sql.lock
+                .execute(vec![Arg::Text(name.as_str())], &mut *tx)
+                .await?;
+            let row: (Option<i64>, i64, Option<i32>) = sql
+                .grant
+                .fetch_one(
+                    vec![
+                        Arg::Text(name.as_str()),
+                        Arg::Text(&holder_text),
+                        Arg::Int(ttl_us),
+                        Arg::Text(label.map_or("", OwnerLabel::as_str)),
+                        Arg::Int(i64::from(limit.get())),
+                    ],
+                    &mut *tx,
+                )
+                .await?;
+            // Also when nothing was granted: the expired permits it deleted stay deleted.
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row)
+        };
+        let (token, held, held_limit) = self
+            .timed(Operation::Acquire, grant)
+            .await?
+            .map_err(|e| grant_error(Operation::Acquire, name, e))?;
+        if let Some(raw) = token {
+            let token = super::token_from(Operation::Acquire, name, raw)?;
+            let lease = granted_lease(name.clone(), token, holder, granted, sent_at);
+            return Ok(Some(permit(labeled(lease, label), limit)));
+        }
+        if held > 0
+            && let Some(raw) = held_limit
+        {
+            let held_limit = limit_from(name, raw)?;
+            if held_limit != limit {
+                return Err(limit_mismatch(name, held_limit, limit));
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`fencelock_core::LeaseStore::inspect_permits`].
+    pub(super) async fn live_permits(&self, name: &LockName) -> Result<Permits, Error> {
+        let rows: Vec<PermitRow> = self
+            .timed(
+                Operation::Inspect,
+                self.inner
+                    .sql
+                    .permits
+                    .inspect
+                    .fetch_all(vec![Arg::Text(name.as_str())], &self.inner.pool),
+            )
+            .await?
+            .map_err(|e| classify(Operation::Inspect, e))?;
+        let mut limit = None;
+        let mut holders: Vec<LeaseInfo> = Vec::with_capacity(rows.len());
+        for (token, holder, remaining_us, label, raw_limit) in rows {
+            if let Some(raw) = raw_limit {
+                limit = Some(limit_from(name, raw)?);
+            }
+            holders.push(lease_info(
+                Operation::Inspect,
+                name,
+                token,
+                holder,
+                remaining_us,
+                label,
+            )?);
+        }
+        Ok(Permits::new(limit, holders))
+    }
+
+    /// [`fencelock_core::LeaseStore::watch_permits`].
+    pub(super) async fn watch_permit_releases(
+        &self,
+        name: &LockName,
+    ) -> Result<Option<ReleaseWatch>, Error> {
+        match &self.inner.wakeups {
+            Some(wakeups) => {
+                self.timed(Operation::Watch, wakeups.subscribe_permits(name))
+                    .await?
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Extends the permit `lease` if it is live (its own row only).
+    pub(super) async fn renew_permit(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
+        let Ok(token) = i64::try_from(lease.token().get()) else {
+            return Err(lost_or_superseded(lease, None));
+        };
+        let holder = lease.holder().to_string();
+        let sent_at = Instant::now();
+        let row: Option<(i64,)> = self
+            .timed(
+                Operation::Renew,
+                self.inner.sql.permits.renew.fetch_optional(
+                    vec![
+                        Arg::Text(lease.name().as_str()),
+                        Arg::Text(&holder),
+                        Arg::Int(token),
+                        Arg::Int(ttl_us),
+                    ],
+                    &self.inner.pool,
+                ),
+            )
+            .await?
+            .map_err(|e| classify(Operation::Renew, e))?;
+        match row {
+            Some(_) => Ok(fencelock_core::backend::renewed_lease(
+                lease, granted, sent_at,
+            )),
+            // Permits have no single current holder to be superseded by.
+            None => Err(lost_or_superseded(lease, None)),
+        }
+    }
+
+    /// Deletes the permit `lease` if it is live, and wakes a permit waiter of its name.
+    pub(super) async fn release_permit(&self, lease: &Lease) -> Result<(), Error> {
+        let Ok(token) = i64::try_from(lease.token().get()) else {
+            return Err(lost_or_superseded(lease, None));
+        };
+        let holder = lease.holder().to_string();
+        let (released,): (i64,) = self
+            .timed(
+                Operation::Release,
+                self.inner.sql.permits.release.fetch_one(
+                    vec![
+                        Arg::Text(lease.name().as_str()),
+                        Arg::Text(&holder),
+                        Arg::Int(token),
+                        Arg::Text(self.inner.channel.as_str()),
+                    ],
+                    &self.inner.pool,
+                ),
+            )
+            .await?
+            .map_err(|e| classify(Operation::Release, e))?;
+        if released == 1 {
+            Ok(())
+        } else {
+            Err(lost_or_superseded(lease, None))
+        }
+    }
+
+    /// [`PgLeaseStore::verify`] for a permit: its row `FOR SHARE` in the caller's transaction.
+    pub(super) async fn verify_permit(
+        &self,
+        lease: &Lease,
+        tx: &mut Transaction<'_, Postgres>,
+    ) -> Result<(), Error> {
+        let Ok(token) = i64::try_from(lease.token().get()) else {
+            return Err(lost_or_superseded(lease, None));
+        };
+        let holder = lease.holder().to_string();
+        let row: Option<(bool,)> = self
+            .inner
+            .sql
+            .permits
+            .verify
+            .fetch_optional(
+                vec![
+                    Arg::Text(lease.name().as_str()),
+                    Arg::Text(&holder),
+                    Arg::Int(token),
+                ],
+                &mut **tx,
+            )
+            .await
+            .map_err(|e| classify(Operation::FencedWrite, e))?;
+        match row {
+            Some((true,)) => Ok(()),
+            _ => Err(lost_or_superseded(lease, None)),
+        }
+    }
+}
+
+/// Renews with `statement` (`renew_many.sql` or `permit_renew_many.sql`) every lease of
+/// `batch` (with its token as the table holds it): the `(name, token)` of each one extended.
+pub(super) async fn renew_batch(
+    store: &PgLeaseStore,
+    statement: &Statement,
+    batch: &[(&Lease, i64)],
+    ttl_us: i64,
+) -> Result<HashSet<(String, i64)>, Error> {
+    if batch.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let names: Vec<&str> = batch.iter().map(|(l, _)| l.name().as_str()).collect();
+    let holders: Vec<String> = batch.iter().map(|(l, _)| l.holder().to_string()).collect();
+    let tokens: Vec<i64> = batch.iter().map(|(_, t)| *t).collect();
+    let rows = store
+        .timed(
+            Operation::Renew,
+            statement.fetch_all::<(String, i64), _>(
+                vec![
+                    Arg::Texts(names),
+                    Arg::Texts(holders.iter().map(String::as_str).collect()),
+                    Arg::Ints(tokens),
+                    Arg::Int(ttl_us),
+                ],
+                &store.inner.pool,
+            ),
+        )
+        .await?
+        .map_err(|e| classify(Operation::Renew, e))?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A limit read from the semaphore row, checked to be one a grant could have stored.
+fn limit_from(name: &LockName, raw: i32) -> Result<PermitLimit, Error> {
+    u32::try_from(raw)
+        .ok()
+        .and_then(|n| PermitLimit::new(n).ok())
+        .ok_or_else(|| {
+            Error::backend(
+                STORE,
+                Operation::Inspect,
+                format!(
+                    "the semaphore row of `{name}` holds a permit limit of {raw}, outside 1..={}; the table was edited by hand",
+                    PermitLimit::MAX
+                ),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_out_of_range_are_backend_errors() {
+        let name = LockName::new("n").unwrap();
+        assert_eq!(limit_from(&name, 3).unwrap().get(), 3);
+        for bad in [0, -1, 10_001, i32::MAX] {
+            let err = limit_from(&name, bad).unwrap_err();
+            assert_eq!(err.kind(), fencelock_core::ErrorKind::Backend, "{bad}");
+        }
+    }
+}
