@@ -468,7 +468,7 @@ impl LeaseStore for PgLeaseStore {
             };
             let key = i64::try_from(lease.token().get())
                 .ok()
-                .map(|token| (lease.name().as_str().to_owned(), token));
+                .map(|token| permits::renewed_key(lease, token));
             match key {
                 Some(key) if renewed.contains(&key) => Ok(renewed_lease(lease, granted, sent_at)),
                 Some(_) => Err(self.loss_of(lease).await),

@@ -23,7 +23,7 @@ use fencelock_core::{
 use sqlx::{Postgres, Transaction};
 use tokio::time::Instant;
 
-use super::{PgLeaseStore, grant_error, lease_info, micros};
+use super::{PgLeaseStore, grant_error, holder_from, lease_info, micros};
 use crate::classify::{STORE, classify};
 use crate::statements::{Arg, Statement};
 
@@ -227,14 +227,27 @@ impl PgLeaseStore {
     }
 }
 
+/// A renewed grant as a batch renewal answers it: name, token, holder.
+pub(super) type Renewed = (String, i64, Option<HolderId>);
+
+/// The key of `lease` (with its token as the table holds it) among the [`Renewed`] ones.
+pub(super) fn renewed_key(lease: &Lease, token: i64) -> Renewed {
+    (
+        lease.name().as_str().to_owned(),
+        token,
+        Some(lease.holder()),
+    )
+}
+
 /// Renews with `statement` (`renew_many.sql` or `permit_renew_many.sql`) every lease of
-/// `batch` (with its token as the table holds it): the `(name, token)` of each one extended.
+/// `batch` (with its token as the table holds it): each one extended, by name, token **and**
+/// holder (a forged lease beside the real one shares its name and token, not its holder).
 pub(super) async fn renew_batch(
     store: &PgLeaseStore,
     statement: &Statement,
     batch: &[(&Lease, i64)],
     ttl_us: i64,
-) -> Result<HashSet<(String, i64)>, Error> {
+) -> Result<HashSet<Renewed>, Error> {
     if batch.is_empty() {
         return Ok(HashSet::new());
     }
@@ -244,7 +257,7 @@ pub(super) async fn renew_batch(
     let rows = store
         .timed(
             Operation::Renew,
-            statement.fetch_all::<(String, i64), _>(
+            statement.fetch_all::<(String, i64, String), _>(
                 vec![
                     Arg::Texts(names),
                     Arg::Texts(holders.iter().map(String::as_str).collect()),
@@ -256,7 +269,10 @@ pub(super) async fn renew_batch(
         )
         .await?
         .map_err(|e| classify(Operation::Renew, e))?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(name, token, holder)| (name, token, holder_from(Some(&holder))))
+        .collect())
 }
 
 /// A limit read from the semaphore row, checked to be one a grant could have stored.
