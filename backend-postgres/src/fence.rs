@@ -136,6 +136,7 @@ impl PgFence {
             tables: &tables,
             create: self.sql.migrate.clone(),
             added: &[],
+            optional_for: None,
         }];
         let create = migrate::migrate(&self.pool, &groups, &self.sql.migration);
         tokio::time::timeout(self.op_timeout, create)

@@ -5,7 +5,7 @@ use fencelock_core::{Error, Operation};
 use sqlx::{AssertSqlSafe, PgPool, SqlStr};
 
 use crate::TableName;
-use crate::classify::classify;
+use crate::classify::{classify, sqlstate};
 use crate::statements::{Arg, Migration};
 
 /// What the migration makes: `tables` (all in one schema), created together by the statement
@@ -15,6 +15,10 @@ pub(crate) struct Tables<'a> {
     pub(crate) tables: &'a [&'a TableName],
     pub(crate) create: SqlStr,
     pub(crate) added: &'a [(&'static str, SqlStr)],
+    /// What the tables are for, when the store works without them (the semaphore tables: a
+    /// lock-only role without `CREATE` must still connect after an upgrade). Creating them is
+    /// then skipped, with a warning, when the role lacks the privilege; `None`: required.
+    pub(crate) optional_for: Option<&'static str>,
 }
 
 /// Creates the schema and each group of [`Tables`] if missing, and adds the columns an
@@ -73,10 +77,43 @@ pub(crate) async fn migrate(
                     .await
                     .map_err(fail)?;
             }
-            sqlx::raw_sql(group.create.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
+            match group.optional_for {
+                None => {
+                    sqlx::raw_sql(group.create.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                }
+                Some(what) => {
+                    // A savepoint, so that a refusal leaves the rest of the migration standing.
+                    sqlx::raw_sql("SAVEPOINT fencelock_optional")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                    match sqlx::raw_sql(group.create.clone()).execute(&mut *tx).await {
+                        Ok(_) => {}
+                        Err(error)
+                            if sqlstate(&error).as_deref() == Some(INSUFFICIENT_PRIVILEGE) =>
+                        {
+                            sqlx::raw_sql("ROLLBACK TO SAVEPOINT fencelock_optional")
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(fail)?;
+                            tracing::warn!(
+                                tables = %names(group.tables),
+                                %error,
+                                "the fencelock tables for {what} are missing and this role may not create them: {what} fail until an administrator runs the migration (PgLeaseStore::migrate, or the SQL in the crate README) once"
+                            );
+                            continue;
+                        }
+                        Err(error) => return Err(fail(error)),
+                    }
+                    sqlx::raw_sql("RELEASE SAVEPOINT fencelock_optional")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                }
+            }
             for table in group.tables {
                 tracing::info!(table = %table, "created the fencelock table");
             }
@@ -98,4 +135,16 @@ pub(crate) async fn migrate(
         }
     }
     tx.commit().await.map_err(fail)
+}
+
+/// `42501`: the role lacks a privilege (here: `CREATE` on the schema).
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+/// The tables of a group, for a message.
+fn names(tables: &[&TableName]) -> String {
+    tables
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -140,7 +140,8 @@ impl PgLeaseStore {
 
     /// Creates the schema, the lease table and the semaphore tables beside it if they are
     /// missing, and adds the columns an older lease table lacks. Idempotent, and safe to run
-    /// from many processes at once.
+    /// from many processes at once. A role that may not create the semaphore tables gets a
+    /// warning, not an error: locks work, semaphores fail until an administrator migrates.
     ///
     /// # Errors
     /// `Unavailable` when the server cannot be reached; `Backend` e.g. without privileges.
@@ -153,12 +154,14 @@ impl PgLeaseStore {
                 tables: &leases,
                 create: sql.migrate.clone(),
                 added: &sql.added_columns,
+                optional_for: None,
             },
             // Added in the version that brought semaphores: an older database gains them here.
             migrate::Tables {
                 tables: &permits,
                 create: sql.permits.migrate.clone(),
                 added: &[],
+                optional_for: Some("semaphores"),
             },
         ];
         self.timed(

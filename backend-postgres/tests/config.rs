@@ -391,3 +391,88 @@ async fn a_lease_table_of_the_longest_name_has_permit_tables_too() {
     );
     store.release(&permit).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_create_still_connects_to_a_database_from_before_semaphores() {
+    use fencelock_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    let url = support::shared_url().await;
+    let admin = support::admin_pool(&url).await;
+    let table = support::unique("nocreate");
+    let schema = format!("{table}_schema");
+    let role = format!("{table}_role");
+    // An administrator made the lease table (as the version before semaphores did) and a role
+    // that may use it, but not create anything in the schema.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.{table} (
+             name text COLLATE \"C\" PRIMARY KEY, holder uuid,
+             token bigint NOT NULL
+                 CONSTRAINT fencelock_token_range CHECK (token BETWEEN 1 AND 9007199254740991),
+             expires_at timestamptz NOT NULL, label text);
+         CREATE ROLE {role} LOGIN PASSWORD 'fencelock';
+         GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT, INSERT, UPDATE ON {schema}.{table} TO {role};"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let options = url
+        .parse::<PgConnectOptions>()
+        .unwrap()
+        .username(&role)
+        .password("fencelock");
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let store = PgLeaseStore::builder()
+        .with_schema(&schema)
+        .with_table(&table)
+        .from_pool(pool)
+        .await
+        .expect("a lock-only role connects although it may not create the semaphore tables");
+    let name = LockName::new("n").unwrap();
+    let lease = store
+        .try_acquire(&name, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("locks work as before");
+    store.release(&lease).await.unwrap();
+    let limit = PermitLimit::new(2).unwrap();
+    let err = store
+        .try_acquire_permit(&name, limit, Duration::from_secs(5), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    // The administrator runs the migration once and lets the role use the new tables.
+    let upgraded = PgLeaseStore::builder()
+        .with_schema(&schema)
+        .with_table(&table)
+        .from_pool(admin.clone())
+        .await
+        .unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON {}, {} TO {role}",
+        upgraded.semaphore_table().quoted(),
+        upgraded.permit_table().quoted()
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let permit = store
+        .try_acquire_permit(&name, limit, Duration::from_secs(5), None)
+        .await
+        .unwrap()
+        .expect("semaphores work once the tables exist");
+    store.release(&permit).await.unwrap();
+    store.pool().close().await;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP SCHEMA {schema} CASCADE; DROP ROLE {role};"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+}
