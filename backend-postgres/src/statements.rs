@@ -123,15 +123,27 @@ pub(crate) struct Statements {
     pub(crate) added_columns: Vec<(&'static str, SqlStr)>,
     pub(crate) migration: Migration,
     pub(crate) acquire: Statement,
-    pub(crate) renew: Statement,
-    pub(crate) renew_many: Statement,
-    pub(crate) release: Statement,
+    pub(crate) grants: GrantStatements,
     pub(crate) force_release: Statement,
     pub(crate) inspect: Statement,
     pub(crate) list: Statement,
-    pub(crate) verify: Statement,
     pub(crate) notify: Statement,
     pub(crate) permits: PermitStatements,
+}
+
+/// What is done to one grant, a lock's or a permit's: the two kinds take the same values
+/// (name, holder, token, …) and answer the same rows, each on its own table.
+#[derive(Clone, Debug)]
+pub(crate) struct GrantStatements {
+    /// `$1` name, `$2` holder, `$3` token, `$4` TTL in µs: the token, if renewed.
+    pub(crate) renew: Statement,
+    /// `$1` names, `$2` holders, `$3` tokens, `$4` TTL in µs: name, token, holder of each
+    /// renewed.
+    pub(crate) renew_many: Statement,
+    /// `$1` name, `$2` holder, `$3` token, `$4` channel: how many were released (0 or 1).
+    pub(crate) release: Statement,
+    /// `$1` name, `$2` holder, `$3` token: the row's token and whether it is this live grant.
+    pub(crate) verify: Statement,
 }
 
 /// The semaphore statements of one store, on the tables derived from its lease table.
@@ -145,11 +157,8 @@ pub(crate) struct PermitStatements {
     pub(crate) migrate: SqlStr,
     pub(crate) lock: Statement,
     pub(crate) grant: Statement,
-    pub(crate) renew: Statement,
-    pub(crate) renew_many: Statement,
-    pub(crate) release: Statement,
+    pub(crate) grants: GrantStatements,
     pub(crate) inspect: Statement,
-    pub(crate) verify: Statement,
 }
 
 impl PermitStatements {
@@ -168,11 +177,13 @@ impl PermitStatements {
             migrate: render_sql(&tables(PERMIT_MIGRATE), None, None),
             lock: statement(PERMIT_LOCK),
             grant: statement(PERMIT_GRANT),
-            renew: statement(PERMIT_RENEW),
-            renew_many: statement(PERMIT_RENEW_MANY),
-            release: statement(PERMIT_RELEASE),
+            grants: GrantStatements {
+                renew: statement(PERMIT_RENEW),
+                renew_many: statement(PERMIT_RENEW_MANY),
+                release: statement(PERMIT_RELEASE),
+                verify: statement(PERMIT_VERIFY),
+            },
             inspect: statement(PERMIT_INSPECT),
-            verify: statement(PERMIT_VERIFY),
             semaphores,
             permits,
         }
@@ -190,13 +201,15 @@ impl Statements {
             added_columns: vec![("label", render_sql(MIGRATE_LABEL, Some(table), None))],
             migration: Migration::new(protocol),
             acquire: statement(ACQUIRE),
-            renew: statement(RENEW),
-            renew_many: statement(RENEW_MANY),
-            release: statement(RELEASE),
+            grants: GrantStatements {
+                renew: statement(RENEW),
+                renew_many: statement(RENEW_MANY),
+                release: statement(RELEASE),
+                verify: statement(VERIFY),
+            },
             force_release: statement(FORCE_RELEASE),
             inspect: statement(INSPECT),
             list: statement(LIST),
-            verify: statement(VERIFY),
             notify: statement(NOTIFY),
             permits: PermitStatements::new(table, durable, protocol),
         }
@@ -409,20 +422,20 @@ mod tests {
             &s.migration.table_exists,
             &s.migration.schema_exists,
             &s.acquire,
-            &s.renew,
-            &s.renew_many,
-            &s.release,
+            &s.grants.renew,
+            &s.grants.renew_many,
+            &s.grants.release,
+            &s.grants.verify,
             &s.force_release,
             &s.inspect,
-            &s.verify,
             &s.notify,
             &s.permits.lock,
             &s.permits.grant,
-            &s.permits.renew,
-            &s.permits.renew_many,
-            &s.permits.release,
+            &s.permits.grants.renew,
+            &s.permits.grants.renew_many,
+            &s.permits.grants.release,
+            &s.permits.grants.verify,
             &s.permits.inspect,
-            &s.permits.verify,
         ]
     }
 
@@ -444,11 +457,12 @@ mod tests {
         );
         assert!(
             durable
+                .grants
                 .renew
                 .as_str()
                 .contains("set_config('synchronous_commit'")
         );
-        assert!(!durable.release.as_str().contains("set_config"));
+        assert!(!durable.grants.release.as_str().contains("set_config"));
         let fast = Statements::new(&table, false, Protocol::Inline);
         assert!(!fast.acquire.as_str().contains("set_config"));
         assert!(!durable.migrate.as_str().contains('{'));
@@ -475,11 +489,12 @@ mod tests {
         );
         assert!(
             permits
+                .grants
                 .renew
                 .as_str()
                 .contains("set_config('synchronous_commit'")
         );
-        assert!(!permits.release.as_str().contains("set_config"));
+        assert!(!permits.grants.release.as_str().contains("set_config"));
         for statement in all(&durable) {
             let sql = statement.as_str();
             assert!(!sql.contains('{'), "unrendered marker in {sql}");

@@ -1,5 +1,6 @@
 //! `PgLeaseStore`: leases as rows, judged by the database clock.
 
+mod batch;
 mod permits;
 
 use std::fmt;
@@ -22,7 +23,7 @@ use tokio::time::Instant;
 use crate::classify::{STORE, classify, sqlstate};
 use crate::config::Settings;
 use crate::pooler::{Listen, Pooling};
-use crate::statements::{Arg, Protocol, Statements};
+use crate::statements::{Arg, GrantStatements, Protocol, Statements};
 use crate::wakeups::Wakeups;
 use crate::{Ident, PgBuilder, PgConfig, TableName, migrate};
 
@@ -238,16 +239,12 @@ impl PgLeaseStore {
         lease: &Lease,
         tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), Error> {
-        if lease.permit_limit().is_some() {
-            return self.verify_permit(lease, tx).await;
-        }
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
         };
         let holder = lease.holder().to_string();
         let row: Option<(i64, bool)> = self
-            .inner
-            .sql
+            .statements_of(lease)
             .verify
             .fetch_optional(
                 vec![
@@ -280,6 +277,16 @@ impl PgLeaseStore {
                 format!("no reply from postgres within {limit:?}"),
             )
         })
+    }
+
+    /// The statements that renew, release and verify `lease`: a lock's, or a permit's (which
+    /// take the same values and answer the same rows, on the permit's own row).
+    fn statements_of(&self, lease: &Lease) -> &GrantStatements {
+        if lease.permit_limit().is_some() {
+            &self.inner.sql.permits.grants
+        } else {
+            &self.inner.sql.grants
+        }
     }
 
     /// Why `lease` is not held, as far as the store can tell right now. A permit has no single
@@ -411,9 +418,6 @@ impl LeaseStore for PgLeaseStore {
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
-        if lease.permit_limit().is_some() {
-            return self.renew_permit(lease, ttl).await;
-        }
         let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
@@ -423,7 +427,7 @@ impl LeaseStore for PgLeaseStore {
         let row: Option<(i64,)> = self
             .timed(
                 Operation::Renew,
-                self.inner.sql.renew.fetch_optional(
+                self.statements_of(lease).renew.fetch_optional(
                     vec![
                         Arg::Text(lease.name().as_str()),
                         Arg::Text(&holder),
@@ -454,9 +458,10 @@ impl LeaseStore for PgLeaseStore {
             .filter_map(|lease| Some((lease, i64::try_from(lease.token().get()).ok()?)))
             .partition(|(lease, _)| lease.permit_limit().is_some());
         let sent_at = Instant::now();
+        let sql = &self.inner.sql;
         let (renewed_locks, renewed_permits) = futures::join!(
-            permits::renew_batch(self, &self.inner.sql.renew_many, &locks, ttl_us),
-            permits::renew_batch(self, &self.inner.sql.permits.renew_many, &permits, ttl_us),
+            batch::renew_batch(self, &sql.grants.renew_many, &locks, ttl_us),
+            batch::renew_batch(self, &sql.permits.grants.renew_many, &permits, ttl_us),
         );
         let answers = leases.iter().map(|lease| async {
             let renewed = if lease.permit_limit().is_some() {
@@ -471,7 +476,7 @@ impl LeaseStore for PgLeaseStore {
             };
             let key = i64::try_from(lease.token().get())
                 .ok()
-                .map(|token| permits::renewed_key(lease, token));
+                .map(|token| batch::renewed_key(lease, token));
             match key {
                 Some(key) if renewed.contains(&key) => Ok(renewed_lease(lease, granted, sent_at)),
                 Some(_) => Err(self.loss_of(lease).await),
@@ -482,9 +487,6 @@ impl LeaseStore for PgLeaseStore {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
-        if lease.permit_limit().is_some() {
-            return self.release_permit(lease).await;
-        }
         let Ok(token) = i64::try_from(lease.token().get()) else {
             return Err(lost_or_superseded(lease, None));
         };
@@ -492,7 +494,7 @@ impl LeaseStore for PgLeaseStore {
         let (released,): (i64,) = self
             .timed(
                 Operation::Release,
-                self.inner.sql.release.fetch_one(
+                self.statements_of(lease).release.fetch_one(
                     vec![
                         Arg::Text(lease.name().as_str()),
                         Arg::Text(&holder),

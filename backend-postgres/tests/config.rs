@@ -284,24 +284,31 @@ fn config_debug_hides_the_password() {
     assert!(!format!("{config:?}").contains("hunter2"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_from_before_semaphores_gains_the_permit_tables_and_keeps_its_leases() {
-    let url = support::shared_url().await;
-    let pool = support::admin_pool(&url).await;
-    let table = support::unique("presem");
-    // A schema of its own, as for the pre-label table above.
-    let schema = format!("{table}_schema");
-    // The lease table as the version before semaphores created it (labels, no permit tables),
-    // with one live grant.
-    sqlx::raw_sql(AssertSqlSafe(format!(
+/// The schema and lease table as the version before semaphores created them (labels, no
+/// semaphore tables). A schema of each test's own, as for the pre-label table above.
+fn lease_table_before_semaphores(schema: &str, table: &str) -> String {
+    format!(
         "CREATE SCHEMA {schema};
          CREATE TABLE {schema}.{table} (
              name text COLLATE \"C\" PRIMARY KEY, holder uuid,
              token bigint NOT NULL
                  CONSTRAINT fencelock_token_range CHECK (token BETWEEN 1 AND 9007199254740991),
-             expires_at timestamptz NOT NULL, label text);
+             expires_at timestamptz NOT NULL, label text);"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_semaphores_gains_the_permit_tables_and_keeps_its_leases() {
+    let url = support::shared_url().await;
+    let pool = support::admin_pool(&url).await;
+    let table = support::unique("presem");
+    let schema = format!("{table}_schema");
+    // With one live grant.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "{}
          INSERT INTO {schema}.{table}
-             VALUES ('old', gen_random_uuid(), 41, clock_timestamp() + interval '1 hour', 'v1')"
+             VALUES ('old', gen_random_uuid(), 41, clock_timestamp() + interval '1 hour', 'v1')",
+        lease_table_before_semaphores(&schema, &table)
     )))
     .execute(&pool)
     .await
@@ -404,15 +411,11 @@ async fn a_role_without_create_still_connects_to_a_database_from_before_semaphor
     // An administrator made the lease table (as the version before semaphores did) and a role
     // that may use it, but not create anything in the schema.
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE SCHEMA {schema};
-         CREATE TABLE {schema}.{table} (
-             name text COLLATE \"C\" PRIMARY KEY, holder uuid,
-             token bigint NOT NULL
-                 CONSTRAINT fencelock_token_range CHECK (token BETWEEN 1 AND 9007199254740991),
-             expires_at timestamptz NOT NULL, label text);
+        "{}
          CREATE ROLE {role} LOGIN PASSWORD 'fencelock';
          GRANT USAGE ON SCHEMA {schema} TO {role};
-         GRANT SELECT, INSERT, UPDATE ON {schema}.{table} TO {role};"
+         GRANT SELECT, INSERT, UPDATE ON {schema}.{table} TO {role};",
+        lease_table_before_semaphores(&schema, &table)
     )))
     .execute(&admin)
     .await

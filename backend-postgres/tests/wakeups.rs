@@ -15,10 +15,30 @@ use tokio::time::Instant;
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// What a hand-off is of: the lock of a name, or the only permit of a semaphore of 1.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Lock,
+    Permit,
+}
+
+fn one() -> PermitLimit {
+    PermitLimit::new(1).unwrap()
+}
+
 /// Holds `name` with `holder`, starts a waiter on `waiter`, releases, and returns how long the
-/// waiter took to get the lock after the release returned.
-async fn handoff(holder: &PgLeaseStore, waiter: &PgLeaseStore, name: &LockName) -> Duration {
-    let lease = holder.try_acquire(name, LONG).await.unwrap().unwrap();
+/// waiter took to get the lock (or the permit) after the release returned.
+async fn handoff(
+    holder: &PgLeaseStore,
+    waiter: &PgLeaseStore,
+    name: &LockName,
+    kind: Kind,
+) -> Duration {
+    let lease = match kind {
+        Kind::Lock => holder.try_acquire(name, LONG).await,
+        Kind::Permit => holder.try_acquire_permit(name, one(), LONG, None).await,
+    };
+    let lease = lease.unwrap().unwrap();
     let task = {
         let (waiter, name) = (waiter.clone(), name.clone());
         tokio::spawn(async move {
@@ -26,7 +46,14 @@ async fn handoff(holder: &PgLeaseStore, waiter: &PgLeaseStore, name: &LockName) 
                 until: Some(Instant::now() + Duration::from_secs(30)),
                 poll_interval: LONG,
             };
-            let lease = waiter.acquire_waiting(&name, LONG, None, policy).await;
+            let lease = match kind {
+                Kind::Lock => waiter.acquire_waiting(&name, LONG, None, policy).await,
+                Kind::Permit => {
+                    waiter
+                        .acquire_permit_waiting(&name, one(), LONG, None, policy)
+                        .await
+                }
+            };
             (lease, Instant::now())
         })
     };
@@ -56,18 +83,18 @@ async fn handoff(holder: &PgLeaseStore, waiter: &PgLeaseStore, name: &LockName) 
     got_at.saturating_duration_since(released_at)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiter_wakes_on_notify_within_milliseconds() {
+/// Five hand-offs of `kind` between two stores: the waiter holds within milliseconds.
+async fn hands_off_within_milliseconds(kind: Kind) {
     let url = support::shared_url().await;
     let holder = support::store_on(&url, "wakeup_leases").await;
     let waiter = support::store_on(&url, "wakeup_leases").await;
     let name = LockName::new(support::unique("wake/handoff")).unwrap();
     let mut waits = Vec::new();
     for _ in 0..5 {
-        waits.push(handoff(&holder, &waiter, &name).await);
+        waits.push(handoff(&holder, &waiter, &name, kind).await);
     }
     waits.sort();
-    println!("release → waiter holds the lock: {waits:?}");
+    println!("{kind:?} release → waiter holds: {waits:?}");
     // Typically 1–3 ms on loopback; the bound leaves room for a loaded CI machine while
     // staying three orders of magnitude below the 60 s poll interval.
     assert!(
@@ -80,6 +107,16 @@ async fn waiter_wakes_on_notify_within_milliseconds() {
         "slowest wake-up {:?}",
         waits[4]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiter_wakes_on_notify_within_milliseconds() {
+    hands_off_within_milliseconds(Kind::Lock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permit_waiter_wakes_on_notify_within_milliseconds() {
+    hands_off_within_milliseconds(Kind::Permit).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,65 +211,5 @@ async fn permit_and_lock_releases_wake_only_their_own_waiters() {
         permit_watch.notified().now_or_never(),
         None,
         "a lock's release woke a permit waiter"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permit_waiter_wakes_on_notify_within_milliseconds() {
-    let url = support::shared_url().await;
-    let holder = support::store_on(&url, "wakeup_leases").await;
-    let waiter = support::store_on(&url, "wakeup_leases").await;
-    let name = LockName::new(support::unique("wake/permit")).unwrap();
-    let limit = PermitLimit::new(1).unwrap();
-    let mut waits = Vec::new();
-    for _ in 0..5 {
-        let permit = holder
-            .try_acquire_permit(&name, limit, LONG, None)
-            .await
-            .unwrap()
-            .unwrap();
-        let task = {
-            let (waiter, name) = (waiter.clone(), name.clone());
-            tokio::spawn(async move {
-                let policy = WaitPolicy {
-                    until: Some(Instant::now() + Duration::from_secs(30)),
-                    poll_interval: LONG,
-                };
-                let got = waiter
-                    .acquire_permit_waiting(&name, limit, LONG, None, policy)
-                    .await;
-                (got, Instant::now())
-            })
-        };
-        // Real time: give the waiter a moment to subscribe and find the semaphore full; the
-        // assertion below (woken well before the 60 s poll) holds either way.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(
-            !task.is_finished(),
-            "the waiter must wait while the only permit is held"
-        );
-        let released_at = Instant::now();
-        holder.release(&permit).await.unwrap();
-        let (got, got_at) = tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .expect("woken by NOTIFY, not by the 60 s poll interval or TTL")
-            .unwrap();
-        let got = got.unwrap().expect("the waiter gets the permit");
-        assert!(got.token() > permit.token());
-        waiter.release(&got).await.unwrap();
-        waits.push(got_at.saturating_duration_since(released_at));
-    }
-    waits.sort();
-    println!("permit release → waiter holds a permit: {waits:?}");
-    // The same bounds as the lock hand-off above: far below the 60 s poll interval.
-    assert!(
-        waits[2] < Duration::from_millis(50),
-        "median wake-up {:?}",
-        waits[2]
-    );
-    assert!(
-        waits[4] < Duration::from_millis(500),
-        "slowest wake-up {:?}",
-        waits[4]
     );
 }

@@ -8,24 +8,21 @@
 //! next token. One statement could not do both: its snapshot would be taken before it waited
 //! for the lock, and it would miss the permit the grant it waited for had just inserted.
 //!
-//! Renewals and releases are one statement each on the permit's own row (holder **and** token),
-//! and never touch the semaphore row, so they do not wait for grants.
+//! Renewals, releases and `verify` are the lock's code with the permit's statements
+//! (`GrantStatements`): one statement each on the permit's own row (holder **and** token), never
+//! on the semaphore row, so they do not wait for grants.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use fencelock_core::backend::{
-    ReleaseWatch, granted_lease, labeled, limit_mismatch, lost_or_superseded, permit,
-};
+use fencelock_core::backend::{ReleaseWatch, granted_lease, labeled, limit_mismatch, permit};
 use fencelock_core::{
     Error, HolderId, Lease, LeaseInfo, LockName, Operation, OwnerLabel, PermitLimit, Permits,
 };
-use sqlx::{Postgres, Transaction};
 use tokio::time::Instant;
 
-use super::{PgLeaseStore, grant_error, holder_from, lease_info, micros};
+use super::{PgLeaseStore, grant_error, lease_info, micros};
 use crate::classify::{STORE, classify};
-use crate::statements::{Arg, Statement};
+use crate::statements::Arg;
 
 /// How a grant's transaction begins: READ COMMITTED whatever the session's default, because
 /// the grant statement needs a snapshot of its own, taken after the lock statement's wait.
@@ -134,145 +131,6 @@ impl PgLeaseStore {
             None => Ok(None),
         }
     }
-
-    /// Extends the permit `lease` if it is live (its own row only).
-    pub(super) async fn renew_permit(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
-        let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
-        let Ok(token) = i64::try_from(lease.token().get()) else {
-            return Err(lost_or_superseded(lease, None));
-        };
-        let holder = lease.holder().to_string();
-        let sent_at = Instant::now();
-        let row: Option<(i64,)> = self
-            .timed(
-                Operation::Renew,
-                self.inner.sql.permits.renew.fetch_optional(
-                    vec![
-                        Arg::Text(lease.name().as_str()),
-                        Arg::Text(&holder),
-                        Arg::Int(token),
-                        Arg::Int(ttl_us),
-                    ],
-                    &self.inner.pool,
-                ),
-            )
-            .await?
-            .map_err(|e| classify(Operation::Renew, e))?;
-        match row {
-            Some(_) => Ok(fencelock_core::backend::renewed_lease(
-                lease, granted, sent_at,
-            )),
-            // Permits have no single current holder to be superseded by.
-            None => Err(lost_or_superseded(lease, None)),
-        }
-    }
-
-    /// Deletes the permit `lease` if it is live, and wakes a permit waiter of its name.
-    pub(super) async fn release_permit(&self, lease: &Lease) -> Result<(), Error> {
-        let Ok(token) = i64::try_from(lease.token().get()) else {
-            return Err(lost_or_superseded(lease, None));
-        };
-        let holder = lease.holder().to_string();
-        let (released,): (i64,) = self
-            .timed(
-                Operation::Release,
-                self.inner.sql.permits.release.fetch_one(
-                    vec![
-                        Arg::Text(lease.name().as_str()),
-                        Arg::Text(&holder),
-                        Arg::Int(token),
-                        Arg::Text(self.inner.channel.as_str()),
-                    ],
-                    &self.inner.pool,
-                ),
-            )
-            .await?
-            .map_err(|e| classify(Operation::Release, e))?;
-        if released == 1 {
-            Ok(())
-        } else {
-            Err(lost_or_superseded(lease, None))
-        }
-    }
-
-    /// [`PgLeaseStore::verify`] for a permit: its row `FOR SHARE` in the caller's transaction.
-    pub(super) async fn verify_permit(
-        &self,
-        lease: &Lease,
-        tx: &mut Transaction<'_, Postgres>,
-    ) -> Result<(), Error> {
-        let Ok(token) = i64::try_from(lease.token().get()) else {
-            return Err(lost_or_superseded(lease, None));
-        };
-        let holder = lease.holder().to_string();
-        let row: Option<(bool,)> = self
-            .inner
-            .sql
-            .permits
-            .verify
-            .fetch_optional(
-                vec![
-                    Arg::Text(lease.name().as_str()),
-                    Arg::Text(&holder),
-                    Arg::Int(token),
-                ],
-                &mut **tx,
-            )
-            .await
-            .map_err(|e| classify(Operation::FencedWrite, e))?;
-        match row {
-            Some((true,)) => Ok(()),
-            _ => Err(lost_or_superseded(lease, None)),
-        }
-    }
-}
-
-/// A renewed grant as a batch renewal answers it: name, token, holder.
-pub(super) type Renewed = (String, i64, Option<HolderId>);
-
-/// The key of `lease` (with its token as the table holds it) among the [`Renewed`] ones.
-pub(super) fn renewed_key(lease: &Lease, token: i64) -> Renewed {
-    (
-        lease.name().as_str().to_owned(),
-        token,
-        Some(lease.holder()),
-    )
-}
-
-/// Renews with `statement` (`renew_many.sql` or `permit_renew_many.sql`) every lease of
-/// `batch` (with its token as the table holds it): each one extended, by name, token **and**
-/// holder (a forged lease beside the real one shares its name and token, not its holder).
-pub(super) async fn renew_batch(
-    store: &PgLeaseStore,
-    statement: &Statement,
-    batch: &[(&Lease, i64)],
-    ttl_us: i64,
-) -> Result<HashSet<Renewed>, Error> {
-    if batch.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let names: Vec<&str> = batch.iter().map(|(l, _)| l.name().as_str()).collect();
-    let holders: Vec<String> = batch.iter().map(|(l, _)| l.holder().to_string()).collect();
-    let tokens: Vec<i64> = batch.iter().map(|(_, t)| *t).collect();
-    let rows = store
-        .timed(
-            Operation::Renew,
-            statement.fetch_all::<(String, i64, String), _>(
-                vec![
-                    Arg::Texts(names),
-                    Arg::Texts(holders.iter().map(String::as_str).collect()),
-                    Arg::Ints(tokens),
-                    Arg::Int(ttl_us),
-                ],
-                &store.inner.pool,
-            ),
-        )
-        .await?
-        .map_err(|e| classify(Operation::Renew, e))?;
-    Ok(rows
-        .into_iter()
-        .map(|(name, token, holder)| (name, token, holder_from(Some(&holder))))
-        .collect())
 }
 
 /// A limit read from the semaphore row, checked to be one a grant could have stored.
