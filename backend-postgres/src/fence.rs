@@ -131,13 +131,14 @@ impl PgFence {
     /// `Unavailable` when the server cannot be reached; `Backend` e.g. without privileges.
     pub async fn migrate(&self) -> Result<(), Error> {
         let op = Operation::Setup;
-        let create = migrate::migrate(
-            &self.pool,
-            &self.table,
-            self.sql.migrate.clone(),
-            &[],
-            &self.sql.migration,
-        );
+        let tables = [&self.table];
+        let groups = [migrate::Tables {
+            tables: &tables,
+            create: self.sql.migrate.clone(),
+            added: &[],
+            optional_for: None,
+        }];
+        let create = migrate::migrate(&self.pool, &groups, &self.sql.migration);
         tokio::time::timeout(self.op_timeout, create)
             .await
             .map_err(|_| self.timed_out(op))?

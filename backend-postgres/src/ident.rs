@@ -129,6 +129,33 @@ impl TableName {
     pub fn quoted(&self) -> String {
         format!("{}.{}", self.schema.quoted(), self.table.quoted())
     }
+
+    /// A table of the same schema named after this one: `<table><suffix>` (`suffix` is a
+    /// plain identifier tail such as `_permits`). When that would pass [`Ident::MAX_LEN`], the
+    /// table name is cut and an 8-hex-digit hash of the whole of it keeps two long names
+    /// apart: `<cut table>_<hash><suffix>`. The same table always derives the same name.
+    pub(crate) fn derived(&self, suffix: &str) -> Self {
+        let table = self.table.as_str();
+        let name = if table.len() + suffix.len() <= Ident::MAX_LEN {
+            format!("{table}{suffix}")
+        } else {
+            // Identifiers are ASCII, so any byte offset is a character boundary.
+            let keep = Ident::MAX_LEN - suffix.len() - 9;
+            format!("{}_{:08x}{suffix}", &table[..keep], fnv1a(table.as_bytes()))
+        };
+        Self {
+            schema: self.schema.clone(),
+            table: Ident(name),
+        }
+    }
+}
+
+/// The 32-bit FNV-1a hash: fixed by its definition, so a derived table name never changes
+/// between versions or platforms.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash: u32, byte| {
+        (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl fmt::Display for TableName {
@@ -181,6 +208,28 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
             assert!(err.to_string().contains("table name"), "{err}");
         }
+    }
+
+    #[test]
+    fn derived_tables_stay_valid_identifiers_and_apart() {
+        let short = TableName::new("s", "leases").unwrap();
+        assert_eq!(
+            short.derived("_permits").quoted(),
+            "\"s\".\"leases_permits\""
+        );
+        let a = TableName::new("s", &"a".repeat(63)).unwrap();
+        let b = TableName::new("s", &format!("{}b", "a".repeat(62))).unwrap();
+        let (da, db) = (a.derived("_semaphores"), b.derived("_semaphores"));
+        assert_ne!(da, db, "two long tables derive two names");
+        for derived in [&da, &db] {
+            let name = derived.table().as_str();
+            assert_eq!(name.len(), Ident::MAX_LEN, "{name}");
+            assert!(name.ends_with("_semaphores"), "{name}");
+            Ident::new("table name", name).unwrap();
+        }
+        assert_eq!(a.derived("_semaphores"), da, "the same name every time");
+        // The hash is FNV-1a's published value, not a std hasher's (which may change).
+        assert_eq!(fnv1a(b"a"), 0xe40c_292c);
     }
 
     #[test]

@@ -52,6 +52,19 @@ const INSPECT: &str = include_str!("sql/inspect.sql");
 const VERIFY: &str = include_str!("sql/verify.sql");
 const NOTIFY: &str = include_str!("sql/notify.sql");
 const DURABLE: &str = include_str!("sql/durable.sql");
+const PERMIT_MIGRATE: &str = include_str!("sql/permit_migrate.sql");
+const PERMIT_LOCK: &str = include_str!("sql/permit_lock.sql");
+const PERMIT_GRANT: &str = include_str!("sql/permit_grant.sql");
+const PERMIT_RENEW: &str = include_str!("sql/permit_renew.sql");
+const PERMIT_RENEW_MANY: &str = include_str!("sql/permit_renew_many.sql");
+const PERMIT_RELEASE: &str = include_str!("sql/permit_release.sql");
+const PERMIT_INSPECT: &str = include_str!("sql/permit_inspect.sql");
+const PERMIT_VERIFY: &str = include_str!("sql/permit_verify.sql");
+
+/// The suffixes of the semaphore tables' names, after the lease table's
+/// ([`TableName::derived`]).
+pub(crate) const SEMAPHORES_SUFFIX: &str = "_semaphores";
+pub(crate) const PERMITS_SUFFIX: &str = "_permits";
 
 /// How statements reach the server (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,14 +123,71 @@ pub(crate) struct Statements {
     pub(crate) added_columns: Vec<(&'static str, SqlStr)>,
     pub(crate) migration: Migration,
     pub(crate) acquire: Statement,
-    pub(crate) renew: Statement,
-    pub(crate) renew_many: Statement,
-    pub(crate) release: Statement,
+    pub(crate) grants: GrantStatements,
     pub(crate) force_release: Statement,
     pub(crate) inspect: Statement,
     pub(crate) list: Statement,
-    pub(crate) verify: Statement,
     pub(crate) notify: Statement,
+    pub(crate) permits: PermitStatements,
+}
+
+/// What is done to one grant, a lock's or a permit's: the two kinds take the same values
+/// (name, holder, token, …) and answer the same rows, each on its own table.
+#[derive(Clone, Debug)]
+pub(crate) struct GrantStatements {
+    /// `$1` name, `$2` holder, `$3` token, `$4` TTL in µs: the token, if renewed.
+    pub(crate) renew: Statement,
+    /// `$1` names, `$2` holders, `$3` tokens, `$4` TTL in µs: name, token, holder of each
+    /// renewed.
+    pub(crate) renew_many: Statement,
+    /// `$1` name, `$2` holder, `$3` token, `$4` channel: how many were released (0 or 1).
+    pub(crate) release: Statement,
+    /// `$1` name, `$2` holder, `$3` token: the row's token and whether it is this live grant.
+    pub(crate) verify: Statement,
+}
+
+/// The semaphore statements of one store, on the tables derived from its lease table.
+#[derive(Clone, Debug)]
+pub(crate) struct PermitStatements {
+    /// The semaphore rows (one per name: the token counter and the limit).
+    pub(crate) semaphores: TableName,
+    /// The permit rows (one per granted permit).
+    pub(crate) permits: TableName,
+    /// `CREATE TABLE IF NOT EXISTS …` for both tables, sent as it is (it has no values).
+    pub(crate) migrate: SqlStr,
+    pub(crate) lock: Statement,
+    pub(crate) grant: Statement,
+    pub(crate) grants: GrantStatements,
+    pub(crate) inspect: Statement,
+}
+
+impl PermitStatements {
+    fn new(table: &TableName, durable: &str, protocol: Protocol) -> Self {
+        let semaphores = table.derived(SEMAPHORES_SUFFIX);
+        let permits = table.derived(PERMITS_SUFFIX);
+        let tables = |template: &str| {
+            template
+                .replace("{semaphores}", &semaphores.quoted())
+                .replace("{permits}", &permits.quoted())
+        };
+        let statement = |template: &str| {
+            Statement::new(render_sql(&tables(template), None, Some(durable)), protocol)
+        };
+        Self {
+            migrate: render_sql(&tables(PERMIT_MIGRATE), None, None),
+            lock: statement(PERMIT_LOCK),
+            grant: statement(PERMIT_GRANT),
+            grants: GrantStatements {
+                renew: statement(PERMIT_RENEW),
+                renew_many: statement(PERMIT_RENEW_MANY),
+                release: statement(PERMIT_RELEASE),
+                verify: statement(PERMIT_VERIFY),
+            },
+            inspect: statement(PERMIT_INSPECT),
+            semaphores,
+            permits,
+        }
+    }
 }
 
 impl Statements {
@@ -131,14 +201,17 @@ impl Statements {
             added_columns: vec![("label", render_sql(MIGRATE_LABEL, Some(table), None))],
             migration: Migration::new(protocol),
             acquire: statement(ACQUIRE),
-            renew: statement(RENEW),
-            renew_many: statement(RENEW_MANY),
-            release: statement(RELEASE),
+            grants: GrantStatements {
+                renew: statement(RENEW),
+                renew_many: statement(RENEW_MANY),
+                release: statement(RELEASE),
+                verify: statement(VERIFY),
+            },
             force_release: statement(FORCE_RELEASE),
             inspect: statement(INSPECT),
             list: statement(LIST),
-            verify: statement(VERIFY),
             notify: statement(NOTIFY),
+            permits: PermitStatements::new(table, durable, protocol),
         }
     }
 }
@@ -349,13 +422,20 @@ mod tests {
             &s.migration.table_exists,
             &s.migration.schema_exists,
             &s.acquire,
-            &s.renew,
-            &s.renew_many,
-            &s.release,
+            &s.grants.renew,
+            &s.grants.renew_many,
+            &s.grants.release,
+            &s.grants.verify,
             &s.force_release,
             &s.inspect,
-            &s.verify,
             &s.notify,
+            &s.permits.lock,
+            &s.permits.grant,
+            &s.permits.grants.renew,
+            &s.permits.grants.renew_many,
+            &s.permits.grants.release,
+            &s.permits.grants.verify,
+            &s.permits.inspect,
         ]
     }
 
@@ -377,14 +457,44 @@ mod tests {
         );
         assert!(
             durable
+                .grants
                 .renew
                 .as_str()
                 .contains("set_config('synchronous_commit'")
         );
-        assert!(!durable.release.as_str().contains("set_config"));
+        assert!(!durable.grants.release.as_str().contains("set_config"));
         let fast = Statements::new(&table, false, Protocol::Inline);
         assert!(!fast.acquire.as_str().contains("set_config"));
         assert!(!durable.migrate.as_str().contains('{'));
+        let permits = &durable.permits;
+        assert!(
+            permits
+                .migrate
+                .as_str()
+                .contains("CREATE TABLE IF NOT EXISTS \"s\".\"Leases_permits\"")
+        );
+        assert!(!permits.migrate.as_str().contains('{'));
+        assert!(
+            permits
+                .grant
+                .as_str()
+                .contains("UPDATE \"s\".\"Leases_semaphores\" AS semaphore")
+        );
+        // The grant's transaction is made durable by its first statement, the lock.
+        assert!(
+            permits
+                .lock
+                .as_str()
+                .contains("set_config('synchronous_commit'")
+        );
+        assert!(
+            permits
+                .grants
+                .renew
+                .as_str()
+                .contains("set_config('synchronous_commit'")
+        );
+        assert!(!permits.grants.release.as_str().contains("set_config"));
         for statement in all(&durable) {
             let sql = statement.as_str();
             assert!(!sql.contains('{'), "unrendered marker in {sql}");

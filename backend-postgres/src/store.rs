@@ -1,5 +1,8 @@
 //! `PgLeaseStore`: leases as rows, judged by the database clock.
 
+mod batch;
+mod permits;
+
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +15,7 @@ use fencelock_core::backend::{
 };
 use fencelock_core::{
     Diagnosis, Error, FencingToken, HeldLock, HolderId, Lease, LeaseInfo, LeaseStore, ListQuery,
-    Listing, LockName, Operation, OwnerLabel, TtlLimits,
+    Listing, LockName, Operation, OwnerLabel, PermitLimit, Permits, TtlLimits,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::time::Instant;
@@ -20,15 +23,17 @@ use tokio::time::Instant;
 use crate::classify::{STORE, classify, sqlstate};
 use crate::config::Settings;
 use crate::pooler::{Listen, Pooling};
-use crate::statements::{Arg, Protocol, Statements};
+use crate::statements::{Arg, GrantStatements, Protocol, Statements};
 use crate::wakeups::Wakeups;
 use crate::{Ident, PgBuilder, PgConfig, TableName, migrate};
 
 /// A [`LeaseStore`] on a PostgreSQL table: one row per lock name.
 ///
-/// Every operation is one statement on a pooled connection; nothing is session-scoped, so it
-/// works behind transaction-mode poolers. Expiry is judged by `clock_timestamp()` on the
-/// server. Clones share the pool and the wake-up listener.
+/// Every operation is one statement on a pooled connection (a permit's grant: one transaction
+/// of two); nothing is session-scoped, so it works behind transaction-mode poolers. Expiry is
+/// judged by `clock_timestamp()` on the server. Semaphores live in two tables beside the lease
+/// table ([`PgLeaseStore::semaphore_table`], [`PgLeaseStore::permit_table`]). Clones share
+/// the pool and the wake-up listener.
 #[derive(Clone)]
 pub struct PgLeaseStore {
     inner: Arc<Inner>,
@@ -134,22 +139,35 @@ impl PgLeaseStore {
         Ok(store)
     }
 
-    /// Creates the schema and lease table if they are missing. Idempotent, and safe to run
-    /// from many processes at once.
+    /// Creates the schema, the lease table and the semaphore tables beside it if they are
+    /// missing, and adds the columns an older lease table lacks. Idempotent, and safe to run
+    /// from many processes at once. A role that may not create the semaphore tables gets a
+    /// warning, not an error: locks work, semaphores fail until an administrator migrates.
     ///
     /// # Errors
     /// `Unavailable` when the server cannot be reached; `Backend` e.g. without privileges.
     pub async fn migrate(&self) -> Result<(), Error> {
-        let inner = &self.inner;
+        let sql = &self.inner.sql;
+        let leases = [&self.inner.table];
+        let permits = [&sql.permits.semaphores, &sql.permits.permits];
+        let groups = [
+            migrate::Tables {
+                tables: &leases,
+                create: sql.migrate.clone(),
+                added: &sql.added_columns,
+                optional_for: None,
+            },
+            // Added in the version that brought semaphores: an older database gains them here.
+            migrate::Tables {
+                tables: &permits,
+                create: sql.permits.migrate.clone(),
+                added: &[],
+                optional_for: Some("semaphores"),
+            },
+        ];
         self.timed(
             Operation::Setup,
-            migrate::migrate(
-                &inner.pool,
-                &inner.table,
-                inner.sql.migrate.clone(),
-                &inner.sql.added_columns,
-                &inner.sql.migration,
-            ),
+            migrate::migrate(&self.inner.pool, &groups, &sql.migration),
         )
         .await?
     }
@@ -162,6 +180,19 @@ impl PgLeaseStore {
     /// The lease table.
     pub fn table(&self) -> &TableName {
         &self.inner.table
+    }
+
+    /// The semaphore table: one row per semaphore name, holding its token counter and the
+    /// limit its permits hold under. Named after the lease table, `<table>_semaphores` (a long
+    /// name is cut and given a hash to stay within 63 bytes).
+    pub fn semaphore_table(&self) -> &TableName {
+        &self.inner.sql.permits.semaphores
+    }
+
+    /// The permit table: one row per granted permit, `<table>_permits` (cut like
+    /// [`PgLeaseStore::semaphore_table`]).
+    pub fn permit_table(&self) -> &TableName {
+        &self.inner.sql.permits.permits
     }
 
     /// How long one operation may take before its outcome counts as unknown.
@@ -196,7 +227,8 @@ impl PgLeaseStore {
     /// error and the caller propagates it — not at all. Keep such transactions short: the
     /// holder's own renewal also waits for them.
     ///
-    /// The lease table must be in the same database as the transaction.
+    /// The lease table must be in the same database as the transaction. A permit of a
+    /// semaphore is checked the same way, on its own row of the permit table.
     ///
     /// # Errors
     /// `LeaseLost` when the grant expired, was released, or was taken over (`Superseded`, with
@@ -212,8 +244,7 @@ impl PgLeaseStore {
         };
         let holder = lease.holder().to_string();
         let row: Option<(i64, bool)> = self
-            .inner
-            .sql
+            .statements_of(lease)
             .verify
             .fetch_optional(
                 vec![
@@ -248,8 +279,22 @@ impl PgLeaseStore {
         })
     }
 
-    /// Why `lease` is not held, as far as the store can tell right now.
+    /// The statements that renew, release and verify `lease`: a lock's, or a permit's (which
+    /// take the same values and answer the same rows, on the permit's own row).
+    fn statements_of(&self, lease: &Lease) -> &GrantStatements {
+        if lease.permit_limit().is_some() {
+            &self.inner.sql.permits.grants
+        } else {
+            &self.inner.sql.grants
+        }
+    }
+
+    /// Why `lease` is not held, as far as the store can tell right now. A permit has no single
+    /// current holder to be superseded by: it is simply not held.
     async fn loss_of(&self, lease: &Lease) -> Error {
+        if lease.permit_limit().is_some() {
+            return lost_or_superseded(lease, None);
+        }
         let current = self.inspect(lease.name()).await.ok().flatten();
         lost_or_superseded(lease, current.map(|info| info.token))
     }
@@ -275,6 +320,19 @@ fn token_from(op: Operation, name: &LockName, raw: i64) -> Result<FencingToken, 
                 format!("the lease row of `{name}` holds token {raw}, outside 1..=2^53-1; the table was edited by hand"),
             )
         })
+}
+
+/// An error of a granting statement: the `CHECK` on the token range is the counter running out.
+fn grant_error(op: Operation, name: &LockName, error: sqlx::Error) -> Error {
+    if sqlstate(&error).as_deref() == Some("23514") {
+        Error::backend(
+            STORE,
+            op,
+            format!("the token counter of `{name}` is exhausted (2^53-1 reached); use a new name"),
+        )
+    } else {
+        classify(op, error)
+    }
 }
 
 /// A row of the list statement: name, token, holder, microseconds left, label.
@@ -348,17 +406,7 @@ impl LeaseStore for PgLeaseStore {
                 ),
             )
             .await?
-            .map_err(|e| {
-                if sqlstate(&e).as_deref() == Some("23514") {
-                    Error::backend(
-                        STORE,
-                        Operation::Acquire,
-                        format!("the token counter of `{name}` is exhausted (2^53-1 reached); use a new lock name"),
-                    )
-                } else {
-                    classify(Operation::Acquire, e)
-                }
-            })?;
+            .map_err(|e| grant_error(Operation::Acquire, name, e))?;
         let Some((raw,)) = row else {
             return Ok(None);
         };
@@ -379,7 +427,7 @@ impl LeaseStore for PgLeaseStore {
         let row: Option<(i64,)> = self
             .timed(
                 Operation::Renew,
-                self.inner.sql.renew.fetch_optional(
+                self.statements_of(lease).renew.fetch_optional(
                     vec![
                         Arg::Text(lease.name().as_str()),
                         Arg::Text(&holder),
@@ -397,47 +445,38 @@ impl LeaseStore for PgLeaseStore {
         }
     }
 
-    /// One `UPDATE … FROM unnest(…)` for the whole batch: one round trip, one WAL flush.
+    /// One `UPDATE … FROM unnest(…)` for the locks of the batch, and one for its permits (the
+    /// two at once): one round trip and one WAL flush each.
     async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
         let (ttl_us, granted) = match self.inner.limits.check(ttl) {
             Ok(ttl) => micros(ttl),
             Err(error) => return fail_each(error, leases.len()),
         };
         // Tokens beyond i64 cannot be in the table: such leases are simply not held.
-        let batch: Vec<(&Lease, i64)> = leases
+        let (permits, locks): (Vec<(&Lease, i64)>, Vec<(&Lease, i64)>) = leases
             .iter()
             .filter_map(|lease| Some((lease, i64::try_from(lease.token().get()).ok()?)))
-            .collect();
-        let mut renewed = std::collections::HashSet::new();
+            .partition(|(lease, _)| lease.permit_limit().is_some());
         let sent_at = Instant::now();
-        if !batch.is_empty() {
-            let names: Vec<&str> = batch.iter().map(|(l, _)| l.name().as_str()).collect();
-            let holders: Vec<String> = batch.iter().map(|(l, _)| l.holder().to_string()).collect();
-            let tokens: Vec<i64> = batch.iter().map(|(_, t)| *t).collect();
-            let rows = self
-                .timed(
-                    Operation::Renew,
-                    self.inner.sql.renew_many.fetch_all::<(String, i64), _>(
-                        vec![
-                            Arg::Texts(names),
-                            Arg::Texts(holders.iter().map(String::as_str).collect()),
-                            Arg::Ints(tokens),
-                            Arg::Int(ttl_us),
-                        ],
-                        &self.inner.pool,
-                    ),
-                )
-                .await
-                .and_then(|rows| rows.map_err(|e| classify(Operation::Renew, e)));
-            match rows {
-                Ok(rows) => renewed.extend(rows),
-                Err(error) => return fail_each(error, leases.len()),
-            }
-        }
+        let sql = &self.inner.sql;
+        let (renewed_locks, renewed_permits) = futures::join!(
+            batch::renew_batch(self, &sql.grants.renew_many, &locks, ttl_us),
+            batch::renew_batch(self, &sql.permits.grants.renew_many, &permits, ttl_us),
+        );
         let answers = leases.iter().map(|lease| async {
+            let renewed = if lease.permit_limit().is_some() {
+                &renewed_permits
+            } else {
+                &renewed_locks
+            };
+            let renewed = match renewed {
+                Ok(renewed) => renewed,
+                // The statement of this lease's kind failed as a whole.
+                Err(error) => return Err(error.clone()),
+            };
             let key = i64::try_from(lease.token().get())
                 .ok()
-                .map(|token| (lease.name().as_str().to_owned(), token));
+                .map(|token| batch::renewed_key(lease, token));
             match key {
                 Some(key) if renewed.contains(&key) => Ok(renewed_lease(lease, granted, sent_at)),
                 Some(_) => Err(self.loss_of(lease).await),
@@ -455,7 +494,7 @@ impl LeaseStore for PgLeaseStore {
         let (released,): (i64,) = self
             .timed(
                 Operation::Release,
-                self.inner.sql.release.fetch_one(
+                self.statements_of(lease).release.fetch_one(
                     vec![
                         Arg::Text(lease.name().as_str()),
                         Arg::Text(&holder),
@@ -548,6 +587,27 @@ impl LeaseStore for PgLeaseStore {
             }
             None => Ok(None),
         }
+    }
+
+    /// One short transaction of two statements (see `src/store/permits.rs`): the semaphore's
+    /// row locked, then the expired permits deleted, the limit and the count compared, and the
+    /// permit inserted with the next token.
+    async fn try_acquire_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        self.grant_permit(name, limit, ttl, label).await
+    }
+
+    async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
+        self.live_permits(name).await
+    }
+
+    async fn watch_permits(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        self.watch_permit_releases(name).await
     }
 
     /// One statement on the store's pool: version, primary or standby, `fsync`,

@@ -5,6 +5,12 @@
 //! owns a [`PgListener`] on its own single-connection pool (it never takes a slot of the
 //! store's pool) and fans payloads out to the waiters of each name.
 //!
+//! A permit's release notifies on the same channel with the payload [`PERMIT_PREFIX`] + name.
+//! No lock name holds that control character, so the listener tells the two apart for sure and
+//! feeds the permit waiters from a hub of their own: the release of a permit of `x` never
+//! takes a turn from a waiter for the lock `x`, nor the other way round. One LISTEN serves
+//! both.
+//!
 //! If the connection drops, notifications may have been missed: after sqlx reconnects, every
 //! waiter is woken to try again. If reconnecting fails, every subscription is closed so that
 //! waiters fall back to polling, and new waiters poll until the listener is back.
@@ -39,6 +45,10 @@ use crate::statements::{Arg, Statement};
 /// The longest pause between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// What starts the payload of a permit's release (`chr(1)` in `permit_release.sql`): a control
+/// character, which a [`LockName`] never holds.
+pub(crate) const PERMIT_PREFIX: char = '\u{1}';
+
 /// How long the listener waits to hear its own test NOTIFY before it calls itself deaf.
 /// Generous: a false alarm only makes waiters poll.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -61,6 +71,8 @@ struct Probe {
 #[derive(Debug, Default)]
 struct Shared {
     hub: WakeupHub,
+    /// The permit waiters (semaphores), apart from the lock waiters.
+    permit_hub: WakeupHub,
     /// Whether the LISTEN connection is believed to be up (and not deaf).
     listening: AtomicBool,
     /// Notifications received so far.
@@ -82,6 +94,10 @@ impl std::fmt::Debug for Wakeups {
             .field("listening", &self.shared.listening.load(Ordering::Relaxed))
             .field("deaf", &self.shared.deaf.load(Ordering::Relaxed))
             .field("watched_names", &self.shared.hub.watched_names())
+            .field(
+                "watched_semaphores",
+                &self.shared.permit_hub.watched_names(),
+            )
             .finish()
     }
 }
@@ -113,9 +129,21 @@ impl Wakeups {
         }
     }
 
-    /// A subscription for `name`, starting the listener on first use. `Ok(None)` while the
-    /// listener is down (or found deaf): the waiter polls.
+    /// A subscription for the lock `name`, starting the listener on first use. `Ok(None)` while
+    /// the listener is down (or found deaf): the waiter polls.
     pub(crate) async fn subscribe(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        self.subscribe_to(Hub::Locks, name).await
+    }
+
+    /// A subscription for the permits of the semaphore `name`, as [`Wakeups::subscribe`].
+    pub(crate) async fn subscribe_permits(
+        &self,
+        name: &LockName,
+    ) -> Result<Option<ReleaseWatch>, Error> {
+        self.subscribe_to(Hub::Permits, name).await
+    }
+
+    async fn subscribe_to(&self, hub: Hub, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
         if self.shared.deaf.load(Ordering::SeqCst) {
             return Ok(None);
         }
@@ -136,7 +164,11 @@ impl Wakeups {
         if !self.shared.listening.load(Ordering::SeqCst) {
             return Ok(None);
         }
-        Ok(Some(self.shared.hub.subscribe(name)))
+        let hub = match hub {
+            Hub::Locks => &self.shared.hub,
+            Hub::Permits => &self.shared.permit_hub,
+        };
+        Ok(Some(hub.subscribe(name)))
     }
 
     /// Whether the LISTEN connection is up (for tests and health checks).
@@ -152,6 +184,36 @@ impl Wakeups {
     /// What the LISTEN connection connects with (for `diagnose()`'s pooler probe).
     pub(crate) fn connect_options(&self) -> Arc<PgConnectOptions> {
         self.pool.connect_options()
+    }
+}
+
+/// Which waiters a subscription is for.
+#[derive(Clone, Copy)]
+enum Hub {
+    Locks,
+    Permits,
+}
+
+impl Shared {
+    /// Hands a release's payload to the waiters of its name: a permit's (after
+    /// [`PERMIT_PREFIX`]) or a lock's.
+    fn notify(&self, payload: &str) {
+        match payload.strip_prefix(PERMIT_PREFIX) {
+            Some(semaphore) => self.permit_hub.notify(semaphore),
+            None => self.hub.notify(payload),
+        }
+    }
+
+    /// Wakes every waiter, of locks and of permits, to re-check.
+    fn notify_all(&self) {
+        self.hub.notify_all();
+        self.permit_hub.notify_all();
+    }
+
+    /// Closes every subscription: the waiters poll.
+    fn close_all(&self) {
+        self.hub.close_all();
+        self.permit_hub.close_all();
     }
 }
 
@@ -181,21 +243,21 @@ async fn run(
         match received {
             Ok(Some(notification)) => {
                 shared.heard.fetch_add(1, Ordering::SeqCst);
-                shared.hub.notify(notification.payload());
+                shared.notify(notification.payload());
             }
             Ok(None) => {
                 // sqlx lost the connection and already reconnected (and re-listened); anything
                 // sent in between is gone, so every waiter re-checks.
                 tracing::debug!(%channel, "LISTEN connection was re-established; waking all waiters");
                 shared.connections.fetch_add(1, Ordering::SeqCst);
-                shared.hub.notify_all();
+                shared.notify_all();
                 _test = self_test(&probe, &channel, &shared);
             }
             Err(error) => {
                 tracing::warn!(%channel, %error, "LISTEN connection lost; waiters poll until it is back");
                 shared.listening.store(false, Ordering::SeqCst);
                 shared.connections.fetch_add(1, Ordering::SeqCst);
-                shared.hub.close_all();
+                shared.close_all();
                 drop(listener);
                 listener = tokio::select! {
                     () = shared.stop.notified() => return,
@@ -203,7 +265,7 @@ async fn run(
                 };
                 shared.connections.fetch_add(1, Ordering::SeqCst);
                 shared.listening.store(true, Ordering::SeqCst);
-                shared.hub.notify_all();
+                shared.notify_all();
                 tracing::info!(%channel, "LISTEN connection is back");
                 _test = self_test(&probe, &channel, &shared);
             }
@@ -282,7 +344,7 @@ fn stop_deaf(channel: &Ident, shared: &Shared, finding: &str) {
          (or at a session-mode pool) to have them back"
     );
     shared.listening.store(false, Ordering::SeqCst);
-    shared.hub.close_all();
+    shared.close_all();
     shared.stop.notify_one();
 }
 

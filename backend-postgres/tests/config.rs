@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use fencelock_core::{ErrorKind, FencingToken, LeaseStore, LockName, OwnerLabel};
+use fencelock_core::{ErrorKind, FencingToken, LeaseStore, LockName, OwnerLabel, PermitLimit};
 use fencelock_postgres::sqlx::{self, AssertSqlSafe};
 use fencelock_postgres::{PgConfig, PgLeaseStore};
 
@@ -282,4 +282,200 @@ async fn the_token_ceiling_is_an_error_never_a_wrap() {
 fn config_debug_hides_the_password() {
     let config = PgConfig::new("postgres://app:hunter2@db/app");
     assert!(!format!("{config:?}").contains("hunter2"));
+}
+
+/// The schema and lease table as the version before semaphores created them (labels, no
+/// semaphore tables). A schema of each test's own, as for the pre-label table above.
+fn lease_table_before_semaphores(schema: &str, table: &str) -> String {
+    format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.{table} (
+             name text COLLATE \"C\" PRIMARY KEY, holder uuid,
+             token bigint NOT NULL
+                 CONSTRAINT fencelock_token_range CHECK (token BETWEEN 1 AND 9007199254740991),
+             expires_at timestamptz NOT NULL, label text);"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_semaphores_gains_the_permit_tables_and_keeps_its_leases() {
+    let url = support::shared_url().await;
+    let pool = support::admin_pool(&url).await;
+    let table = support::unique("presem");
+    let schema = format!("{table}_schema");
+    // With one live grant.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "{}
+         INSERT INTO {schema}.{table}
+             VALUES ('old', gen_random_uuid(), 41, clock_timestamp() + interval '1 hour', 'v1')",
+        lease_table_before_semaphores(&schema, &table)
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let exists = |relation: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+                .bind(relation)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let permits = format!("\"{schema}\".\"{table}_permits\"");
+    let semaphores = format!("\"{schema}\".\"{table}_semaphores\"");
+    assert!(!exists(permits.clone()).await, "no permit table yet");
+    let store = PgLeaseStore::builder()
+        .with_schema(&schema)
+        .with_table(&table)
+        .from_pool(pool.clone())
+        .await
+        .unwrap();
+    assert_eq!(store.permit_table().quoted(), permits);
+    assert_eq!(store.semaphore_table().quoted(), semaphores);
+    assert!(
+        exists(permits).await,
+        "the migration created the permit table"
+    );
+    assert!(exists(semaphores).await, "and the semaphore table");
+    // The old grant is untouched, and its name is free for a semaphore of its own.
+    let old = LockName::new("old").unwrap();
+    let info = store.inspect(&old).await.unwrap().unwrap();
+    assert_eq!(info.token, FencingToken::new(41));
+    assert_eq!(
+        info.label.map(|l| l.as_str().to_owned()).as_deref(),
+        Some("v1")
+    );
+    let limit = PermitLimit::new(2).unwrap();
+    let permit = store
+        .try_acquire_permit(&old, limit, Duration::from_secs(5), None)
+        .await
+        .unwrap()
+        .expect("the semaphore `old` is free although the lock `old` is held");
+    assert_eq!(permit.permit_limit(), Some(limit));
+    store.migrate().await.unwrap();
+    let held = store.inspect_permits(&old).await.unwrap();
+    assert_eq!(
+        held.holders.len(),
+        1,
+        "a second migration keeps the permits"
+    );
+    store.release(&permit).await.unwrap();
+    assert_eq!(
+        store.inspect(&old).await.unwrap().map(|i| i.token),
+        Some(FencingToken::new(41)),
+        "the lock of the same name was never touched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_table_of_the_longest_name_has_permit_tables_too() {
+    let url = support::shared_url().await;
+    // 63 bytes: `<table>_permits` would be cut by PostgreSQL; the store derives a shorter one.
+    let base = support::unique("longest");
+    let table = format!("{base}{}", "x".repeat(63 - base.len()));
+    assert_eq!(table.len(), 63);
+    let store = support::store_on(&url, &table).await;
+    for derived in [store.semaphore_table(), store.permit_table()] {
+        assert!(derived.table().as_str().len() <= 63, "{derived}");
+    }
+    assert_ne!(store.semaphore_table(), store.permit_table());
+    let name = LockName::new("long").unwrap();
+    let limit = PermitLimit::new(1).unwrap();
+    let permit = store
+        .try_acquire_permit(&name, limit, Duration::from_secs(5), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .try_acquire_permit(&name, limit, Duration::from_secs(5), None)
+            .await
+            .unwrap()
+            .is_none(),
+        "the limit of 1 holds"
+    );
+    store.release(&permit).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_create_still_connects_to_a_database_from_before_semaphores() {
+    use fencelock_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    let url = support::shared_url().await;
+    let admin = support::admin_pool(&url).await;
+    let table = support::unique("nocreate");
+    let schema = format!("{table}_schema");
+    let role = format!("{table}_role");
+    // An administrator made the lease table (as the version before semaphores did) and a role
+    // that may use it, but not create anything in the schema.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "{}
+         CREATE ROLE {role} LOGIN PASSWORD 'fencelock';
+         GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT, INSERT, UPDATE ON {schema}.{table} TO {role};",
+        lease_table_before_semaphores(&schema, &table)
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let options = url
+        .parse::<PgConnectOptions>()
+        .unwrap()
+        .username(&role)
+        .password("fencelock");
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let store = PgLeaseStore::builder()
+        .with_schema(&schema)
+        .with_table(&table)
+        .from_pool(pool)
+        .await
+        .expect("a lock-only role connects although it may not create the semaphore tables");
+    let name = LockName::new("n").unwrap();
+    let lease = store
+        .try_acquire(&name, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("locks work as before");
+    store.release(&lease).await.unwrap();
+    let limit = PermitLimit::new(2).unwrap();
+    let err = store
+        .try_acquire_permit(&name, limit, Duration::from_secs(5), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    // The administrator runs the migration once and lets the role use the new tables.
+    let upgraded = PgLeaseStore::builder()
+        .with_schema(&schema)
+        .with_table(&table)
+        .from_pool(admin.clone())
+        .await
+        .unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON {}, {} TO {role}",
+        upgraded.semaphore_table().quoted(),
+        upgraded.permit_table().quoted()
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let permit = store
+        .try_acquire_permit(&name, limit, Duration::from_secs(5), None)
+        .await
+        .unwrap()
+        .expect("semaphores work once the tables exist");
+    store.release(&permit).await.unwrap();
+    store.pool().close().await;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP SCHEMA {schema} CASCADE; DROP ROLE {role};"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
 }

@@ -1,4 +1,5 @@
-//! The whole conformance suite against a real PostgreSQL started by the harness.
+//! The whole conformance suite, and the semaphore cases, against a real PostgreSQL started by
+//! the harness.
 
 mod support;
 
@@ -12,3 +13,6 @@ async fn postgres() -> Fixture {
 }
 
 fencelock_conformance::conformance_suite!(postgres);
+
+// Semaphores: permits in the tables beside `conformance_leases`, on the same stores.
+fencelock_conformance::semaphore_suite!(postgres);

@@ -1,7 +1,7 @@
 //! The store through pgbouncer in transaction mode, as Debian 12 installs it (1.18, which knows
-//! nothing of prepared statements): the whole conformance suite and the fence tier with many
-//! clients sharing two server connections, fresh stores connecting one after another (like
-//! `fencelock run`), and the pooler's failure modes saying what to set.
+//! nothing of prepared statements): the whole conformance suite, the semaphore cases and the
+//! fence tier with many clients sharing two server connections, fresh stores connecting one
+//! after another (like `fencelock run`), and the pooler's failure modes saying what to set.
 //!
 //! The pooler is the harness's `shared_pgbouncer` (`FENCELOCK_PGBOUNCER_URL` for an external
 //! one, in front of the server of `FENCELOCK_POSTGRES_URL`).
@@ -52,6 +52,10 @@ async fn through_pooler() -> Fixture {
 }
 
 fencelock_conformance::conformance_suite!(through_pooler);
+
+// Semaphores through the pooler: each grant is a two-statement transaction, which a
+// transaction-mode pooler keeps on one server connection.
+fencelock_conformance::semaphore_suite!(through_pooler);
 
 /// `store.fence()` on a store whose pool goes through the pooler: the fence's migration, writes
 /// and reads (keys and values as hex digits, one message each) on the pooler's two server
