@@ -11,7 +11,7 @@ use fencelock_core::{HolderId, Locker};
 use fencelock_postgres::PgLeaseStore;
 use fencelock_postgres::sqlx::{self, AssertSqlSafe, PgPool, Row, SqlSafeStr, SqlStr};
 
-use super::{TTL, locker_cycle, run_id, store_cycle, unexpectedly_held};
+use super::{PERMIT_ROW, TTL, locker_cycle, permit_cycle, run_id, store_cycle, unexpectedly_held};
 use crate::cycle::{Cycle, Role, Variant, cycle};
 use crate::error::Result;
 
@@ -294,6 +294,11 @@ impl PgBench {
                 "raw: the same statements as named prepared statements",
                 Role::Reference,
                 self.raw_prepared("u"),
+            ),
+            Variant::new(
+                PERMIT_ROW,
+                Role::Reference,
+                permit_cycle(&self.locker, format!("{}/permit", self.prefix)),
             ),
         ];
         if let Some(prepared) = self.ours_prepared("named") {
