@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fencelock_conformance::harness::{PgBouncer, PgBouncerOptions, free_port, shared_pgbouncer};
+use fencelock_conformance::harness::{PgBouncer, PgBouncerOptions, shared_pgbouncer};
 use fencelock_conformance::{FenceFixture, Fixture, settle};
 use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{ErrorKind, LeaseStore, LockName, Verdict};
+use fencelock_postgres::PgLeaseStore;
 use fencelock_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use fencelock_postgres::{PgFence, PgLeaseStore, TableName};
 use tokio::time::Instant;
 
 /// The shared pooler's URL (transaction mode, `default_pool_size = 2`).
@@ -66,18 +66,7 @@ async fn fence_through_pooler() -> FenceFixture {
         .fence()
         .await
         .unwrap_or_else(|e| panic!("the fence table through the pooler: {e}"));
-    FenceFixture::new(fence).with_dead(dead_fence())
-}
-
-/// A fence whose pool connects lazily to a port nothing listens on, and gives up fast.
-fn dead_fence() -> PgFence {
-    let port = free_port().expect("a free port");
-    let pool = PgPoolOptions::new()
-        .acquire_timeout(Duration::from_millis(300))
-        .connect_lazy(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-        .expect("a lazy pool");
-    let table = TableName::new("fencelock_test", PgFence::DEFAULT_TABLE).unwrap();
-    PgFence::new(pool, table).with_op_timeout(Duration::from_secs(2))
+    FenceFixture::new(fence).with_dead(support::dead_fence())
 }
 
 fencelock_conformance::fence_suite!(fence_through_pooler);

@@ -68,3 +68,16 @@ fn rand_u64() -> u64 {
     );
     h.finish()
 }
+
+/// A fence on a port where no server listens: every write must fail, none be accepted (the
+/// fence tier's `fence_dead_store_never_accepted`).
+pub(crate) fn dead_fence() -> fencelock_postgres::PgFence {
+    use fencelock_postgres::{PgFence, TableName};
+    let port = fencelock_conformance::harness::free_port().expect("a free port");
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_lazy(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+        .expect("a lazy pool");
+    let table = TableName::new("fencelock_test", PgFence::DEFAULT_TABLE).unwrap();
+    PgFence::new(pool, table).with_op_timeout(Duration::from_secs(2))
+}
