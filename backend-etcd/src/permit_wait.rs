@@ -1,0 +1,229 @@
+//! Waiting for a permit ([`fencelock_core::LeaseStore::acquire_permit_waiting`]) in line, as a
+//! lock's waiter does ([`crate::wait`]): keep the key queued, watch the semaphore's range for
+//! the deletes of the keys ahead, and read the queue again once enough of them went for ours to
+//! be among the first `limit`. FIFO (a key's place is its create revision), no polling, and a
+//! release wakes only the waiters it may let in.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use etcd_client::{EventType, WatchFilterType, WatchOptions};
+use fencelock_core::backend::WaitPolicy;
+use fencelock_core::{Error, Lease, LockName, Operation, OwnerLabel, PermitLimit};
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::EtcdLeaseStore;
+use crate::acquire::{lease_for, vanished};
+use crate::classify::classify;
+use crate::contender::Contender;
+use crate::keys::LockKeys;
+use crate::permits::{Grant, State, Verdict, enqueue, grant, permit_of, permit_value, read};
+
+/// The first pause after a transient error while waiting; doubles up to the poll interval.
+const FIRST_RETRY: Duration = Duration::from_millis(20);
+
+/// How one pass through the queue ended.
+enum Pass {
+    Granted(Lease),
+    TimedOut,
+    /// Our queued key vanished (its lease expired while we could not keep it alive).
+    KeyLost,
+    /// The spare lease we took was revoked behind our back.
+    SpareGone,
+}
+
+/// [`fencelock_core::LeaseStore::acquire_permit_waiting`] with the semaphore's queue.
+pub(crate) async fn acquire_permit_waiting(
+    store: &EtcdLeaseStore,
+    name: &LockName,
+    limit: PermitLimit,
+    ttl: Duration,
+    label: Option<&OwnerLabel>,
+    policy: WaitPolicy,
+) -> Result<Option<Lease>, Error> {
+    let ttl = store.ttl_limits_checked(ttl)?;
+    let keys = store.permit_keys(name);
+    let mut spares = true;
+    loop {
+        let asked = Asked {
+            name,
+            keys: &keys,
+            limit,
+            label,
+        };
+        match pass(store, &asked, ttl, policy, spares).await? {
+            Pass::SpareGone => spares = false,
+            Pass::Granted(lease) => return Ok(Some(lease)),
+            Pass::TimedOut => return Ok(None),
+            Pass::KeyLost if policy.until.is_some_and(|u| Instant::now() >= u) => return Ok(None),
+            Pass::KeyLost => tracing::debug!(semaphore = %name, "queued key lost; queueing again"),
+        }
+    }
+}
+
+/// What is asked for.
+struct Asked<'a> {
+    name: &'a LockName,
+    keys: &'a LockKeys,
+    limit: PermitLimit,
+    label: Option<&'a OwnerLabel>,
+}
+
+async fn pass(
+    store: &EtcdLeaseStore,
+    asked: &Asked<'_>,
+    ttl: Duration,
+    policy: WaitPolicy,
+    spares: bool,
+) -> Result<Pass, Error> {
+    let (granted, spare) = lease_for(store, ttl, spares).await?;
+    // Dropping the contender (cancellation, error) revokes the lease and so dequeues the key.
+    let mut contender = Contender::new(store, granted);
+    contender.keep_alive_while_waiting();
+    let Some(enqueued) = enqueue(store, asked.keys, granted.id, asked.limit, asked.label).await?
+    else {
+        contender.forget();
+        return if spare {
+            Ok(Pass::SpareGone)
+        } else {
+            Err(vanished(granted.id))
+        };
+    };
+    let mine = enqueued.revision;
+    let (mut queue, mut read_at) = (enqueued.queue, enqueued.read_at);
+    let mut retry = FIRST_RETRY;
+    loop {
+        let (ahead, leave) = match queue.verdict(asked.name, asked.limit, Some(mine)) {
+            Err(e) => {
+                // Another limit: leave the queue, grant nothing.
+                contender.leave().await;
+                return Err(e);
+            }
+            Ok(Verdict::KeyLost) => return Ok(Pass::KeyLost),
+            Ok(Verdict::Eligible { head }) => {
+                let value = permit_value(State::Held, asked.limit, asked.label);
+                match grant(store, asked.keys, granted.id, mine, head, value).await? {
+                    Grant::Held(revision) => {
+                        let sent_at = contender.into_grant();
+                        return permit_of(
+                            asked.name,
+                            asked.limit,
+                            asked.label,
+                            &granted,
+                            revision,
+                            sent_at,
+                        )
+                        .map(Pass::Granted);
+                    }
+                    Grant::Changed(now, at) => {
+                        (queue, read_at) = (now, at);
+                        continue;
+                    }
+                }
+            }
+            Ok(Verdict::Full { ahead, leave }) => (ahead, leave),
+        };
+        let woke = tokio::select! {
+            biased;
+            () = contender.lost() => Woke::KeyLost,
+            () = until(policy.until) => Woke::Deadline,
+            done = wait_for_deletes(store, asked.keys, ahead, leave, read_at + 1) => Woke::Watched(done),
+            // A safety net only: a lost watch event costs at most one poll interval.
+            () = sleep(policy.poll_interval) => Woke::Watched(Ok(())),
+        };
+        let waited = match woke {
+            Woke::KeyLost => return Ok(Pass::KeyLost),
+            Woke::Deadline => {
+                contender.leave().await;
+                return Ok(Pass::TimedOut);
+            }
+            Woke::Watched(done) => done,
+        };
+        let reread = match waited {
+            Ok(()) => read(store, asked.keys, Operation::Watch).await,
+            Err(e) => Err(e),
+        };
+        match reread {
+            Ok((q, at)) => {
+                (queue, read_at) = (q, at);
+                retry = FIRST_RETRY;
+            }
+            Err(e) if e.is_transient() => {
+                tracing::debug!(semaphore = %asked.name, error = %e, "waiting in the queue; retrying");
+                let gave_up = tokio::select! {
+                    () = until(policy.until) => true,
+                    () = sleep(retry) => false,
+                };
+                if gave_up {
+                    contender.leave().await;
+                    return Ok(Pass::TimedOut);
+                }
+                retry = (retry * 2).min(policy.poll_interval);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What woke a waiter.
+enum Woke {
+    KeyLost,
+    Deadline,
+    Watched(Result<(), Error>),
+}
+
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once `leave` of the keys `ahead` were deleted at or after revision `from` (or the
+/// watch was cancelled by etcd, e.g. compacted: the caller re-reads the queue either way).
+async fn wait_for_deletes(
+    store: &EtcdLeaseStore,
+    keys: &LockKeys,
+    ahead: Vec<Vec<u8>>,
+    leave: usize,
+    from: i64,
+) -> Result<(), Error> {
+    let mut ahead: HashSet<Vec<u8>> = ahead.into_iter().collect();
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(from)
+        .with_filters([WatchFilterType::NoPut]);
+    let mut stream = store
+        .rpc
+        .call(|mut c| {
+            let (prefix, options) = (keys.prefix().to_vec(), options.clone());
+            async move { c.watch(prefix, Some(options)).await }
+        })
+        .await
+        .map_err(|e| classify(Operation::Watch, e))?;
+    let mut gone = 0;
+    loop {
+        let Some(resp) = stream
+            .message()
+            .await
+            .map_err(|e| classify(Operation::Watch, e))?
+        else {
+            return Err(classify(
+                Operation::Watch,
+                etcd_client::Error::WatchError("the watch stream ended".into()),
+            ));
+        };
+        if resp.canceled() {
+            return Ok(());
+        }
+        for event in resp.events() {
+            let deleted = event.event_type() == EventType::Delete;
+            if deleted && event.kv().is_some_and(|kv| ahead.remove(kv.key())) {
+                gone += 1;
+            }
+        }
+        if gone >= leave {
+            return Ok(());
+        }
+    }
+}
