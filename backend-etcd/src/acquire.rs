@@ -210,18 +210,25 @@ pub(crate) async fn try_acquire(
             }
             return Err(vanished(granted.id));
         };
-        let token = token_of(revision, Operation::Acquire)?;
-        // A spare's deadline counts from its last confirmed keepalive, not from now.
-        let sent_at = contender.into_grant();
-        return Ok(Some(labeled(
-            granted_lease(
-                name.clone(),
-                token,
-                holder_of(granted.id),
-                granted.ttl,
-                sent_at,
-            ),
-            label,
-        )));
+        return grant_of(name, revision, contender, label).map(Some);
     }
+}
+
+/// The grant of `name` with token `revision` on `contender`'s lease, with `label`: a lock
+/// owned, or (marked by the caller) a permit. The contender becomes the grant only once the
+/// token is valid; on an error it is dropped, which revokes its lease. A spare's deadline counts
+/// from its last confirmed keepalive, not from now.
+pub(crate) fn grant_of(
+    name: &LockName,
+    revision: i64,
+    contender: Contender,
+    label: Option<&OwnerLabel>,
+) -> Result<Lease, Error> {
+    let token = token_of(revision, Operation::Acquire)?;
+    let lease = contender.lease();
+    let sent_at = contender.into_grant();
+    Ok(labeled(
+        granted_lease(name.clone(), token, holder_of(lease.id), lease.ttl, sent_at),
+        label,
+    ))
 }

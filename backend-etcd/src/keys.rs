@@ -5,9 +5,11 @@
 //! Semaphores ([`crate::permits`]) use the same shape under a reserved segment:
 //! `<prefix>\x1fsemaphores/NAME/<lease id in hex>` ([`SEMAPHORE_SEGMENT`]). No lock key can
 //! start with it, because a lock name cannot contain a control character (and neither can the key
-//! prefix), so a semaphore and the lock of the same name never see each other's keys, whatever
-//! the two stores' prefixes are: no lock's range (`<prefix>NAME/`) holds a semaphore key, no
-//! semaphore's range holds a lock key, and `etcdctl lock NAME` never waits on a permit.
+//! prefix), so under one key prefix a semaphore and any lock never see each other's keys: no
+//! lock's range (`<prefix>NAME/`) holds a semaphore key, no semaphore's range holds a lock key,
+//! and `etcdctl lock <prefix>NAME` never waits on a permit. (Across stores with different
+//! prefixes, one store's keys can fall in the other's ranges, for locks as for semaphores, as
+//! keys of nested names; they are never members there.)
 
 use fencelock_core::backend::holder_id;
 use fencelock_core::{Error, FencingToken, HolderId, LockName, Operation};
@@ -134,13 +136,14 @@ mod tests {
         let sem = LockKeys::semaphore("fl/", &LockName::new("a").unwrap());
         assert_eq!(sem.prefix(), b"fl/\x1fsemaphores/a/");
         assert_eq!(sem.holder_key(255), b"fl/\x1fsemaphores/a/ff");
-        // The lock `a` and every name a lock can have: none has the semaphore's keys in its
-        // range, and the semaphore's range holds no lock key.
-        for lock in ["a", "semaphores", "fl", "\u{1f}semaphores"] {
+        // Under the same prefix, the lock `a` and other names: none has the semaphore's keys
+        // in its range, and the semaphore's range holds no lock key.
+        for lock in ["a", "semaphores", "semaphores/a", "\u{1f}semaphores"] {
             let Ok(name) = LockName::new(lock) else {
                 continue; // a control character: no lock can be named so
             };
             for prefix in ["", "fl/"] {
+                let sem = LockKeys::semaphore(prefix, &LockName::new("a").unwrap());
                 let keys = LockKeys::new(prefix, &name);
                 assert!(!sem.holder_key(255).starts_with(keys.prefix()), "{lock}");
                 assert!(!keys.holder_key(255).starts_with(sem.prefix()), "{lock}");

@@ -104,14 +104,12 @@ async fn pass(
                 let value = permit_value(State::Held, asked.limit, asked.label);
                 match grant(store, asked.keys, granted.id, mine, head, value).await? {
                     Grant::Held(revision) => {
-                        let sent_at = contender.into_grant();
                         return permit_of(
                             asked.name,
                             asked.limit,
                             asked.label,
-                            &granted,
+                            contender,
                             revision,
-                            sent_at,
                         )
                         .map(Pass::Granted);
                     }

@@ -46,7 +46,7 @@ use etcd_client::{
     TxnOpResponse, TxnResponse,
 };
 use fencelock_core::backend::{
-    granted_lease, labeled, limit_mismatch, lost_or_superseded, permit, renewed_lease, stored_label,
+    limit_mismatch, lost_or_superseded, permit, renewed_lease, stored_label,
 };
 use fencelock_core::{
     Error, Lease, LeaseInfo, LockName, Operation, OwnerLabel, PermitLimit, Permits,
@@ -54,11 +54,10 @@ use fencelock_core::{
 use tokio::time::Instant;
 
 use crate::EtcdLeaseStore;
-use crate::acquire::{lease_for, vanished};
+use crate::acquire::{grant_of, lease_for, vanished};
 use crate::classify::{STORE, classify, classify_for, is_lease_gone};
 use crate::contender::Contender;
-use crate::etcd_lease::EtcdLease;
-use crate::keys::{LockKeys, holder_of, token_of};
+use crate::keys::{LockKeys, token_of};
 use crate::renew_release::ids_of;
 
 /// How often a one-shot acquire re-reads a queue whose head changed under its grant txn before
@@ -392,30 +391,15 @@ pub(crate) async fn grant(
     Ok(Grant::Changed(PermitQueue::from_kvs(keys, &kvs), at))
 }
 
-/// The permit granted at revision `revision` on `granted`, whose deadline counts from
-/// `sent_at`.
+/// The permit granted at revision `revision` (its token) on `contender`'s lease.
 pub(crate) fn permit_of(
     name: &LockName,
     limit: PermitLimit,
     label: Option<&OwnerLabel>,
-    granted: &EtcdLease,
+    contender: Contender,
     revision: i64,
-    sent_at: Instant,
 ) -> Result<Lease, Error> {
-    let token = token_of(revision, Operation::Acquire)?;
-    Ok(permit(
-        labeled(
-            granted_lease(
-                name.clone(),
-                token,
-                holder_of(granted.id),
-                granted.ttl,
-                sent_at,
-            ),
-            label,
-        ),
-        limit,
-    ))
+    grant_of(name, revision, contender, label).map(|lease| permit(lease, limit))
 }
 
 /// [`fencelock_core::LeaseStore::try_acquire_permit`].
@@ -436,8 +420,7 @@ pub(crate) async fn try_acquire_permit(
         let value = permit_value(State::Held, limit, label);
         let taken = match claim(store, &keys, granted.id, value).await? {
             Claim::Held(revision) => {
-                let sent_at = contender.into_grant();
-                return permit_of(name, limit, label, &granted, revision, sent_at).map(Some);
+                return permit_of(name, limit, label, contender, revision).map(Some);
             }
             Claim::Taken(queue) => queue,
             Claim::LeaseGone => {
@@ -479,8 +462,7 @@ pub(crate) async fn try_acquire_permit(
             let value = permit_value(State::Held, limit, label);
             match grant(store, &keys, granted.id, mine, head, value).await? {
                 Grant::Held(revision) => {
-                    let sent_at = contender.into_grant();
-                    return permit_of(name, limit, label, &granted, revision, sent_at).map(Some);
+                    return permit_of(name, limit, label, contender, revision).map(Some);
                 }
                 Grant::Changed(now, _) => queue = now,
             }

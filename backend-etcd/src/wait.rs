@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchFilterType, WatchOptions};
-use fencelock_core::backend::{WaitPolicy, granted_lease, labeled};
+use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{Error, Lease, LockName, Operation, OwnerLabel};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::EtcdLeaseStore;
-use crate::acquire::{enqueue, lease_for, vanished};
+use crate::acquire::{enqueue, grant_of, lease_for, vanished};
 use crate::classify::classify;
 use crate::contender::Contender;
-use crate::keys::{LockKeys, holder_of, token_of};
+use crate::keys::LockKeys;
 
 /// The first pause after a transient error while waiting; doubles up to the poll interval.
 const FIRST_RETRY: Duration = Duration::from_millis(20);
@@ -79,18 +79,7 @@ async fn pass(
             return Ok(Pass::KeyLost);
         }
         if queue.owner().map(|m| m.create_revision) == Some(mine) {
-            let token = token_of(mine, Operation::Acquire)?;
-            let sent_at = contender.into_grant();
-            return Ok(Pass::Granted(labeled(
-                granted_lease(
-                    name.clone(),
-                    token,
-                    holder_of(granted.id),
-                    granted.ttl,
-                    sent_at,
-                ),
-                label,
-            )));
+            return grant_of(name, mine, contender, label).map(Pass::Granted);
         }
         let predecessor = queue.predecessor(mine).map(|m| m.key.clone());
         let woke = tokio::select! {

@@ -119,7 +119,9 @@ async fn tokens_rise_in_grant_order_not_in_queue_order() {
     assert_eq!(keys.len(), 2, "C and D hold");
     assert!(
         keys[0].create_revision() < keys[1].create_revision()
-            && keys[0].key().ends_with(format!("{:x}", c.holder().as_u128()).as_bytes()),
+            && keys[0]
+                .key()
+                .ends_with(format!("{:x}", c.holder().as_u128()).as_bytes()),
         "C's key is the older one: the queue order is C, D"
     );
     assert!(
@@ -130,10 +132,7 @@ async fn tokens_rise_in_grant_order_not_in_queue_order() {
     );
     assert_eq!(
         (c.token().get(), d.token().get()),
-        (
-            keys[0].mod_revision() as u64,
-            keys[1].mod_revision() as u64
-        ),
+        (keys[0].mod_revision() as u64, keys[1].mod_revision() as u64),
         "each token is the revision of the write that granted it"
     );
     direct.release(&c).await.unwrap();
@@ -244,7 +243,13 @@ async fn waiters_that_give_up_leave_no_key() {
         .expect("free");
 
     let timed_out = store
-        .acquire_permit_waiting(&name, one, TTL, None, wait_until(Duration::from_millis(300)))
+        .acquire_permit_waiting(
+            &name,
+            one,
+            TTL,
+            None,
+            wait_until(Duration::from_millis(300)),
+        )
         .await
         .unwrap();
     assert!(timed_out.is_none(), "{timed_out:?}");
@@ -289,7 +294,10 @@ async fn a_foreign_key_fails_closed() {
     let answer = store.try_acquire_permit(&name, limit(2), TTL, None).await;
     let error = answer.expect_err("a foreign key in the queue");
     assert_eq!(error.kind(), ErrorKind::Backend, "{error}");
-    assert!(error.to_string().contains("not a fencelock permit"), "{error}");
+    assert!(
+        error.to_string().contains("not a fencelock permit"),
+        "{error}"
+    );
     client.delete(key, None).await.unwrap();
     let permit = store
         .try_acquire_permit(&name, limit(2), TTL, None)
