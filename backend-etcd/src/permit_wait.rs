@@ -1,8 +1,8 @@
 //! Waiting for a permit ([`fencelock_core::LeaseStore::acquire_permit_waiting`]) in line, as a
 //! lock's waiter does ([`crate::wait`]): keep the key queued, watch the semaphore's range for
 //! the deletes of the keys ahead, and read the queue again once enough of them went for ours to
-//! be among the first `limit`. FIFO (a key's place is its create revision), no polling, and a
-//! release wakes only the waiters it may let in.
+//! be among the first `limit`. FIFO (a key's place is its create revision), no polling; every
+//! waiter's watch sees each delete, but only those it may let in read the queue again.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -10,7 +10,6 @@ use std::time::Duration;
 use etcd_client::{EventType, WatchFilterType, WatchOptions};
 use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{Error, Lease, LockName, Operation, OwnerLabel, PermitLimit};
-use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::EtcdLeaseStore;
 use crate::acquire::{lease_for, vanished};
@@ -18,19 +17,7 @@ use crate::classify::classify;
 use crate::contender::Contender;
 use crate::keys::LockKeys;
 use crate::permits::{Grant, State, Verdict, enqueue, grant, permit_of, permit_value, read};
-
-/// The first pause after a transient error while waiting; doubles up to the poll interval.
-const FIRST_RETRY: Duration = Duration::from_millis(20);
-
-/// How one pass through the queue ended.
-enum Pass {
-    Granted(Lease),
-    TimedOut,
-    /// Our queued key vanished (its lease expired while we could not keep it alive).
-    KeyLost,
-    /// The spare lease we took was revoked behind our back.
-    SpareGone,
-}
+use crate::wait::{Pass, Turn, Waiting, wait_in_line};
 
 /// [`fencelock_core::LeaseStore::acquire_permit_waiting`] with the semaphore's queue.
 pub(crate) async fn acquire_permit_waiting(
@@ -43,22 +30,16 @@ pub(crate) async fn acquire_permit_waiting(
 ) -> Result<Option<Lease>, Error> {
     let ttl = store.ttl_limits_checked(ttl)?;
     let keys = store.permit_keys(name);
-    let mut spares = true;
-    loop {
-        let asked = Asked {
-            name,
-            keys: &keys,
-            limit,
-            label,
-        };
-        match pass(store, &asked, ttl, policy, spares).await? {
-            Pass::SpareGone => spares = false,
-            Pass::Granted(lease) => return Ok(Some(lease)),
-            Pass::TimedOut => return Ok(None),
-            Pass::KeyLost if policy.until.is_some_and(|u| Instant::now() >= u) => return Ok(None),
-            Pass::KeyLost => tracing::debug!(semaphore = %name, "queued key lost; queueing again"),
-        }
-    }
+    let asked = Asked {
+        name,
+        keys: &keys,
+        limit,
+        label,
+    };
+    wait_in_line(name, policy, |spares| {
+        pass(store, &asked, ttl, policy, spares)
+    })
+    .await
 }
 
 /// What is asked for.
@@ -91,7 +72,7 @@ async fn pass(
     };
     let mine = enqueued.revision;
     let (mut queue, mut read_at) = (enqueued.queue, enqueued.read_at);
-    let mut retry = FIRST_RETRY;
+    let mut waiting = Waiting::new(policy);
     loop {
         let (ahead, leave) = match queue.verdict(asked.name, asked.limit, Some(mine)) {
             Err(e) => {
@@ -121,59 +102,20 @@ async fn pass(
             }
             Ok(Verdict::Full { ahead, leave }) => (ahead, leave),
         };
-        let woke = tokio::select! {
-            biased;
-            () = contender.lost() => Woke::KeyLost,
-            () = until(policy.until) => Woke::Deadline,
-            done = wait_for_deletes(store, asked.keys, ahead, leave, read_at + 1) => Woke::Watched(done),
-            // A safety net only: a lost watch event costs at most one poll interval.
-            () = sleep(policy.poll_interval) => Woke::Watched(Ok(())),
-        };
-        let waited = match woke {
-            Woke::KeyLost => return Ok(Pass::KeyLost),
-            Woke::Deadline => {
+        let watched = wait_for_deletes(store, asked.keys, ahead, leave, read_at + 1);
+        let reread = || read(store, asked.keys, Operation::Watch);
+        match waiting
+            .turn(asked.name, &contender, watched, reread)
+            .await?
+        {
+            Turn::Read(q, at) => (queue, read_at) = (q, at),
+            Turn::Again => {}
+            Turn::KeyLost => return Ok(Pass::KeyLost),
+            Turn::Deadline => {
                 contender.leave().await;
                 return Ok(Pass::TimedOut);
             }
-            Woke::Watched(done) => done,
-        };
-        let reread = match waited {
-            Ok(()) => read(store, asked.keys, Operation::Watch).await,
-            Err(e) => Err(e),
-        };
-        match reread {
-            Ok((q, at)) => {
-                (queue, read_at) = (q, at);
-                retry = FIRST_RETRY;
-            }
-            Err(e) if e.is_transient() => {
-                tracing::debug!(semaphore = %asked.name, error = %e, "waiting in the queue; retrying");
-                let gave_up = tokio::select! {
-                    () = until(policy.until) => true,
-                    () = sleep(retry) => false,
-                };
-                if gave_up {
-                    contender.leave().await;
-                    return Ok(Pass::TimedOut);
-                }
-                retry = (retry * 2).min(policy.poll_interval);
-            }
-            Err(e) => return Err(e),
         }
-    }
-}
-
-/// What woke a waiter.
-enum Woke {
-    KeyLost,
-    Deadline,
-    Watched(Result<(), Error>),
-}
-
-async fn until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! `concurrency.Mutex.Lock` does: keep the key queued, watch the delete of the predecessor (the
 //! newest key older than ours), re-check, repeat. FIFO, one watcher per release, no polling.
 
+use std::future::Future;
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchFilterType, WatchOptions};
@@ -18,8 +19,8 @@ use crate::keys::LockKeys;
 /// The first pause after a transient error while waiting; doubles up to the poll interval.
 const FIRST_RETRY: Duration = Duration::from_millis(20);
 
-/// How one pass through the queue ended.
-enum Pass {
+/// How one pass through a queue (a lock's or a semaphore's) ended.
+pub(crate) enum Pass {
     Granted(Lease),
     TimedOut,
     /// Our queued key vanished (its lease expired while we could not keep it alive): queue again.
@@ -38,9 +39,27 @@ pub(crate) async fn acquire_waiting(
 ) -> Result<Option<Lease>, Error> {
     let ttl = store.ttl_limits_checked(ttl)?;
     let keys = store.lock_keys(name);
+    wait_in_line(name, policy, |spares| {
+        pass(store, name, &keys, ttl, label, policy, spares)
+    })
+    .await
+}
+
+/// Runs passes (`pass(spares)`: may it take a spare lease) until one grants, times out or
+/// fails: a pass whose spare lease was gone goes again with a fresh one, one whose key was lost
+/// queues again unless the deadline passed.
+pub(crate) async fn wait_in_line<F, Fut>(
+    name: &LockName,
+    policy: WaitPolicy,
+    mut pass: F,
+) -> Result<Option<Lease>, Error>
+where
+    F: FnMut(bool) -> Fut,
+    Fut: Future<Output = Result<Pass, Error>>,
+{
     let mut spares = true;
     loop {
-        match pass(store, name, &keys, ttl, label, policy, spares).await? {
+        match pass(spares).await? {
             Pass::SpareGone => spares = false,
             Pass::Granted(lease) => return Ok(Some(lease)),
             Pass::TimedOut => return Ok(None),
@@ -73,7 +92,7 @@ async fn pass(
     };
     let mine = enqueued.revision;
     let (mut queue, mut read_at) = (enqueued.queue, enqueued.read_at);
-    let mut retry = FIRST_RETRY;
+    let mut waiting = Waiting::new(policy);
     loop {
         if !queue.contains(mine) {
             return Ok(Pass::KeyLost);
@@ -82,44 +101,92 @@ async fn pass(
             return grant_of(name, mine, contender, label).map(Pass::Granted);
         }
         let predecessor = queue.predecessor(mine).map(|m| m.key.clone());
-        let woke = tokio::select! {
-            biased;
-            () = contender.lost() => Woke::KeyLost,
-            () = until(policy.until) => Woke::Deadline,
-            done = wait_deleted(store, predecessor, read_at + 1) => Woke::Watched(done),
-            // A safety net only: a lost watch event costs at most one poll interval.
-            () = sleep(policy.poll_interval) => Woke::Watched(Ok(())),
-        };
-        let waited = match woke {
-            Woke::KeyLost => return Ok(Pass::KeyLost),
-            Woke::Deadline => {
+        let watched = wait_deleted(store, predecessor, read_at + 1);
+        let read = || store.read_queue(keys, Operation::Watch);
+        match waiting.turn(name, &contender, watched, read).await? {
+            Turn::Read(q, at) => (queue, read_at) = (q, at),
+            Turn::Again => {}
+            Turn::KeyLost => return Ok(Pass::KeyLost),
+            Turn::Deadline => {
                 contender.leave().await;
                 return Ok(Pass::TimedOut);
             }
-            Woke::Watched(done) => done,
+        }
+    }
+}
+
+/// How a waiter's turn between two reads of its queue ended.
+pub(crate) enum Turn<Q> {
+    /// The queue read again, and the revision it was read at.
+    Read(Q, i64),
+    /// A transient error, waited out: look at the same queue again.
+    Again,
+    /// The contender's key is gone: queue again.
+    KeyLost,
+    /// The deadline passed: leave the queue.
+    Deadline,
+}
+
+/// A waiter's turns: the backoff after transient errors, and its policy.
+pub(crate) struct Waiting {
+    policy: WaitPolicy,
+    retry: Duration,
+}
+
+impl Waiting {
+    pub(crate) fn new(policy: WaitPolicy) -> Self {
+        Self {
+            policy,
+            retry: FIRST_RETRY,
+        }
+    }
+
+    /// Waits until `watched` resolves (or the poll interval passes: a safety net only, so a
+    /// lost watch event costs at most that), the contender's key is lost, or the deadline; then
+    /// reads the queue with `read`. A transient error is waited out with a doubling pause.
+    pub(crate) async fn turn<Q, W, R, RF>(
+        &mut self,
+        name: &LockName,
+        contender: &Contender,
+        watched: W,
+        read: R,
+    ) -> Result<Turn<Q>, Error>
+    where
+        W: Future<Output = Result<(), Error>>,
+        R: FnOnce() -> RF,
+        RF: Future<Output = Result<(Q, i64), Error>>,
+    {
+        let woke = tokio::select! {
+            biased;
+            () = contender.lost() => Woke::KeyLost,
+            () = until(self.policy.until) => Woke::Deadline,
+            done = watched => Woke::Watched(done),
+            () = sleep(self.policy.poll_interval) => Woke::Watched(Ok(())),
         };
-        let reread = match waited {
-            Ok(()) => store.read_queue(keys, Operation::Watch).await,
-            Err(e) => Err(e),
+        let reread = match woke {
+            Woke::KeyLost => return Ok(Turn::KeyLost),
+            Woke::Deadline => return Ok(Turn::Deadline),
+            Woke::Watched(Ok(())) => read().await,
+            Woke::Watched(Err(e)) => Err(e),
         };
         match reread {
-            Ok((q, at)) => {
-                (queue, read_at) = (q, at);
-                retry = FIRST_RETRY;
+            Ok((queue, at)) => {
+                self.retry = FIRST_RETRY;
+                Ok(Turn::Read(queue, at))
             }
             Err(e) if e.is_transient() => {
                 tracing::debug!(lock = %name, error = %e, "waiting in the queue; retrying");
                 let gave_up = tokio::select! {
-                    () = until(policy.until) => true,
-                    () = sleep(retry) => false,
+                    () = until(self.policy.until) => true,
+                    () = sleep(self.retry) => false,
                 };
                 if gave_up {
-                    contender.leave().await;
-                    return Ok(Pass::TimedOut);
+                    return Ok(Turn::Deadline);
                 }
-                retry = (retry * 2).min(policy.poll_interval);
+                self.retry = (self.retry * 2).min(self.policy.poll_interval);
+                Ok(Turn::Again)
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
     }
 }
