@@ -12,12 +12,10 @@ use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{Error, Lease, LockName, Operation, OwnerLabel, PermitLimit};
 
 use crate::EtcdLeaseStore;
-use crate::acquire::{lease_for, vanished};
 use crate::classify::classify;
-use crate::contender::Contender;
 use crate::keys::LockKeys;
 use crate::permits::{Grant, State, Verdict, enqueue, grant, permit_of, permit_value, read};
-use crate::wait::{Pass, Turn, Waiting, wait_in_line};
+use crate::wait::{Pass, Turn, Waiting, join_queue, wait_in_line};
 
 /// [`fencelock_core::LeaseStore::acquire_permit_waiting`] with the semaphore's queue.
 pub(crate) async fn acquire_permit_waiting(
@@ -57,19 +55,12 @@ async fn pass(
     policy: WaitPolicy,
     spares: bool,
 ) -> Result<Pass, Error> {
-    let (granted, spare) = lease_for(store, ttl, spares).await?;
-    // Dropping the contender (cancellation, error) revokes the lease and so dequeues the key.
-    let mut contender = Contender::new(store, granted);
-    contender.keep_alive_while_waiting();
-    let Some(enqueued) = enqueue(store, asked.keys, granted.id, asked.limit, asked.label).await?
-    else {
-        contender.forget();
-        return if spare {
-            Ok(Pass::SpareGone)
-        } else {
-            Err(vanished(granted.id))
-        };
+    let enqueue = |id| enqueue(store, asked.keys, id, asked.limit, asked.label);
+    let (contender, enqueued) = match join_queue(store, ttl, spares, enqueue).await? {
+        Ok(joined) => joined,
+        Err(pass) => return Ok(pass),
     };
+    let lease_id = contender.lease().id;
     let mine = enqueued.revision;
     let (mut queue, mut read_at) = (enqueued.queue, enqueued.read_at);
     let mut waiting = Waiting::new(policy);
@@ -83,7 +74,7 @@ async fn pass(
             Ok(Verdict::KeyLost) => return Ok(Pass::KeyLost),
             Ok(Verdict::Eligible { head }) => {
                 let value = permit_value(State::Held, asked.limit, asked.label);
-                match grant(store, asked.keys, granted.id, mine, head, value).await? {
+                match grant(store, asked.keys, lease_id, mine, head, value).await? {
                     Grant::Held(revision) => {
                         return permit_of(
                             asked.name,

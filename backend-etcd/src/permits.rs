@@ -54,11 +54,11 @@ use fencelock_core::{
 use tokio::time::Instant;
 
 use crate::EtcdLeaseStore;
-use crate::acquire::{grant_of, lease_for, vanished};
-use crate::classify::{STORE, classify, classify_for, is_lease_gone};
+use crate::acquire::{Enqueued, enqueue_with, grant_of, lease_for, vanished};
+use crate::classify::{STORE, classify, is_lease_gone};
 use crate::contender::Contender;
 use crate::keys::{LockKeys, token_of};
-use crate::renew_release::ids_of;
+use crate::renew_release::{ids_of, keep_alive};
 
 /// How often a one-shot acquire re-reads a queue whose head changed under its grant txn before
 /// it answers "no permit" (each retry means another contender's key went away).
@@ -292,13 +292,6 @@ async fn claim(
     Ok(Claim::Taken(PermitQueue::from_kvs(keys, &kvs)))
 }
 
-/// Our key in a semaphore's queue, and the queue as the txn saw it.
-pub(crate) struct Enqueued {
-    pub(crate) revision: i64,
-    pub(crate) read_at: i64,
-    pub(crate) queue: PermitQueue,
-}
-
 /// Puts our key `queued` (if not there yet) and reads the queue, in one txn. `None` when etcd
 /// no longer knows the lease: nothing was written.
 pub(crate) async fn enqueue(
@@ -307,40 +300,12 @@ pub(crate) async fn enqueue(
     lease_id: i64,
     limit: PermitLimit,
     label: Option<&OwnerLabel>,
-) -> Result<Option<Enqueued>, Error> {
-    let key = keys.holder_key(lease_id);
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-        .and_then([
-            TxnOp::put(
-                key.clone(),
-                permit_value(State::Queued, limit, label),
-                Some(PutOptions::new().with_lease(lease_id)),
-            ),
-            TxnOp::get(keys.prefix(), Some(permit_range())),
-        ])
-        .or_else([
-            TxnOp::get(key, None),
-            TxnOp::get(keys.prefix(), Some(permit_range())),
-        ]);
-    let resp = match store.rpc.txn(txn).await {
-        Ok(resp) => resp,
-        Err(e) if is_lease_gone(&e) => return Ok(None),
-        Err(e) => return Err(classify(Operation::Acquire, e)),
-    };
-    let read_at = resp.header().map_or(0, |h| h.revision());
-    let revision = if resp.succeeded() {
-        read_at
-    } else {
-        range_of(&resp, 0, "permit queue")?
-            .first()
-            .map_or(0, KeyValue::create_revision)
-    };
-    Ok(Some(Enqueued {
-        revision,
-        read_at,
-        queue: PermitQueue::from_kvs(keys, &range_of(&resp, 1, "permit queue")?),
-    }))
+) -> Result<Option<Enqueued<PermitQueue>>, Error> {
+    let value = permit_value(State::Queued, limit, label);
+    enqueue_with(store, keys, lease_id, value, permit_range(), |kvs| {
+        PermitQueue::from_kvs(keys, kvs)
+    })
+    .await
 }
 
 /// How a grant txn went.
@@ -532,14 +497,7 @@ pub(crate) async fn renew(
     lease: &Lease,
     ttl: Duration,
 ) -> Result<Lease, Error> {
-    store.ttl_limits_checked(ttl)?;
-    let (lease_id, revision) = ids_of(lease)?;
-    let sent_at = Instant::now();
-    store
-        .keepalives
-        .keep_alive(lease_id)
-        .await
-        .map_err(|e| classify_for(lease, Operation::Renew, e))?;
+    let (lease_id, revision, sent_at) = keep_alive(store, lease, ttl).await?;
     let key = store.permit_keys(lease.name()).holder_key(lease_id);
     let resp = store
         .rpc

@@ -11,7 +11,7 @@ use fencelock_core::{Error, Lease, LockName, Operation, OwnerLabel};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::EtcdLeaseStore;
-use crate::acquire::{enqueue, grant_of, lease_for, vanished};
+use crate::acquire::{Enqueued, enqueue, grant_of, lease_for, vanished};
 use crate::classify::classify;
 use crate::contender::Contender;
 use crate::keys::LockKeys;
@@ -78,17 +78,10 @@ async fn pass(
     policy: WaitPolicy,
     spares: bool,
 ) -> Result<Pass, Error> {
-    let (granted, spare) = lease_for(store, ttl, spares).await?;
-    // Dropping the contender (cancellation, error) revokes the lease and so dequeues the key.
-    let mut contender = Contender::new(store, granted);
-    contender.keep_alive_while_waiting();
-    let Some(enqueued) = enqueue(store, keys, granted.id, label).await? else {
-        contender.forget();
-        return if spare {
-            Ok(Pass::SpareGone)
-        } else {
-            Err(vanished(granted.id))
-        };
+    let joined = join_queue(store, ttl, spares, |id| enqueue(store, keys, id, label)).await?;
+    let (contender, enqueued) = match joined {
+        Ok(joined) => joined,
+        Err(pass) => return Ok(pass),
     };
     let mine = enqueued.revision;
     let (mut queue, mut read_at) = (enqueued.queue, enqueued.read_at);
@@ -111,6 +104,35 @@ async fn pass(
                 contender.leave().await;
                 return Ok(Pass::TimedOut);
             }
+        }
+    }
+}
+
+/// The start of a pass: a lease (a spare, if `spares` allows), kept alive while it waits, and
+/// its key queued by `enqueue(lease id)`. Dropping the contender (cancellation, error) revokes
+/// the lease and so dequeues the key. `Err(SpareGone)` when the spare had been revoked.
+pub(crate) async fn join_queue<Q, F, Fut>(
+    store: &EtcdLeaseStore,
+    ttl: Duration,
+    spares: bool,
+    enqueue: F,
+) -> Result<Result<(Contender, Enqueued<Q>), Pass>, Error>
+where
+    F: FnOnce(i64) -> Fut,
+    Fut: Future<Output = Result<Option<Enqueued<Q>>, Error>>,
+{
+    let (granted, spare) = lease_for(store, ttl, spares).await?;
+    let mut contender = Contender::new(store, granted);
+    contender.keep_alive_while_waiting();
+    match enqueue(granted.id).await? {
+        Some(enqueued) => Ok(Ok((contender, enqueued))),
+        None if spare => {
+            contender.forget();
+            Ok(Err(Pass::SpareGone))
+        }
+        None => {
+            contender.forget();
+            Err(vanished(granted.id))
         }
     }
 }
