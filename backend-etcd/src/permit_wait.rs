@@ -7,15 +7,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use etcd_client::{EventType, WatchFilterType, WatchOptions};
+use etcd_client::WatchOptions;
 use fencelock_core::backend::WaitPolicy;
 use fencelock_core::{Error, Lease, LockName, Operation, OwnerLabel, PermitLimit};
 
 use crate::EtcdLeaseStore;
-use crate::classify::classify;
 use crate::keys::LockKeys;
 use crate::permits::{Grant, State, Verdict, enqueue, grant, permit_of, permit_value, read};
-use crate::wait::{Pass, Turn, Waiting, join_queue, wait_in_line};
+use crate::wait::{Pass, Turn, Waiting, join_queue, wait_in_line, watch_deletes};
 
 /// [`fencelock_core::LeaseStore::acquire_permit_waiting`] with the semaphore's queue.
 pub(crate) async fn acquire_permit_waiting(
@@ -111,7 +110,7 @@ async fn pass(
 }
 
 /// Resolves once `leave` of the keys `ahead` were deleted at or after revision `from` (or the
-/// watch was cancelled by etcd, e.g. compacted: the caller re-reads the queue either way).
+/// watch was cancelled by etcd: the caller re-reads the queue either way).
 async fn wait_for_deletes(
     store: &EtcdLeaseStore,
     keys: &LockKeys,
@@ -120,41 +119,17 @@ async fn wait_for_deletes(
     from: i64,
 ) -> Result<(), Error> {
     let mut ahead: HashSet<Vec<u8>> = ahead.into_iter().collect();
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(from)
-        .with_filters([WatchFilterType::NoPut]);
-    let mut stream = store
-        .rpc
-        .call(|mut c| {
-            let (prefix, options) = (keys.prefix().to_vec(), options.clone());
-            async move { c.watch(prefix, Some(options)).await }
-        })
-        .await
-        .map_err(|e| classify(Operation::Watch, e))?;
     let mut gone = 0;
-    loop {
-        let Some(resp) = stream
-            .message()
-            .await
-            .map_err(|e| classify(Operation::Watch, e))?
-        else {
-            return Err(classify(
-                Operation::Watch,
-                etcd_client::Error::WatchError("the watch stream ended".into()),
-            ));
-        };
-        if resp.canceled() {
-            return Ok(());
-        }
-        for event in resp.events() {
-            let deleted = event.event_type() == EventType::Delete;
-            if deleted && event.kv().is_some_and(|kv| ahead.remove(kv.key())) {
-                gone += 1;
-            }
-        }
-        if gone >= leave {
-            return Ok(());
-        }
-    }
+    let prefix = keys.prefix().to_vec();
+    watch_deletes(
+        store,
+        prefix,
+        WatchOptions::new().with_prefix(),
+        from,
+        |key| {
+            gone += usize::from(ahead.remove(key));
+            gone >= leave
+        },
+    )
+    .await
 }

@@ -235,7 +235,20 @@ async fn wait_deleted(
     from: i64,
 ) -> Result<(), Error> {
     let Some(key) = key else { return Ok(()) };
-    let options = WatchOptions::new()
+    watch_deletes(store, key, WatchOptions::new(), from, |_| true).await
+}
+
+/// Watches the deletes of `key` (with `options`, e.g. a prefix) from revision `from` until
+/// `enough` says so of one (in order, each deleted key once), or etcd cancels the watch (e.g.
+/// compacted: the caller re-reads its queue either way).
+pub(crate) async fn watch_deletes(
+    store: &EtcdLeaseStore,
+    key: Vec<u8>,
+    options: WatchOptions,
+    from: i64,
+    mut enough: impl FnMut(&[u8]) -> bool,
+) -> Result<(), Error> {
+    let options = options
         .with_start_revision(from)
         .with_filters([WatchFilterType::NoPut]);
     let mut stream = store
@@ -257,13 +270,18 @@ async fn wait_deleted(
                 etcd_client::Error::WatchError("the watch stream ended".into()),
             ));
         };
-        if resp.canceled()
-            || resp
-                .events()
-                .iter()
-                .any(|e| e.event_type() == EventType::Delete)
-        {
+        if resp.canceled() {
             return Ok(());
+        }
+        let deleted = resp
+            .events()
+            .iter()
+            .filter(|e| e.event_type() == EventType::Delete)
+            .filter_map(|e| e.kv().map(etcd_client::KeyValue::key));
+        for key in deleted {
+            if enough(key) {
+                return Ok(());
+            }
         }
     }
 }
