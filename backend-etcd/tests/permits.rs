@@ -1,6 +1,6 @@
 //! Semaphores on etcd beyond the conformance suite: the token rule (grant order, not queue
-//! order), the key layout apart from locks, FIFO waiters, no key left behind by a waiter that
-//! gives up or asks with another limit, and a foreign key failing closed.
+//! order), the key layout apart from locks (ours and `etcdctl lock`'s), FIFO waiters, no key left
+//! behind by a waiter that gives up or asks with another limit, and a foreign key failing closed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -16,7 +16,7 @@ use fencelock_core::{
 };
 use fencelock_etcd::EtcdLeaseStore;
 use fencelock_etcd::etcd_client::{GetOptions, KeyValue};
-use support::{PROMPTLY, shared_endpoints, shared_store, unique_name};
+use support::{EtcdctlLock, PROMPTLY, shared_endpoints, shared_store, unique_name};
 use tokio::time::{Instant, timeout};
 
 const TTL: Duration = Duration::from_secs(60);
@@ -305,4 +305,50 @@ async fn a_foreign_key_fails_closed() {
         .unwrap()
         .expect("free again");
     store.release(&permit).await.unwrap();
+}
+
+/// Go's `concurrency.Mutex` (`etcdctl lock NAME`) waits on every key under `NAME/`: a held
+/// permit and a queued permit waiter of `NAME` are not there, so it takes the lock at once, and
+/// the semaphore stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_lock_never_waits_on_a_permit() {
+    let endpoints = shared_endpoints().await;
+    let store = shared_store().await;
+    let name = unique_name("etcdctl-apart");
+    let one = limit(1);
+    let held = store
+        .try_acquire_permit(&name, one, TTL, None)
+        .await
+        .unwrap()
+        .expect("free");
+    let waiter = tokio::spawn({
+        let (store, name) = (store.clone(), name.clone());
+        async move {
+            store
+                .acquire_permit_waiting(&name, one, TTL, None, wait_until(TTL))
+                .await
+        }
+    });
+    wait_for_permit_keys(&store, &name, 2).await;
+    let mut etcdctl = EtcdctlLock::spawn(&endpoints, &name);
+    let key = timeout(PROMPTLY, etcdctl.held_key())
+        .await
+        .expect("etcdctl takes the lock beside the semaphore of its name");
+    assert!(key.starts_with(&format!("{name}/")), "etcdctl holds {key}");
+    assert_eq!(
+        permit_keys(&store, &name).await.len(),
+        2,
+        "the semaphore as it was"
+    );
+    etcdctl.unlock_and_wait().await;
+    store.release(&held).await.unwrap();
+    let next = timeout(PROMPTLY, waiter)
+        .await
+        .expect("the waiter is granted on the release")
+        .unwrap()
+        .unwrap()
+        .expect("the waiter's permit");
+    assert!(next.token() > held.token());
+    store.release(&next).await.unwrap();
+    wait_for_permit_keys(&store, &name, 0).await;
 }
