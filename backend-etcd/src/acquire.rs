@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
 use fencelock_core::backend::{granted_lease, labeled};
 use fencelock_core::{Error, Lease, LockName, Operation, OwnerLabel};
 
@@ -17,13 +19,14 @@ use crate::etcd_lease::{self, EtcdLease};
 use crate::keys::{LockKeys, holder_of, token_of};
 use crate::queue_snapshot::{QueueSnapshot, queue_range};
 
-/// This holder's key in the queue, and the queue as the txn saw it.
-pub(crate) struct Enqueued {
+/// This holder's key in the queue, and the queue as the txn saw it (a lock's, or a
+/// semaphore's).
+pub(crate) struct Enqueued<Q = QueueSnapshot> {
     /// The key's create revision: the token, if it becomes the owner.
     pub(crate) revision: i64,
     /// The revision the queue was read at; watch from the next one.
     pub(crate) read_at: i64,
-    pub(crate) queue: QueueSnapshot,
+    pub(crate) queue: Q,
 }
 
 /// A lease for a request of `ttl`: a fresh spare if `spares` allows and one exists (then
@@ -66,21 +69,39 @@ pub(crate) async fn enqueue(
     lease_id: i64,
     label: Option<&OwnerLabel>,
 ) -> Result<Option<Enqueued>, Error> {
+    enqueue_with(
+        store,
+        keys,
+        lease_id,
+        key_value(label),
+        queue_range(),
+        |kvs| QueueSnapshot::from_kvs(keys, kvs),
+    )
+    .await
+}
+
+/// [`enqueue`] of any queue: puts the key of lease `lease_id` with `value` (if not there yet)
+/// and reads the range with `read`, in one txn; `snapshot` makes the queue of what was read.
+pub(crate) async fn enqueue_with<Q>(
+    store: &EtcdLeaseStore,
+    keys: &LockKeys,
+    lease_id: i64,
+    value: Vec<u8>,
+    read: GetOptions,
+    snapshot: impl FnOnce(&[KeyValue]) -> Q,
+) -> Result<Option<Enqueued<Q>>, Error> {
     let key = keys.holder_key(lease_id);
     let txn = Txn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
         .and_then([
             TxnOp::put(
                 key.clone(),
-                key_value(label),
+                value,
                 Some(PutOptions::new().with_lease(lease_id)),
             ),
-            TxnOp::get(keys.prefix(), Some(queue_range())),
+            TxnOp::get(keys.prefix(), Some(read.clone())),
         ])
-        .or_else([
-            TxnOp::get(key, None),
-            TxnOp::get(keys.prefix(), Some(queue_range())),
-        ]);
+        .or_else([TxnOp::get(key, None), TxnOp::get(keys.prefix(), Some(read))]);
     let resp = match store.rpc.txn(txn).await {
         Ok(resp) => resp,
         Err(e) if is_lease_gone(&e) => return Ok(None),
@@ -104,7 +125,7 @@ pub(crate) async fn enqueue(
     Ok(Some(Enqueued {
         revision,
         read_at,
-        queue: QueueSnapshot::from_kvs(keys, range(1)?.kvs()),
+        queue: snapshot(range(1)?.kvs()),
     }))
 }
 
@@ -210,18 +231,25 @@ pub(crate) async fn try_acquire(
             }
             return Err(vanished(granted.id));
         };
-        let token = token_of(revision, Operation::Acquire)?;
-        // A spare's deadline counts from its last confirmed keepalive, not from now.
-        let sent_at = contender.into_grant();
-        return Ok(Some(labeled(
-            granted_lease(
-                name.clone(),
-                token,
-                holder_of(granted.id),
-                granted.ttl,
-                sent_at,
-            ),
-            label,
-        )));
+        return grant_of(name, revision, contender, label).map(Some);
     }
+}
+
+/// The grant of `name` with token `revision` on `contender`'s lease, with `label`: a lock
+/// owned, or (marked by the caller) a permit. The contender becomes the grant only once the
+/// token is valid; on an error it is dropped, which revokes its lease. A spare's deadline counts
+/// from its last confirmed keepalive, not from now.
+pub(crate) fn grant_of(
+    name: &LockName,
+    revision: i64,
+    contender: Contender,
+    label: Option<&OwnerLabel>,
+) -> Result<Lease, Error> {
+    let token = token_of(revision, Operation::Acquire)?;
+    let lease = contender.lease();
+    let sent_at = contender.into_grant();
+    Ok(labeled(
+        granted_lease(name.clone(), token, holder_of(lease.id), lease.ttl, sent_at),
+        label,
+    ))
 }

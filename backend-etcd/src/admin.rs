@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use fencelock_core::backend::stored_label;
-use fencelock_core::{Error, FencingToken, LeaseInfo, LockName, Operation};
+use fencelock_core::{Error, FencingToken, LeaseInfo, LockName, Operation, OwnerLabel};
 
 use crate::EtcdLeaseStore;
 use crate::classify::classify;
@@ -57,7 +57,19 @@ pub(crate) async fn owner_info(
     let label = value
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(stored_label);
-    if owner.lease == 0 {
+    lease_info(store, token, owner.lease, label, op).await
+}
+
+/// A holder with `token` on etcd lease `lease` (0: a key without a lease, which never
+/// expires) and `label`: the lease's remaining TTL looked up (see [`remaining_of`]).
+pub(crate) async fn lease_info(
+    store: &EtcdLeaseStore,
+    token: FencingToken,
+    lease: i64,
+    label: Option<OwnerLabel>,
+    op: Operation,
+) -> Result<LeaseInfo, Error> {
+    if lease == 0 {
         // A key without a lease (not put by a lock client) never expires.
         return Ok(LeaseInfo {
             token,
@@ -66,18 +78,15 @@ pub(crate) async fn owner_info(
             label,
         });
     }
-    let lease = store
+    let ttl = store
         .rpc
-        .call(|mut c| {
-            let lease = owner.lease;
-            async move { c.lease_time_to_live(lease, None).await }
-        })
+        .call(|mut c| async move { c.lease_time_to_live(lease, None).await })
         .await
         .map_err(|e| classify(op, e))?;
     Ok(LeaseInfo {
         token,
-        holder: Some(holder_of(owner.lease)),
-        remaining: remaining_of(lease.ttl(), lease.granted_ttl()),
+        holder: Some(holder_of(lease)),
+        remaining: remaining_of(ttl.ttl(), ttl.granted_ttl()),
         label,
     })
 }

@@ -40,6 +40,11 @@ impl Contender {
         }
     }
 
+    /// The etcd lease this contender runs on.
+    pub(crate) fn lease(&self) -> EtcdLease {
+        self.lease
+    }
+
     /// Keeps the lease alive while this contender waits in the queue (every third of its TTL),
     /// so that a long wait does not let the queued key expire. If the waiter dies, keepalives stop
     /// and its key leaves the queue at most one TTL later, like a crashed holder's.

@@ -1,6 +1,15 @@
 //! The key layout, shared with etcd's own `concurrency.Mutex` (what `etcdctl lock NAME` uses):
 //! every holder or waiter of `NAME` owns the key `<prefix>NAME/<lease id in hex>`, attached to
 //! its lease; the owner is the key with the lowest create revision.
+//!
+//! Semaphores ([`crate::permits`]) use the same shape under a reserved segment:
+//! `<prefix>\x1fsemaphores/NAME/<lease id in hex>` ([`SEMAPHORE_SEGMENT`]). No lock key can
+//! start with it, because a lock name cannot contain a control character (and neither can the key
+//! prefix), so under one key prefix a semaphore and any lock never see each other's keys: no
+//! lock's range (`<prefix>NAME/`) holds a semaphore key, no semaphore's range holds a lock key,
+//! and `etcdctl lock <prefix>NAME` never waits on a permit. (Across stores with different
+//! prefixes, one store's keys can fall in the other's ranges, for locks as for semaphores, as
+//! keys of nested names; they are never members there.)
 
 use fencelock_core::backend::holder_id;
 use fencelock_core::{Error, FencingToken, HolderId, LockName, Operation};
@@ -14,7 +23,16 @@ pub(crate) struct LockKeys {
     prefix: Vec<u8>,
 }
 
+/// What every semaphore key starts with after the store's key prefix: a control character
+/// (never in a lock name or a key prefix), then `semaphores/`.
+pub(crate) const SEMAPHORE_SEGMENT: &str = "\u{1f}semaphores/";
+
 impl LockKeys {
+    /// The keys of the semaphore `name`: `<prefix>\x1fsemaphores/NAME/`, laid out like a lock's.
+    pub(crate) fn semaphore(key_prefix: &str, name: &LockName) -> Self {
+        Self::new(&format!("{key_prefix}{SEMAPHORE_SEGMENT}"), name)
+    }
+
     pub(crate) fn new(key_prefix: &str, name: &LockName) -> Self {
         let mut prefix = Vec::with_capacity(key_prefix.len() + name.as_str().len() + 1);
         prefix.extend_from_slice(key_prefix.as_bytes());
@@ -111,6 +129,27 @@ mod tests {
             LockKeys::new("locks/", &LockName::new("a b").unwrap()).holder_key(255),
             b"locks/a b/ff"
         );
+    }
+
+    #[test]
+    fn semaphore_keys_never_fall_in_a_lock_range() {
+        let sem = LockKeys::semaphore("fl/", &LockName::new("a").unwrap());
+        assert_eq!(sem.prefix(), b"fl/\x1fsemaphores/a/");
+        assert_eq!(sem.holder_key(255), b"fl/\x1fsemaphores/a/ff");
+        // Under the same prefix, the lock `a` and other names: none has the semaphore's keys
+        // in its range, and the semaphore's range holds no lock key.
+        for lock in ["a", "semaphores", "semaphores/a", "\u{1f}semaphores"] {
+            let Ok(name) = LockName::new(lock) else {
+                continue; // a control character: no lock can be named so
+            };
+            for prefix in ["", "fl/"] {
+                let sem = LockKeys::semaphore(prefix, &LockName::new("a").unwrap());
+                let keys = LockKeys::new(prefix, &name);
+                assert!(!sem.holder_key(255).starts_with(keys.prefix()), "{lock}");
+                assert!(!keys.holder_key(255).starts_with(sem.prefix()), "{lock}");
+            }
+        }
+        assert!(LockName::new("\u{1f}semaphores/a").is_err());
     }
 
     #[test]

@@ -14,6 +14,8 @@ mod keepalive;
 mod keys;
 mod list;
 mod observe;
+mod permit_wait;
+mod permits;
 mod queue_snapshot;
 mod renew_batch;
 mod renew_release;

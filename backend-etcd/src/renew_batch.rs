@@ -1,10 +1,11 @@
 //! Renewing a batch of grants: every keepalive on the shared stream at once, then the
-//! ownership of every key checked in as few read-only txns as possible.
+//! ownership of every key checked in as few read-only txns as possible: a lock's queue, or a
+//! permit's own key (a permit never looks at the lock of its name).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use etcd_client::{Txn, TxnOp, TxnOpResponse};
+use etcd_client::{KeyValue, Txn, TxnOp, TxnOpResponse};
 use fencelock_core::backend::fail_each;
 use fencelock_core::{Error, Lease, Operation};
 use futures::future::join_all;
@@ -13,8 +14,32 @@ use tokio::time::Instant;
 use crate::EtcdLeaseStore;
 use crate::classify::{STORE, classify, classify_for};
 use crate::keys::LockKeys;
+use crate::permits::renewed_permit;
 use crate::queue_snapshot::{QueueSnapshot, queue_range};
 use crate::renew_release::{ids_of, renewed_in};
+
+/// What a renewal reads to check its grant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Check {
+    /// A lock's queue: the grant's key must be its owner.
+    Queue(LockKeys),
+    /// A permit's own key: it must still be the grant.
+    Permit(Vec<u8>),
+}
+
+/// What such a read found.
+enum Seen {
+    Queue(QueueSnapshot),
+    Permit(Option<KeyValue>),
+}
+
+fn check_of(store: &EtcdLeaseStore, lease: &Lease, lease_id: i64) -> Check {
+    if lease.permit_limit().is_some() {
+        Check::Permit(store.permit_keys(lease.name()).holder_key(lease_id))
+    } else {
+        Check::Queue(store.lock_keys(lease.name()))
+    }
+}
 
 /// Range reads per txn: etcd refuses txns of more than 128 operations by default.
 const READS_PER_TXN: usize = 100;
@@ -41,22 +66,22 @@ pub(crate) async fn renew_many(
         }
     }))
     .await;
-    // One read per distinct queue among the leases etcd confirmed (a lease listed twice, or
-    // two leases of one name, share it).
-    let mut queues: Vec<LockKeys> = Vec::new();
-    let mut index: HashMap<LockKeys, usize> = HashMap::new();
-    for (lease, alive) in leases.iter().zip(&alive) {
-        if let Some(Ok(())) = alive {
-            let keys = store.lock_keys(lease.name());
-            index.entry(keys.clone()).or_insert_with(|| {
-                queues.push(keys);
-                queues.len() - 1
+    // One read per distinct queue or permit key among the leases etcd confirmed (a lease
+    // listed twice, or two leases of one name, share it).
+    let mut checks: Vec<Check> = Vec::new();
+    let mut index: HashMap<Check, usize> = HashMap::new();
+    for ((lease, ids), alive) in leases.iter().zip(&ids).zip(&alive) {
+        if let (Some(Ok(())), Ok((lease_id, _))) = (alive, ids) {
+            let check = check_of(store, lease, *lease_id);
+            index.entry(check.clone()).or_insert_with(|| {
+                checks.push(check);
+                checks.len() - 1
             });
         }
     }
-    let mut read: Vec<Result<QueueSnapshot, Error>> = Vec::with_capacity(queues.len());
-    for chunk in queues.chunks(READS_PER_TXN) {
-        match read_queues(store, chunk).await {
+    let mut read: Vec<Result<Seen, Error>> = Vec::with_capacity(checks.len());
+    for chunk in checks.chunks(READS_PER_TXN) {
+        match read_checks(store, chunk).await {
             Ok(got) => read.extend(got.into_iter().map(Ok)),
             Err(failure) => read.extend(fail_each(failure, chunk.len())),
         }
@@ -69,11 +94,17 @@ pub(crate) async fn renew_many(
             let ids = ids?;
             match alive {
                 Some(Ok(())) => {
-                    let keys = store.lock_keys(lease.name());
-                    let i = index.get(&keys).copied().ok_or_else(lost_track)?;
-                    match read.get(i).ok_or_else(lost_track)? {
-                        Ok(queue) => renewed_in(queue, &keys, lease, ids, sent_at),
-                        Err(e) => Err(e.clone()),
+                    let check = check_of(store, lease, ids.0);
+                    let i = index.get(&check).copied().ok_or_else(lost_track)?;
+                    match (read.get(i).ok_or_else(lost_track)?, &check) {
+                        (Ok(Seen::Queue(queue)), Check::Queue(keys)) => {
+                            renewed_in(queue, keys, lease, ids, sent_at)
+                        }
+                        (Ok(Seen::Permit(kv)), Check::Permit(_)) => {
+                            renewed_permit(kv.as_ref(), lease, ids.1, sent_at)
+                        }
+                        (Ok(_), _) => Err(lost_track()),
+                        (Err(e), _) => Err(e.clone()),
                     }
                 }
                 Some(Err(e)) => Err(classify_for(lease, Operation::Renew, e)),
@@ -91,17 +122,17 @@ fn lost_track() -> Error {
     )
 }
 
-/// The queues of `chunk`, in order, read in one read-only txn (each read like
-/// [`EtcdLeaseStore::read_queue`]'s). A failure is classified once, as `renew`'s own read
-/// would be, and answers every lease of the chunk.
-async fn read_queues(
-    store: &EtcdLeaseStore,
-    chunk: &[LockKeys],
-) -> Result<Vec<QueueSnapshot>, Error> {
+/// The reads of `chunk`, in order, in one read-only txn (a queue read like
+/// [`EtcdLeaseStore::read_queue`]'s, a permit key read whole). A failure is classified once,
+/// as `renew`'s own read would be, and answers every lease of the chunk.
+async fn read_checks(store: &EtcdLeaseStore, chunk: &[Check]) -> Result<Vec<Seen>, Error> {
     let txn = Txn::new().and_then(
         chunk
             .iter()
-            .map(|keys| TxnOp::get(keys.prefix(), Some(queue_range())))
+            .map(|check| match check {
+                Check::Queue(keys) => TxnOp::get(keys.prefix(), Some(queue_range())),
+                Check::Permit(key) => TxnOp::get(key.clone(), None),
+            })
             .collect::<Vec<_>>(),
     );
     let resp = store
@@ -124,9 +155,13 @@ async fn read_queues(
     Ok(chunk
         .iter()
         .zip(ops)
-        .map(|(keys, op)| match op {
-            TxnOpResponse::Get(get) => QueueSnapshot::from_kvs(keys, get.kvs()),
-            _ => QueueSnapshot::default(),
+        .map(|(check, op)| match (check, op) {
+            (Check::Queue(keys), TxnOpResponse::Get(get)) => {
+                Seen::Queue(QueueSnapshot::from_kvs(keys, get.kvs()))
+            }
+            (Check::Permit(_), TxnOpResponse::Get(get)) => Seen::Permit(get.kvs().first().cloned()),
+            (Check::Queue(_), _) => Seen::Queue(QueueSnapshot::default()),
+            (Check::Permit(_), _) => Seen::Permit(None),
         })
         .collect())
 }

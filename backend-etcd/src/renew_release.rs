@@ -46,6 +46,22 @@ pub(crate) async fn renew(
     lease: &Lease,
     ttl: Duration,
 ) -> Result<Lease, Error> {
+    let (lease_id, revision, sent_at) = keep_alive(store, lease, ttl).await?;
+    // The key was attached to the lease before this keepalive was sent, so if it still exists
+    // now, it lives at least until `sent_at` + TTL (unless deleted explicitly).
+    let keys = store.lock_keys(lease.name());
+    let (queue, _) = store.read_queue(&keys, Operation::Renew).await?;
+    renewed_in(&queue, &keys, lease, (lease_id, revision), sent_at)
+}
+
+/// The first step of every renewal (a lock's or a permit's): validates `ttl`, then one
+/// keepalive of `lease`'s etcd lease. Its lease id, the revision its token stands for, and the
+/// instant the keepalive was sent; a lease etcd no longer knows is `LeaseLost`.
+pub(crate) async fn keep_alive(
+    store: &EtcdLeaseStore,
+    lease: &Lease,
+    ttl: Duration,
+) -> Result<(i64, i64, Instant), Error> {
     store.ttl_limits_checked(ttl)?;
     let (lease_id, revision) = ids_of(lease)?;
     let sent_at = Instant::now();
@@ -54,11 +70,7 @@ pub(crate) async fn renew(
         .keep_alive(lease_id)
         .await
         .map_err(|e| classify_for(lease, Operation::Renew, e))?;
-    // The key was attached to the lease before this keepalive was sent, so if it still exists
-    // now, it lives at least until `sent_at` + TTL (unless deleted explicitly).
-    let keys = store.lock_keys(lease.name());
-    let (queue, _) = store.read_queue(&keys, Operation::Renew).await?;
-    renewed_in(&queue, &keys, lease, (lease_id, revision), sent_at)
+    Ok((lease_id, revision, sent_at))
 }
 
 /// `lease` renewed by a keepalive sent at `sent_at`, if `queue` (read after that keepalive was

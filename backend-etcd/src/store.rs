@@ -10,7 +10,7 @@ use etcd_client::Client;
 use fencelock_core::backend::{ReleaseWatch, WaitPolicy};
 use fencelock_core::{
     Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockName,
-    Operation, OwnerLabel, TtlLimits,
+    Operation, OwnerLabel, PermitLimit, Permits, TtlLimits,
 };
 
 use crate::classify::{STORE, classify};
@@ -107,6 +107,11 @@ impl EtcdLeaseStore {
         LockKeys::new(&self.key_prefix, name)
     }
 
+    /// The keys of the semaphore `name` (see [`crate::keys::SEMAPHORE_SEGMENT`]).
+    pub(crate) fn permit_keys(&self, name: &LockName) -> LockKeys {
+        LockKeys::semaphore(&self.key_prefix, name)
+    }
+
     pub(crate) fn ttl_limits_checked(&self, ttl: Duration) -> Result<Duration, Error> {
         self.limits.check(ttl)
     }
@@ -150,6 +155,9 @@ impl LeaseStore for EtcdLeaseStore {
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
+        if lease.permit_limit().is_some() {
+            return crate::permits::renew(self, lease, ttl).await;
+        }
         crate::renew_release::renew(self, lease, ttl).await
     }
 
@@ -158,6 +166,9 @@ impl LeaseStore for EtcdLeaseStore {
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        if lease.permit_limit().is_some() {
+            return crate::permits::release(self, lease).await;
+        }
         crate::renew_release::release(self, lease).await
     }
 
@@ -195,6 +206,36 @@ impl LeaseStore for EtcdLeaseStore {
         wait: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
         crate::wait::acquire_waiting(self, name, ttl, label, wait).await
+    }
+
+    /// Keys under `<prefix>\x1fsemaphores/NAME/`, the first `limit` by create revision may
+    /// hold, each grant's token the revision of the write that granted it (see `permits.rs`).
+    async fn try_acquire_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        crate::permits::try_acquire_permit(self, name, limit, ttl, label).await
+    }
+
+    /// One range read of the semaphore's keys, then each holder's lease TTL.
+    async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
+        crate::permits::inspect_permits(self, name).await
+    }
+
+    /// The semaphore's own queue (see `permit_wait.rs`) instead of core's polling loop: FIFO,
+    /// woken by the deletes that let this waiter in.
+    async fn acquire_permit_waiting(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+        wait: WaitPolicy,
+    ) -> Result<Option<Lease>, Error> {
+        crate::permit_wait::acquire_permit_waiting(self, name, limit, ttl, label, wait).await
     }
 
     /// Over the store's client: version, leader, members, alarms, database size, and whether

@@ -1,4 +1,4 @@
-//! The whole conformance suite against a real single-node etcd and a real 3-node cluster, both
+//! The whole conformance suite (locks and semaphores) against a real single-node etcd and a real 3-node cluster, both
 //! started by the harness (or `FENCELOCK_ETCD_ENDPOINTS` for the single node).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -44,8 +44,10 @@ async fn three_nodes() -> Fixture {
 
 mod single_node {
     fencelock_conformance::conformance_suite!(super::single_node);
+    fencelock_conformance::semaphore_suite!(super::single_node);
 }
 
 mod three_nodes {
     fencelock_conformance::conformance_suite!(super::three_nodes);
+    fencelock_conformance::semaphore_suite!(super::three_nodes);
 }
