@@ -9,7 +9,7 @@ use fencelock_etcd::etcd_client::{
     TxnOp,
 };
 
-use super::{TTL, locker_cycle, run_id, store_cycle, unexpectedly_held};
+use super::{PERMIT_ROW, TTL, locker_cycle, permit_cycle, run_id, store_cycle, unexpectedly_held};
 use crate::cycle::{Cycle, Role, Variant, cycle};
 use crate::error::Result;
 
@@ -241,6 +241,11 @@ impl EtcdBench {
                 "the store's two txns by hand (claim + compare-revision delete, one session lease)",
                 Role::Reference,
                 self.store_txns("u"),
+            ),
+            Variant::new(
+                PERMIT_ROW,
+                Role::Reference,
+                permit_cycle(&self.locker, format!("{}/permit", self.prefix)),
             ),
             Variant::new(
                 "etcd-client built-in `lock` + `unlock` (one session lease)",
