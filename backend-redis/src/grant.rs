@@ -92,6 +92,12 @@ pub(crate) fn value_of(lease: &Lease) -> impl ToRedisArgs {
     }
 }
 
+/// The member `lease`'s permit is stored as in its semaphore's set: `"<holder>:<token>"`,
+/// without the label (the label sits in the semaphore's hash).
+pub(crate) fn member_of(lease: &Lease) -> impl ToRedisArgs {
+    Grant::of(lease).encoded()
+}
+
 /// [`value_of`]: the fixed-size grant, then the label suffix if any, as one argument.
 struct Stored {
     grant: Encoded,

@@ -1,4 +1,4 @@
-//! The conformance suite and the fence tier against a real Redis Cluster (three primaries with
+//! The conformance suite, the semaphore tier and the fence tier against a real Redis Cluster (three primaries with
 //! a replica each) started by the harness, or the one named by `FENCELOCK_REDIS_CLUSTER_URL`.
 
 #![allow(clippy::panic)]
@@ -45,6 +45,11 @@ fn dead() -> RedisFence {
 mod lock_tier {
     use super::cluster;
     fencelock_conformance::conformance_suite!(cluster);
+}
+
+mod semaphore_tier {
+    use super::cluster;
+    fencelock_conformance::semaphore_suite!(cluster);
 }
 
 mod fence_tier {
