@@ -3,6 +3,8 @@
 
 #![allow(clippy::panic)]
 
+mod support;
+
 use std::time::Duration;
 
 use fencelock_conformance::harness::{free_port, shared_redis_cluster};
@@ -99,4 +101,61 @@ async fn a_release_wakes_a_waiter_through_its_shard() {
         .expect("woken by the release announcement");
     assert!(woken, "the watch was closed instead of notified");
     assert!(released.elapsed() < Duration::from_secs(5));
+}
+
+/// A renewal batch mixing locks and permits on a cluster (one call per lease, each routed to
+/// its slot) renews exactly the held ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_may_mix_locks_and_permits() {
+    support::mixed_batch_renews_exactly_the_held(&store().await).await;
+}
+
+/// A permit release is announced with `SPUBLISH` on the semaphore's own channel, which only the
+/// shard of the name's slot subscribes to, and wakes the semaphore's waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_release_wakes_a_waiter_through_its_shard() {
+    use fencelock_core::{LeaseStore, LockName, PermitLimit};
+
+    let target = shared_redis_cluster().await.unwrap();
+    let store = store().await;
+    let name = LockName::new(format!("cluster-permit-{{{}}}", rand::random::<u32>())).unwrap();
+    let held = store
+        .try_acquire_permit(
+            &name,
+            PermitLimit::new(1).unwrap(),
+            Duration::from_secs(60),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let mut watch = store
+        .watch_permits(&name)
+        .await
+        .unwrap()
+        .expect("a cluster store subscribes (push wake-ups are on by default)");
+    let channel = store.layout().permit_channel(&name);
+    if let Some(cluster) = target.server() {
+        let owner = cluster.primary_of_key(&channel).await.unwrap();
+        for key in [
+            store.layout().permits(&name).permits,
+            store.layout().permits(&name).info,
+        ] {
+            assert_eq!(cluster.primary_of_key(&key).await.unwrap(), owner, "{key}");
+        }
+        for node in cluster.nodes() {
+            let sharded = node
+                .command(&["PUBSUB", "SHARDNUMSUB", &channel])
+                .await
+                .unwrap();
+            if node.port() == owner {
+                assert!(sharded.ends_with(":1\r\n"), "owner: {sharded}");
+            }
+        }
+    }
+    store.release(&held).await.unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(5), watch.notified())
+        .await
+        .expect("woken by the permit release announcement");
+    assert!(woken, "the watch was closed instead of notified");
 }
