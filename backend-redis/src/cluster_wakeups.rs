@@ -68,21 +68,9 @@ impl ClusterWakeups {
         })
     }
 
-    /// A watch on the releases of the lock `name`, once the slot's node confirmed the
-    /// subscription to its channel.
-    pub(crate) async fn watch(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-        self.watch_topic(Topic::Lock, name).await
-    }
-
-    /// A watch on the permit releases of the semaphore `name`, as [`Self::watch`].
-    pub(crate) async fn watch_permits(
-        &self,
-        name: &LockName,
-    ) -> Result<Option<ReleaseWatch>, Error> {
-        self.watch_topic(Topic::Permits, name).await
-    }
-
-    async fn watch_topic(
+    /// A watch on the `topic` announcements of `name` (a lock's releases or a semaphore's),
+    /// once the slot's node confirmed the subscription to its channel.
+    pub(crate) async fn watch(
         &self,
         topic: Topic,
         name: &LockName,

@@ -11,8 +11,9 @@
 //!
 //! Code several scripts share is written once and prepended to them when they are hashed:
 //! `token.lua` (the server clock and the token rule: `max(previous + 1, TIME in µs)`) to the
-//! lock's and the semaphores' acquire scripts, and `permits.lua` (expiry of a semaphore's
-//! permits) to every semaphore script.
+//! lock's and the semaphores' acquire scripts, `permits.lua` (expiry of a semaphore's
+//! permits) to every semaphore script, and `announce.lua` (`PUBLISH` or `SPUBLISH`) to the
+//! scripts that free a lock or a permit.
 
 use std::sync::LazyLock;
 
@@ -65,6 +66,9 @@ const TOKEN: &str = include_str!("lua/token.lua");
 /// scripts.
 const PERMITS: &str = include_str!("lua/permits.lua");
 
+/// The release announcement, prepended to the scripts that free a lock or a permit.
+const ANNOUNCE: &str = include_str!("lua/announce.lua");
+
 /// `body` after the shared code it uses.
 fn joined(shared: &[&str], body: &str) -> Script {
     let mut text = shared.concat();
@@ -76,9 +80,9 @@ fn joined(shared: &[&str], body: &str) -> Script {
 pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     acquire: joined(&[TOKEN], include_str!("lua/acquire.lua")),
     renew: Script::new(include_str!("lua/renew.lua")),
-    release: Script::new(include_str!("lua/release.lua")),
+    release: joined(&[ANNOUNCE], include_str!("lua/release.lua")),
     inspect: Script::new(include_str!("lua/inspect.lua")),
-    force_release: Script::new(include_str!("lua/force_release.lua")),
+    force_release: joined(&[ANNOUNCE], include_str!("lua/force_release.lua")),
     fenced_set: Script::new(include_str!("lua/fenced_set.lua")),
     fenced_get: Script::new(include_str!("lua/fenced_get.lua")),
     redlock_fenced_set: Script::new(include_str!("lua/redlock_fenced_set.lua")),
@@ -86,7 +90,10 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     redlock_write: Script::new(include_str!("lua/redlock_write.lua")),
     permit_acquire: joined(&[TOKEN, PERMITS], include_str!("lua/permit_acquire.lua")),
     permit_renew: joined(&[TOKEN, PERMITS], include_str!("lua/permit_renew.lua")),
-    permit_release: joined(&[TOKEN, PERMITS], include_str!("lua/permit_release.lua")),
+    permit_release: joined(
+        &[TOKEN, PERMITS, ANNOUNCE],
+        include_str!("lua/permit_release.lua"),
+    ),
     permit_inspect: joined(&[TOKEN, PERMITS], include_str!("lua/permit_inspect.lua")),
 });
 

@@ -24,7 +24,7 @@ use crate::keys::KeyLayout;
 use crate::permits::{release_call, renew_call};
 use crate::reply::{self, Acquired, Compared};
 use crate::scripts::{Call, SCRIPTS};
-use crate::wakeups::Wakeups;
+use crate::wakeups::{Topic, Wakeups};
 
 /// A [`LeaseStore`] on Redis.
 ///
@@ -95,6 +95,18 @@ where
     /// The connection the store sends its scripts on.
     pub fn connection(&self) -> &C {
         &self.conn
+    }
+
+    /// A watch on `topic` announcements of `name` from the store's subscriber (sharded on a
+    /// cluster); `Ok(None)` without one (push wake-ups off, or behind Sentinel): waiters poll.
+    async fn watch(&self, topic: Topic, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        if let Some(sharded) = &self.shared.sharded {
+            return sharded.watch(topic, name).await;
+        }
+        match &self.shared.wakeups {
+            Some(wakeups) => wakeups.watch(topic, name).await,
+            None => Ok(None),
+        }
     }
 
     pub(crate) fn shared(&self) -> &Shared {
@@ -215,13 +227,7 @@ where
     }
 
     async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-        if let Some(sharded) = &self.shared.sharded {
-            return sharded.watch(name).await;
-        }
-        match &self.shared.wakeups {
-            Some(wakeups) => wakeups.watch(name).await,
-            None => Ok(None),
-        }
+        self.watch(Topic::Lock, name).await
     }
 
     /// One script: drop the expired permits, compare the limit, mint a token (the lock's rule,
@@ -243,13 +249,7 @@ where
     /// The semaphore's own release channel, on the store's one subscriber (sharded pub/sub on a
     /// cluster); `Ok(None)` behind Sentinel or with push wake-ups off: waiters poll.
     async fn watch_permits(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-        if let Some(sharded) = &self.shared.sharded {
-            return sharded.watch_permits(name).await;
-        }
-        match &self.shared.wakeups {
-            Some(wakeups) => wakeups.watch_permits(name).await,
-            None => Ok(None),
-        }
+        self.watch(Topic::Permits, name).await
     }
 
     /// `INFO` and `CONFIG GET` over the store's connection: version, persistence, eviction

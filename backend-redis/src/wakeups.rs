@@ -148,21 +148,10 @@ impl Wakeups {
         }
     }
 
-    /// A watch on the releases of the lock `name`, once the server confirmed the subscription
-    /// to its channel; `Ok(None)` while a recent attempt to subscribe failed.
-    pub(crate) async fn watch(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-        self.watch_topic(Topic::Lock, name).await
-    }
-
-    /// A watch on the permit releases of the semaphore `name`, as [`Self::watch`].
-    pub(crate) async fn watch_permits(
-        &self,
-        name: &LockName,
-    ) -> Result<Option<ReleaseWatch>, Error> {
-        self.watch_topic(Topic::Permits, name).await
-    }
-
-    async fn watch_topic(
+    /// A watch on the `topic` announcements of `name` (a lock's releases or a semaphore's),
+    /// once the server confirmed the subscription to its channel; `Ok(None)` while a recent
+    /// attempt to subscribe failed.
+    pub(crate) async fn watch(
         &self,
         topic: Topic,
         name: &LockName,

@@ -1,5 +1,5 @@
 //! Tokens never go backwards across a crash (kill -9) and restart of the server, with and
-//! without persistence.
+//! without persistence: locks' and semaphores' permits'.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -78,6 +78,11 @@ async fn kill9_restart_without_persistence_keeps_tokens_rising() {
         !counter_survived,
         "without persistence the counter is lost, so the server clock floor must have done it"
     );
+    let permit_survived = permit_tokens_rise_across_kill_and_restart(&server).await;
+    assert!(
+        !permit_survived,
+        "without persistence the permits and the counter are lost, so the clock floor did it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,6 +92,11 @@ async fn kill9_restart_with_aof_always_keeps_tokens_rising() {
     assert!(
         counter_survived,
         "appendfsync always keeps the counter across kill -9"
+    );
+    let permit_survived = permit_tokens_rise_across_kill_and_restart(&server).await;
+    assert!(
+        permit_survived,
+        "appendfsync always keeps the held permit across kill -9"
     );
 }
 
@@ -162,24 +172,4 @@ async fn permit_tokens_rise_across_kill_and_restart(server: &RedisServer) -> boo
     })
     .await;
     shown.holders.iter().any(|h| h.token == held.token())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill9_restart_without_persistence_keeps_permit_tokens_rising() {
-    let server = server(RedisServerOptions::ephemeral()).await;
-    let survived = permit_tokens_rise_across_kill_and_restart(&server).await;
-    assert!(
-        !survived,
-        "without persistence the permits and the counter are lost, so the clock floor did it"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill9_restart_with_aof_always_keeps_permits_and_tokens_rising() {
-    let server = server(RedisServerOptions::aof()).await;
-    let survived = permit_tokens_rise_across_kill_and_restart(&server).await;
-    assert!(
-        survived,
-        "appendfsync always keeps the held permit across kill -9"
-    );
 }

@@ -4,9 +4,7 @@
 -- ARGV[1] "<holder>:<token>" of the permit, ARGV[2] TTL in milliseconds
 -- Returns {1} when extended, else {0}.
 local now = server_micros()
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) <= now then
-  drop_expired(KEYS[1], KEYS[2], now)
+if not is_live(KEYS[1], KEYS[2], ARGV[1], now) then
   return {0}
 end
 redis.call('ZADD', KEYS[1], digits_of(now + tonumber(ARGV[2]) * 1000), ARGV[1])

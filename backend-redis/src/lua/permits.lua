@@ -25,6 +25,17 @@ local function drop_expired(permits, info, now)
   end
 end
 
+-- Whether `member` is a live permit at `now`. If not, the expired permits (it among them, if it
+-- expired) are dropped: an expired permit is never revived.
+local function is_live(permits, info, member, now)
+  local score = redis.call('ZSCORE', permits, member)
+  if score and tonumber(score) > now then
+    return true
+  end
+  drop_expired(permits, info, now)
+  return false
+end
+
 -- Makes both keys expire just after the last live permit does, so that an abandoned semaphore
 -- leaves nothing behind but its token counter.
 local function expire_with_last(permits, info, now)
