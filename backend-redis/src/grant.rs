@@ -1,5 +1,5 @@
-//! The value stored in a lock key: `"<holder id as 32 hex digits>:<token in decimal>"`, then
-//! `":<owner label>"` when the grant has one.
+//! The value stored in a lock key (and as a permit in its semaphore's set): `"<holder id as 32
+//! hex digits>:<token in decimal>"`, then `":<owner label>"` when the grant has one.
 //!
 //! Renew and release compare the whole string, so they check holder id *and* token in one
 //! string comparison inside the script (the label rides along: the lease carries it, so the
@@ -90,12 +90,6 @@ pub(crate) fn value_of(lease: &Lease) -> impl ToRedisArgs {
         grant: Grant::of(lease).encoded(),
         label: lease.label().map(|label| format!(":{label}")),
     }
-}
-
-/// The member `lease`'s permit is stored as in its semaphore's set: `"<holder>:<token>"`,
-/// without the label (the label sits in the semaphore's hash).
-pub(crate) fn member_of(lease: &Lease) -> impl ToRedisArgs {
-    Grant::of(lease).encoded()
 }
 
 /// [`value_of`]: the fixed-size grant, then the label suffix if any, as one argument.

@@ -13,8 +13,8 @@
 //!
 //! | what | key |
 //! | --- | --- |
-//! | the live permits (ZSET: `"<holder hex>:<token>"` scored by expiry, server µs) | `P{T}:permits:N` |
-//! | the limit and each permit's owner label (HASH: `limit`, then member → label) | `P{T}:permit-info:N` |
+//! | the live permits (ZSET: `"<holder hex>:<token>[:<label>]"` scored by expiry, server µs) | `P{T}:permits:N` |
+//! | the limit the live permits were granted under | `P{T}:permit-limit:N` |
 //! | the permit token counter (never deleted) | `P{T}:permit-token:N` |
 //! | the permit release channel (pub/sub, payload: `N`) | `P{T}:permit-released:N` |
 //!
@@ -56,12 +56,12 @@ pub struct LockKeys {
 /// The keys of one semaphore (all in the slot of the name's tag).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PermitKeys {
-    /// A sorted set of the live permits, `"<holder hex>:<token>"` scored by their expiry in
-    /// server microseconds; it expires with its last permit.
+    /// A sorted set of the live permits, each stored as a lock's grant is
+    /// (`"<holder hex>:<token>[:<label>]"`), scored by its expiry in server microseconds; it
+    /// expires with its last permit.
     pub permits: String,
-    /// A hash: field `limit` holds the limit the permits were granted under, and each permit's
-    /// member its owner label (empty for none); it expires with its last permit.
-    pub info: String,
+    /// The limit the live permits were granted under; it goes with the last permit.
+    pub limit: String,
     /// Holds the last permit token minted for the name; never deleted.
     pub counter: String,
 }
@@ -126,7 +126,7 @@ impl KeyLayout {
         let tag = tag_of(name.as_str());
         PermitKeys {
             permits: self.key(&tag, "permits", name),
-            info: self.key(&tag, "permit-info", name),
+            limit: self.key(&tag, "permit-limit", name),
             counter: self.key(&tag, "permit-token", name),
         }
     }
@@ -253,7 +253,7 @@ mod tests {
                 &lock.counter,
                 &layout.release_channel(&name(n)),
                 &sem.permits,
-                &sem.info,
+                &sem.limit,
                 &sem.counter,
                 &channel,
             ];

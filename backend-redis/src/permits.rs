@@ -7,9 +7,7 @@
 
 use std::time::Duration;
 
-use fencelock_core::backend::{
-    granted_lease, labeled, limit_mismatch, permit, stored_label, ttl_millis,
-};
+use fencelock_core::backend::{granted_lease, labeled, limit_mismatch, permit, ttl_millis};
 use fencelock_core::{
     Error, HolderId, Lease, LeaseInfo, LockName, Operation, OwnerLabel, PermitLimit, Permits,
 };
@@ -18,7 +16,7 @@ use redis::aio::ConnectionLike;
 use tokio::time::Instant;
 
 use crate::classify::unexpected_reply;
-use crate::grant::{Grant, holder_hex, member_of, value_of};
+use crate::grant::{Grant, holder_hex, label_suffix, value_of};
 use crate::reply::{self, int, items};
 use crate::scripts::{Call, SCRIPTS};
 use crate::store::{RedisLeaseStore, SHARDED, Shared};
@@ -27,8 +25,8 @@ use crate::store::{RedisLeaseStore, SHARDED, Shared};
 pub(crate) fn renew_call(shared: &Shared, lease: &Lease, ttl_ms: u64) -> Call {
     if lease.permit_limit().is_some() {
         let keys = shared.layout.permits(lease.name());
-        Call::new(&SCRIPTS.permit_renew, &[&keys.permits, &keys.info])
-            .arg(member_of(lease))
+        Call::new(&SCRIPTS.permit_renew, &[&keys.permits, &keys.limit])
+            .arg(value_of(lease))
             .arg(ttl_ms)
     } else {
         let key = shared.layout.lock_key(lease.name());
@@ -44,8 +42,8 @@ pub(crate) fn release_call(shared: &Shared, lease: &Lease) -> Call {
     let name = lease.name();
     let mut call = if lease.permit_limit().is_some() {
         let keys = shared.layout.permits(name);
-        Call::new(&SCRIPTS.permit_release, &[&keys.permits, &keys.info])
-            .arg(member_of(lease))
+        Call::new(&SCRIPTS.permit_release, &[&keys.permits, &keys.limit])
+            .arg(value_of(lease))
             .arg(shared.layout.permit_channel(name))
     } else {
         let key = shared.layout.lock_key(name);
@@ -88,7 +86,7 @@ fn limit_of(op: Operation, value: &Value) -> Result<PermitLimit, Error> {
         .ok_or_else(|| unexpected_reply(op, format!("{value:?} is not a permit limit")))
 }
 
-/// `{}` or `{limit, member, µs left, label, …}`: the live permits.
+/// `{}` or `{limit, member, µs left, member, µs left, …}`: the live permits.
 fn inspected(value: Value) -> Result<Permits, Error> {
     let op = Operation::Inspect;
     let items = items(op, value)?;
@@ -96,22 +94,18 @@ fn inspected(value: Value) -> Result<Permits, Error> {
         return Ok(Permits::default());
     };
     let limit = limit_of(op, limit)?;
-    if permits.len() % 3 != 0 {
+    if permits.len() % 2 != 0 {
         return Err(unexpected_reply(
             op,
-            format!("{} values after the limit, not triples", permits.len()),
+            format!("{} values after the limit, not pairs", permits.len()),
         ));
     }
     let holders = permits
-        .chunks_exact(3)
+        .chunks_exact(2)
         .map(|permit| {
-            let grant = reply::grant(op, &permit[0])?;
+            let (grant, label) = reply::labeled_grant(op, &permit[0])?;
             let micros = int(&permit[1])
                 .ok_or_else(|| unexpected_reply(op, format!("time left {:?}", permit[1])))?;
-            let label = match &permit[2] {
-                Value::BulkString(bytes) => std::str::from_utf8(bytes).ok().and_then(stored_label),
-                _ => None,
-            };
             Ok(LeaseInfo {
                 token: grant.token,
                 holder: Some(grant.holder),
@@ -143,12 +137,12 @@ where
         let holder = HolderId::random();
         let call = Call::new(
             &SCRIPTS.permit_acquire,
-            &[&keys.permits, &keys.info, &keys.counter],
+            &[&keys.permits, &keys.limit, &keys.counter],
         )
         .arg(&holder_hex(holder)[..])
         .arg(ttl_ms)
         .arg(limit.get())
-        .arg(label.map_or("", OwnerLabel::as_str));
+        .arg(label_suffix(label));
         let sent_at = Instant::now();
         match acquired(self.run(Operation::Acquire, &call).await?)? {
             Acquired::Full => Ok(None),
@@ -173,7 +167,7 @@ where
     /// [`fencelock_core::LeaseStore::inspect_permits`]: one `permit_inspect.lua`.
     pub(crate) async fn permits_of(&self, name: &LockName) -> Result<Permits, Error> {
         let keys = self.shared().layout.permits(name);
-        let call = Call::new(&SCRIPTS.permit_inspect, &[&keys.permits, &keys.info]);
+        let call = Call::new(&SCRIPTS.permit_inspect, &[&keys.permits, &keys.limit]);
         inspected(self.run(Operation::Inspect, &call).await?)
     }
 }
@@ -233,10 +227,8 @@ mod tests {
             bulk("2"),
             bulk(&later.encode()),
             Value::Int(1_500_000),
-            bulk(""),
-            bulk(&grant().encode()),
+            bulk(&format!("{}:host:1 {{x}}", grant().encode())),
             Value::Int(900),
-            bulk("host:1 {x}"),
         ]))
         .unwrap();
         assert_eq!(shown.limit, PermitLimit::new(2).ok());
@@ -252,6 +244,7 @@ mod tests {
         assert_eq!(inspected(Value::Array(vec![])).unwrap(), Permits::default());
         for bad in [
             Value::Array(vec![bulk("2"), bulk(&grant().encode())]),
+            Value::Array(vec![bulk("2"), bulk("not a permit"), Value::Int(1)]),
             Value::Array(vec![Value::Nil]),
             Value::Okay,
         ] {

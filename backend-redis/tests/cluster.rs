@@ -122,7 +122,7 @@ async fn a_permit_release_wakes_a_waiter_through_its_shard() {
     let keys = store.layout().permits(&name);
     only_its_shard_subscribes(
         &store.layout().permit_channel(&name),
-        &[&keys.permits, &keys.info, &keys.counter],
+        &[&keys.permits, &keys.limit, &keys.counter],
     )
     .await;
     store.release(&held).await.unwrap();

@@ -82,7 +82,7 @@ async fn hostile_names_and_labels_stay_apart_and_round_trip() {
     }
 }
 
-/// A semaphore leaves only its token counter behind: its set and hash go with the last permit,
+/// A semaphore leaves only its token counter behind: its set and limit go with the last permit,
 /// released or expired (the keys expire with it), and the counter keeps tokens rising.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_go_with_the_last_permit() {
@@ -96,15 +96,15 @@ async fn keys_go_with_the_last_permit() {
         .await
         .unwrap()
         .unwrap();
-    let exists: u32 = conn.exists(&[&keys.permits, &keys.info]).await.unwrap();
-    assert_eq!(exists, 2, "the set and the hash while a permit holds");
+    let exists: u32 = conn.exists(&[&keys.permits, &keys.limit]).await.unwrap();
+    assert_eq!(exists, 2, "the set and the limit while a permit holds");
     let pttl: i64 = conn.pttl(&keys.permits).await.unwrap();
     assert!(
         pttl > 0 && pttl <= 60_002,
         "the set expires with its permit: {pttl}"
     );
     store.release(&a).await.unwrap();
-    let exists: u32 = conn.exists(&[&keys.permits, &keys.info]).await.unwrap();
+    let exists: u32 = conn.exists(&[&keys.permits, &keys.limit]).await.unwrap();
     assert_eq!(exists, 0, "released: nothing but the counter is left");
     let counter: Option<u64> = conn.get(&keys.counter).await.unwrap();
     assert_eq!(counter, Some(a.token().get()), "the counter stays");
@@ -123,7 +123,7 @@ async fn keys_go_with_the_last_permit() {
             let mut conn = conn.clone();
             let keys = keys.clone();
             async move {
-                let exists: u32 = conn.exists(&[&keys.permits, &keys.info]).await.unwrap();
+                let exists: u32 = conn.exists(&[&keys.permits, &keys.limit]).await.unwrap();
                 exists == 0
             }
         },

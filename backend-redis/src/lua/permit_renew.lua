@@ -1,7 +1,7 @@
 -- Extends a permit if this exact permit (holder id and token) still holds (after token.lua
 -- and permits.lua). An expired permit is dropped, never revived.
--- KEYS[1] permits (ZSET), KEYS[2] permit info (HASH)
--- ARGV[1] "<holder>:<token>" of the permit, ARGV[2] TTL in milliseconds
+-- KEYS[1] permits (ZSET), KEYS[2] the limit
+-- ARGV[1] "<holder>:<token>[:<label>]" of the permit, ARGV[2] TTL in milliseconds
 -- Returns {1} when extended, else {0}.
 local now = server_micros()
 if not is_live(KEYS[1], KEYS[2], ARGV[1], now) then
