@@ -7,27 +7,29 @@
 //! slot's node (the driver routes it and subscribes again after a failover or a slot move).
 //! Announcements arrive as pushes and wake the name's waiters. A name's channel stays
 //! subscribed once waited on (for the life of the store); waiters also poll at the holder's
-//! TTL, so a missed announcement costs time, never safety.
+//! TTL, so a missed announcement costs time, never safety. Semaphores' permit releases come
+//! the same way on their own channels and wake only the semaphore's waiters.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use fencelock_core::backend::{ReleaseWatch, WakeupHub};
+use fencelock_core::backend::ReleaseWatch;
 use fencelock_core::{Error, LockName, Operation};
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 
 use crate::classify::{STORE, classify};
 use crate::keys::KeyLayout;
+use crate::wakeups::{Hubs, Topic};
 
 /// The subscriber of one cluster store (shared by its clones).
 pub(crate) struct ClusterWakeups {
     conn: ClusterConnection,
     layout: KeyLayout,
     connect_timeout: Duration,
-    waiters: Arc<WakeupHub>,
-    subscribed: tokio::sync::Mutex<HashSet<LockName>>,
+    waiters: Arc<Hubs>,
+    subscribed: tokio::sync::Mutex<HashSet<(Topic, LockName)>>,
 }
 
 impl ClusterWakeups {
@@ -37,7 +39,7 @@ impl ClusterWakeups {
         layout: KeyLayout,
         connect_timeout: Duration,
     ) -> Result<Self, Error> {
-        let waiters: Arc<WakeupHub> = Arc::default();
+        let waiters: Arc<Hubs> = Arc::default();
         let hub = Arc::downgrade(&waiters);
         let client = builder
             .use_protocol(redis::ProtocolVersion::RESP3)
@@ -66,16 +68,22 @@ impl ClusterWakeups {
         })
     }
 
-    /// A watch on `name`, once the slot's node confirmed the subscription to its channel.
-    pub(crate) async fn watch(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-        let watch = self.waiters.subscribe(name);
+    /// A watch on the `topic` announcements of `name` (a lock's releases or a semaphore's),
+    /// once the slot's node confirmed the subscription to its channel.
+    pub(crate) async fn watch(
+        &self,
+        topic: Topic,
+        name: &LockName,
+    ) -> Result<Option<ReleaseWatch>, Error> {
+        let watch = self.waiters.of(topic).subscribe(name);
         let mut subscribed = self.subscribed.lock().await;
-        if !subscribed.contains(name) {
+        let key = (topic, name.clone());
+        if !subscribed.contains(&key) {
             let mut conn = self.conn.clone();
-            let channel = self.layout.release_channel(name);
+            let channel = topic.channel(&self.layout, name);
             match tokio::time::timeout(self.connect_timeout, conn.ssubscribe(&channel)).await {
                 Ok(Ok(())) => {
-                    subscribed.insert(name.clone());
+                    subscribed.insert(key);
                 }
                 Ok(Err(e)) => return Err(classify(Operation::Watch, e)),
                 Err(_) => {
@@ -91,15 +99,16 @@ impl ClusterWakeups {
     }
 }
 
-/// Wakes the waiters of the name an `smessage` push carries.
-fn deliver(hub: &Weak<WakeupHub>, push: PushInfo) {
+/// Wakes the waiters of the name an `smessage` push carries, on the channel it came on.
+fn deliver(hub: &Weak<Hubs>, push: PushInfo) {
     let Some(hub) = hub.upgrade() else { return };
     match push.kind {
         PushKind::SMessage => {
-            if let Some(Value::BulkString(name)) = push.data.get(1) {
-                match std::str::from_utf8(name) {
-                    Ok(name) => hub.notify(name),
-                    Err(_) => tracing::debug!("ignoring a non-UTF-8 release announcement"),
+            if let [Value::BulkString(channel), Value::BulkString(name), ..] = push.data.as_slice()
+            {
+                match (std::str::from_utf8(channel), std::str::from_utf8(name)) {
+                    (Ok(channel), Ok(name)) => hub.deliver(channel, name),
+                    _ => tracing::debug!("ignoring a non-UTF-8 release announcement"),
                 }
             }
         }

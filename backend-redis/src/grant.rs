@@ -1,5 +1,5 @@
-//! The value stored in a lock key: `"<holder id as 32 hex digits>:<token in decimal>"`, then
-//! `":<owner label>"` when the grant has one.
+//! The value stored in a lock key (and as a permit in its semaphore's set): `"<holder id as 32
+//! hex digits>:<token in decimal>"`, then `":<owner label>"` when the grant has one.
 //!
 //! Renew and release compare the whole string, so they check holder id *and* token in one
 //! string comparison inside the script (the label rides along: the lease carries it, so the

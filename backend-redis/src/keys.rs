@@ -8,6 +8,16 @@
 //! | the token counter (never deleted) | `P{T}:token:N` |
 //! | the release channel (pub/sub, payload: `N`) | `P{T}:released:N` |
 //!
+//! A semaphore named `N` (see the crate docs, "Semaphores") has keys of its own, separate from
+//! the lock `N`'s:
+//!
+//! | what | key |
+//! | --- | --- |
+//! | the live permits (ZSET: `"<holder hex>:<token>[:<label>]"` scored by expiry, server µs) | `P{T}:permits:N` |
+//! | the limit the live permits were granted under | `P{T}:permit-limit:N` |
+//! | the permit token counter (never deleted) | `P{T}:permit-token:N` |
+//! | the permit release channel (pub/sub, payload: `N`) | `P{T}:permit-released:N` |
+//!
 //! `T` is the 16-hex-digit FNV-1a hash of `N`. Redis Cluster hashes only the text between the
 //! *first* `{` and the next `}`; the prefix may not contain braces, so that text is always our
 //! `T`, whatever braces the name holds, and both keys of one lock land in one slot. Two names
@@ -28,7 +38,7 @@ pub const DEFAULT_PREFIX: &str = "fencelock:";
 /// The longest key prefix accepted, in bytes.
 pub const MAX_PREFIX_LEN: usize = 128;
 
-/// Builds the keys of locks under one prefix.
+/// Builds the keys of locks and semaphores under one prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyLayout {
     prefix: String,
@@ -40,6 +50,19 @@ pub struct LockKeys {
     /// Holds the current grant as `"<holder hex>:<token>"`, with the lease TTL.
     pub lock: String,
     /// Holds the last token minted for the name; never deleted.
+    pub counter: String,
+}
+
+/// The keys of one semaphore (all in the slot of the name's tag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PermitKeys {
+    /// A sorted set of the live permits, each stored as a lock's grant is
+    /// (`"<holder hex>:<token>[:<label>]"`), scored by its expiry in server microseconds; it
+    /// expires with its last permit.
+    pub permits: String,
+    /// The limit the live permits were granted under; it goes with the last permit.
+    pub limit: String,
+    /// Holds the last permit token minted for the name; never deleted.
     pub counter: String,
 }
 
@@ -96,6 +119,31 @@ impl KeyLayout {
     /// The pub/sub channel releases of the lock `name` are announced on (payload: the name).
     pub fn release_channel(&self, name: &LockName) -> String {
         self.key(&tag_of(name.as_str()), "released", name)
+    }
+
+    /// The keys of the semaphore `name`.
+    pub fn permits(&self, name: &LockName) -> PermitKeys {
+        let tag = tag_of(name.as_str());
+        PermitKeys {
+            permits: self.key(&tag, "permits", name),
+            limit: self.key(&tag, "permit-limit", name),
+            counter: self.key(&tag, "permit-token", name),
+        }
+    }
+
+    /// The pub/sub channel releases of permits of the semaphore `name` are announced on
+    /// (payload: the name).
+    pub fn permit_channel(&self, name: &LockName) -> String {
+        self.key(&tag_of(name.as_str()), "permit-released", name)
+    }
+
+    /// Whether `channel` is the permit release channel of the semaphore `name` (else, on a
+    /// subscriber of this layout, it is the lock `name`'s release channel). The channel ends
+    /// `}:permit-released:<name>` only for a permit channel: a lock's ends `}:released:<name>`.
+    pub fn is_permit_channel(channel: &str, name: &str) -> bool {
+        channel
+            .strip_suffix(name)
+            .is_some_and(|head| head.ends_with("}:permit-released:"))
     }
 
     /// `<prefix>{<tag>}:<kind>:<name>`, built without the formatting machinery (this runs
@@ -181,6 +229,60 @@ mod tests {
             assert!(keys.lock.ends_with(&format!(":lock:{n}")));
             assert_eq!(layout.lock_key(&name(n)), keys.lock);
             assert_ne!(keys.lock, keys.counter);
+        }
+    }
+
+    #[test]
+    fn permit_keys_share_the_tag_and_never_meet_the_lock_keys() {
+        let layout = KeyLayout::default();
+        for n in [
+            "a",
+            "{a}",
+            "}{",
+            "{",
+            "x{}y",
+            "{{b}}",
+            "ünï{ç}",
+            "*?[]'\"--]]",
+        ] {
+            let lock = layout.lock(&name(n));
+            let sem = layout.permits(&name(n));
+            let channel = layout.permit_channel(&name(n));
+            let all = [
+                &lock.lock,
+                &lock.counter,
+                &layout.release_channel(&name(n)),
+                &sem.permits,
+                &sem.limit,
+                &sem.counter,
+                &channel,
+            ];
+            for key in all {
+                assert_eq!(cluster_tag(key), hash_tag(n), "{key}");
+                assert!(key.ends_with(&format!(":{n}")), "{key}");
+            }
+            let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+            assert_eq!(distinct.len(), all.len(), "{all:?}");
+        }
+        // A name with a kind in it still cannot reach another name's key of another kind: the
+        // kinds differ before the first `:` after the tag.
+        let tricky = layout.permits(&name("lock:x"));
+        assert_ne!(tricky.permits, layout.lock_key(&name("x")));
+    }
+
+    #[test]
+    fn permit_channels_are_told_from_lock_channels() {
+        let layout = KeyLayout::default();
+        for n in [
+            "a",
+            "permit-released:a",
+            "}:permit-released:",
+            "x{}:released:y",
+        ] {
+            let permit = layout.permit_channel(&name(n));
+            let lock = layout.release_channel(&name(n));
+            assert!(KeyLayout::is_permit_channel(&permit, n), "{permit}");
+            assert!(!KeyLayout::is_permit_channel(&lock, n), "{lock}");
         }
     }
 

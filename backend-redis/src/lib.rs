@@ -10,6 +10,7 @@ mod fence;
 mod grant;
 pub mod keys;
 mod list;
+mod permits;
 mod pipeline;
 pub mod redlock;
 mod reply;

@@ -1,5 +1,6 @@
 //! Batched renewal: the renew script for every lease of a batch in one [`Batch`] — one write and
-//! one read on the connection for N leases. On a Redis Cluster, where a pipeline may not span
+//! one read on the connection for N leases; a batch may mix locks and semaphores' permits (each
+//! lease gets its own kind's script, [`renew_call`]). On a Redis Cluster, where a pipeline may not span
 //! slots, each lease's call is sent on its own, all of them at once.
 
 use std::time::Duration;
@@ -10,8 +11,9 @@ use redis::aio::ConnectionLike;
 use tokio::time::Instant;
 
 use crate::classify::classify;
+use crate::permits::renew_call;
 use crate::reply::{self, Compared};
-use crate::scripts::{Batch, Call, SCRIPTS};
+use crate::scripts::Batch;
 use crate::store::{Shared, loss};
 
 /// [`fencelock_core::LeaseStore::renew_many`] on Redis.
@@ -36,12 +38,7 @@ where
     }
     let mut batch = Batch::with_capacity(leases.len());
     for lease in leases {
-        let key = shared.layout.lock_key(lease.name());
-        batch.push(
-            Call::new(&SCRIPTS.renew, &[&key])
-                .arg(crate::grant::value_of(lease))
-                .arg(ttl_ms),
-        );
+        batch.push(renew_call(shared, lease, ttl_ms));
     }
     let mut conn = conn.clone();
     // As for one renewal, the deadline counts from the first send, also for a lease whose
@@ -77,10 +74,7 @@ where
 {
     let sent_at = Instant::now();
     let renewals = leases.iter().map(|lease| {
-        let key = shared.layout.lock_key(lease.name());
-        let call = Call::new(&SCRIPTS.renew, &[&key])
-            .arg(crate::grant::value_of(lease))
-            .arg(ttl_ms);
+        let call = renew_call(shared, lease, ttl_ms);
         let mut conn = conn.clone();
         async move {
             let value = call

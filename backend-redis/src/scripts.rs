@@ -8,6 +8,12 @@
 //! The single-server store, the fence and Redlock (one call shared by every server, each
 //! within its own time limit) send calls; batched renewals send a batch.
 //! Scripts take every name and value as `KEYS`/`ARGV`; no script text is ever built from input.
+//!
+//! Code several scripts share is written once and prepended to them when they are hashed:
+//! `token.lua` (the server clock and the token rule: `max(previous + 1, TIME in µs)`) to the
+//! lock's and the semaphores' acquire scripts, `permits.lua` (expiry of a semaphore's
+//! permits) to every semaphore script, and `announce.lua` (`PUBLISH` or `SPUBLISH`) to the
+//! scripts that free a lock or a permit.
 
 use std::sync::LazyLock;
 
@@ -41,20 +47,54 @@ pub struct Scripts {
     /// Redlock phase 2: set the grant with a proposed token above the counter
     /// (`redlock_write.lua`).
     pub redlock_write: Script,
+    /// Drop expired permits, check the limit, mint a token and add the permit
+    /// (`permit_acquire.lua`).
+    pub permit_acquire: Script,
+    /// Compare holder and token of one permit, then move its expiry (`permit_renew.lua`).
+    pub permit_renew: Script,
+    /// Compare holder and token of one permit, then remove it and `PUBLISH`
+    /// (`permit_release.lua`).
+    pub permit_release: Script,
+    /// Read the live permits, their time left, labels and the limit (`permit_inspect.lua`).
+    pub permit_inspect: Script,
+}
+
+/// The server clock and the token rule, prepended to the scripts that mint tokens or read the
+/// clock.
+const TOKEN: &str = include_str!("lua/token.lua");
+/// A semaphore's permits and their expiry, prepended (after [`TOKEN`]) to the semaphore
+/// scripts.
+const PERMITS: &str = include_str!("lua/permits.lua");
+
+/// The release announcement, prepended to the scripts that free a lock or a permit.
+const ANNOUNCE: &str = include_str!("lua/announce.lua");
+
+/// `body` after the shared code it uses.
+fn joined(shared: &[&str], body: &str) -> Script {
+    let mut text = shared.concat();
+    text.push_str(body);
+    Script::new(&text)
 }
 
 /// The scripts, hashed once per process.
 pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    acquire: Script::new(include_str!("lua/acquire.lua")),
+    acquire: joined(&[TOKEN], include_str!("lua/acquire.lua")),
     renew: Script::new(include_str!("lua/renew.lua")),
-    release: Script::new(include_str!("lua/release.lua")),
+    release: joined(&[ANNOUNCE], include_str!("lua/release.lua")),
     inspect: Script::new(include_str!("lua/inspect.lua")),
-    force_release: Script::new(include_str!("lua/force_release.lua")),
+    force_release: joined(&[ANNOUNCE], include_str!("lua/force_release.lua")),
     fenced_set: Script::new(include_str!("lua/fenced_set.lua")),
     fenced_get: Script::new(include_str!("lua/fenced_get.lua")),
     redlock_fenced_set: Script::new(include_str!("lua/redlock_fenced_set.lua")),
     redlock_read: Script::new(include_str!("lua/redlock_read.lua")),
     redlock_write: Script::new(include_str!("lua/redlock_write.lua")),
+    permit_acquire: joined(&[TOKEN, PERMITS], include_str!("lua/permit_acquire.lua")),
+    permit_renew: joined(&[TOKEN, PERMITS], include_str!("lua/permit_renew.lua")),
+    permit_release: joined(
+        &[TOKEN, PERMITS, ANNOUNCE],
+        include_str!("lua/permit_release.lua"),
+    ),
+    permit_inspect: joined(&[TOKEN, PERMITS], include_str!("lua/permit_inspect.lua")),
 });
 
 /// One `EVALSHA` of a script, built argument by argument straight into the command, and the

@@ -11,7 +11,7 @@ use fencelock_core::backend::{
 };
 use fencelock_core::{
     Diagnosis, Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, ListQuery, Listing,
-    LockName, Operation, OwnerLabel, TtlLimits,
+    LockName, Operation, OwnerLabel, PermitLimit, Permits, TtlLimits,
 };
 use redis::Value;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -19,11 +19,12 @@ use tokio::time::Instant;
 
 use crate::classify::{STORE, classify};
 use crate::fence::RedisFence;
-use crate::grant::{Grant, holder_hex, label_suffix, value_of};
+use crate::grant::{Grant, holder_hex, label_suffix};
 use crate::keys::KeyLayout;
+use crate::permits::{release_call, renew_call};
 use crate::reply::{self, Acquired, Compared};
 use crate::scripts::{Call, SCRIPTS};
-use crate::wakeups::Wakeups;
+use crate::wakeups::{Topic, Wakeups};
 
 /// A [`LeaseStore`] on Redis.
 ///
@@ -96,14 +97,30 @@ where
         &self.conn
     }
 
-    async fn run(&self, op: Operation, call: &Call) -> Result<Value, Error> {
+    /// A watch on `topic` announcements of `name` from the store's subscriber (sharded on a
+    /// cluster); `Ok(None)` without one (push wake-ups off, or behind Sentinel): waiters poll.
+    async fn watch(&self, topic: Topic, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        if let Some(sharded) = &self.shared.sharded {
+            return sharded.watch(topic, name).await;
+        }
+        match &self.shared.wakeups {
+            Some(wakeups) => wakeups.watch(topic, name).await,
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    pub(crate) async fn run(&self, op: Operation, call: &Call) -> Result<Value, Error> {
         let mut conn = self.conn.clone();
         call.run(&mut conn).await.map_err(|e| classify(op, e))
     }
 }
 
 /// The release scripts' last argument on a cluster: announce with `SPUBLISH`.
-const SHARDED: &str = "sharded";
+pub(crate) const SHARDED: &str = "sharded";
 
 /// Why `lease` no longer holds, given the grant the store has now.
 pub(crate) fn loss(lease: &Lease, current: Option<Grant>) -> Error {
@@ -160,10 +177,7 @@ where
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
         let ttl = self.shared.limits.check(ttl)?;
         let ttl_ms = ttl_millis(ttl);
-        let key = self.shared.layout.lock_key(lease.name());
-        let call = Call::new(&SCRIPTS.renew, &[&key])
-            .arg(value_of(lease))
-            .arg(ttl_ms);
+        let call = renew_call(&self.shared, lease, ttl_ms);
         let sent_at = Instant::now();
         match reply::compared(Operation::Renew, self.run(Operation::Renew, &call).await?)? {
             Compared::Done => Ok(renewed_lease(lease, Duration::from_millis(ttl_ms), sent_at)),
@@ -171,20 +185,13 @@ where
         }
     }
 
-    /// One pipeline of renew scripts for the whole batch.
+    /// One pipeline of renew scripts for the whole batch (locks and permits alike).
     async fn renew_many(&self, leases: &[Lease], ttl: Duration) -> Vec<Result<Lease, Error>> {
         crate::pipeline::renew_many(&self.conn, &self.shared, leases, ttl).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), Error> {
-        let key = self.shared.layout.lock_key(lease.name());
-        let mut call = Call::new(&SCRIPTS.release, &[&key])
-            .arg(value_of(lease))
-            .arg(self.shared.layout.release_channel(lease.name()))
-            .arg(lease.name().as_str());
-        if self.shared.is_cluster() {
-            call = call.arg(SHARDED);
-        }
+        let call = release_call(&self.shared, lease);
         match reply::compared(
             Operation::Release,
             self.run(Operation::Release, &call).await?,
@@ -220,13 +227,29 @@ where
     }
 
     async fn watch_released(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
-        if let Some(sharded) = &self.shared.sharded {
-            return sharded.watch(name).await;
-        }
-        match &self.shared.wakeups {
-            Some(wakeups) => wakeups.watch(name).await,
-            None => Ok(None),
-        }
+        self.watch(Topic::Lock, name).await
+    }
+
+    /// One script: drop the expired permits, compare the limit, mint a token (the lock's rule,
+    /// on the semaphore's own counter) and add the permit (see the crate docs, "Semaphores").
+    async fn try_acquire_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        self.acquire_permit(name, limit, ttl, label).await
+    }
+
+    async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
+        self.permits_of(name).await
+    }
+
+    /// The semaphore's own release channel, on the store's one subscriber (sharded pub/sub on a
+    /// cluster); `Ok(None)` behind Sentinel or with push wake-ups off: waiters poll.
+    async fn watch_permits(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+        self.watch(Topic::Permits, name).await
     }
 
     /// `INFO` and `CONFIG GET` over the store's connection: version, persistence, eviction

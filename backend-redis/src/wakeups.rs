@@ -8,6 +8,10 @@
 //! hears the releases of names nobody waits on. If the subscription breaks, every watch is
 //! closed (waiters fall back to polling at the holder's TTL and their poll interval) and the
 //! next waiter subscribes again, at most once per [`RESUBSCRIBE_AFTER`].
+//!
+//! Semaphores share the connection: a permit release is announced on the semaphore's own
+//! channel ([`KeyLayout::permit_channel`]) and wakes only that semaphore's waiters, which wait in
+//! a hub of their own ([`Hubs`]), never a lock's waiters of the same name.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -30,12 +34,70 @@ pub(crate) const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 /// How often the subscriber drops the channels of names that no longer have waiters.
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
+/// What a subscription announces: a lock's releases or a semaphore's permit releases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Topic {
+    Lock,
+    Permits,
+}
+
+impl Topic {
+    /// The channel this topic of `name` is announced on.
+    pub(crate) fn channel(self, layout: &KeyLayout, name: &LockName) -> String {
+        match self {
+            Self::Lock => layout.release_channel(name),
+            Self::Permits => layout.permit_channel(name),
+        }
+    }
+}
+
+/// The waiters of one subscriber: of locks, and of semaphores' permits.
+#[derive(Default)]
+pub(crate) struct Hubs {
+    pub(crate) locks: Arc<WakeupHub>,
+    pub(crate) permits: WakeupHub,
+}
+
+impl Hubs {
+    pub(crate) fn of(&self, topic: Topic) -> &WakeupHub {
+        match topic {
+            Topic::Lock => &self.locks,
+            Topic::Permits => &self.permits,
+        }
+    }
+
+    /// Wakes the waiters an announcement of `name` on `channel` is for.
+    pub(crate) fn deliver(&self, channel: &str, name: &str) {
+        if KeyLayout::is_permit_channel(channel, name) {
+            self.permits.notify(name);
+        } else {
+            self.locks.notify(name);
+        }
+    }
+
+    /// Wakes every waiter (announcements may have been missed).
+    pub(crate) fn notify_all(&self) {
+        self.locks.notify_all();
+        self.permits.notify_all();
+    }
+
+    /// Closes every watch: its waiter polls.
+    pub(crate) fn close_all(&self) {
+        self.locks.close_all();
+        self.permits.close_all();
+    }
+
+    pub(crate) fn watched_names(&self) -> usize {
+        self.locks.watched_names() + self.permits.watched_names()
+    }
+}
+
 /// The subscriber of one store (shared by its clones).
 pub(crate) struct Wakeups {
     client: redis::Client,
     layout: KeyLayout,
     connect_timeout: Duration,
-    waiters: Arc<WakeupHub>,
+    waiters: Arc<Hubs>,
     state: Arc<Mutex<State>>,
 }
 
@@ -49,8 +111,8 @@ struct State {
 struct Subscriber {
     /// Sends `SUBSCRIBE`/`UNSUBSCRIBE` while the task reads the messages.
     sink: PubSubSink,
-    /// The names whose channels the server confirmed on this connection.
-    names: HashSet<LockName>,
+    /// The channels (topic and name) the server confirmed on this connection.
+    names: HashSet<(Topic, LockName)>,
     /// Feeds the waiters and sweeps idle channels; ends when the connection does.
     task: JoinHandle<()>,
 }
@@ -66,8 +128,8 @@ impl Wakeups {
         Self::with_waiters(client, layout, connect_timeout, Arc::default())
     }
 
-    /// A subscriber that feeds `waiters`, which several subscribers may share (one per server
-    /// of a Redlock store: any server's announcement wakes the waiter).
+    /// A subscriber that feeds lock waiters in `waiters`, which several subscribers may share
+    /// (one per server of a Redlock store: any server's announcement wakes the waiter).
     pub(crate) fn with_waiters(
         client: redis::Client,
         layout: KeyLayout,
@@ -78,23 +140,35 @@ impl Wakeups {
             client,
             layout,
             connect_timeout,
-            waiters,
+            waiters: Arc::new(Hubs {
+                locks: waiters,
+                permits: WakeupHub::default(),
+            }),
             state: Arc::default(),
         }
     }
 
-    /// A watch on `name`, once the server confirmed the subscription to its channel; `Ok(None)`
-    /// while a recent attempt to subscribe failed.
-    pub(crate) async fn watch(&self, name: &LockName) -> Result<Option<ReleaseWatch>, Error> {
+    /// A watch on the `topic` announcements of `name` (a lock's releases or a semaphore's),
+    /// once the server confirmed the subscription to its channel; `Ok(None)` while a recent
+    /// attempt to subscribe failed.
+    pub(crate) async fn watch(
+        &self,
+        topic: Topic,
+        name: &LockName,
+    ) -> Result<Option<ReleaseWatch>, Error> {
         // Register the waiter first: the sweep keeps the channel of a watched name.
-        let watch = self.waiters.subscribe(name);
-        Ok(self.ensure_subscribed(name).await?.then_some(watch))
+        let watch = self.waiters.of(topic).subscribe(name);
+        Ok(self.ensure_topic(topic, name).await?.then_some(watch))
     }
 
-    /// Makes sure the subscriber connection is up and subscribed to `name`'s channel, opening
-    /// it if needed. `Ok(true)` once the server confirmed, `Ok(false)` while a recent attempt
-    /// failed. Register the waiter with the [`WakeupHub`] before calling this.
+    /// Makes sure the subscriber connection is up and subscribed to the lock `name`'s release
+    /// channel, opening it if needed. `Ok(true)` once the server confirmed, `Ok(false)` while a
+    /// recent attempt failed. Register the waiter with the [`WakeupHub`] before calling this.
     pub(crate) async fn ensure_subscribed(&self, name: &LockName) -> Result<bool, Error> {
+        self.ensure_topic(Topic::Lock, name).await
+    }
+
+    async fn ensure_topic(&self, topic: Topic, name: &LockName) -> Result<bool, Error> {
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         if !state.subscriber.as_ref().is_some_and(Subscriber::is_live) {
@@ -119,13 +193,14 @@ impl Wakeups {
         let Some(subscriber) = state.subscriber.as_mut() else {
             return Ok(false);
         };
-        if subscriber.names.contains(name) {
+        let key = (topic, name.clone());
+        if subscriber.names.contains(&key) {
             return Ok(true);
         }
-        let channel = self.layout.release_channel(name);
+        let channel = topic.channel(&self.layout, name);
         match within(self.connect_timeout, subscriber.sink.subscribe(&channel)).await {
             Ok(()) => {
-                subscriber.names.insert(name.clone());
+                subscriber.names.insert(key);
                 tracing::trace!(lock = %name, "subscribed to its release channel");
                 Ok(true)
             }
@@ -200,7 +275,7 @@ impl From<redis::RedisError> for RequestError {
 /// the store is gone), then closes every watch.
 async fn run(
     mut stream: PubSubStream,
-    waiters: Arc<WakeupHub>,
+    waiters: Arc<Hubs>,
     state: Weak<Mutex<State>>,
     layout: KeyLayout,
     limit: Duration,
@@ -211,7 +286,7 @@ async fn run(
         tokio::select! {
             message = stream.next() => match message {
                 Some(message) => match std::str::from_utf8(message.get_payload_bytes()) {
-                    Ok(name) => waiters.notify(name),
+                    Ok(name) => waiters.deliver(message.get_channel_name(), name),
                     Err(_) => tracing::debug!("ignoring a non-UTF-8 release announcement"),
                 },
                 None => {
@@ -237,7 +312,7 @@ async fn run(
 /// Unsubscribes from the channels of names that no longer have waiters.
 async fn unsubscribe_idle(
     state: &Mutex<State>,
-    waiters: &WakeupHub,
+    waiters: &Hubs,
     layout: &KeyLayout,
     limit: Duration,
 ) -> Result<(), Error> {
@@ -245,20 +320,23 @@ async fn unsubscribe_idle(
     let Some(subscriber) = state.subscriber.as_mut() else {
         return Ok(());
     };
-    let idle: Vec<LockName> = subscriber
+    let idle: Vec<(Topic, LockName)> = subscriber
         .names
         .iter()
-        .filter(|name| !waiters.is_watched(name))
+        .filter(|(topic, name)| !waiters.of(*topic).is_watched(name))
         .cloned()
         .collect();
     if idle.is_empty() {
         // Never send a bare UNSUBSCRIBE: it would drop every channel.
         return Ok(());
     }
-    let channels: Vec<String> = idle.iter().map(|n| layout.release_channel(n)).collect();
+    let channels: Vec<String> = idle
+        .iter()
+        .map(|(topic, name)| topic.channel(layout, name))
+        .collect();
     within(limit, subscriber.sink.unsubscribe(&channels)).await?;
-    for name in &idle {
-        subscriber.names.remove(name);
+    for key in &idle {
+        subscriber.names.remove(key);
     }
     tracing::trace!(
         count = idle.len(),

@@ -1,4 +1,4 @@
-//! The whole conformance suite against a real redis-server started by the harness (or the
+//! The whole conformance suite and the semaphore tier against a real redis-server started by the harness (or the
 //! server named by `FENCELOCK_REDIS_URL`).
 
 #![allow(clippy::panic)]
@@ -18,3 +18,8 @@ async fn redis() -> Fixture {
 }
 
 fencelock_conformance::conformance_suite!(redis);
+
+mod semaphore_tier {
+    use super::redis;
+    fencelock_conformance::semaphore_suite!(redis);
+}

@@ -1,5 +1,5 @@
 //! Tokens never go backwards across a crash (kill -9) and restart of the server, with and
-//! without persistence.
+//! without persistence: locks' and semaphores' permits'.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -78,6 +78,11 @@ async fn kill9_restart_without_persistence_keeps_tokens_rising() {
         !counter_survived,
         "without persistence the counter is lost, so the server clock floor must have done it"
     );
+    let permit_survived = permit_tokens_rise_across_kill_and_restart(&server).await;
+    assert!(
+        !permit_survived,
+        "without persistence the permits and the counter are lost, so the clock floor did it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,6 +92,11 @@ async fn kill9_restart_with_aof_always_keeps_tokens_rising() {
     assert!(
         counter_survived,
         "appendfsync always keeps the counter across kill -9"
+    );
+    let permit_survived = permit_tokens_rise_across_kill_and_restart(&server).await;
+    assert!(
+        permit_survived,
+        "appendfsync always keeps the held permit across kill -9"
     );
 }
 
@@ -113,4 +123,53 @@ async fn first_token_is_the_server_time_in_microseconds() {
         "token {token} vs server time {server_now}"
     );
     assert!(token <= FencingToken::MAX_EXACT);
+}
+
+/// Takes and releases permits of a semaphore, keeps one held, crashes and restarts the server,
+/// and checks that the next permit's token is above every earlier one. Returns whether the
+/// held permit survived the crash.
+async fn permit_tokens_rise_across_kill_and_restart(server: &RedisServer) -> bool {
+    use fencelock_core::PermitLimit;
+
+    let store = store(server).await;
+    let name = name("permit-crash");
+    // Room for permits granted by attempts whose answer was lost while the store reconnects.
+    let limit = PermitLimit::new(10).unwrap();
+    let ttl = Duration::from_secs(60);
+    let mut before: Vec<FencingToken> = Vec::new();
+    for _ in 0..5 {
+        let permit = store
+            .try_acquire_permit(&name, limit, ttl, None)
+            .await
+            .unwrap()
+            .unwrap();
+        before.push(permit.token());
+        store.release(&permit).await.unwrap();
+    }
+    let held = store
+        .try_acquire_permit(&name, limit, ttl, None)
+        .await
+        .unwrap()
+        .unwrap();
+    before.push(held.token());
+
+    server.kill().unwrap();
+    server.restart().await.unwrap();
+
+    let after = settle::definite("a permit after the restart", || {
+        store.try_acquire_permit(&name, limit, ttl, None)
+    })
+    .await
+    .expect("a place among 10");
+    let max_before = before.iter().max().copied().unwrap();
+    assert!(
+        after.token() > max_before,
+        "permit token {} after the restart must exceed every earlier token {before:?}",
+        after.token()
+    );
+    let shown = settle::definite("inspect_permits after the restart", || {
+        store.inspect_permits(&name)
+    })
+    .await;
+    shown.holders.iter().any(|h| h.token == held.token())
 }

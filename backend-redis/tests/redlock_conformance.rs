@@ -58,3 +58,45 @@ mod five {
 
     fencelock_conformance::conformance_suite!(redlock5);
 }
+
+/// Redlock has no semaphores: every semaphore operation is `Unsupported`, saying why and what
+/// to use instead, and grants nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphores_are_unsupported_with_the_reason() {
+    use std::time::Duration;
+
+    use fencelock_core::{AcquireOptions, ErrorKind, LeaseStore, LockName, Locker, PermitLimit};
+
+    static SERVERS: OnceLock<Vec<RedisServer>> = OnceLock::new();
+    let store = RedlockLeaseStore::connect(servers(&SERVERS, 3).await)
+        .await
+        .unwrap();
+    let name = LockName::new("redlock-semaphore").unwrap();
+    let limit = PermitLimit::new(2).unwrap();
+    let acquired = store
+        .try_acquire_permit(&name, limit, Duration::from_secs(10), None)
+        .await;
+    let inspected = store.inspect_permits(&name).await;
+    let locker = Locker::new(store.clone());
+    let waited = locker
+        .semaphore(name.clone(), 2)
+        .unwrap()
+        .acquire(AcquireOptions::new().with_timeout(Duration::from_secs(1)))
+        .await;
+    for error in [
+        acquired.unwrap_err(),
+        inspected.unwrap_err(),
+        waited.unwrap_err(),
+    ] {
+        assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+        let text = error.to_string();
+        assert!(
+            text.contains("no semaphores") && text.contains("majority") && text.contains("Cluster"),
+            "the error says why and what to use: {text}"
+        );
+    }
+    assert!(
+        store.inspect(&name).await.unwrap().is_none(),
+        "no lock was taken"
+    );
+}

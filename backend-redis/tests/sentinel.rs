@@ -1,4 +1,4 @@
-//! The conformance suite and the fence tier behind Sentinel (a primary, a replica, three
+//! The conformance suite, the semaphore tier and the fence tier behind Sentinel (a primary, a replica, three
 //! sentinels) started by the harness, or the deployment named by
 //! `FENCELOCK_REDIS_SENTINEL_URL`.
 
@@ -45,6 +45,11 @@ fn dead() -> RedisFence {
 mod lock_tier {
     use super::sentinel;
     fencelock_conformance::conformance_suite!(sentinel);
+}
+
+mod semaphore_tier {
+    use super::sentinel;
+    fencelock_conformance::semaphore_suite!(sentinel);
 }
 
 mod fence_tier {

@@ -1,4 +1,5 @@
--- Frees a grant if this exact grant (holder id and token) still holds, and announces it.
+-- Frees a grant if this exact grant (holder id and token) still holds, and announces it (after
+-- announce.lua).
 -- KEYS[1] lock key
 -- ARGV[1] "<holder>:<token>" of the grant, ARGV[2] the lock's release channel, ARGV[3] lock name,
 -- ARGV[4] (optional) "sharded": announce with SPUBLISH (Redis Cluster: only the slot's shard hears
@@ -7,12 +8,7 @@
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  if ARGV[4] == 'sharded' then
-    -- pcall: a Redis before 7.0 has no SPUBLISH; its waiters poll.
-    redis.pcall('SPUBLISH', ARGV[2], ARGV[3])
-  else
-    redis.call('PUBLISH', ARGV[2], ARGV[3])
-  end
+  announce(ARGV[2], ARGV[3], ARGV[4])
   return {1}
 end
 return {0, current}

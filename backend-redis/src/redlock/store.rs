@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use fencelock_core::backend::{ReleaseWatch, WakeupHub, ttl_millis};
 use fencelock_core::{
     Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockName,
-    Operation, OwnerLabel, TtlLimits,
+    Operation, OwnerLabel, PermitLimit, Permits, TtlLimits,
 };
 
 use super::instance::Instance;
@@ -191,6 +191,28 @@ impl LeaseStore for RedlockLeaseStore {
         ))
     }
 
+    /// `Unsupported`: a permit admitted by a majority of servers does not bound the permits
+    /// held across them. With 3 servers and a limit of 2, permits admitted on {1, 2}, {2, 3}
+    /// and {1, 3} each have a majority while every server holds only 2: three hold at once.
+    /// A quorum large enough to prevent that is nearly every server, and a server restarting
+    /// empty undoes it (see the crate docs, "Semaphores").
+    async fn try_acquire_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<Option<Lease>, Error> {
+        let _ = (name, limit, ttl, label);
+        Err(no_semaphores(Operation::Acquire))
+    }
+
+    /// `Unsupported`, as [`RedlockLeaseStore::try_acquire_permit`].
+    async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
+        let _ = name;
+        Err(no_semaphores(Operation::Inspect))
+    }
+
     /// Breaks whatever grant holds on every server that answers and announces it there.
     /// Returns the highest token broken (the grant's, when a grant held), `None` if nothing was
     /// held; an error when fewer than a majority answered.
@@ -261,4 +283,13 @@ impl fmt::Debug for RedlockLeaseStore {
             .field("max_ttl", &self.inner.limits.max())
             .finish_non_exhaustive()
     }
+}
+
+/// Why Redlock has no semaphores, for the error of every semaphore operation.
+fn no_semaphores(op: Operation) -> Error {
+    Error::unsupported(
+        REDLOCK,
+        op,
+        "Redlock has no semaphores: permit counts admitted by a majority of servers do not add up to a limit across them (with 3 servers and a limit of 2, permits admitted on servers {1,2}, {2,3} and {1,3} all hold); use a semaphore on one Redis, a Cluster or Sentinel",
+    )
 }

@@ -54,3 +54,82 @@ where
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+/// `renew_many` over a batch mixing a held lock, held permits, a released permit and a permit
+/// with a forged holder, on `store` (one pipeline on one server, one call per lease on a
+/// cluster): exactly the held ones are renewed, in order, and each other one is `LeaseLost`.
+pub async fn mixed_batch_renews_exactly_the_held<S: fencelock_core::LeaseStore>(store: &S) {
+    use fencelock_core::backend::{granted_lease, permit};
+    use fencelock_core::{ErrorKind, HolderId, PermitLimit};
+
+    let ttl = Duration::from_secs(60);
+    let limit = PermitLimit::new(3).unwrap();
+    let lock_name = name("batch-lock");
+    let sem = name("batch-sem");
+    let lock = store.try_acquire(&lock_name, ttl).await.unwrap().unwrap();
+    // A lock of the semaphore's own name: the batch must not touch it for the permits.
+    let same_name_lock = store.try_acquire(&sem, ttl).await.unwrap().unwrap();
+    let held = store
+        .try_acquire_permit(&sem, limit, ttl, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let released = store
+        .try_acquire_permit(&sem, limit, ttl, None)
+        .await
+        .unwrap()
+        .unwrap();
+    store.release(&released).await.unwrap();
+    let forged = permit(
+        granted_lease(
+            sem.clone(),
+            held.token(),
+            HolderId::random(),
+            ttl,
+            Instant::now(),
+        ),
+        limit,
+    );
+    let longer = Duration::from_secs(120);
+    let batch = [
+        lock.clone(),
+        held.clone(),
+        released,
+        forged,
+        same_name_lock.clone(),
+    ];
+    let answers = store.renew_many(&batch, longer).await;
+    assert_eq!(answers.len(), batch.len());
+    let kinds: Vec<Option<ErrorKind>> = answers
+        .iter()
+        .map(|a| a.as_ref().err().map(fencelock_core::Error::kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            None,
+            None,
+            Some(ErrorKind::LeaseLost),
+            Some(ErrorKind::LeaseLost),
+            None
+        ],
+        "{answers:?}"
+    );
+    let renewed = answers[1].as_ref().unwrap();
+    assert_eq!(renewed.permit_limit(), Some(limit), "still a permit");
+    let shown = store.inspect_permits(&sem).await.unwrap();
+    assert_eq!(shown.holders.len(), 1, "{shown:?}");
+    assert!(
+        shown.holders[0].remaining > ttl,
+        "renewed to {longer:?}: {shown:?}"
+    );
+    let lock_left = store.inspect(&sem).await.unwrap().unwrap();
+    assert_eq!(lock_left.token, same_name_lock.token());
+    assert!(
+        lock_left.remaining > ttl,
+        "the lock of the same name was renewed as a lock"
+    );
+    for lease in [&lock, &held, &same_name_lock] {
+        store.release(lease).await.unwrap();
+    }
+}

@@ -7,15 +7,11 @@ use fencelock_redis::redis::{self, aio::ConnectionManager};
 
 use super::{TTL, locker_cycle, run_id, store_cycle, unexpectedly_held};
 
-/// The backend's own scripts, for the "scripts by hand" row.
-static ACQUIRE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(include_str!("../../../backend-redis/src/lua/acquire.lua"))
-});
-static RELEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(include_str!("../../../backend-redis/src/lua/release.lua"))
-});
+// The backend's own scripts (`SCRIPTS.acquire`, `SCRIPTS.release`), for the "scripts by hand"
+// row: the acquire script is its file after the shared token code, as the store runs it.
 use crate::cycle::{Cycle, Role, Variant, cycle};
 use crate::error::Result;
+use fencelock_redis::scripts::SCRIPTS;
 
 /// The store and a raw connection sharing its multiplexed connection.
 #[derive(Clone)]
@@ -81,7 +77,8 @@ impl RedisBench {
             // A channel per lock, as the store publishes on since releases got their own.
             let channel = format!("{prefix}:{i}:released");
             async move {
-                let granted: Vec<redis::Value> = ACQUIRE
+                let granted: Vec<redis::Value> = SCRIPTS
+                    .acquire
                     .key(&key)
                     .key(&counter)
                     .arg("0123456789abcdef0123456789abcdef")
@@ -92,7 +89,8 @@ impl RedisBench {
                 else {
                     return Err(unexpectedly_held("acquire.lua"));
                 };
-                let released: Vec<redis::Value> = RELEASE
+                let released: Vec<redis::Value> = SCRIPTS
+                    .release
                     .key(&key)
                     .arg(value.as_slice())
                     .arg(&channel)
