@@ -145,7 +145,7 @@ impl Semaphore {
     ///
     /// # Behavior
     /// - `permit_guard_renews_and_reports_loss`: the guard's watchdog keeps a short permit
-    ///   across several TTLs, the store shows it among the holders, and a permit left without
+    ///   past its TTL, the store shows it among the holders, and a permit left without
     ///   renewal reports its loss through `lost()` and `is_valid()`.
     /// - `permit_stress_never_more_than_limit`: many tasks on a small limit, some holding past
     ///   the TTL without renewing, never have more than `limit` permits valid at one moment, and

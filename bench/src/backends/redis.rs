@@ -5,7 +5,7 @@ use fencelock_core::Locker;
 use fencelock_redis::RedisLeaseStore;
 use fencelock_redis::redis::{self, aio::ConnectionManager};
 
-use super::{TTL, locker_cycle, run_id, store_cycle, unexpectedly_held};
+use super::{PERMIT_ROW, TTL, locker_cycle, permit_cycle, run_id, store_cycle, unexpectedly_held};
 
 // The backend's own scripts (`SCRIPTS.acquire`, `SCRIPTS.release`), for the "scripts by hand"
 // row: the acquire script is its file after the shared token code, as the store runs it.
@@ -155,6 +155,11 @@ impl RedisBench {
                 "the store's Lua scripts by hand (`EVALSHA` acquire + release)",
                 Role::Reference,
                 self.scripts("u"),
+            ),
+            Variant::new(
+                PERMIT_ROW,
+                Role::Reference,
+                permit_cycle(&self.locker, format!("{}/permit", self.prefix)),
             ),
             Variant::new("one round trip (`PING`)", Role::Reference, self.ping())
                 .every(reference_every),

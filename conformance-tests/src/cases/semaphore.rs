@@ -341,19 +341,19 @@ pub async fn permit_waiter_acquires_after_release(cx: &Ctx) {
         .expect("release of the waiter's permit");
 }
 
-/// The guard's watchdog keeps a short permit across several TTLs; one left unrenewed reports
-/// its loss.
+/// The guard's watchdog keeps a short permit past its TTL; one left unrenewed reports its
+/// loss.
 pub async fn permit_guard_renews_and_reports_loss(cx: &Ctx) {
     let name = cx.name("permit-guard");
     let semaphore = cx.locker().semaphore(name.clone(), 2).expect("valid");
+    // Twice the short TTL: the case outlasts it, so the watchdog must have renewed, with room
+    // for a loaded machine to schedule the renewal.
+    let renewed_ttl = cx.short_ttl() * 2;
     let renewed = semaphore
-        .acquire(
-            AcquireOptions::new()
-                .with_ttl(cx.short_ttl())
-                .with_no_wait(),
-        )
+        .acquire(AcquireOptions::new().with_ttl(renewed_ttl).with_no_wait())
         .await
         .expect("a free permit");
+    let taken = Instant::now();
     let unrenewed = semaphore
         .acquire(
             AcquireOptions::new()
@@ -368,11 +368,15 @@ pub async fn permit_guard_renews_and_reports_loss(cx: &Ctx) {
         .expect("an unrenewed permit reports its loss");
     assert!(!unrenewed.is_valid(), "lost: {reason}");
     tokio::time::sleep(cx.past_short_ttl()).await;
+    let held_for = taken.elapsed();
+    assert!(
+        held_for > renewed_ttl,
+        "the case outlasted the TTL: {held_for:?}"
+    );
     assert!(
         renewed.is_valid(),
-        "the renewed permit is valid after {:?} (TTL {:?})",
-        cx.past_short_ttl(),
-        cx.short_ttl()
+        "the renewed permit is valid after {held_for:?} (TTL {renewed_ttl:?}): {:?}",
+        renewed.loss_reason()
     );
     let shown = holders(cx, &name).await;
     assert_eq!(
