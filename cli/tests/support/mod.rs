@@ -198,10 +198,16 @@ pub async fn wait_exit_with_stderr(
 
 /// Stamps the scenarios every backend shares into named tests: `$url` is an async fn giving
 /// the store URL of a running server, `$dead` a format string for a URL on a port where
-/// nothing listens, and `$needle` a word the dead-server error must contain.
+/// nothing listens, and `$needle` a word the dead-server error must contain. Every backend
+/// that uses it must offer semaphores: the `--permits` scenarios are among them.
 #[macro_export]
 macro_rules! backend_cli_tests {
     ($url:path, $dead:literal, $needle:literal) => {
+        $crate::backend_cli_tests!(@shared $url;
+            permits_let_two_of_three_runs_in_at_once,
+            permit_status_busy_and_limit_mismatch,
+            paused_permit_holder_is_stopped,
+        );
         $crate::backend_cli_tests!(@shared $url;
             concurrent_runs_never_overlap,
             token_rises_run_after_run,
