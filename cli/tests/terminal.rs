@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use fencelock_conformance::harness;
-use support::{BIN, next_line, output, spawn_with_lines, status, stderr, unique_name};
+use support::{BIN, hold, output, status, stderr, unique_name};
 use tokio::process::Command;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -18,19 +18,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 async fn waiting_shows_a_live_progress_line_only_on_a_terminal() {
     let url = harness::shared_postgres().await.unwrap().url().to_owned();
     let name = unique_name("terminal");
-    let (mut holder, mut lines) = spawn_with_lines(&[
-        "run",
-        "--store",
-        &url,
-        "--ttl",
-        "30s",
-        &name,
-        "--",
-        "sh",
-        "-c",
-        r#"echo "$FENCELOCK_TOKEN"; exec sleep 60"#,
-    ]);
-    let token = next_line(&mut lines, LIMIT).await;
+    let (mut holder, token) = hold(&url, &["--ttl", "30s", &name]).await;
 
     // Under a pty: the line is drawn (and redrawn in place with \r + erase-line).
     let (code, screen) = on_a_terminal(&format!(
@@ -95,21 +83,7 @@ async fn on_a_terminal(command: &str) -> (Option<i32>, String) {
 async fn waiting_for_a_permit_shows_the_permits_held() {
     let url = harness::shared_postgres().await.unwrap().url().to_owned();
     let name = unique_name("terminal-permits");
-    let (mut holder, mut lines) = spawn_with_lines(&[
-        "run",
-        "--store",
-        &url,
-        "--permits",
-        "1",
-        "--ttl",
-        "30s",
-        &name,
-        "--",
-        "sh",
-        "-c",
-        r#"echo "$FENCELOCK_TOKEN"; exec sleep 60"#,
-    ]);
-    let token = next_line(&mut lines, LIMIT).await;
+    let (mut holder, token) = hold(&url, &["--permits", "1", "--ttl", "30s", &name]).await;
     let (code, screen) = on_a_terminal(&format!(
         "{BIN} run --store '{url}' --permits 1 --wait 1500ms '{name}' -- true"
     ))

@@ -175,6 +175,23 @@ pub fn spawn_with_stdin(
     (child, tokio::io::BufReader::new(out).lines(), stdin)
 }
 
+/// Spawns `fencelock run --store url args… -- sh -c 'echo "$FENCELOCK_TOKEN"; exec sleep 60'`
+/// (`args` end with the name) and waits until its program runs: the holding fencelock and its
+/// token. Kill it (or let it drop) to end the hold.
+pub async fn hold(url: &str, args: &[&str]) -> (Child, u64) {
+    let mut all = vec!["run", "--store", url];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--",
+        "sh",
+        "-c",
+        r#"echo "$FENCELOCK_TOKEN"; exec sleep 60"#,
+    ]);
+    let (holder, mut lines) = spawn_with_lines(&all);
+    let token = next_line(&mut lines, Duration::from_secs(10)).await;
+    (holder, token.parse().unwrap())
+}
+
 /// Waits for `child` to exit (at most `limit`).
 pub async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     tokio::time::timeout(limit, child.wait())

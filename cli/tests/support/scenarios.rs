@@ -12,26 +12,9 @@ use super::*;
 pub async fn concurrent_runs_never_overlap(url: &str) {
     const RUNS: usize = 4;
     let name = unique_name("overlap");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("intervals");
     let script =
         r#"s=$(date +%s%N); sleep 0.2; e=$(date +%s%N); echo "$FENCELOCK_TOKEN $s $e" >> "$OUT""#;
-    let mut children = Vec::new();
-    for _ in 0..RUNS {
-        let mut cmd = fencelock(&[
-            "run", "--store", url, "--ttl", "5s", "--wait", "30s", &name, "--", "sh", "-c", script,
-        ]);
-        cmd.env("OUT", &log);
-        children.push(cmd.spawn().unwrap());
-    }
-    for child in children {
-        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    }
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = run_concurrently(url, RUNS, &["--ttl", "5s", &name], script).await;
     let mut runs: Vec<(u64, u128, u128)> = text
         .lines()
         .map(|l| {
@@ -53,6 +36,31 @@ pub async fn concurrent_runs_never_overlap(url: &str) {
             "token did not rise in start order: {a:?} then {b:?}"
         );
     }
+}
+
+/// Starts `runs` copies of `fencelock run --store url --wait 30s args… -- sh -c script` at
+/// once (`args` end with the name) with `OUT` naming a file in a temporary directory; asserts
+/// that each exits 0 within 40 s, and returns what the programs wrote to `OUT`.
+async fn run_concurrently(url: &str, runs: usize, args: &[&str], script: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events");
+    let mut all = vec!["run", "--store", url, "--wait", "30s"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--", "sh", "-c", script]);
+    let mut children = Vec::new();
+    for _ in 0..runs {
+        let mut cmd = fencelock(&all);
+        cmd.env("OUT", &log);
+        children.push(cmd.spawn().unwrap());
+    }
+    for child in children {
+        let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    std::fs::read_to_string(&log).unwrap()
 }
 
 /// Sequential runs see rising tokens, the lock name, and a deadline in the future.
@@ -263,24 +271,7 @@ pub async fn status_lists_holders_with_their_labels(url: &str) {
     let mut tokens = Vec::new();
     for (lock, label) in [("a", "worker a on host-1"), ("b%_*", "worker b: {tag}")] {
         let name = format!("{prefix}{lock}");
-        let (holder, mut lines) = spawn_with_lines(&[
-            "run",
-            "--store",
-            url,
-            "--ttl",
-            "5s",
-            "--label",
-            label,
-            &name,
-            "--",
-            "sh",
-            "-c",
-            r#"echo "$FENCELOCK_TOKEN"; exec sleep 60"#,
-        ]);
-        let token: u64 = next_line(&mut lines, Duration::from_secs(10))
-            .await
-            .parse()
-            .unwrap();
+        let (holder, token) = hold(url, &["--ttl", "5s", "--label", label, &name]).await;
         holders.push(holder);
         tokens.push((name, label, token));
     }
@@ -712,38 +703,9 @@ fn permit_events(text: &str) -> Vec<(u128, bool, u64)> {
 /// run has a token of its own and sees FENCELOCK_PERMITS=2.
 pub async fn permits_let_two_of_three_runs_in_at_once(url: &str) {
     let name = unique_name("permits");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("events");
     let script = r#"echo "start $FENCELOCK_TOKEN $(date +%s%N) $FENCELOCK_PERMITS" >> "$OUT"; sleep 2; echo "end $FENCELOCK_TOKEN $(date +%s%N)" >> "$OUT""#;
-    let mut children = Vec::new();
-    for _ in 0..3 {
-        let mut cmd = fencelock(&[
-            "run",
-            "--store",
-            url,
-            "--permits",
-            "2",
-            "--ttl",
-            "5s",
-            "--wait",
-            "30s",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            script,
-        ]);
-        cmd.env("OUT", &log);
-        children.push(cmd.spawn().unwrap());
-    }
-    for child in children {
-        let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    }
-    let text = std::fs::read_to_string(&log).unwrap();
+    let args = ["--permits", "2", "--ttl", "5s", &name];
+    let text = run_concurrently(url, 3, &args, script).await;
     assert!(
         text.lines()
             .filter(|l| l.starts_with("start "))
@@ -790,26 +752,8 @@ pub async fn permit_status_busy_and_limit_mismatch(url: &str) {
     let mut holders = Vec::new();
     let mut expected = Vec::new();
     for label in ["worker a on host-1", "worker b: {tag}"] {
-        let (holder, mut lines) = spawn_with_lines(&[
-            "run",
-            "--store",
-            url,
-            "--permits",
-            "2",
-            "--ttl",
-            "5s",
-            "--label",
-            label,
-            &name,
-            "--",
-            "sh",
-            "-c",
-            r#"echo "$FENCELOCK_TOKEN"; exec sleep 60"#,
-        ]);
-        let token: u64 = next_line(&mut lines, Duration::from_secs(10))
-            .await
-            .parse()
-            .unwrap();
+        let args = ["--permits", "2", "--ttl", "5s", "--label", label, &name];
+        let (holder, token) = hold(url, &args).await;
         holders.push(holder);
         expected.push((token, label.to_owned()));
     }
@@ -878,47 +822,34 @@ pub async fn permit_status_busy_and_limit_mismatch(url: &str) {
     let fields: Vec<&str> = lines[3].split_whitespace().collect();
     assert_eq!(fields[..3], [free.as_str(), "free", "-"], "{text}");
 
+    // A full semaphore is busy, naming the holders; another limit names both.
     let tokens = format!("tokens {}, {}", expected[0].0, expected[1].0);
-    let out = output(
-        &[
-            "run",
-            "--store",
-            url,
-            "--permits",
+    for (permits, code, needle) in [
+        (
             "2",
-            "--no-wait",
-            &name,
-            "--",
-            "true",
-        ],
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_one_line_failure(
-        &out,
-        status::BUSY,
-        &format!("all 2 permits of `{name}` are held ({tokens}"),
-    );
-    let out = output(
-        &[
+            status::BUSY,
+            format!("all 2 permits of `{name}` are held ({tokens}"),
+        ),
+        (
+            "3",
+            status::USAGE,
+            "is held with a limit of 2 permits; asked with 3".to_owned(),
+        ),
+    ] {
+        let args = [
             "run",
             "--store",
             url,
             "--permits",
-            "3",
+            permits,
             "--no-wait",
             &name,
             "--",
             "true",
-        ],
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_one_line_failure(
-        &out,
-        status::USAGE,
-        "is held with a limit of 2 permits; asked with 3",
-    );
+        ];
+        let out = output(&args, Duration::from_secs(10)).await;
+        assert_one_line_failure(&out, code, &needle);
+    }
     for mut holder in holders {
         holder.kill().await.unwrap();
     }
