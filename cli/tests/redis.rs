@@ -135,26 +135,7 @@ async fn redlock_runs_and_checks_each_server_and_the_quorum() {
     );
     assert!(stdout(&out).starts_with("token="), "{}", stdout(&out));
     // Redlock has no semaphores: `--permits` says so and which stores have them.
-    for args in [
-        vec![
-            "run",
-            "--store",
-            &url,
-            "--permits",
-            "2",
-            "sem",
-            "--",
-            "true",
-        ],
-        vec!["status", "--store", &url, "--permits", "sem"],
-    ] {
-        let out = output(&args, Duration::from_secs(20)).await;
-        assert_one_line_failure(
-            &out,
-            status::UNAVAILABLE,
-            "--permits needs a store with semaphores: Redis (one server, Cluster or Sentinel), PostgreSQL or etcd",
-        );
-    }
+    support::scenarios::permits_are_refused_without_semaphores(&url).await;
 
     servers[2].kill().unwrap();
     let out = output(&["check", "--store", &url], Duration::from_secs(20)).await;

@@ -854,3 +854,30 @@ pub async fn permit_status_busy_and_limit_mismatch(url: &str) {
         holder.kill().await.unwrap();
     }
 }
+
+/// A store without semaphores (Redlock, or a backend stamped `without_semaphores`): `run
+/// --permits` and `status --permits` are one line with the unavailable status, saying which
+/// stores have semaphores; the program does not run.
+pub async fn permits_are_refused_without_semaphores(url: &str) {
+    let name = unique_name("no-semaphores");
+    for args in [
+        vec![
+            "run",
+            "--store",
+            url,
+            "--permits",
+            "2",
+            &name,
+            "--",
+            "false",
+        ],
+        vec!["status", "--store", url, "--permits", &name],
+    ] {
+        let out = output(&args, Duration::from_secs(20)).await;
+        assert_one_line_failure(
+            &out,
+            status::UNAVAILABLE,
+            "--permits needs a store with semaphores: Redis (one server, Cluster or Sentinel), PostgreSQL or etcd",
+        );
+    }
+}
