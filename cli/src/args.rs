@@ -208,7 +208,8 @@ pub(crate) struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run a program while holding a lock, with its fencing token in FENCELOCK_TOKEN.
+    /// Run a program while holding a lock (or one of N permits: --permits N), with its fencing
+    /// token in FENCELOCK_TOKEN.
     #[command(after_help = RUN_AFTER)]
     Run(RunArgs),
     /// Campaign to lead an election, and run a program as leader with its term.
@@ -217,7 +218,7 @@ pub(crate) enum Command {
     /// Show who leads an election (label, term, time left); --watch follows it.
     #[command(after_help = LEADER_AFTER)]
     Leader(LeaderArgs),
-    /// Show who holds locks: token, time left, holder id.
+    /// Show who holds locks (or a semaphore's permits: --permits): token, time left, holder id.
     #[command(visible_alias = "inspect", after_help = STATUS_AFTER)]
     Status(StatusArgs),
     /// Break a lock whoever holds it (operators only; asks first).
