@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fencelock::{LockName, OwnerLabel};
+use fencelock::{LockName, OwnerLabel, PermitLimit};
 
 use crate::duration::{self, WaitFor};
 
@@ -52,6 +52,14 @@ The program gets these environment variables:
   FENCELOCK_DEADLINE  unix time in milliseconds until which the grant is certain to hold even
                       if renewals stop (a conservative local deadline at start; renewals extend
                       the lease, not this variable)
+  FENCELOCK_PERMITS   with --permits N: N
+
+With --permits N, fencelock takes one of the N permits of the semaphore NAME instead of the lock
+NAME: at most N runs hold a permit at once, each with a token of its own (rising from grant to
+grant), and a run waits for a free permit as it would for the lock. Every holder must give the
+same N: another limit than the current holders' is a usage error (64) naming both. The
+semaphore NAME and the lock NAME are separate. `fencelock status --permits NAME` shows the
+holders.
 
 fencelock renews the lease every TTL/3 while the program runs and releases it when the program
 exits. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to fencelock are passed on to the program. If the
@@ -68,9 +76,14 @@ Examples:
   fencelock run --wait 2m --ttl 1m deploy/prod -- \\
       sh -c 'deployctl apply --fencing-token \"$FENCELOCK_TOKEN\" release.yaml'
 
-Exit status: the program's own, or 128+N if it was killed by signal N; 64 usage error;
-69 store unavailable; 70 internal error; 75 lock busy (not acquired within --wait); 79 lease
-lost while the program ran; 126 program not executable; 127 program not found.";
+  # at most 3 exports at once across all machines; the others wait up to 10 minutes
+  fencelock run --permits 3 --wait 10m exports -- /opt/app/bin/export-batch
+
+Exit status: the program's own, or 128+N if it was killed by signal N; 64 usage error (also
+--permits outside 1..10000, or another limit than the semaphore's holders'); 69 store
+unavailable (also: a store without semaphores, such as Redlock, with --permits); 70 internal
+error; 75 lock busy (not acquired within --wait; with --permits, every permit stayed held);
+79 lease lost while the program ran; 126 program not executable; 127 program not found.";
 
 const ELECT_AFTER: &str = "\
 Campaigns in the election NAME (the lock NAME, seen as an election) and, once elected, runs
@@ -129,13 +142,20 @@ Examples:
   fencelock inspect --json deploy/prod | jq '.[0].token'
   fencelock status                      # every held lock, with its owner label
   fencelock status --prefix deploy/     # the held locks whose names start with deploy/
+  fencelock status --permits exports    # who holds the permits of the semaphore `exports`
 
 Without a name, lists the held locks (all, or those under --prefix, taken as plain text), in
 name order, at most --limit of them. Redlock stores cannot list (status 69).
 
 JSON: an array with one object per lock: {\"name\", \"held\", \"token\", \"remaining_ms\",
 \"holder\", \"label\"}; token, remaining_ms, holder and label are null when the lock is free
-(holder is also null when the store does not keep holder ids, label when the holder set none).";
+(holder is also null when the store does not keep holder ids, label when the holder set none).
+
+With --permits, the names are semaphores (as `run --permits` takes them): one row per permit
+held, its STATE `2 of 3` (permits held of the limit), and a `free` row for a semaphore nobody
+holds. JSON: one object per semaphore: {\"name\", \"limit\", \"held\", \"permits\": [{\"token\",
+\"remaining_ms\", \"holder\", \"label\"}]}, permits in token order, limit null when nobody
+holds. A store without semaphores (Redlock) exits 69.";
 
 const RELEASE_AFTER: &str = "\
 Breaking a lock does not stop its holder: it keeps running until it notices the loss (a
@@ -188,7 +208,8 @@ pub(crate) struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run a program while holding a lock, with its fencing token in FENCELOCK_TOKEN.
+    /// Run a program while holding a lock (or one of N permits: --permits N), with its fencing
+    /// token in FENCELOCK_TOKEN.
     #[command(after_help = RUN_AFTER)]
     Run(RunArgs),
     /// Campaign to lead an election, and run a program as leader with its term.
@@ -197,7 +218,7 @@ pub(crate) enum Command {
     /// Show who leads an election (label, term, time left); --watch follows it.
     #[command(after_help = LEADER_AFTER)]
     Leader(LeaderArgs),
-    /// Show who holds locks: token, time left, holder id.
+    /// Show who holds locks (or a semaphore's permits: --permits): token, time left, holder id.
     #[command(visible_alias = "inspect", after_help = STATUS_AFTER)]
     Status(StatusArgs),
     /// Break a lock whoever holds it (operators only; asks first).
@@ -254,7 +275,12 @@ pub(crate) struct RunArgs {
     /// host's name and fencelock's pid).
     #[arg(long, value_name = "TEXT", value_parser = parse_label)]
     pub(crate) label: Option<OwnerLabel>,
-    /// The lock name (1 to 512 bytes of UTF-8, no control characters).
+    /// Take one of N permits of the semaphore NAME instead of the lock NAME: at most N runs
+    /// hold at once (1 to 10000; every holder must give the same N).
+    #[arg(long, value_name = "N", value_parser = parse_permits)]
+    pub(crate) permits: Option<PermitLimit>,
+    /// The lock (or, with --permits, semaphore) name (1 to 512 bytes of UTF-8, no control
+    /// characters).
     #[arg(value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: LockName,
     #[command(flatten)]
@@ -341,7 +367,11 @@ pub(crate) struct StatusArgs {
         conflicts_with = "names"
     )]
     pub(crate) limit: usize,
-    /// The lock names; none lists the held locks.
+    /// The names are semaphores (as `run --permits` takes them): show each one's permit
+    /// holders and limit.
+    #[arg(long, requires = "names", conflicts_with = "prefix")]
+    pub(crate) permits: bool,
+    /// The lock names (semaphore names with --permits); none lists the held locks.
     #[arg(value_name = "NAME", num_args = 0.., value_parser = parse_name)]
     pub(crate) names: Vec<LockName>,
 }
@@ -374,6 +404,16 @@ pub(crate) struct CheckArgs {
 
 fn parse_name(input: &str) -> Result<LockName, fencelock::Error> {
     LockName::new(input)
+}
+
+fn parse_permits(input: &str) -> Result<PermitLimit, String> {
+    let n: u32 = input.trim().parse().map_err(|_| {
+        format!(
+            "`{input}` is not a number of permits; give 1 to {}",
+            PermitLimit::MAX
+        )
+    })?;
+    PermitLimit::new(n).map_err(|e| e.to_string())
 }
 
 fn parse_label(input: &str) -> Result<OwnerLabel, String> {
@@ -435,5 +475,23 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn permits_take_one_to_ten_thousand() {
+        let parse = |n: &str| {
+            Cli::try_parse_from(["fencelock", "run", "--permits", n, "job", "--", "true"]).map(
+                |cli| match cli.command {
+                    Command::Run(run) => run.permits.map(PermitLimit::get),
+                    _ => None,
+                },
+            )
+        };
+        assert_eq!(parse("1").unwrap(), Some(1));
+        assert_eq!(parse("10000").unwrap(), Some(10_000));
+        for bad in ["0", "10001", "two", "", "1.5"] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
     }
 }

@@ -1,8 +1,9 @@
-//! Holding a lock while a program runs, shared by `run` (a lock, one run) and `elect` (an
-//! election's lock, one run per term): taking the lock within a bounded time while signals
-//! still end the wait, then supervising the program: fencing variables in its environment,
-//! signals passed on, SIGTERM then SIGKILL when the lock is lost, the lock released when the
-//! program exits. Written once so that a leader is stopped on loss exactly as a `run` is.
+//! Holding a lock while a program runs, shared by `run` (a lock, or one permit of a semaphore
+//! with `--permits`; one run) and `elect` (an election's lock, one run per term): taking the
+//! lock within a bounded time while signals still end the wait, then supervising the program:
+//! fencing variables in its environment, signals passed on, SIGTERM then SIGKILL when the lock
+//! is lost, the lock released when the program exits. Written once so that a leader and a
+//! permit holder are stopped on loss exactly as a `run` is.
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -10,7 +11,9 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fencelock::{Error, LeaseStore, LockGuard, LockName, LossReason};
+use fencelock::{
+    Error, LeaseInfo, LeaseStore, LockGuard, LockName, LossReason, PermitLimit, Permits,
+};
 use nix::sys::signal::Signal;
 
 use crate::child::{Program, mirror};
@@ -27,6 +30,8 @@ pub(crate) enum Role {
     Lock,
     /// `elect`: an election's leadership with a term.
     Leader,
+    /// `run --permits N`: one of the N permits of a semaphore, with its own token.
+    Permit(PermitLimit),
 }
 
 impl Role {
@@ -35,13 +40,14 @@ impl Role {
         match self {
             Self::Lock => "lease on",
             Self::Leader => "leadership of",
+            Self::Permit(_) => "permit of",
         }
     }
 
     /// What the fencing token is called.
     pub(crate) fn token(self) -> &'static str {
         match self {
-            Self::Lock => "token",
+            Self::Lock | Self::Permit(_) => "token",
             Self::Leader => "term",
         }
     }
@@ -49,7 +55,7 @@ impl Role {
     /// Giving the lock back.
     fn release(self) -> &'static str {
         match self {
-            Self::Lock => "release",
+            Self::Lock | Self::Permit(_) => "release",
             Self::Leader => "resign",
         }
     }
@@ -57,8 +63,16 @@ impl Role {
     /// The option that bounds the wait.
     fn wait_option(self) -> &'static str {
         match self {
-            Self::Lock => "--wait",
+            Self::Lock | Self::Permit(_) => "--wait",
             Self::Leader => "--timeout",
+        }
+    }
+
+    /// The semaphore's limit, when a permit is held rather than a lock.
+    pub(crate) fn permits(self) -> Option<PermitLimit> {
+        match self {
+            Self::Permit(limit) => Some(limit),
+            Self::Lock | Self::Leader => None,
         }
     }
 }
@@ -117,12 +131,16 @@ impl Holding<'_> {
             Some(WaitFor::Up(limit)) => Some(limit.saturating_add(target.timeout)),
             Some(WaitFor::Forever) => None,
         };
+        let failure = |error: Error| match self.role {
+            Role::Permit(_) => target.permit_failure(error),
+            Role::Lock | Role::Leader => Failure::from(error),
+        };
         let bounded = async {
             let Some(bound) = bound else {
-                return attempt.await.map_err(Failure::from);
+                return attempt.await.map_err(failure);
             };
             match tokio::time::timeout(bound, attempt).await {
-                Ok(result) => result.map_err(Failure::from),
+                Ok(result) => result.map_err(failure),
                 Err(_) => Err(Failure::new(
                     status::UNAVAILABLE,
                     format!(
@@ -137,7 +155,7 @@ impl Holding<'_> {
         let shown = wait.unwrap_or(WaitFor::Up(Duration::ZERO));
         let taken = tokio::select! {
             result = bounded => result,
-            never = progress.show_holder(self.store.clone(), self.name, shown, target.timeout) => match never {},
+            never = progress.show_holder(self.store.clone(), self.name, self.role.permits(), shown, target.timeout) => match never {},
             signal = signals.recv() => {
                 progress.clear();
                 return Ok(Taken::Interrupted(signal));
@@ -264,30 +282,11 @@ impl Holding<'_> {
 
     /// The failure for a lock that stayed held: who holds it, and for how long still.
     async fn busy(&self, wait: Option<WaitFor>) -> Failure {
-        let (name, option) = (self.name, self.role.wait_option());
-        let inspected = self
-            .target
-            .bounded("inspect", self.store.inspect(name))
-            .await;
-        let holder = match (self.role, inspected) {
-            (Role::Lock, Ok(Some(info))) => format!(
-                "lock `{name}` is held by token {} for {} more",
-                info.token,
-                short(info.remaining)
-            ),
-            (Role::Leader, Ok(Some(info))) => format!(
-                "`{name}` is led by {} (term {})",
-                info.label
-                    .as_ref()
-                    .map_or("an unlabelled leader", |l| l.as_str()),
-                info.token
-            ),
-            (Role::Lock, Ok(None)) => format!("lock `{name}` was held (it is free now; try again)"),
-            (Role::Leader, Ok(None)) => {
-                format!("`{name}` had a leader (nobody leads now; try again)")
-            }
-            (Role::Lock, Err(_)) => format!("lock `{name}` is held by someone else"),
-            (Role::Leader, Err(_)) => format!("`{name}` is led by someone else"),
+        let option = self.role.wait_option();
+        let holder = match self.role {
+            Role::Permit(limit) => self.permits_busy(limit).await,
+            Role::Lock => self.lock_busy(false).await,
+            Role::Leader => self.lock_busy(true).await,
         };
         let waited = match wait {
             None => "--no-wait given".to_owned(),
@@ -298,6 +297,80 @@ impl Holding<'_> {
             status::BUSY,
             format!("{holder}; {waited}; the program was not run"),
         )
+    }
+
+    /// Who holds the lock (or, for an election, leads), for [`Holding::busy`].
+    async fn lock_busy(&self, election: bool) -> String {
+        let name = self.name;
+        let inspected = self
+            .target
+            .bounded("inspect", self.store.inspect(name))
+            .await;
+        match (election, inspected) {
+            (false, Ok(Some(info))) => format!(
+                "lock `{name}` is held by token {} for {} more",
+                info.token,
+                short(info.remaining)
+            ),
+            (true, Ok(Some(info))) => format!(
+                "`{name}` is led by {} (term {})",
+                info.label
+                    .as_ref()
+                    .map_or("an unlabelled leader", |l| l.as_str()),
+                info.token
+            ),
+            (false, Ok(None)) => format!("lock `{name}` was held (it is free now; try again)"),
+            (true, Ok(None)) => format!("`{name}` had a leader (nobody leads now; try again)"),
+            (false, Err(_)) => format!("lock `{name}` is held by someone else"),
+            (true, Err(_)) => format!("`{name}` is led by someone else"),
+        }
+    }
+
+    /// Who holds the semaphore's permits, for [`Holding::busy`].
+    async fn permits_busy(&self, limit: PermitLimit) -> String {
+        let name = self.name;
+        let inspected = self
+            .target
+            .bounded("inspect", self.store.inspect_permits(name))
+            .await;
+        match inspected {
+            Ok(permits) if permits.holders.len() >= limit.get() as usize => {
+                format!(
+                    "all {limit} permits of `{name}` are held ({})",
+                    holders(&permits)
+                )
+            }
+            Ok(permits) => format!(
+                "all {limit} permits of `{name}` were held ({} of them now; try again)",
+                permits.holders.len()
+            ),
+            Err(_) => format!("all {limit} permits of `{name}` are held by others"),
+        }
+    }
+}
+
+/// The holders of a semaphore in a few words: their tokens (the first few of many) and the
+/// soonest end of one, were it not renewed: "tokens 17, 18; the soonest ends in 4.2s".
+pub(crate) fn holders(permits: &Permits) -> String {
+    const SHOWN: usize = 5;
+    let all = &permits.holders;
+    let mut tokens: Vec<String> = all
+        .iter()
+        .take(SHOWN)
+        .map(|h| h.token.to_string())
+        .collect();
+    if all.len() > SHOWN {
+        tokens.push(format!("… ({} in all)", all.len()));
+    }
+    let soonest = all.iter().map(|h: &LeaseInfo| h.remaining).min();
+    match soonest {
+        None => "none now".to_owned(),
+        Some(left) => format!(
+            "{} {}; the soonest ends in {} unless renewed",
+            if all.len() == 1 { "token" } else { "tokens" },
+            tokens.join(", "),
+            short(left)
+        ),
     }
 }
 
@@ -320,4 +393,41 @@ fn deadline_unix_ms(guard: &LockGuard) -> u128 {
         .checked_add(left)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fencelock::FencingToken;
+
+    fn permits(tokens_and_left_ms: &[(u64, u64)]) -> Permits {
+        let holders = tokens_and_left_ms
+            .iter()
+            .map(|&(token, left)| LeaseInfo {
+                token: FencingToken::new(token),
+                holder: None,
+                remaining: Duration::from_millis(left),
+                label: None,
+            })
+            .collect();
+        Permits::new(PermitLimit::new(10).ok(), holders)
+    }
+
+    #[test]
+    fn holders_name_a_few_tokens_and_the_soonest_end() {
+        assert_eq!(
+            holders(&permits(&[(18, 900), (17, 4_200)])),
+            "tokens 17, 18; the soonest ends in 900ms unless renewed"
+        );
+        assert_eq!(
+            holders(&permits(&[(3, 1_500)])),
+            "token 3; the soonest ends in 1.5s unless renewed"
+        );
+        let many: Vec<(u64, u64)> = (1..=7).map(|t| (t, 5_000)).collect();
+        assert_eq!(
+            holders(&permits(&many)),
+            "tokens 1, 2, 3, 4, 5, … (7 in all); the soonest ends in 5.0s unless renewed"
+        );
+        assert_eq!(holders(&Permits::default()), "none now");
+    }
 }

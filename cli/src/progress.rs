@@ -5,10 +5,11 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fencelock::{LeaseStore, LockName};
+use fencelock::{LeaseStore, LockName, PermitLimit};
 use tokio::time::{Instant, sleep};
 
 use crate::duration::{WaitFor, short};
+use crate::hold::holders;
 
 /// How long an acquire may take before the line appears (uncontended ones never show it).
 const SHOW_AFTER: Duration = Duration::from_millis(200);
@@ -49,11 +50,13 @@ impl ProgressLine {
         }
     }
 
-    /// Shows who holds `name` until dropped (run it in a `select!` next to the acquire).
+    /// Shows who holds `name` (the lock, or the semaphore's permits when `permits` is given)
+    /// until dropped (run it in a `select!` next to the acquire).
     pub(crate) async fn show_holder(
         &mut self,
         store: Arc<dyn LeaseStore>,
         name: &LockName,
+        permits: Option<PermitLimit>,
         wait: WaitFor,
         per_request: Duration,
     ) -> Infallible {
@@ -61,32 +64,65 @@ impl ProgressLine {
         sleep(SHOW_AFTER).await;
         loop {
             if self.enabled {
-                let holder = match tokio::time::timeout(per_request, store.inspect(name)).await {
-                    Ok(Ok(Some(info))) => {
-                        let id = info
-                            .holder
-                            .map(|h| format!(", holder {:08x}…", h.as_u128() >> 96))
-                            .unwrap_or_default();
-                        format!(
-                            "held by token {} ({} left{id})",
-                            info.token,
-                            short(info.remaining)
-                        )
-                    }
-                    Ok(Ok(None)) => "free, acquiring".to_owned(),
-                    Ok(Err(_)) | Err(_) => "holder unknown (store not answering)".to_owned(),
+                let holder = match permits {
+                    Some(limit) => permit_holders(&*store, name, limit, per_request).await,
+                    None => lock_holder(&*store, name, per_request).await,
                 };
                 let waited = short(started.elapsed());
                 let limit = match wait {
                     WaitFor::Up(limit) => format!(" of {}", short(limit)),
                     WaitFor::Forever => String::new(),
                 };
+                let what = if permits.is_some() {
+                    "a permit of "
+                } else {
+                    ""
+                };
                 self.draw(&format!(
-                    "fencelock: waiting for `{name}`: {holder}; waited {waited}{limit}"
+                    "fencelock: waiting for {what}`{name}`: {holder}; waited {waited}{limit}"
                 ));
             }
             sleep(REFRESH_EVERY).await;
         }
+    }
+}
+
+/// The lock's holder, for the line: "held by token 17 (12.4s left, holder 3cae4156…)".
+async fn lock_holder(store: &dyn LeaseStore, name: &LockName, per_request: Duration) -> String {
+    match tokio::time::timeout(per_request, store.inspect(name)).await {
+        Ok(Ok(Some(info))) => {
+            let id = info
+                .holder
+                .map(|h| format!(", holder {:08x}…", h.as_u128() >> 96))
+                .unwrap_or_default();
+            format!(
+                "held by token {} ({} left{id})",
+                info.token,
+                short(info.remaining)
+            )
+        }
+        Ok(Ok(None)) => "free, acquiring".to_owned(),
+        Ok(Err(_)) | Err(_) => "holder unknown (store not answering)".to_owned(),
+    }
+}
+
+/// The semaphore's holders, for the line: "2 of 2 held (tokens 17, 18; the soonest …)".
+async fn permit_holders(
+    store: &dyn LeaseStore,
+    name: &LockName,
+    limit: PermitLimit,
+    per_request: Duration,
+) -> String {
+    match tokio::time::timeout(per_request, store.inspect_permits(name)).await {
+        Ok(Ok(permits)) if permits.holders.len() < limit.get() as usize => {
+            format!("{} of {limit} held, acquiring", permits.holders.len())
+        }
+        Ok(Ok(permits)) => format!(
+            "{} of {limit} held ({})",
+            permits.holders.len(),
+            holders(&permits)
+        ),
+        Ok(Err(_)) | Err(_) => "holders unknown (store not answering)".to_owned(),
     }
 }
 

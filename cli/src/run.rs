@@ -1,8 +1,9 @@
-//! `fencelock run`: hold a lock while a program runs.
+//! `fencelock run`: hold a lock (or, with `--permits N`, one of N permits of a semaphore)
+//! while a program runs.
 
 use std::process::ExitCode;
 
-use fencelock::{AcquireOptions, Locker};
+use fencelock::{AcquireOptions, Locker, PermitGuard};
 
 use crate::args::RunArgs;
 use crate::duration::WaitFor;
@@ -29,21 +30,35 @@ pub(crate) async fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         Some(WaitFor::Forever) => options.with_wait_forever(),
     };
     let holding = Holding {
-        role: Role::Lock,
+        role: args.permits.map_or(Role::Lock, Role::Permit),
         target: &target,
         store,
         name: &args.name,
         grace: args.child.grace,
     };
-    let attempt = locker.acquire(args.name.clone(), options);
+    let attempt = async {
+        match args.permits {
+            None => locker.acquire(args.name.clone(), options).await,
+            Some(limit) => {
+                let semaphore = locker.semaphore(args.name.clone(), limit.get())?;
+                semaphore
+                    .acquire(options)
+                    .await
+                    .map(PermitGuard::into_guard)
+            }
+        }
+    };
     let guard = match holding.take(attempt, wait, &mut signals).await? {
         Taken::Held(guard) => guard,
         Taken::Interrupted(signal) => {
             return Ok(ExitCode::from(status::SIGNAL_BASE + signal as u8));
         }
     };
+    let permits = args
+        .permits
+        .map(|limit| ("FENCELOCK_PERMITS", limit.to_string()));
     let supervised = holding
-        .supervise(guard, &args.child.program, &[], &mut signals)
+        .supervise(guard, &args.child.program, permits.as_slice(), &mut signals)
         .await;
     supervised.result.map(ExitCode::from)
 }

@@ -102,6 +102,35 @@ impl Target {
         )
     }
 
+    /// The failure for an error of a semaphore request: a store without semaphores says which
+    /// stores have them; anything else as [`Failure::from`].
+    pub(crate) fn permit_failure(&self, error: fencelock::Error) -> Failure {
+        if error.kind() != fencelock::ErrorKind::Unsupported {
+            return Failure::from(error);
+        }
+        Failure::new(
+            status::UNAVAILABLE,
+            format!(
+                "{error}; --permits needs a store with semaphores: Redis (one server, Cluster or Sentinel), PostgreSQL or etcd"
+            ),
+        )
+    }
+
+    /// Runs one semaphore request as [`Target::bounded`] does, failing as
+    /// [`Target::permit_failure`] says.
+    ///
+    /// # Errors
+    /// [`status::UNAVAILABLE`] on timeout or on a store without semaphores; the request's own
+    /// error otherwise.
+    pub(crate) async fn bounded_permits<T>(
+        &self,
+        what: &str,
+        request: impl Future<Output = Result<T, fencelock::Error>>,
+    ) -> Result<T, Failure> {
+        self.bounded_as(what, request, |e| self.permit_failure(e))
+            .await
+    }
+
     /// Runs one store request, giving up after the connect timeout.
     ///
     /// # Errors
@@ -111,8 +140,17 @@ impl Target {
         what: &str,
         request: impl Future<Output = Result<T, fencelock::Error>>,
     ) -> Result<T, Failure> {
+        self.bounded_as(what, request, Failure::from).await
+    }
+
+    async fn bounded_as<T>(
+        &self,
+        what: &str,
+        request: impl Future<Output = Result<T, fencelock::Error>>,
+        failure: impl FnOnce(fencelock::Error) -> Failure,
+    ) -> Result<T, Failure> {
         match tokio::time::timeout(self.timeout, request).await {
-            Ok(result) => result.map_err(Failure::from),
+            Ok(result) => result.map_err(failure),
             Err(_) => Err(self.no_answer(what)),
         }
     }

@@ -82,8 +82,9 @@ async fn check_of_a_replica_fails() {
     assert_eq!(finding(&json, "role")["verdict"], "fail");
 }
 
-/// `redlock://` over three servers: a run sees a token, and check reports each server and the
-/// quorum, warning (not failing) while one server is down.
+/// `redlock://` over three servers: a run sees a token, `--permits` is refused (no
+/// semaphores), and check reports each server and the quorum, warning (not failing) while one
+/// server is down.
 #[tokio::test(flavor = "multi_thread")]
 async fn redlock_runs_and_checks_each_server_and_the_quorum() {
     let mut servers = Vec::new();
@@ -133,6 +134,8 @@ async fn redlock_runs_and_checks_each_server_and_the_quorum() {
         support::stderr(&out)
     );
     assert!(stdout(&out).starts_with("token="), "{}", stdout(&out));
+    // Redlock has no semaphores: `--permits` says so and which stores have them.
+    support::scenarios::permits_are_refused_without_semaphores(&url).await;
 
     servers[2].kill().unwrap();
     let out = output(&["check", "--store", &url], Duration::from_secs(20)).await;

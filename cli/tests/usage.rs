@@ -31,6 +31,8 @@ async fn help_has_examples_and_exit_statuses() {
         "FENCELOCK_DEADLINE",
         "Examples:",
         "--no-wait",
+        "--permits",
+        "FENCELOCK_PERMITS",
         "79",
         "75",
     ] {
@@ -141,6 +143,31 @@ async fn usage_errors_are_one_line() {
         ),
         (vec!["release", "--store", "memory://", "n"], "--force"),
         (vec!["frobnicate"], "frobnicate"),
+        (
+            vec![
+                "run",
+                "--store",
+                "memory://",
+                "--permits",
+                "-1",
+                "n",
+                "--",
+                "true",
+            ],
+            "-1",
+        ),
+        (
+            vec![
+                "status",
+                "--store",
+                "memory://",
+                "--permits",
+                "--prefix",
+                "a",
+                "n",
+            ],
+            "cannot be used",
+        ),
     ] {
         let out = output(&args, LIMIT).await;
         assert_one_line_failure(&out, status::USAGE, needle);
@@ -253,6 +280,43 @@ async fn run_passes_token_and_mirrors_exit_status() {
     )
     .await;
     assert_one_line_failure(&out, status::NOT_FOUND, "/nonexistent/program");
+}
+
+/// `run --permits` over `memory://`: the program gets the permit's token, the semaphore's name
+/// and FENCELOCK_PERMITS; `status --permits` of a semaphore nobody holds shows it free.
+#[tokio::test]
+async fn run_with_permits_passes_the_permit_and_its_limit() {
+    let out = output(
+        &[
+            "run",
+            "--store",
+            "memory://",
+            "--permits",
+            "3",
+            "exports",
+            "--",
+            "sh",
+            "-c",
+            r#"echo "$FENCELOCK_TOKEN $FENCELOCK_NAME $FENCELOCK_PERMITS"; exit 5"#,
+        ],
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1 exports 3");
+
+    let out = output(
+        &["status", "--store", "memory://", "--permits", "exports"],
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines().nth(1).unwrap().starts_with("exports  free "),
+        "{text}"
+    );
 }
 
 #[tokio::test]

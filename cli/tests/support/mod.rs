@@ -175,6 +175,29 @@ pub fn spawn_with_stdin(
     (child, tokio::io::BufReader::new(out).lines(), stdin)
 }
 
+/// Spawns `fencelock run --store url args… -- sh -c 'echo "$FENCELOCK_TOKEN"; exec sleep 60'`
+/// (`args` end with the name) and waits until its program runs: the holding fencelock and its
+/// token. Kill it (or let it drop) to end the hold.
+pub async fn hold(url: &str, args: &[&str]) -> (Child, u64) {
+    let mut all = vec!["run", "--store", url];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--",
+        "sh",
+        "-c",
+        r#"echo "$FENCELOCK_TOKEN"; exec sleep 60"#,
+    ]);
+    let (mut holder, mut lines) = spawn_with_lines(&all);
+    match tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await {
+        Ok(Ok(Some(token))) => (holder, token.parse().unwrap()),
+        Ok(Ok(None)) => {
+            let (exit, err) = wait_exit_with_stderr(&mut holder, Duration::from_secs(10)).await;
+            panic!("fencelock {all:?} exited ({exit}) before its program ran: {err}")
+        }
+        other => panic!("the program of fencelock {all:?} did not start within 10s: {other:?}"),
+    }
+}
+
 /// Waits for `child` to exit (at most `limit`).
 pub async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     tokio::time::timeout(limit, child.wait())
@@ -199,9 +222,27 @@ pub async fn wait_exit_with_stderr(
 /// Stamps the scenarios every backend shares into named tests: `$url` is an async fn giving
 /// the store URL of a running server, `$dead` a format string for a URL on a port where
 /// nothing listens, and `$needle` a word the dead-server error must contain.
+///
+/// The `--permits` scenarios are among them: every backend that uses this macro offers
+/// semaphores. A backend that does not (yet) is stamped with `, without_semaphores` after
+/// `$needle`: then `permits_are_refused_without_semaphores` asserts the one-line refusal
+/// instead, which fails as soon as the backend grants a permit, so that nobody forgets to drop
+/// the marker and nothing is skipped silently.
 #[macro_export]
 macro_rules! backend_cli_tests {
     ($url:path, $dead:literal, $needle:literal) => {
+        $crate::backend_cli_tests!(@shared $url;
+            permits_let_two_of_three_runs_in_at_once,
+            permit_status_busy_and_limit_mismatch,
+            paused_permit_holder_is_stopped,
+        );
+        $crate::backend_cli_tests!(@locks $url, $dead, $needle);
+    };
+    ($url:path, $dead:literal, $needle:literal, without_semaphores) => {
+        $crate::backend_cli_tests!(@shared $url; permits_are_refused_without_semaphores);
+        $crate::backend_cli_tests!(@locks $url, $dead, $needle);
+    };
+    (@locks $url:path, $dead:literal, $needle:literal) => {
         $crate::backend_cli_tests!(@shared $url;
             concurrent_runs_never_overlap,
             token_rises_run_after_run,

@@ -12,26 +12,9 @@ use super::*;
 pub async fn concurrent_runs_never_overlap(url: &str) {
     const RUNS: usize = 4;
     let name = unique_name("overlap");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("intervals");
     let script =
         r#"s=$(date +%s%N); sleep 0.2; e=$(date +%s%N); echo "$FENCELOCK_TOKEN $s $e" >> "$OUT""#;
-    let mut children = Vec::new();
-    for _ in 0..RUNS {
-        let mut cmd = fencelock(&[
-            "run", "--store", url, "--ttl", "5s", "--wait", "30s", &name, "--", "sh", "-c", script,
-        ]);
-        cmd.env("OUT", &log);
-        children.push(cmd.spawn().unwrap());
-    }
-    for child in children {
-        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    }
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = run_concurrently(url, RUNS, &["--ttl", "5s", &name], script).await;
     let mut runs: Vec<(u64, u128, u128)> = text
         .lines()
         .map(|l| {
@@ -53,6 +36,31 @@ pub async fn concurrent_runs_never_overlap(url: &str) {
             "token did not rise in start order: {a:?} then {b:?}"
         );
     }
+}
+
+/// Starts `runs` copies of `fencelock run --store url --wait 30s args… -- sh -c script` at
+/// once (`args` end with the name) with `OUT` naming a file in a temporary directory; asserts
+/// that each exits 0 within 40 s, and returns what the programs wrote to `OUT`.
+async fn run_concurrently(url: &str, runs: usize, args: &[&str], script: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events");
+    let mut all = vec!["run", "--store", url, "--wait", "30s"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--", "sh", "-c", script]);
+    let mut children = Vec::new();
+    for _ in 0..runs {
+        let mut cmd = fencelock(&all);
+        cmd.env("OUT", &log);
+        children.push(cmd.spawn().unwrap());
+    }
+    for child in children {
+        let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    std::fs::read_to_string(&log).unwrap()
 }
 
 /// Sequential runs see rising tokens, the lock name, and a deadline in the future.
@@ -102,8 +110,21 @@ fn now_ms() -> u128 {
 /// SIGSTOP the CLI past the TTL, SIGCONT: it stops the program (which ignores SIGTERM, so
 /// SIGKILL after --grace) and exits with the lease-lost status; the lock is free again.
 pub async fn paused_cli_loses_lease_and_stops_program(url: &str) {
+    paused_run_is_stopped(url, &[], "lease on").await;
+}
+
+/// As [`paused_cli_loses_lease_and_stops_program`], for a permit of a semaphore: a permit is
+/// lost and its program stopped exactly as a lock's.
+pub async fn paused_permit_holder_is_stopped(url: &str) {
+    // One permit: the next run gets it only once the lost one has expired.
+    paused_run_is_stopped(url, &["--permits", "1"], "permit of").await;
+}
+
+/// `run extra… NAME` paused past its TTL is stopped with status 79, saying `held` and `lost`;
+/// then `run extra… NAME` gets it at once.
+async fn paused_run_is_stopped(url: &str, extra: &[&str], held: &str) {
     let name = unique_name("paused");
-    let (mut cli, mut lines) = spawn_with_lines(&[
+    let mut args = vec![
         "run",
         "--store",
         url,
@@ -112,18 +133,19 @@ pub async fn paused_cli_loses_lease_and_stops_program(url: &str) {
         "--grace",
         "1s",
         "--no-wait",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
         &name,
         "--",
         "sh",
         "-c",
-        r#"trap "" TERM; echo "$$"; exec sleep 60"#,
+        r#"trap "" TERM; echo "$$ $FENCELOCK_TOKEN"; exec sleep 60"#,
     ]);
-    let program = Pid::from_raw(
-        next_line(&mut lines, Duration::from_secs(10))
-            .await
-            .parse()
-            .unwrap(),
-    );
+    let (mut cli, mut lines) = spawn_with_lines(&args);
+    let line = next_line(&mut lines, Duration::from_secs(10)).await;
+    let (program, token) = line.split_once(' ').unwrap();
+    let program = Pid::from_raw(program.parse().unwrap());
     let pid = Pid::from_raw(i32::try_from(cli.id().unwrap()).unwrap());
     kill(pid, Signal::SIGSTOP).unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await; // TTL 1 s, with an honest margin
@@ -136,18 +158,20 @@ pub async fn paused_cli_loses_lease_and_stops_program(url: &str) {
         .await
         .unwrap();
     assert_eq!(exit.code(), Some(status::LEASE_LOST), "{err}");
-    assert!(err.contains("lost"), "{err}");
+    assert!(
+        err.contains(&format!("{held} `{name}` lost: token {token} ")),
+        "{err}"
+    );
     assert!(
         took >= Duration::from_millis(900),
         "SIGKILL came before the grace: {took:?}"
     );
     assert!(kill(program, None).is_err(), "the program still runs");
     // Free again: the next run gets it at once.
-    let out = output(
-        &["run", "--store", url, "--no-wait", &name, "--", "true"],
-        Duration::from_secs(10),
-    )
-    .await;
+    let mut again = vec!["run", "--store", url, "--no-wait"];
+    again.extend_from_slice(extra);
+    again.extend_from_slice(&[&name, "--", "true"]);
+    let out = output(&again, Duration::from_secs(10)).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
@@ -247,24 +271,7 @@ pub async fn status_lists_holders_with_their_labels(url: &str) {
     let mut tokens = Vec::new();
     for (lock, label) in [("a", "worker a on host-1"), ("b%_*", "worker b: {tag}")] {
         let name = format!("{prefix}{lock}");
-        let (holder, mut lines) = spawn_with_lines(&[
-            "run",
-            "--store",
-            url,
-            "--ttl",
-            "5s",
-            "--label",
-            label,
-            &name,
-            "--",
-            "sh",
-            "-c",
-            r#"echo "$FENCELOCK_TOKEN"; exec sleep 60"#,
-        ]);
-        let token: u64 = next_line(&mut lines, Duration::from_secs(10))
-            .await
-            .parse()
-            .unwrap();
+        let (holder, token) = hold(url, &["--ttl", "5s", "--label", label, &name]).await;
         holders.push(holder);
         tokens.push((name, label, token));
     }
@@ -357,6 +364,28 @@ pub async fn bad_input_is_one_line(url: &str) {
             vec!["leader", "--store", url, "--watch", "--every", "0s", "n"],
             "--every 0ms is out of range",
         ),
+        (
+            vec!["run", "--store", url, "--permits", "0", "n", "--", "true"],
+            "0 is outside 1..=10000 permits",
+        ),
+        (
+            vec![
+                "run",
+                "--store",
+                url,
+                "--permits",
+                "10001",
+                "n",
+                "--",
+                "true",
+            ],
+            "10001 is outside 1..=10000 permits",
+        ),
+        (
+            vec!["run", "--store", url, "--permits", "two", "n", "--", "true"],
+            "`two` is not a number of permits",
+        ),
+        (vec!["status", "--store", url, "--permits"], "NAME"),
     ] {
         let out = output(&args, Duration::from_secs(10)).await;
         assert_one_line_failure(&out, status::USAGE, needle);
@@ -648,4 +677,207 @@ pub async fn elect_again_campaigns_after_each_run(url: &str) {
     );
     let json = leader_json(url, &name).await;
     assert_eq!(json["led"], false, "{json}");
+}
+
+/// The events the programs of [`permits_let_two_of_three_runs_in_at_once`] wrote, in time
+/// order: (time in ns, started?, token).
+fn permit_events(text: &str) -> Vec<(u128, bool, u64)> {
+    let mut events: Vec<(u128, bool, u64)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[2].parse().unwrap(),
+                f[0] == "start",
+                f[1].parse().unwrap(),
+            )
+        })
+        .collect();
+    events.sort_unstable();
+    events
+}
+
+/// The issue's acceptance test: three concurrent `run --permits 2 NAME -- sleep 2` (each
+/// program writes `start TOKEN TIME PERMITS` and `end TOKEN TIME`): two run at once, never
+/// three; the third starts after one of them ended, with a token above both of theirs; every
+/// run has a token of its own and sees FENCELOCK_PERMITS=2.
+pub async fn permits_let_two_of_three_runs_in_at_once(url: &str) {
+    let name = unique_name("permits");
+    let script = r#"echo "start $FENCELOCK_TOKEN $(date +%s%N) $FENCELOCK_PERMITS" >> "$OUT"; sleep 2; echo "end $FENCELOCK_TOKEN $(date +%s%N)" >> "$OUT""#;
+    let args = ["--permits", "2", "--ttl", "5s", &name];
+    let text = run_concurrently(url, 3, &args, script).await;
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("start "))
+            .all(|l| l.ends_with(" 2")),
+        "FENCELOCK_PERMITS is not 2: {text}"
+    );
+    let events = permit_events(&text);
+    assert_eq!(events.len(), 6, "{text}");
+    let (mut running, mut most) = (0_usize, 0_usize);
+    let mut started: Vec<u64> = Vec::new();
+    let mut ended = 0_usize;
+    for &(_, start, token) in &events {
+        if start {
+            assert!(
+                started.iter().all(|&t| t != token),
+                "token {token} granted twice: {text}"
+            );
+            if started.len() == 2 {
+                assert!(ended >= 1, "the third run started before any ended: {text}");
+                assert!(
+                    started.iter().all(|&t| t < token),
+                    "the third run's token {token} is not above {started:?}: {text}"
+                );
+            }
+            started.push(token);
+            running += 1;
+            most = most.max(running);
+        } else {
+            assert!(started.contains(&token), "an end before its start: {text}");
+            running -= 1;
+            ended += 1;
+        }
+    }
+    assert_eq!(most, 2, "not exactly two runs at once at most: {text}");
+}
+
+/// Two runs hold permits of a semaphore of 2 with their labels: `status --permits` shows both
+/// (token, time left, label) and the limit, as JSON and text, and a free semaphore as free; a
+/// third run is busy (status 75, naming the holders' tokens); a run with another limit is a
+/// usage error naming both limits.
+pub async fn permit_status_busy_and_limit_mismatch(url: &str) {
+    let name = unique_name("permit-status");
+    let free = unique_name("permit-free");
+    let mut holders = Vec::new();
+    let mut expected = Vec::new();
+    for label in ["worker a on host-1", "worker b: {tag}"] {
+        let args = ["--permits", "2", "--ttl", "5s", "--label", label, &name];
+        let (holder, token) = hold(url, &args).await;
+        holders.push(holder);
+        expected.push((token, label.to_owned()));
+    }
+    expected.sort();
+    assert!(expected[0].0 < expected[1].0, "{expected:?}");
+
+    let out = output(
+        &[
+            "status",
+            "--store",
+            url,
+            "--permits",
+            "--json",
+            &name,
+            &free,
+        ],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let held = &json[0];
+    assert_eq!(
+        (&held["name"], &held["limit"], &held["held"]),
+        (&name.as_str().into(), &2.into(), &2.into()),
+        "{json:#}"
+    );
+    let listed: Vec<(u64, String)> = held["permits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let left = p["remaining_ms"].as_u64().unwrap();
+            assert!(left > 0 && left <= 5000, "{p}");
+            (
+                p["token"].as_u64().unwrap(),
+                p["label"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, expected, "{json:#}");
+    assert_eq!(
+        json[1],
+        serde_json::json!({"name": free, "limit": null, "held": 0, "permits": []})
+    );
+
+    let out = output(
+        &["status", "--store", url, "--permits", &name, &free],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].ends_with("LABEL"),
+        "{text}"
+    );
+    for ((token, label), line) in expected.iter().zip(&lines[1..3]) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[..4], [name.as_str(), "2", "of", "2"], "{text}");
+        assert_eq!(fields[4], token.to_string(), "{text}");
+        assert!(line.ends_with(label.as_str()), "{text}");
+    }
+    let fields: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(fields[..3], [free.as_str(), "free", "-"], "{text}");
+
+    // A full semaphore is busy, naming the holders; another limit names both.
+    let tokens = format!("tokens {}, {}", expected[0].0, expected[1].0);
+    for (permits, code, needle) in [
+        (
+            "2",
+            status::BUSY,
+            format!("all 2 permits of `{name}` are held ({tokens}"),
+        ),
+        (
+            "3",
+            status::USAGE,
+            "is held with a limit of 2 permits; asked with 3".to_owned(),
+        ),
+    ] {
+        let args = [
+            "run",
+            "--store",
+            url,
+            "--permits",
+            permits,
+            "--no-wait",
+            &name,
+            "--",
+            "true",
+        ];
+        let out = output(&args, Duration::from_secs(10)).await;
+        assert_one_line_failure(&out, code, &needle);
+    }
+    for mut holder in holders {
+        holder.kill().await.unwrap();
+    }
+}
+
+/// A store without semaphores (Redlock, or a backend stamped `without_semaphores`): `run
+/// --permits` and `status --permits` are one line with the unavailable status, saying which
+/// stores have semaphores; the program does not run.
+pub async fn permits_are_refused_without_semaphores(url: &str) {
+    let name = unique_name("no-semaphores");
+    for args in [
+        vec![
+            "run",
+            "--store",
+            url,
+            "--permits",
+            "2",
+            &name,
+            "--",
+            "false",
+        ],
+        vec!["status", "--store", url, "--permits", &name],
+    ] {
+        let out = output(&args, Duration::from_secs(20)).await;
+        assert_one_line_failure(
+            &out,
+            status::UNAVAILABLE,
+            "--permits needs a store with semaphores: Redis (one server, Cluster or Sentinel), PostgreSQL or etcd",
+        );
+    }
 }
