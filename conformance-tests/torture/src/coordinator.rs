@@ -90,6 +90,19 @@ struct Cell {
     occupant: Option<u64>,
 }
 
+/// One read or write as a worker asked for it.
+struct Access {
+    op: Op,
+    worker: u32,
+    token: u64,
+    /// Whether the fence checks the token.
+    fenced: bool,
+    /// The value to write; `None` for a read.
+    write: Option<u64>,
+    /// The place (semaphore runs); `None`: the counter.
+    slot: Option<u32>,
+}
+
 struct Counter {
     gate: FenceGate,
     main: Cell,
@@ -291,14 +304,28 @@ impl Shared {
                     token,
                     fenced,
                     slot,
-                } => self.serve_op(Op::Read, worker, token, fenced, None, slot),
+                } => self.serve_op(Access {
+                    op: Op::Read,
+                    worker,
+                    token,
+                    fenced,
+                    write: None,
+                    slot,
+                }),
                 Request::Write {
                     worker,
                     token,
                     value,
                     fenced,
                     slot,
-                } => self.serve_op(Op::Write, worker, token, fenced, Some(value), slot),
+                } => self.serve_op(Access {
+                    op: Op::Write,
+                    worker,
+                    token,
+                    fenced,
+                    write: Some(value),
+                    slot,
+                }),
                 Request::Claim {
                     worker,
                     token,
@@ -426,17 +453,9 @@ impl Shared {
         }
     }
 
-    fn serve_op(
-        &self,
-        op: Op,
-        worker: u32,
-        token: u64,
-        fenced: bool,
-        write: Option<u64>,
-        slot: Option<u32>,
-    ) -> Reply {
+    fn serve_op(&self, access: Access) -> Reply {
         let mut counter = lock(&self.counter);
-        self.serve_locked(&mut counter, op, worker, token, fenced, write, slot)
+        self.serve_locked(&mut counter, access)
     }
 
     /// A permit holder takes a place ([`Request::Claim`]): chosen and read under one lock, so
@@ -453,31 +472,29 @@ impl Shared {
         let Some(slot) = free else {
             return Reply::NoPlace;
         };
-        match self.serve_locked(
-            &mut counter,
-            Op::Read,
+        let read = Access {
+            op: Op::Read,
             worker,
             token,
             fenced,
-            None,
-            Some(slot),
-        ) {
+            write: None,
+            slot: Some(slot),
+        };
+        match self.serve_locked(&mut counter, read) {
             Reply::Value { value } => Reply::Place { slot, value },
             other => other,
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn serve_locked(
-        &self,
-        counter: &mut Counter,
-        op: Op,
-        worker: u32,
-        token: u64,
-        fenced: bool,
-        write: Option<u64>,
-        slot: Option<u32>,
-    ) -> Reply {
+    fn serve_locked(&self, counter: &mut Counter, access: Access) -> Reply {
+        let Access {
+            op,
+            worker,
+            token,
+            fenced,
+            write,
+            slot,
+        } = access;
         let Counter { gate, main, places } = counter;
         let (resource, cell) = match slot {
             None => (RESOURCE.to_owned(), main),

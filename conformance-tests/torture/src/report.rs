@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::runner::RunOutcome;
-use crate::scenario::PERMIT_LIMIT;
+use crate::scenario::{PERMIT_LIMIT, Scenario};
 use crate::timeline;
 
 /// Everything one invocation produced.
@@ -303,12 +303,7 @@ pub fn render(results: &Results<'_>) -> String {
 /// The election runs' observers: leaders elected, leaders the observer reported, and
 /// whether the terms it reported rose (I2).
 fn observers(out: &mut String, results: &Results<'_>) {
-    let runs: Vec<&RunOutcome> = results
-        .fenced
-        .iter()
-        .chain(results.control)
-        .filter(|o| o.spec.scenario.election())
-        .collect();
+    let runs = fenced_and_control(results, Scenario::election);
     if runs.is_empty() {
         return;
     }
@@ -348,12 +343,7 @@ fn observers(out: &mut String, results: &Results<'_>) {
 /// The semaphore runs: the limit, the permits granted, the most valid at once (I7) and
 /// whether that was judged.
 fn semaphores(out: &mut String, results: &Results<'_>) {
-    let runs: Vec<&RunOutcome> = results
-        .fenced
-        .iter()
-        .chain(results.control)
-        .filter(|o| o.spec.scenario.semaphore())
-        .collect();
+    let runs = fenced_and_control(results, Scenario::semaphore);
     if runs.is_empty() {
         return;
     }
@@ -394,6 +384,19 @@ fn semaphores(out: &mut String, results: &Results<'_>) {
         );
     }
     let _ = writeln!(out);
+}
+
+/// The fenced and control runs of the scenarios `which` picks.
+fn fenced_and_control<'a>(
+    results: &'a Results<'_>,
+    which: fn(Scenario) -> bool,
+) -> Vec<&'a RunOutcome> {
+    results
+        .fenced
+        .iter()
+        .chain(results.control)
+        .filter(|o| which(o.spec.scenario))
+        .collect()
 }
 
 /// The scenario column: number and name.

@@ -335,11 +335,8 @@ impl Worker {
                 .filter(|&t| t != token)
                 .collect(),
             Err(e) => {
-                self.log(Event::OpFailed {
-                    op: Op::Read,
-                    token,
-                    error: format!("reading the semaphore's holders: {e}"),
-                })?;
+                let error = format!("reading the semaphore's holders: {e}");
+                self.log_read(token, Err(error))?;
                 return Ok(None);
             }
         };
@@ -349,29 +346,13 @@ impl Worker {
             live,
             fenced: self.cfg.fenced,
         };
-        match self.ctl.call(&request).await? {
-            Reply::Place { slot, value } => {
-                self.log(Event::Read { token, value })?;
-                Ok(Some((slot, value)))
-            }
-            Reply::NoPlace => {
-                self.log(Event::OpFailed {
-                    op: Op::Read,
-                    token,
-                    error: "no place free".to_owned(),
-                })?;
-                Ok(None)
-            }
-            Reply::Rejected { high_water } => {
-                self.log(Event::Rejected {
-                    op: Op::Read,
-                    token,
-                    high_water,
-                })?;
-                Ok(None)
-            }
-            other => Err(format!("unexpected reply to a claim: {other:?}").into()),
-        }
+        let (slot, outcome) = match self.ctl.call(&request).await? {
+            Reply::Place { slot, value } => (Some(slot), Ok(Outcome::Admitted(value))),
+            Reply::NoPlace => (None, Err("no place free".to_owned())),
+            Reply::Rejected { high_water } => (None, Ok(Outcome::Rejected(high_water))),
+            other => return Err(format!("unexpected reply to a claim: {other:?}").into()),
+        };
+        Ok(slot.zip(self.log_read(token, outcome)?))
     }
 
     /// The observer: follows the election of the lock's name (reading the leader at least
@@ -488,6 +469,15 @@ impl Worker {
                 Ok(gate_outcome(self.ctl.call(&request).await?)?)
             }
         };
+        self.log_read(token, outcome)
+    }
+
+    /// Logs what a read (or a claim) got; the value read, if any.
+    fn log_read(
+        &mut self,
+        token: u64,
+        outcome: Result<Outcome, String>,
+    ) -> Result<Option<u64>, WorkerError> {
         match outcome {
             Ok(Outcome::Admitted(value)) => {
                 self.log(Event::Read { token, value })?;
