@@ -897,53 +897,20 @@ mod tests {
                 },
             )
         };
+        let read = |w, t, token| rec(w, t, Event::Read { token, value: 0 });
+        let wrote = |w, t, token| rec(w, t, Event::WriteAccepted { token, value: 1 });
         let history = vec![
             rec(2, 0, Event::Acquired { token: 11, sent: 0 }),
             placed(2, 1, 11, 1),
-            rec(
-                2,
-                2,
-                Event::Read {
-                    token: 11,
-                    value: 0,
-                },
-            ),
+            read(2, 2, 11),
             rec(1, 3, Event::Acquired { token: 10, sent: 0 }),
             placed(1, 4, 10, 0),
-            rec(
-                1,
-                5,
-                Event::Read {
-                    token: 10,
-                    value: 0,
-                },
-            ),
-            rec(
-                1,
-                6,
-                Event::WriteAccepted {
-                    token: 10,
-                    value: 1,
-                },
-            ),
+            read(1, 5, 10),
+            wrote(1, 6, 10),
             rec(3, 7, Event::Acquired { token: 12, sent: 7 }),
             placed(3, 8, 12, 0),
-            rec(
-                3,
-                9,
-                Event::Read {
-                    token: 12,
-                    value: 1,
-                },
-            ),
-            rec(
-                1,
-                10,
-                Event::WriteAccepted {
-                    token: 10,
-                    value: 2,
-                },
-            ),
+            read(3, 9, 12),
+            wrote(1, 10, 10),
         ];
         let t = Timeline::from_history(&history, Duration::from_millis(500));
         let kinds: Vec<MarkKind> = t.lanes[0].marks.iter().map(|m| m.kind).collect();
