@@ -202,6 +202,8 @@ pub fn mutation_runs(seed: u64) -> Vec<RunSpec> {
             &[
                 (Scenario::NetStall, Backend::Redis),
                 (Scenario::NetStall, Backend::Postgres),
+                // A paused permit holder's permit outlives its grant (I7).
+                (Scenario::SemaphorePause, Backend::Postgres),
             ],
         ),
     ];
