@@ -41,6 +41,11 @@ fn stretched(real: &Lease) -> Lease {
     renewed_lease(real, ttl * 4 / 3, sent_at)
 }
 
+/// A grant's answer, its lease stretched.
+fn stretch(answer: Result<Option<Lease>, Error>) -> Result<Option<Lease>, Error> {
+    Ok(answer?.map(|l| stretched(&l)))
+}
+
 #[async_trait]
 impl ForwardingStore for EarlyExpiry {
     fn inner(&self) -> &dyn LeaseStore {
@@ -53,11 +58,7 @@ impl ForwardingStore for EarlyExpiry {
         ttl: Duration,
         label: Option<&OwnerLabel>,
     ) -> Result<Option<Lease>, Error> {
-        Ok(self
-            .inner()
-            .try_acquire_as(name, ttl, label)
-            .await?
-            .map(|l| stretched(&l)))
+        stretch(self.inner().try_acquire_as(name, ttl, label).await)
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, Error> {
@@ -80,11 +81,7 @@ impl ForwardingStore for EarlyExpiry {
         label: Option<&OwnerLabel>,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        Ok(self
-            .inner()
-            .acquire_waiting(name, ttl, label, policy)
-            .await?
-            .map(|l| stretched(&l)))
+        stretch(self.inner().acquire_waiting(name, ttl, label, policy).await)
     }
 
     async fn try_acquire_permit(
@@ -94,11 +91,11 @@ impl ForwardingStore for EarlyExpiry {
         ttl: Duration,
         label: Option<&OwnerLabel>,
     ) -> Result<Option<Lease>, Error> {
-        Ok(self
-            .inner()
-            .try_acquire_permit(name, limit, ttl, label)
-            .await?
-            .map(|l| stretched(&l)))
+        stretch(
+            self.inner()
+                .try_acquire_permit(name, limit, ttl, label)
+                .await,
+        )
     }
 
     async fn acquire_permit_waiting(
@@ -109,11 +106,11 @@ impl ForwardingStore for EarlyExpiry {
         label: Option<&OwnerLabel>,
         policy: WaitPolicy,
     ) -> Result<Option<Lease>, Error> {
-        Ok(self
-            .inner()
-            .acquire_permit_waiting(name, limit, ttl, label, policy)
-            .await?
-            .map(|l| stretched(&l)))
+        stretch(
+            self.inner()
+                .acquire_permit_waiting(name, limit, ttl, label, policy)
+                .await,
+        )
     }
 }
 
