@@ -1,7 +1,8 @@
 //! The invariants, checked over a merged history.
 //!
 //! - I1: the fence admits exactly what it must: no stale read or write accepted (token below
-//!   the highest token accepted before it), and no fresh one rejected.
+//!   the highest token accepted before it at the same place: [`OracleOp::slot`]), and no
+//!   fresh one rejected.
 //! - I2: tokens are unique and strictly increasing in grant order (a grant that came back
 //!   before another was requested has the smaller token); no client saw a regression. In an
 //!   election the tokens are the leaders' terms, so this is "terms rise strictly from one
@@ -20,6 +21,15 @@
 //!   that loses its state (Redis without persistence restarted, a failover to a lagging
 //!   replica) may legitimately grant again while the old holder still believes it holds;
 //!   fencing covers that case, and I6 is not checked there.
+//! - I7 (semaphores, [`Bounds::permit_limit`]; likewise only where the server kept its
+//!   state): no more permits valid at one moment than the semaphore's limit. A permit's window
+//!   runs from its grant's reply to the last time its holder recorded how long it took the
+//!   permit as valid ([`Event::ValidUntil`]: its local deadline at each check that said valid,
+//!   and the earlier of now and the deadline right before its release); the windows are swept
+//!   and the most open at once is reported ([`Report::most_valid_permits`]) in every run, and
+//!   judged only where the server kept its state: one that loses it (Redis without
+//!   persistence restarted) grants permits again while their old holders still hold, so the
+//!   count can pass the limit there, and the report shows by how much.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -42,6 +52,9 @@ pub enum Invariant {
     I5,
     /// Two guards valid at the same time (checked only where the server kept its state).
     I6,
+    /// More permits valid at once than the semaphore's limit (checked only where the server
+    /// kept its state).
+    I7,
 }
 
 /// One broken invariant, with what shows it.
@@ -72,6 +85,10 @@ pub struct OracleOp {
     pub accepted: bool,
     /// The mark reported with a rejection.
     pub high_water: Option<u64>,
+    /// The place the operation went to, where the resource has several, each with its own
+    /// mark (the semaphore scenarios: N places for N permits, each taken by one holder at a
+    /// time); `None`: the one resource. Staleness is judged per place.
+    pub slot: Option<u32>,
 }
 
 /// What the fenced resource saw.
@@ -98,6 +115,7 @@ impl OracleLog {
                     token,
                     accepted,
                     high_water,
+                    slot,
                     ..
                 } => Some(OracleOp {
                     op,
@@ -105,6 +123,7 @@ impl OracleLog {
                     token,
                     accepted,
                     high_water,
+                    slot,
                 }),
                 _ => None,
             })
@@ -127,8 +146,12 @@ pub struct Bounds {
     /// The allowance on top (wake-up, connection re-establishment).
     pub slack: Duration,
     /// Whether the server kept its state through every fault of the run, so that validity
-    /// windows of different guards must not overlap (I6).
+    /// windows of different guards must not overlap (I6), or no more than
+    /// [`Bounds::permit_limit`] of them (I7).
     pub exclusive: bool,
+    /// The semaphore's limit when the workers hold permits (I7 instead of I6); `None`: a lock
+    /// or an election.
+    pub permit_limit: Option<u32>,
 }
 
 impl Bounds {
@@ -177,6 +200,9 @@ pub struct Report {
     /// Guards that said valid after a later guard had been granted (I6: must be 0 where
     /// checked).
     pub overlapping_validity: u64,
+    /// Semaphore runs: the most permits valid at one moment, as their holders saw them
+    /// (I7: at most the limit where the server kept its state; reported everywhere).
+    pub most_valid_permits: u64,
     /// Every broken invariant.
     pub violations: Vec<Violation>,
 }
@@ -209,8 +235,10 @@ pub fn check(history: &[Record], oracle: &OracleLog, bounds: Bounds) -> Report {
     check_lost_writes(oracle, &mut report);
     check_writes_after_invalid(history, &mut report);
     check_recovery(history, bounds, &mut report);
-    if bounds.exclusive {
-        check_exclusive_validity(history, &mut report);
+    match bounds.permit_limit {
+        None if bounds.exclusive => check_exclusive_validity(history, &mut report),
+        None => {}
+        Some(limit) => check_permit_limit(history, limit, bounds.exclusive, &mut report),
     }
     report.invalid_checks = history
         .iter()
@@ -231,10 +259,12 @@ pub fn check(history: &[Record], oracle: &OracleLog, bounds: Bounds) -> Report {
     report
 }
 
-/// I1, recomputed from the log rather than trusting the fence's own verdicts.
+/// I1, recomputed from the log rather than trusting the fence's own verdicts: each place
+/// ([`OracleOp::slot`]) has its own mark.
 fn check_fence(oracle: &OracleLog, report: &mut Report) {
-    let mut mark: Option<u64> = None;
+    let mut marks: HashMap<Option<u32>, u64> = HashMap::new();
     for op in &oracle.ops {
+        let mark = marks.get(&op.slot).copied();
         let stale = mark.is_some_and(|m| op.token < m);
         if op.op == Op::Write && op.accepted {
             report.writes_accepted += 1;
@@ -254,7 +284,7 @@ fn check_fence(oracle: &OracleLog, report: &mut Report) {
                     ),
                 );
             }
-            mark = mark.max(Some(op.token));
+            marks.insert(op.slot, mark.map_or(op.token, |m| m.max(op.token)));
             continue;
         }
         let reported_fresh = op.high_water.is_some_and(|h| h <= op.token);
@@ -505,6 +535,64 @@ fn check_exclusive_validity(history: &[Record], report: &mut Report) {
         }
         if furthest.is_none_or(|(_, _, end)| to > end) {
             furthest = Some((token, worker, to));
+        }
+    }
+}
+
+/// I7: permit windows (grant received → the holder's last [`Event::ValidUntil`]) swept; the
+/// most open at once is reported, and more than `limit` is a violation where `judged` (the
+/// server kept its state).
+fn check_permit_limit(history: &[Record], limit: u32, judged: bool, report: &mut Report) {
+    // token → (worker, granted at, valid until)
+    let mut windows: HashMap<u64, (u32, u64, u64)> = HashMap::new();
+    for r in history {
+        match r.event {
+            Event::Acquired { token, .. } => {
+                windows.entry(token).or_insert((r.w, r.t, r.t));
+            }
+            Event::ValidUntil { token, until } => {
+                if let Some(w) = windows.get_mut(&token) {
+                    // The last record counts: a release before the deadline ends the window.
+                    w.2 = until.max(w.1);
+                }
+            }
+            _ => {}
+        }
+    }
+    // +1 at a start, -1 at an end; ends first at equal instants (a window is half-open).
+    let mut steps: Vec<(u64, i64, u64)> = windows
+        .iter()
+        .filter(|(_, (_, from, until))| from < until)
+        .flat_map(|(&token, &(_, from, until))| [(from, 1, token), (until, -1, token)])
+        .collect();
+    steps.sort();
+    let mut open: Vec<u64> = Vec::new();
+    // Whether the limit is passed now: one violation per episode.
+    let mut over = false;
+    for (_, step, token) in steps {
+        if step < 0 {
+            open.retain(|&o| o != token);
+            over &= open.len() as u64 > u64::from(limit);
+            continue;
+        }
+        open.push(token);
+        report.most_valid_permits = report.most_valid_permits.max(open.len() as u64);
+        if open.len() as u64 > u64::from(limit) && !over {
+            over = true;
+            if judged {
+                let holders: Vec<String> = open
+                    .iter()
+                    .map(|o| format!("{o} (worker {})", windows[o].0))
+                    .collect();
+                report.violate(
+                    Invariant::I7,
+                    format!(
+                        "{} permits valid at once with a limit of {limit}: tokens {}",
+                        open.len(),
+                        holders.join(", ")
+                    ),
+                );
+            }
         }
     }
 }

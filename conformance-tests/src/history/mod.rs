@@ -2,7 +2,7 @@
 //!
 //! Workers and the coordinator each append [`Record`]s (JSON lines, stamped with the
 //! system-wide monotonic clock) to their own file; [`read_histories`] merges them and
-//! [`check`] judges the invariants I1–I6 (see the `check` module docs). The unit tests feed
+//! [`check`] judges the invariants I1–I7 (see the `check` module docs). The unit tests feed
 //! synthetic histories, including ones that break each invariant, so every checker is shown
 //! to fail when it should.
 //!

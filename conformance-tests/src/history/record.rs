@@ -128,6 +128,16 @@ pub enum Event {
         /// Whether release returned `Ok`.
         ok: bool,
     },
+    /// A permit holder's validity as it saw it: logged after each `Check` that said valid,
+    /// with the guard's local deadline then, and right before its release, with the earlier
+    /// of now and the deadline. A permit's window runs from its grant to the last of these
+    /// (I7: no more windows overlap than the semaphore has permits).
+    ValidUntil {
+        /// The permit's token.
+        token: u64,
+        /// [`now_ns`] time until which the holder took its permit as valid.
+        until: u64,
+    },
     /// An election observer (`Election::observe`) reported a change of leader: the new
     /// leader's term, or `None` for a vacancy. I2 requires the terms one observer reports to
     /// rise strictly, and each to be a term some candidate was granted.
@@ -160,8 +170,13 @@ pub enum Event {
         accepted: bool,
         /// The mark the oracle reported on rejection.
         high_water: Option<u64>,
-        /// The counter after the operation.
+        /// The counter after the operation (in the semaphore scenarios: the place's counter).
         value: u64,
+        /// The place written, where the resource has several, each fenced on its own (the
+        /// semaphore scenarios: one per permit, see [`OracleOp::slot`](super::OracleOp::slot));
+        /// `None`: the one counter.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot: Option<u32>,
     },
 }
 

@@ -115,6 +115,7 @@ pub async fn check_store(store: Arc<dyn LeaseStore>, options: CheckOptions) -> R
         renew_every: options.ttl / 3,
         slack: options.slack,
         exclusive: options.keeps_state,
+        permit_limit: None,
     };
     let mut report = check(&history, &oracle, bounds);
     report
@@ -284,6 +285,7 @@ impl Run {
                 accepted: high_water.is_none(),
                 high_water,
                 value: oracle.value,
+                slot: None,
             },
         );
         high_water.map_or(Ok(oracle.value), Err)

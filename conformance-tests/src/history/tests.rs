@@ -12,6 +12,7 @@ fn bounds() -> Bounds {
         renew_every: Duration::from_millis(150),
         slack: Duration::from_millis(250),
         exclusive: true,
+        permit_limit: None,
     }
 }
 
@@ -41,6 +42,7 @@ fn oracle(op: Op, worker: u32, token: u64, accepted: bool, high_water: Option<u6
         token,
         accepted,
         high_water,
+        slot: None,
     }
 }
 
@@ -342,6 +344,7 @@ fn oracle_log_is_read_from_coordinator_records() {
             accepted: false,
             high_water: Some(10),
             value: 4,
+            slot: None,
         },
     )];
     let log = OracleLog::from_history(&history, 4);
@@ -436,4 +439,102 @@ fn a_probe_saying_invalid_before_the_frozen_holders_write_is_not_i4() {
         report.invalid_checks, 0,
         "probes are not the holder's checks"
     );
+}
+
+fn valid_until(w: u32, t_ms: u64, token: u64, until_ms: u64) -> Record {
+    rec(
+        w,
+        t_ms,
+        Event::ValidUntil {
+            token,
+            until: until_ms * MS,
+        },
+    )
+}
+
+/// Three permit holders under a limit of 2: workers 1 and 2 hold together; worker 3 is
+/// granted after worker 1's window ended (its deadline, recorded at its last check).
+fn permits() -> Vec<Record> {
+    vec![
+        acquired(1, 10, 10),
+        acquired(2, 20, 11),
+        valid_until(1, 30, 10, 400),
+        valid_until(2, 40, 11, 500),
+        acquired(3, 450, 12),
+        valid_until(2, 460, 11, 460),
+        valid_until(3, 700, 12, 700),
+    ]
+}
+
+fn permit_bounds(limit: u32) -> Bounds {
+    Bounds {
+        permit_limit: Some(limit),
+        ..bounds()
+    }
+}
+
+#[test]
+fn i7_permits_within_the_limit_pass() {
+    let report = check(&permits(), &OracleLog::default(), permit_bounds(2));
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!(report.most_valid_permits, 2);
+}
+
+#[test]
+fn i7_a_third_permit_valid_under_a_limit_of_two_is_caught_only_where_the_server_kept_its_state() {
+    // Worker 1's last record says it took its permit as valid until 480 ms: past worker 3's
+    // grant at 450 ms, while worker 2 still held.
+    let mut history = permits();
+    history.push(valid_until(1, 440, 10, 480));
+    history.sort_by_key(|r| r.t);
+    let report = check(&history, &OracleLog::default(), permit_bounds(2));
+    assert_eq!(report.broken(), vec![Invariant::I7]);
+    assert_eq!(report.most_valid_permits, 3);
+    assert_eq!(report.violations.len(), 1, "{:?}", report.violations);
+    // A server that lost its state: reported, not judged.
+    let lossy = Bounds {
+        exclusive: false,
+        ..permit_bounds(2)
+    };
+    let report = check(&history, &OracleLog::default(), lossy);
+    assert!(report.is_clean());
+    assert_eq!(report.most_valid_permits, 3);
+    // A window ends at its holder's last record: released at 430 ms, no overlap.
+    let mut history = permits();
+    history.push(valid_until(1, 440, 10, 430));
+    history.sort_by_key(|r| r.t);
+    assert!(check(&history, &OracleLog::default(), permit_bounds(2)).is_clean());
+}
+
+#[test]
+fn i1_each_place_has_its_own_mark() {
+    let at = |op, worker, token, accepted, high_water, slot| OracleOp {
+        slot: Some(slot),
+        ..oracle(op, worker, token, accepted, high_water)
+    };
+    // Tokens 11 and 10 hold places 1 and 0 together: the lower token at its own place is
+    // fresh. Token 12 takes place 0 after token 10 expired; token 10's late write there is
+    // stale and rejected.
+    let log = OracleLog {
+        ops: vec![
+            at(Op::Read, 2, 11, true, None, 1),
+            at(Op::Read, 1, 10, true, None, 0),
+            at(Op::Write, 2, 11, true, None, 1),
+            at(Op::Read, 3, 12, true, None, 0),
+            at(Op::Write, 1, 10, false, Some(12), 0),
+            at(Op::Write, 3, 12, true, None, 0),
+        ],
+        rejections_in_order: true,
+        final_value: 2,
+    };
+    let report = check(&[], &log, bounds());
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!((report.stale_attempted, report.stale_accepted), (1, 0));
+    // Unfenced, the late write lands: caught.
+    let mut unfenced = log.clone();
+    unfenced.ops[4] = at(Op::Write, 1, 10, true, None, 0);
+    unfenced.final_value = 3;
+    let report = check(&[], &unfenced, bounds());
+    assert_eq!(report.broken(), vec![Invariant::I1]);
+    assert_eq!((report.stale_attempted, report.stale_accepted), (1, 1));
 }

@@ -30,6 +30,10 @@ pub enum Role {
     /// Follows that election (`Election::observe`) and records each change of leader; never
     /// writes.
     Observer,
+    /// Takes a permit of the semaphore of the lock's name (`Locker::semaphore`, limit
+    /// [`WorkerConfig::permit_limit`]), claims a place whose last holder's permit is no longer
+    /// held, and writes there with the permit's token.
+    Permit,
 }
 
 /// One worker's settings.
@@ -44,6 +48,9 @@ pub struct WorkerConfig {
     /// Lock holder, election candidate or election observer.
     #[serde(default)]
     pub role: Role,
+    /// The semaphore's limit, for [`Role::Permit`].
+    #[serde(default)]
+    pub permit_limit: Option<u32>,
     /// Lease TTL in ms.
     pub ttl_ms: u64,
     /// Renew interval in ms.

@@ -1,5 +1,6 @@
 //! The coordinator's side of the control socket: the in-memory fenced counter (a
-//! `FenceGate`), the go/stop switch, and holder faults injected at a worker's checkpoint.
+//! `FenceGate`; in semaphore runs one counter per place, each fenced on its own), the go/stop
+//! switch, and holder faults injected at a worker's checkpoint.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -78,11 +79,35 @@ impl HolderFault {
     }
 }
 
-struct Counter {
-    gate: FenceGate,
+/// One fenced value: the counter, or a place of a semaphore run.
+#[derive(Debug, Default)]
+struct Cell {
+    /// The mark under a planted fence bug (the gate keeps the real one).
     #[cfg_attr(not(feature = "mutations"), allow(dead_code))]
     mark: Option<u64>,
     value: u64,
+    /// The highest token admitted here (a place's holder, for claims).
+    occupant: Option<u64>,
+}
+
+/// One read or write as a worker asked for it.
+struct Access {
+    op: Op,
+    worker: u32,
+    token: u64,
+    /// Whether the fence checks the token.
+    fenced: bool,
+    /// The value to write; `None` for a read.
+    write: Option<u64>,
+    /// The place (semaphore runs); `None`: the counter.
+    slot: Option<u32>,
+}
+
+struct Counter {
+    gate: FenceGate,
+    main: Cell,
+    /// The places of a semaphore run (one per permit), named `place-N` in the gate.
+    places: Vec<Cell>,
 }
 
 struct Shared {
@@ -123,18 +148,24 @@ impl Drop for Coordinator {
 }
 
 impl Coordinator {
-    /// Listens on `socket`, writing its records (faults, oracle operations) to `history`.
+    /// Listens on `socket`, writing its records (faults, oracle operations) to `history`;
+    /// with `places` counters of their own for semaphore runs (0 for the others).
     ///
     /// # Errors
     /// Binding the socket or creating the history file.
-    pub fn start(socket: &Path, history: &Path, fence: FenceMode) -> std::io::Result<Self> {
+    pub fn start(
+        socket: &Path,
+        history: &Path,
+        fence: FenceMode,
+        places: u32,
+    ) -> std::io::Result<Self> {
         let listener = UnixListener::bind(socket)?;
         let shared = Arc::new(Shared {
             fence,
             counter: Mutex::new(Counter {
                 gate: FenceGate::new(),
-                mark: None,
-                value: 0,
+                main: Cell::default(),
+                places: (0..places).map(|_| Cell::default()).collect(),
             }),
             history: Mutex::new(File::create(history)?),
             stop: AtomicBool::new(false),
@@ -178,9 +209,10 @@ impl Coordinator {
         self.shared.stop.store(true, Ordering::SeqCst);
     }
 
-    /// The counter's value.
+    /// The counter's value (with the places': their sum).
     pub fn value(&self) -> u64 {
-        lock(&self.shared.counter).value
+        let counter = lock(&self.shared.counter);
+        counter.main.value + counter.places.iter().map(|p| p.value).sum::<u64>()
     }
 
     /// Checkpoints reached so far (each is a holder about to write).
@@ -271,13 +303,35 @@ impl Shared {
                     worker,
                     token,
                     fenced,
-                } => self.serve_op(Op::Read, worker, token, fenced, None),
+                    slot,
+                } => self.serve_op(Access {
+                    op: Op::Read,
+                    worker,
+                    token,
+                    fenced,
+                    write: None,
+                    slot,
+                }),
                 Request::Write {
                     worker,
                     token,
                     value,
                     fenced,
-                } => self.serve_op(Op::Write, worker, token, fenced, Some(value)),
+                    slot,
+                } => self.serve_op(Access {
+                    op: Op::Write,
+                    worker,
+                    token,
+                    fenced,
+                    write: Some(value),
+                    slot,
+                }),
+                Request::Claim {
+                    worker,
+                    token,
+                    live,
+                    fenced,
+                } => self.claim(worker, token, &live, fenced),
                 Request::Checkpoint { worker, .. } => {
                     self.checkpoints.fetch_add(1, Ordering::SeqCst);
                     self.progress.notify_waiters();
@@ -399,17 +453,66 @@ impl Shared {
         }
     }
 
-    fn serve_op(&self, op: Op, worker: u32, token: u64, fenced: bool, write: Option<u64>) -> Reply {
+    fn serve_op(&self, access: Access) -> Reply {
         let mut counter = lock(&self.counter);
+        self.serve_locked(&mut counter, access)
+    }
+
+    /// A permit holder takes a place ([`Request::Claim`]): chosen and read under one lock, so
+    /// two claims never pick the same place.
+    fn claim(&self, worker: u32, token: u64, live: &[u64], fenced: bool) -> Reply {
+        let mut counter = lock(&self.counter);
+        let free = counter
+            .places
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.occupant.is_none_or(|o| o < token && !live.contains(&o)))
+            .min_by_key(|(_, p)| p.occupant)
+            .and_then(|(i, _)| u32::try_from(i).ok());
+        let Some(slot) = free else {
+            return Reply::NoPlace;
+        };
+        let read = Access {
+            op: Op::Read,
+            worker,
+            token,
+            fenced,
+            write: None,
+            slot: Some(slot),
+        };
+        match self.serve_locked(&mut counter, read) {
+            Reply::Value { value } => Reply::Place { slot, value },
+            other => other,
+        }
+    }
+
+    fn serve_locked(&self, counter: &mut Counter, access: Access) -> Reply {
+        let Access {
+            op,
+            worker,
+            token,
+            fenced,
+            write,
+            slot,
+        } = access;
+        let Counter { gate, main, places } = counter;
+        let (resource, cell) = match slot {
+            None => (RESOURCE.to_owned(), main),
+            Some(s) => match places.get_mut(s as usize) {
+                Some(cell) => (format!("place-{s}"), cell),
+                None => return Reply::NoPlace,
+            },
+        };
         let admitted = if fenced {
-            self.admit(&mut counter, token)
+            self.admit(gate, &resource, cell, token)
         } else {
             Ok(())
         };
-        if admitted.is_ok()
-            && let Some(value) = write
-        {
-            counter.value = value;
+        if admitted.is_ok() {
+            cell.occupant = Some(cell.occupant.map_or(token, |o| o.max(token)));
+            if let Some(value) = write {
+                cell.value = value;
+            }
         }
         self.record(Event::Oracle {
             op,
@@ -417,20 +520,27 @@ impl Shared {
             token,
             accepted: admitted.is_ok(),
             high_water: admitted.err(),
-            value: counter.value,
+            value: cell.value,
+            slot,
         });
         match admitted {
-            Ok(()) => Reply::Value {
-                value: counter.value,
-            },
+            Ok(()) => Reply::Value { value: cell.value },
             Err(high_water) => Reply::Rejected { high_water },
         }
     }
 
-    /// `Err(mark)` when the fence rejects `token`.
-    fn admit(&self, counter: &mut Counter, token: u64) -> Result<(), u64> {
+    /// `Err(mark)` when the fence rejects `token` at `resource` (`cell` keeps the mark of a
+    /// planted fence bug).
+    #[cfg_attr(not(feature = "mutations"), allow(clippy::unused_self))]
+    fn admit(
+        &self,
+        gate: &FenceGate,
+        resource: &str,
+        #[cfg_attr(not(feature = "mutations"), allow(unused_variables))] cell: &mut Cell,
+        token: u64,
+    ) -> Result<(), u64> {
         match self.fence {
-            FenceMode::Correct => match counter.gate.admit(RESOURCE, FencingToken::new(token)) {
+            FenceMode::Correct => match gate.admit(resource, FencingToken::new(token)) {
                 Ok(()) => Ok(()),
                 Err(Error::StaleToken { high_water, .. }) => Err(high_water.get()),
                 Err(_) => Err(u64::MAX),
@@ -441,11 +551,11 @@ impl Shared {
                     FenceMode::Strict => crate::Mutation::FenceStrict,
                     _ => crate::Mutation::FenceSkip,
                 };
-                if crate::mutations::planted_fence::admits(Some(bug), counter.mark, token) {
-                    counter.mark = Some(counter.mark.map_or(token, |mark| mark.max(token)));
+                if crate::mutations::planted_fence::admits(Some(bug), cell.mark, token) {
+                    cell.mark = Some(cell.mark.map_or(token, |mark| mark.max(token)));
                     Ok(())
                 } else {
-                    Err(counter.mark.unwrap_or_default())
+                    Err(cell.mark.unwrap_or_default())
                 }
             }
         }

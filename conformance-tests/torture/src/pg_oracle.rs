@@ -124,6 +124,7 @@ impl PgOracle {
                 token: token.unsigned_abs(),
                 accepted: true,
                 high_water: None,
+                slot: None,
             })
             .collect();
         Ok(OracleLog {

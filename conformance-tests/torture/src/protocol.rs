@@ -30,6 +30,9 @@ pub enum Request {
         token: u64,
         /// Whether the fence checks the token.
         fenced: bool,
+        /// The place to read (semaphore runs); `None`: the one counter.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot: Option<u32>,
     },
     /// Write the counter (through the fence unless `fenced` is false).
     Write {
@@ -39,6 +42,22 @@ pub enum Request {
         token: u64,
         /// The new value.
         value: u64,
+        /// Whether the fence checks the token.
+        fenced: bool,
+        /// The place to write (semaphore runs); `None`: the one counter.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot: Option<u32>,
+    },
+    /// A permit holder takes a place (semaphore runs): one whose last holder's token is below
+    /// `token` and not among `live` (the other permits the semaphore holds now), the one taken
+    /// longest ago first; taking it is a fenced read there, which raises its mark to `token`.
+    Claim {
+        /// The worker.
+        worker: u32,
+        /// Its permit's token.
+        token: u64,
+        /// The tokens of the other permits that hold now (`Semaphore::holders`).
+        live: Vec<u64>,
         /// Whether the fence checks the token.
         fenced: bool,
     },
@@ -67,6 +86,15 @@ pub enum Reply {
         /// The resource's mark.
         high_water: u64,
     },
+    /// The place claimed, and its value.
+    Place {
+        /// The place's index.
+        slot: u32,
+        /// Its value.
+        value: u64,
+    },
+    /// No place is free: each is held by a live permit or by a newer one.
+    NoPlace,
 }
 
 /// One side of a connection.

@@ -14,7 +14,7 @@ use crate::coordinator::{Coordinator, FenceMode, HolderFault};
 use crate::faketime::{self, FakeClock};
 use crate::mutations::{self, Mutation};
 use crate::pg_oracle::PgOracle;
-use crate::scenario::{Backend, Scenario};
+use crate::scenario::{Backend, PERMIT_LIMIT, Scenario};
 use crate::servers::Servers;
 use crate::timeline::Timeline;
 
@@ -226,6 +226,12 @@ impl Workers {
 /// a build without planted bugs.
 pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String> {
     mutations::allowed(spec.mutation)?;
+    if spec.scenario.semaphore() && spec.oracle != Oracle::Gate {
+        return Err(format!(
+            "{}: the semaphore scenarios write to the in-memory gate's places only",
+            spec.label()
+        ));
+    }
     let started = Instant::now();
     let dir = tempfile::Builder::new()
         .prefix("fencelock-torture-")
@@ -252,10 +258,12 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         Some(Mutation::FenceSkip) => FenceMode::Skip,
         _ => FenceMode::Correct,
     };
+    let permit_limit = spec.scenario.semaphore().then_some(PERMIT_LIMIT);
     let coordinator = Coordinator::start(
         &dir.path().join("ctl.sock"),
         &dir.path().join("coordinator.jsonl"),
         fence,
+        permit_limit.unwrap_or(0),
     )
     .map_err(|e| e.to_string())?;
     let ttl = spec.backend.ttl();
@@ -267,9 +275,12 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
             lock: lock_name(spec),
             role: if spec.scenario.election() {
                 Role::Candidate
+            } else if spec.scenario.semaphore() {
+                Role::Permit
             } else {
                 Role::Lock
             },
+            permit_limit,
             ttl_ms: millis(ttl),
             renew_ms: millis(spec.backend.renew_every()),
             op_timeout_ms: spec.backend.op_timeout().map(millis),
@@ -359,6 +370,7 @@ pub async fn run(spec: &RunSpec, worker_exe: &Path) -> Result<RunOutcome, String
         renew_every: spec.backend.renew_every(),
         slack: spec.backend.slack(),
         exclusive: checks_exclusive(spec)?,
+        permit_limit,
     };
     let report = history::check(&merged, &log, bounds);
     drop(servers);
@@ -394,6 +406,7 @@ fn rejections(merged: &[history::Record]) -> Vec<history::OracleOp> {
                 token,
                 accepted: false,
                 high_water: Some(high_water),
+                slot: None,
             }),
             _ => None,
         })
@@ -428,7 +441,9 @@ async fn inject(
     let e = |e: fencelock_conformance::harness::HarnessError| e.to_string();
     match spec.scenario {
         // An election's leader is hit as a lock's holder is: at its write.
-        Scenario::HolderPause | Scenario::ElectionPause => hit(HolderFault::Pause(ttl * 3)).await,
+        Scenario::HolderPause | Scenario::ElectionPause | Scenario::SemaphorePause => {
+            hit(HolderFault::Pause(ttl * 3)).await
+        }
         Scenario::HolderStarve => hit(HolderFault::Starve(ttl * 2)).await,
         Scenario::HolderKill | Scenario::ElectionKill => {
             hit(HolderFault::Kill).await?;
@@ -456,7 +471,7 @@ async fn inject(
             coordinator.record(healed(&name));
             Ok(())
         }
-        Scenario::ServerRestart => {
+        Scenario::ServerRestart | Scenario::SemaphoreRestart => {
             let name = "server killed (SIGKILL) and restarted";
             coordinator.record(server_fault(name));
             servers.kill()?;

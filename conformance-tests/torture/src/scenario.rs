@@ -131,11 +131,31 @@ pub enum Scenario {
     /// 9: leader election: the leader's connections to the store stalled (through its own
     /// `TcpProxy`) for 3×TTL right before its write.
     ElectionPartition,
+    /// 10: semaphore: the workers take permits of one semaphore ([`PERMIT_LIMIT`] permits),
+    /// each writing at a place of its own; a permit holder SIGSTOPped for 3×TTL right before
+    /// its write, then resumed (its late write carries the old token).
+    SemaphorePause,
+    /// 10: semaphore: the lock server killed with SIGKILL and restarted while permits are
+    /// held.
+    SemaphoreRestart,
 }
+
+/// The permits of the semaphore in the semaphore scenarios (10): fewer than the workers, so
+/// that some wait.
+pub const PERMIT_LIMIT: u32 = 2;
+
+/// Where `semaphore-pause` runs: the backends with semaphores. To add one once its semaphores
+/// are merged, list it here (the full list: `Backend::Redis, Backend::Postgres, Backend::Etcd`).
+pub const SEMAPHORE_PAUSE_BACKENDS: &[Backend] = &[Backend::Postgres];
+
+/// Where `semaphore-restart` runs: likewise (the full list: `Backend::Redis, Backend::RedisAof,
+/// Backend::Postgres, Backend::Etcd`; Redis without persistence loses its permits in the
+/// restart, so I7 is reported there, not judged: [`Scenario::keeps_state`]).
+pub const SEMAPHORE_RESTART_BACKENDS: &[Backend] = &[Backend::Postgres];
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 17] = [
+    pub const ALL: [Scenario; 19] = [
         Self::HolderPause,
         Self::HolderStarve,
         Self::HolderKill,
@@ -153,6 +173,8 @@ impl Scenario {
         Self::ElectionPause,
         Self::ElectionKill,
         Self::ElectionPartition,
+        Self::SemaphorePause,
+        Self::SemaphoreRestart,
     ];
 
     /// The name used on the command line and in the report.
@@ -175,6 +197,8 @@ impl Scenario {
             Self::ElectionPause => "election-pause",
             Self::ElectionKill => "election-kill",
             Self::ElectionPartition => "election-partition",
+            Self::SemaphorePause => "semaphore-pause",
+            Self::SemaphoreRestart => "semaphore-restart",
         }
     }
 
@@ -193,6 +217,7 @@ impl Scenario {
             Self::NetStall | Self::NetDelay | Self::NetCut => 7,
             Self::ClockJump => 8,
             Self::ElectionPause | Self::ElectionKill | Self::ElectionPartition => 9,
+            Self::SemaphorePause | Self::SemaphoreRestart => 10,
         }
     }
 
@@ -225,6 +250,8 @@ impl Scenario {
             Self::PgFailover => &[Backend::Postgres],
             Self::ClusterPrimaryKill => &[Backend::RedisCluster],
             Self::SentinelFailover => &[Backend::RedisSentinel],
+            Self::SemaphorePause => SEMAPHORE_PAUSE_BACKENDS,
+            Self::SemaphoreRestart => SEMAPHORE_RESTART_BACKENDS,
         }
     }
 
@@ -240,6 +267,7 @@ impl Scenario {
                 | Self::SentinelFailover
                 | Self::ElectionPause
                 | Self::ElectionPartition
+                | Self::SemaphorePause
         )
     }
 
@@ -260,15 +288,21 @@ impl Scenario {
         )
     }
 
+    /// Whether the workers take permits of a semaphore ([`PERMIT_LIMIT`]) instead of the lock,
+    /// each writing at a place of its own.
+    pub fn semaphore(self) -> bool {
+        matches!(self, Self::SemaphorePause | Self::SemaphoreRestart)
+    }
+
     /// Whether the server keeps every lease through this scenario's faults on `backend`, so
-    /// that no two guards may be valid at once (I6). Not so for Redis without persistence
-    /// restarted (the lease is gone while its holder's guard is still valid) nor for a
+    /// that no two guards may be valid at once (I6; in a semaphore run: no more than the limit,
+    /// I7). Not so for Redis without persistence restarted (the lease is gone while its holder's guard is still valid) nor for a
     /// failover to a lagging replica or standby (it may never have seen the lease:
     /// replication is asynchronous).
     pub fn keeps_state(self, backend: Backend) -> bool {
         !matches!(
             (self, backend),
-            (Self::ServerRestart, Backend::Redis)
+            (Self::ServerRestart | Self::SemaphoreRestart, Backend::Redis)
                 | (
                     Self::RedisFailover
                         | Self::PgFailover

@@ -51,8 +51,12 @@ fn spec(scenario: Scenario, backend: Backend, oracle: Oracle, seed: u64, rounds:
 
 /// Whether the short mode runs `scenario` on `backend`: every scenario on every backend it
 /// applies to, except leader election (scenario 9), of which it runs every fault on Redis and
-/// the paused leader on etcd (about 20 s; the long mode runs them all).
+/// the paused leader on etcd (about 20 s), and semaphores (scenario 10), of which it runs the
+/// paused permit holder on PostgreSQL (about 10 s); the long mode runs them all.
 fn in_short_mode(scenario: Scenario, backend: Backend) -> bool {
+    if scenario.semaphore() {
+        return (scenario, backend) == (Scenario::SemaphorePause, Backend::Postgres);
+    }
     !scenario.election()
         || backend == Backend::Redis
         || (scenario, backend) == (Scenario::ElectionPause, Backend::Etcd)
@@ -60,7 +64,8 @@ fn in_short_mode(scenario: Scenario, backend: Backend) -> bool {
 
 /// The fenced runs: every scenario against every backend it applies to on the in-memory
 /// gate (the short mode runs every election fault on Redis and the paused leader on etcd
-/// only), and holder faults on the PostgreSQL table too (long mode: all three; short: pause).
+/// only, and of the semaphore scenarios the paused permit holder on PostgreSQL), and holder
+/// faults on the PostgreSQL table too (long mode: all three; short: pause).
 pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     let mut runs = Vec::new();
     let mut n = 0;
@@ -68,9 +73,12 @@ pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
         n += 1;
         seed.wrapping_add(n)
     };
-    // Election runs come last, so that adding them kept the other runs' seeds.
+    // Election runs, then semaphore runs, come last, so that adding them kept the other runs'
+    // seeds.
+    let (semaphores, others): (Vec<Scenario>, Vec<Scenario>) =
+        Scenario::ALL.into_iter().partition(|s| s.semaphore());
     let (elections, locks): (Vec<Scenario>, Vec<Scenario>) =
-        Scenario::ALL.into_iter().partition(|s| s.election());
+        others.into_iter().partition(|s| s.election());
     for scenario in locks {
         for &backend in scenario.backends() {
             let rounds = if scenario.once() { 1 } else { mode.rounds() };
@@ -114,7 +122,7 @@ pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
             ));
         }
     }
-    for scenario in elections {
+    for scenario in elections.into_iter().chain(semaphores) {
         for &backend in scenario.backends() {
             if mode == Mode::Long || in_short_mode(scenario, backend) {
                 runs.push(spec(scenario, backend, Oracle::Gate, next(), mode.rounds()));
@@ -125,8 +133,9 @@ pub fn fenced_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
 }
 
 /// The control runs: the same faults with the plain lock alone (reads and writes unfenced),
-/// and a paused election leader writing with its old term unfenced; the long mode adds the
-/// Redis Cluster and Sentinel failovers and a partitioned election leader on etcd.
+/// a paused election leader writing with its old term unfenced, and a paused permit holder
+/// writing at its old place with its old token unfenced; the long mode adds the Redis Cluster
+/// and Sentinel failovers and a partitioned election leader on etcd.
 pub fn control_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     let mut faults = vec![
         (Scenario::HolderPause, Backend::Redis),
@@ -141,6 +150,7 @@ pub fn control_runs(mode: Mode, seed: u64) -> Vec<RunSpec> {
     if mode == Mode::Long {
         faults.push((Scenario::ElectionPartition, Backend::Etcd));
     }
+    faults.push((Scenario::SemaphorePause, Backend::Postgres));
     faults
         .into_iter()
         .enumerate()
@@ -192,6 +202,8 @@ pub fn mutation_runs(seed: u64) -> Vec<RunSpec> {
             &[
                 (Scenario::NetStall, Backend::Redis),
                 (Scenario::NetStall, Backend::Postgres),
+                // A paused permit holder's permit outlives its grant (I7).
+                (Scenario::SemaphorePause, Backend::Postgres),
             ],
         ),
     ];
@@ -250,6 +262,18 @@ pub fn print_outcome(outcome: &RunOutcome) {
     if outcome.spec.scenario.election() {
         println!("    leaders observed {}", r.leaders_observed);
     }
+    if outcome.spec.scenario.semaphore() {
+        println!(
+            "    permits valid at once: at most {} (limit {}; {})",
+            r.most_valid_permits,
+            crate::scenario::PERMIT_LIMIT,
+            if outcome.exclusive {
+                "judged"
+            } else {
+                "not judged: the server lost its state"
+            }
+        );
+    }
     if !outcome.is_clean() {
         for v in r.violations.iter().take(5) {
             println!("    {v}");
@@ -301,15 +325,21 @@ mod tests {
             ]
         );
         assert_eq!(names(&long).len(), 9);
-        // They come last, after every lock run, with seeds of their own.
+        // They come last, after every lock run (only the semaphore runs follow), with seeds
+        // of their own.
         let first = long.iter().position(|r| r.scenario.election()).unwrap();
-        assert!(long[first..].iter().all(|r| r.scenario.election()));
+        assert!(
+            long[first..]
+                .iter()
+                .all(|r| r.scenario.election() || r.scenario.semaphore())
+        );
         assert_eq!(elections(&long)[0], (ElectionPause, Redis, 50));
         assert!(
             long.iter()
                 .any(|r| (r.scenario, r.backend) == (ElectionPartition, Postgres))
         );
-        // A paused election leader unfenced is a control run in both modes.
+        // A paused election leader (and a paused permit holder) unfenced is a control run in
+        // both modes.
         for mode in [Mode::Short, Mode::Long] {
             let control = control_runs(mode, 1);
             assert!(
@@ -317,6 +347,38 @@ mod tests {
                     .iter()
                     .any(|r| (r.scenario, r.backend, r.fenced) == (ElectionPause, Redis, false))
             );
+            assert!(control.iter().any(|r| (r.scenario, r.backend, r.fenced)
+                == (Scenario::SemaphorePause, Postgres, false)));
         }
+    }
+
+    #[test]
+    fn semaphore_runs_come_last_and_keep_the_other_seeds() {
+        use Scenario::{SemaphorePause, SemaphoreRestart};
+        let short = fenced_runs(Mode::Short, 1);
+        let long = fenced_runs(Mode::Long, 1);
+        let semaphores = |runs: &[RunSpec]| -> Vec<(Scenario, Backend)> {
+            runs.iter()
+                .filter(|r| r.scenario.semaphore())
+                .map(|r| (r.scenario, r.backend))
+                .collect()
+        };
+        assert_eq!(semaphores(&short), [(SemaphorePause, Backend::Postgres)]);
+        let every: Vec<(Scenario, Backend)> = [SemaphorePause, SemaphoreRestart]
+            .into_iter()
+            .flat_map(|s| s.backends().iter().map(move |&b| (s, b)))
+            .collect();
+        assert_eq!(semaphores(&long), every);
+        for runs in [&short, &long] {
+            let first = runs.iter().position(|r| r.scenario.semaphore()).unwrap();
+            assert!(runs[first..].iter().all(|r| r.scenario.semaphore()));
+        }
+        // The election runs kept their seeds (from 50 in the long mode).
+        assert_eq!(
+            elections(&long)[0],
+            (Scenario::ElectionPause, Backend::Redis, 50)
+        );
+        // Every run of main before semaphores (57), then the semaphore runs.
+        assert_eq!(long.len(), 57 + every.len());
     }
 }

@@ -12,7 +12,7 @@
 //! (pure, unit-tested); [`render`] only draws, with `plotters`' SVG backend (text is written as
 //! SVG `<text>`, so no font is loaded to draw it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -155,7 +155,9 @@ pub struct Timeline {
 impl Timeline {
     /// Reads `history` (merged, in time order, as `read_histories` returns it). `ttl` sets the
     /// margins of the detail window around its fault. An election observer (a worker that
-    /// recorded `LeaderObserved`) gets no lane: it never holds nor writes.
+    /// recorded `LeaderObserved`) gets no lane: it never holds nor writes. In a semaphore run
+    /// each place has its own mark: a worker's read or write is placed by the in-memory
+    /// oracle's record of it (written before the worker heard back).
     pub fn from_history(history: &[Record], ttl: Duration) -> Self {
         let observers: std::collections::HashSet<u32> = history
             .iter()
@@ -166,11 +168,22 @@ impl Timeline {
         let end = history.last().map_or(0, |r| r.t);
         let mut lanes: BTreeMap<u32, Lane> = BTreeMap::new();
         let mut faults: Vec<Fault> = Vec::new();
-        // The highest token the resource accepted so far (reads raise it too).
-        let mut high: Option<u64> = None;
+        // The highest token each place accepted so far (reads raise it too); `None`: the one
+        // counter.
+        let mut highs: HashMap<Option<u32>, u64> = HashMap::new();
+        // (worker, token) → the place its operations go to, from the oracle's records.
+        let mut places: HashMap<(u32, u64), u32> = HashMap::new();
         for r in history {
             if r.w == COORDINATOR {
                 match &r.event {
+                    Event::Oracle {
+                        worker,
+                        token,
+                        slot: Some(slot),
+                        ..
+                    } => {
+                        places.insert((*worker, *token), *slot);
+                    }
                     Event::FaultInjected { fault, .. } => faults.push(Fault {
                         name: fault.clone(),
                         from: r.t,
@@ -219,10 +232,14 @@ impl Timeline {
                 }
                 Event::Read { token, .. } => {
                     open(lane, token, r.t);
-                    high = high.max(Some(token));
+                    let place = places.get(&(r.w, token)).copied();
+                    let high = highs.entry(place).or_insert(token);
+                    *high = (*high).max(token);
                 }
                 Event::WriteAccepted { token, .. } => {
                     open(lane, token, r.t);
+                    let place = places.get(&(r.w, token)).copied();
+                    let high = highs.get(&place).copied();
                     let stale = high.is_some_and(|h| token < h);
                     lane.marks.push(Mark {
                         t: r.t,
@@ -235,7 +252,7 @@ impl Timeline {
                             MarkKind::Accepted
                         },
                     });
-                    high = high.max(Some(token));
+                    highs.insert(place, high.map_or(token, |h| h.max(token)));
                 }
                 Event::Rejected {
                     op,
@@ -859,6 +876,46 @@ mod tests {
         ));
         h.push(rec(3, 1610, Event::Read { token: 8, value: 6 }));
         h
+    }
+
+    #[test]
+    fn places_have_marks_of_their_own() {
+        // Permits 11 (place 1) and 10 (place 0) hold together: 10's write is not stale. Then
+        // permit 12 takes place 0 and 10's late write there is.
+        let placed = |w, t, token, slot| {
+            rec(
+                COORDINATOR,
+                t,
+                Event::Oracle {
+                    op: Op::Read,
+                    worker: w,
+                    token,
+                    accepted: true,
+                    high_water: None,
+                    value: 0,
+                    slot: Some(slot),
+                },
+            )
+        };
+        let read = |w, t, token| rec(w, t, Event::Read { token, value: 0 });
+        let wrote = |w, t, token| rec(w, t, Event::WriteAccepted { token, value: 1 });
+        let history = vec![
+            rec(2, 0, Event::Acquired { token: 11, sent: 0 }),
+            placed(2, 1, 11, 1),
+            read(2, 2, 11),
+            rec(1, 3, Event::Acquired { token: 10, sent: 0 }),
+            placed(1, 4, 10, 0),
+            read(1, 5, 10),
+            wrote(1, 6, 10),
+            rec(3, 7, Event::Acquired { token: 12, sent: 7 }),
+            placed(3, 8, 12, 0),
+            read(3, 9, 12),
+            wrote(1, 10, 10),
+        ];
+        let t = Timeline::from_history(&history, Duration::from_millis(500));
+        let kinds: Vec<MarkKind> = t.lanes[0].marks.iter().map(|m| m.kind).collect();
+        assert_eq!(kinds, [MarkKind::Accepted, MarkKind::StaleAccepted]);
+        assert_eq!(t.lanes[0].marks[1].above, Some(12));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The worker process: acquire → fenced read → random work → check the guard → fenced write
 //! of value + 1 → release, every step appended to its history file. An election candidate
 //! runs the same cycle with campaign → … → resign, writing with its term; an election
-//! observer only records each change of leader.
+//! observer only records each change of leader. A permit holder (semaphore runs) takes a
+//! permit, claims a place (a fenced counter of its own, free of live permits) and runs the
+//! cycle there with the permit's token.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use fencelock::{AcquireOptions, LeaseStore, LockGuard, Locker, OwnerLabel};
 use fencelock_conformance::history::{Event, Op, Record};
-use fencelock_core::{Election, Leadership};
+use fencelock_core::{Election, Leadership, PermitGuard, Semaphore};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::UnixStream;
@@ -63,35 +65,45 @@ pub async fn run(cfg: WorkerConfig) -> Result<(), WorkerError> {
     let store = crate::mutations::wrap_store(store, &worker.cfg)?;
     let locker = Locker::from_arc(store);
     match worker.cfg.role {
-        Role::Lock | Role::Candidate => worker.cycles(locker).await,
+        Role::Lock | Role::Candidate | Role::Permit => worker.cycles(locker).await,
         Role::Observer => worker.observe(locker).await,
     }
 }
 
-/// What a worker writes under: a lock guard, or a leadership in the election of the lock's
-/// name (whose term is its fencing token).
+/// Where a worker's grants come from: the lock, the election of the lock's name, or the
+/// semaphore of that name.
+enum Source {
+    Lock(Locker, String),
+    Election(Election),
+    Semaphore(Semaphore),
+}
+
+/// What a worker writes under: a lock guard, a leadership in the election of the lock's name
+/// (whose term is its fencing token), or a permit of the semaphore of that name.
 enum Held {
     Lock(LockGuard),
     Leader(Leadership),
+    Permit(PermitGuard),
 }
 
 impl Held {
-    /// Campaigns in `election` until elected (labelled `worker-ID`) when there is one, else
-    /// takes the lock `name`.
+    /// Campaigns in the election until elected (labelled `worker-ID`), takes a permit, or
+    /// takes the lock, as `source` says.
     async fn take(
-        locker: &Locker,
-        election: Option<&Election>,
-        name: &str,
+        source: &Source,
         options: AcquireOptions,
         id: u32,
     ) -> Result<Self, fencelock::Error> {
-        match election {
-            Some(election) => {
+        match source {
+            Source::Election(election) => {
                 let label = OwnerLabel::new(format!("worker-{id}"))?;
                 let leadership = election.campaign(options.with_label(label)).await?;
                 Ok(Self::Leader(leadership))
             }
-            None => locker.acquire(name, options).await.map(Self::Lock),
+            Source::Semaphore(semaphore) => semaphore.acquire(options).await.map(Self::Permit),
+            Source::Lock(locker, name) => {
+                locker.acquire(name.as_str(), options).await.map(Self::Lock)
+            }
         }
     }
 
@@ -100,6 +112,7 @@ impl Held {
         match self {
             Self::Lock(guard) => guard.token().get(),
             Self::Leader(leadership) => leadership.term().get(),
+            Self::Permit(permit) => permit.token().get(),
         }
     }
 
@@ -107,6 +120,16 @@ impl Held {
         match self {
             Self::Lock(guard) => guard.is_valid(),
             Self::Leader(leadership) => leadership.is_valid(),
+            Self::Permit(permit) => permit.is_valid(),
+        }
+    }
+
+    /// A permit's local deadline, as a [`now_ns`](fencelock_conformance::history::now_ns)
+    /// time; `None` for a lock or a leadership.
+    fn permit_deadline(&self) -> Option<u64> {
+        match self {
+            Self::Permit(permit) => Some(monotonic_ns(permit.deadline())),
+            Self::Lock(_) | Self::Leader(_) => None,
         }
     }
 
@@ -115,7 +138,7 @@ impl Held {
     /// records whether it was.
     async fn work(&self, time: Duration) {
         match self {
-            Self::Lock(_) => tokio::time::sleep(time).await,
+            Self::Lock(_) | Self::Permit(_) => tokio::time::sleep(time).await,
             Self::Leader(leadership) => {
                 let _ = leadership.run(tokio::time::sleep(time)).await;
             }
@@ -127,7 +150,22 @@ impl Held {
         match self {
             Self::Lock(guard) => guard.release().await.is_ok(),
             Self::Leader(leadership) => leadership.resign().await.is_ok(),
+            Self::Permit(permit) => permit.release().await.is_ok(),
         }
+    }
+}
+
+/// `at` (a tokio instant: `CLOCK_MONOTONIC` on Linux) as a
+/// [`now_ns`](fencelock_conformance::history::now_ns) time.
+fn monotonic_ns(at: tokio::time::Instant) -> u64 {
+    let (now, now_ns) = (
+        tokio::time::Instant::now(),
+        fencelock_conformance::history::now_ns(),
+    );
+    if at >= now {
+        now_ns.saturating_add(u64::try_from((at - now).as_nanos()).unwrap_or(u64::MAX))
+    } else {
+        now_ns.saturating_sub(u64::try_from((now - at).as_nanos()).unwrap_or(u64::MAX))
     }
 }
 
@@ -192,23 +230,26 @@ impl Worker {
             .with_timeout(ttl * 20);
         let mut rng = StdRng::seed_from_u64(self.cfg.seed);
         let id = self.cfg.id;
-        let election = match self.cfg.role {
-            Role::Candidate => Some(locker.election(self.cfg.lock.as_str())?),
-            Role::Lock | Role::Observer => None,
+        let source = match self.cfg.role {
+            Role::Candidate => Source::Election(locker.election(self.cfg.lock.as_str())?),
+            Role::Permit => {
+                let limit = self
+                    .cfg
+                    .permit_limit
+                    .ok_or("a permit holder needs permit_limit")?;
+                if self.pg.is_some() {
+                    return Err("permit holders write to the in-memory gate's places only".into());
+                }
+                Source::Semaphore(locker.semaphore(self.cfg.lock.as_str(), limit)?)
+            }
+            Role::Lock | Role::Observer => Source::Lock(locker, self.cfg.lock.clone()),
         };
         loop {
             if self.ctl.call(&Request::Cycle { worker: id }).await? == Reply::Stop {
                 return Ok(());
             }
             let sent = fencelock_conformance::history::now_ns();
-            let taken = Held::take(
-                &locker,
-                election.as_ref(),
-                &self.cfg.lock,
-                options.clone(),
-                id,
-            )
-            .await;
+            let taken = Held::take(&source, options.clone(), id).await;
             let guard = match taken {
                 Ok(guard) => guard,
                 Err(e) => {
@@ -224,8 +265,24 @@ impl Worker {
             self.log(Event::Acquired { token, sent })?;
             self.log(Event::Clock { wall_ms: wall_ms() })?;
             let writes = rng.random_range(1..=2);
+            // A permit holder writes at the place it claims, starting from the value the
+            // claim read; it gives up the grant when no place is free to it.
+            let (mut claimed, mut place) = (None, None);
+            if let Source::Semaphore(semaphore) = &source {
+                match self.claim(semaphore, token).await? {
+                    Some((slot, value)) => (place, claimed) = (Some(slot), Some(value)),
+                    None => {
+                        self.release(guard).await?;
+                        continue;
+                    }
+                }
+            }
             for _ in 0..writes {
-                let Some(value) = self.read(token).await? else {
+                let read = match claimed.take() {
+                    Some(value) => Some(value),
+                    None => self.read(token, place).await?,
+                };
+                let Some(value) = read else {
                     break;
                 };
                 let work = rng.random_range(0..=self.cfg.work_max_ms);
@@ -238,16 +295,64 @@ impl Worker {
                     // Blocking work on the only runtime thread: the watchdog cannot run.
                     std::thread::sleep(Duration::from_millis(ms));
                 }
-                if !self.write(token, value + 1).await? {
+                if !self.write(token, value + 1, place).await? {
                     // After a rejected or failed write: does the guard know it lost? (Stalled
                     // renewals must have made it invalid; I6 catches one that still says yes.)
                     self.check(&guard)?;
                     break;
                 }
             }
-            let ok = guard.release().await;
-            self.log(Event::Released { token, ok })?;
+            self.release(guard).await?;
         }
+    }
+
+    /// Releases `guard` and logs it; for a permit, first how long its holder took it as valid
+    /// (until now, or its deadline if that passed: the end of its window for I7).
+    async fn release(&mut self, guard: Held) -> Result<(), WorkerError> {
+        let token = guard.token();
+        if let Some(deadline) = guard.permit_deadline() {
+            let until = deadline.min(fencelock_conformance::history::now_ns());
+            self.log(Event::ValidUntil { token, until })?;
+        }
+        let ok = guard.release().await;
+        self.log(Event::Released { token, ok })?;
+        Ok(())
+    }
+
+    /// Claims a place for the permit `token` (the other permits that hold now, from
+    /// `Semaphore::holders`, keep theirs); the place and its value, or `None` when none was
+    /// free, the claim was rejected, or the holders could not be read (logged).
+    async fn claim(
+        &mut self,
+        semaphore: &Semaphore,
+        token: u64,
+    ) -> Result<Option<(u32, u64)>, WorkerError> {
+        let live: Vec<u64> = match semaphore.holders().await {
+            Ok(permits) => permits
+                .holders
+                .iter()
+                .map(|h| h.token.get())
+                .filter(|&t| t != token)
+                .collect(),
+            Err(e) => {
+                let error = format!("reading the semaphore's holders: {e}");
+                self.log_read(token, Err(error))?;
+                return Ok(None);
+            }
+        };
+        let request = Request::Claim {
+            worker: self.cfg.id,
+            token,
+            live,
+            fenced: self.cfg.fenced,
+        };
+        let (slot, outcome) = match self.ctl.call(&request).await? {
+            Reply::Place { slot, value } => (Some(slot), Ok(Outcome::Admitted(value))),
+            Reply::NoPlace => (None, Err("no place free".to_owned())),
+            Reply::Rejected { high_water } => (None, Ok(Outcome::Rejected(high_water))),
+            other => return Err(format!("unexpected reply to a claim: {other:?}").into()),
+        };
+        Ok(slot.zip(self.log_read(token, outcome)?))
     }
 
     /// The observer: follows the election of the lock's name (reading the leader at least
@@ -328,10 +433,13 @@ impl Worker {
     }
 
     /// Asks the guard whether the lease holds and logs the answer, stamped *before* asking
-    /// (so a validity window drawn from these records is never too long).
+    /// (so a validity window drawn from these records is never too long). A permit holder
+    /// told valid also logs its deadline ([`Event::ValidUntil`]): it takes the permit as
+    /// valid until then.
     fn check(&mut self, guard: &Held) -> std::io::Result<bool> {
         let at = fencelock_conformance::history::now_ns();
         let token = guard.token();
+        let deadline = guard.permit_deadline();
         let valid = guard.is_valid();
         let record = Record {
             w: self.cfg.id,
@@ -339,11 +447,15 @@ impl Worker {
             event: Event::Check { token, valid },
         };
         record.append_to(&mut self.history)?;
+        if let Some(until) = deadline.filter(|_| valid) {
+            self.log(Event::ValidUntil { token, until })?;
+        }
         Ok(valid)
     }
 
-    /// The counter's value, or `None` when the read was rejected or failed (logged).
-    async fn read(&mut self, token: u64) -> Result<Option<u64>, WorkerError> {
+    /// The counter's value (at `place` in a semaphore run), or `None` when the read was
+    /// rejected or failed (logged).
+    async fn read(&mut self, token: u64, place: Option<u32>) -> Result<Option<u64>, WorkerError> {
         let id = self.cfg.id;
         let outcome = match &self.pg {
             Some(pg) => pg.read(id, token).await.map_err(|e| e.to_string()),
@@ -352,10 +464,20 @@ impl Worker {
                     worker: id,
                     token,
                     fenced: self.cfg.fenced,
+                    slot: place,
                 };
                 Ok(gate_outcome(self.ctl.call(&request).await?)?)
             }
         };
+        self.log_read(token, outcome)
+    }
+
+    /// Logs what a read (or a claim) got; the value read, if any.
+    fn log_read(
+        &mut self,
+        token: u64,
+        outcome: Result<Outcome, String>,
+    ) -> Result<Option<u64>, WorkerError> {
         match outcome {
             Ok(Outcome::Admitted(value)) => {
                 self.log(Event::Read { token, value })?;
@@ -380,8 +502,14 @@ impl Worker {
         }
     }
 
-    /// Writes `value`; `false` when the write was rejected or failed (logged).
-    async fn write(&mut self, token: u64, value: u64) -> Result<bool, WorkerError> {
+    /// Writes `value` (at `place` in a semaphore run); `false` when the write was rejected or
+    /// failed (logged).
+    async fn write(
+        &mut self,
+        token: u64,
+        value: u64,
+        place: Option<u32>,
+    ) -> Result<bool, WorkerError> {
         let id = self.cfg.id;
         let outcome = match &self.pg {
             Some(pg) => pg.write(id, token, value).await.map_err(|e| e.to_string()),
@@ -391,6 +519,7 @@ impl Worker {
                     token,
                     value,
                     fenced: self.cfg.fenced,
+                    slot: place,
                 };
                 Ok(gate_outcome(self.ctl.call(&request).await?)?)
             }

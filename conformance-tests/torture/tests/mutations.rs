@@ -1,6 +1,7 @@
 //! The mutation check as a test (needs `--features mutations`): every planted bug makes the
 //! runs chosen to expose it break an invariant, and the store that ends grants early is
-//! caught by I6 (a stalled holder's guard still said valid after a rival was granted).
+//! caught by I6 (a stalled holder's guard still said valid after a rival was granted) and, in
+//! a semaphore run, by I7 (more permits valid at once than the limit).
 //!
 //! `cargo test -p fencelock-torture --features mutations --test mutations`
 
@@ -46,10 +47,22 @@ async fn every_planted_bug_is_caught() {
                 o.spec.rerun_command()
             ));
         }
-        if mutation == Mutation::EarlyExpiry && !broken.contains(&Invariant::I6) {
+        // Locks: a stalled holder's probed guard; permits: a paused holder's permit.
+        let (exclusion, what) = if o.spec.scenario.semaphore() {
+            (
+                Invariant::I7,
+                "the paused holder's permit must be valid by its deadline while its place was \
+                 granted again, more permits valid than the limit",
+            )
+        } else {
+            (
+                Invariant::I6,
+                "the stalled holder's probed guard must say valid after a rival was granted",
+            )
+        };
+        if mutation == Mutation::EarlyExpiry && !broken.contains(&exclusion) {
             missed.push(format!(
-                "{}: I6 not broken (broken: {broken:?}); the stalled holder's probed guard \
-                 must say valid after a rival was granted\n  re-run: {}",
+                "{}: {exclusion:?} not broken (broken: {broken:?}); {what}\n  re-run: {}",
                 o.spec.label(),
                 o.spec.rerun_command()
             ));

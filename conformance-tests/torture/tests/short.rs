@@ -1,9 +1,9 @@
 //! The short mode of the fault-injection suite, as part of `cargo test`: every scenario on
-//! every backend it applies to holds I1–I6, stale writes are attempted where a holder is
+//! every backend it applies to holds I1–I7, stale writes are attempted where a holder is
 //! paused, starved, cut off by a stalled connection (whose guard must then report the lease
 //! invalid) or held at its write across a Redis Cluster or Sentinel failover, election runs
-//! (scenario 9) have an observer that saw leaders, and the control runs (no fencing) show
-//! violations.
+//! (scenario 9) have an observer that saw leaders, semaphore runs (scenario 10) had more than
+//! one permit valid at once, and the control runs (no fencing) show violations.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -69,6 +69,15 @@ async fn short_mode_holds_every_invariant_and_the_control_run_does_not() {
                 "{}: the observer reported {} leaders\n  re-run: {}",
                 o.spec.label(),
                 o.report.leaders_observed,
+                o.spec.rerun_command()
+            ));
+        }
+        // Otherwise the limit (I7) and the places were not put to the test.
+        if o.spec.scenario.semaphore() && o.report.most_valid_permits < 2 {
+            failures.push(format!(
+                "{}: never more than {} permit valid at once\n  re-run: {}",
+                o.spec.label(),
+                o.report.most_valid_permits,
                 o.spec.rerun_command()
             ));
         }
