@@ -144,14 +144,18 @@ pub enum Scenario {
 /// that some wait.
 pub const PERMIT_LIMIT: u32 = 2;
 
-/// Where `semaphore-pause` runs: the backends with semaphores. To add one once its semaphores
-/// are merged, list it here (the full list: `Backend::Redis, Backend::Postgres, Backend::Etcd`).
-pub const SEMAPHORE_PAUSE_BACKENDS: &[Backend] = &[Backend::Postgres];
+/// Where `semaphore-pause` runs: every backend with semaphores (Redlock has none).
+pub const SEMAPHORE_PAUSE_BACKENDS: &[Backend] =
+    &[Backend::Redis, Backend::Postgres, Backend::Etcd];
 
-/// Where `semaphore-restart` runs: likewise (the full list: `Backend::Redis, Backend::RedisAof,
-/// Backend::Postgres, Backend::Etcd`; Redis without persistence loses its permits in the
-/// restart, so I7 is reported there, not judged: [`Scenario::keeps_state`]).
-pub const SEMAPHORE_RESTART_BACKENDS: &[Backend] = &[Backend::Postgres];
+/// Where `semaphore-restart` runs: likewise, and Redis with persistence (Redis without it loses
+/// its permits in the restart, so I7 is reported there, not judged: [`Scenario::keeps_state`]).
+pub const SEMAPHORE_RESTART_BACKENDS: &[Backend] = &[
+    Backend::Redis,
+    Backend::RedisAof,
+    Backend::Postgres,
+    Backend::Etcd,
+];
 
 impl Scenario {
     /// Every scenario.
