@@ -4,12 +4,10 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::guard::GuardState;
+use crate::guard::Shared;
 use crate::lock;
 use crate::metrics;
 use crate::seen::{DEFAULT_NAMES, Seen};
@@ -322,11 +320,8 @@ impl Locker {
         ttl: std::time::Duration,
         every: Option<std::time::Duration>,
     ) -> LockGuard {
-        let (tx, rx) = watch::channel(GuardState { lease, lost: None });
-        let stop = CancellationToken::new();
-        let ended = CancellationToken::new();
-        self.watchdogs
-            .start(Dog::new(tx, ttl, every, stop.clone(), ended.clone()));
-        LockGuard::new(Arc::clone(&self.store), rx, ended, stop)
+        let shared = Shared::new(lease, Dog::schedule(ttl, every));
+        self.watchdogs.start(Dog::new(Arc::clone(&shared)));
+        LockGuard::new(Arc::clone(&self.store), shared)
     }
 }

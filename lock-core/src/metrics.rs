@@ -44,12 +44,39 @@ pub(crate) fn waited(backend: &'static str, waited: Duration) {
     metrics::histogram!(WAIT_SECONDS, "backend" => backend).record(waited);
 }
 
-pub(crate) fn renewal(backend: &'static str, outcome: &'static str) {
-    metrics::counter!(RENEWALS_TOTAL, "backend" => backend, "outcome" => outcome).increment(1);
+/// The watchdog's renewal metrics, registered once per renewal task (a batch) rather than once
+/// per renewal: without a recorder each registration still builds its key.
+pub(crate) struct Renewals {
+    ok: metrics::Counter,
+    retry: metrics::Counter,
+    lost: metrics::Counter,
+    lag: metrics::Histogram,
 }
 
-pub(crate) fn renew_lag(backend: &'static str, left: Duration) {
-    metrics::histogram!(RENEW_LAG_SECONDS, "backend" => backend).record(left);
+impl Renewals {
+    pub(crate) fn new(backend: &'static str) -> Self {
+        let outcome = |outcome: &'static str| metrics::counter!(RENEWALS_TOTAL, "backend" => backend, "outcome" => outcome);
+        Self {
+            ok: outcome("ok"),
+            retry: outcome("retry"),
+            lost: outcome("lost"),
+            lag: metrics::histogram!(RENEW_LAG_SECONDS, "backend" => backend),
+        }
+    }
+
+    /// A renewal that succeeded with `left` to spare before the local deadline.
+    pub(crate) fn ok(&self, left: Duration) {
+        self.ok.increment(1);
+        self.lag.record(left);
+    }
+
+    pub(crate) fn retry(&self) {
+        self.retry.increment(1);
+    }
+
+    pub(crate) fn lost(&self) {
+        self.lost.increment(1);
+    }
 }
 
 pub(crate) fn renew_batch(backend: &'static str, leases: usize) {

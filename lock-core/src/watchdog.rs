@@ -4,33 +4,32 @@
 //! Acquire puts the guard's watchdog in the queue of the current runtime; release only flags it
 //! stopped. Neither spawns a task nor wakes one: a stopped watchdog is dropped when it comes due,
 //! or swept out when the queue grows. So an uncontended acquire + release costs no cross-thread
-//! wake-up, where a task per guard cost two (its spawn, and its wake at release). When a
-//! watchdog comes due, the queue's driver task either reports its deadline or spawns one
-//! renewal, whose outcome puts the watchdog back in the queue or reports the loss.
+//! wake-up, where a task per guard cost two (its spawn, and its wake at release). When
+//! watchdogs come due, the queue's driver task reports those past their deadline and hands
+//! those due to renew (batched: also those due within the next 2 ms) to one renewal task per
+//! batch, whose outcome puts each watchdog back in the queue or reports its loss.
 //!
 //! A watchdog ends in exactly three ways: stopped by its guard, its lease lost (reported), or
-//! its renewal panicking (caught and reported as loss). If the driver or a renewal is dropped
-//! unfinished (its runtime shut down), the guard's state channel closes and the guard reports
-//! the watchdog gone. Never silently.
+//! its renewal panicking (caught and reported as loss). A watchdog dropped any other way (its
+//! driver or renewal dropped unfinished because its runtime shut down, or no runtime to run on)
+//! records its guard's loss as it goes. Never silently.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::runtime;
-use tokio::sync::{Notify, watch};
-use tokio::time::{Instant, sleep_until, timeout_at};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
 
-use crate::guard::GuardState;
+use crate::guard::{Schedule, Shared, stopped};
 use crate::lock;
-use crate::metrics;
-use crate::renewer::{Renewed, Renewer, panic_message};
-use crate::{Error, ErrorKind, LeaseStore, LossReason};
+use crate::metrics::{self, Renewals};
+use crate::renewer::{MAX_BATCH, MAX_IN_FLIGHT, MAX_LINGER, Renewed, renew_group, renew_now};
+use crate::{Error, ErrorKind, Lease, LeaseStore, LossReason};
 
 /// The first retry delay after a transient renewal error; doubles up to the renew interval.
 const FIRST_RETRY: Duration = Duration::from_millis(20);
@@ -73,10 +72,10 @@ impl Watchdogs {
     pub(crate) fn start(self: &Arc<Self>, dog: Dog) {
         match runtime::Handle::try_current() {
             Ok(runtime) => self.queue_on(&runtime).schedule(dog),
-            // Without a runtime nothing could renew or report: dropping the watchdog closes the
-            // guard's state channel, and the guard reports itself lost (fail closed).
+            // Without a runtime nothing could renew or report: the watchdog, dropped here,
+            // records its guard's loss (fail closed).
             Err(_) => tracing::error!(
-                lock = %dog.state.borrow().lease.name(),
+                lock = %dog.shared.lease().name(),
                 "acquired outside a tokio runtime: no watchdog can run; the guard reports loss"
             ),
         }
@@ -91,7 +90,8 @@ impl Watchdogs {
         }
         let queue = Arc::new(TimerQueue {
             store: Arc::clone(&self.store),
-            renewer: Renewer::new(Arc::clone(&self.store), self.batching),
+            batching: self.batching,
+            slots: Semaphore::new(MAX_IN_FLIGHT),
             timers: Mutex::new(Timers::default()),
             wake: Notify::new(),
         });
@@ -116,95 +116,100 @@ impl Drop for Watchdogs {
     }
 }
 
-/// One guard's watchdog: the sending half of its state, and when to renew.
+/// One guard's watchdog: a handle on the state it shares with its guard (its schedule lives
+/// there), so that its timer queue entry is 32 bytes.
 pub(crate) struct Dog {
-    state: watch::Sender<GuardState>,
-    ttl: Duration,
-    every: Option<Duration>,
-    stop: CancellationToken,
-    ended: CancellationToken,
-    next_renew: Option<Instant>,
-    retry: Duration,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Dog {
+    /// A watchdog dropped while its guard still holds (its runtime shut down, or there was
+    /// none) records the loss: the guard must not believe a lease nobody renews.
+    fn drop(&mut self) {
+        if !self.shared.is_stopped() && !self.shared.is_ended() {
+            tracing::warn!(lock = %self.shared.lease().name(), "watchdog gone; the guard reports loss");
+            self.shared.lose(stopped());
+        }
+    }
 }
 
 impl Dog {
-    /// A watchdog renewing to `ttl` every `every` (never, if `None`), from now.
-    pub(crate) fn new(
-        state: watch::Sender<GuardState>,
-        ttl: Duration,
-        every: Option<Duration>,
-        stop: CancellationToken,
-        ended: CancellationToken,
-    ) -> Self {
-        Self {
+    /// The schedule of a watchdog renewing to `ttl` every `every` (never, if `None`), from now.
+    pub(crate) fn schedule(ttl: Duration, every: Option<Duration>) -> Schedule {
+        Schedule {
             next_renew: every.and_then(|e| Instant::now().checked_add(e)),
-            state,
             ttl,
             every,
-            stop,
-            ended,
             retry: FIRST_RETRY,
         }
     }
 
-    fn deadline(&self) -> Instant {
-        self.state.borrow().lease.deadline()
+    /// The watchdog of `shared`'s lease, on the schedule stored there.
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.shared.is_stopped()
     }
 
     /// When this watchdog must act next: renew, or report the deadline.
     fn due_at(&self) -> Instant {
-        let deadline = self.deadline();
-        self.next_renew.map_or(deadline, |at| at.min(deadline))
+        self.shared.with(|lease, schedule| {
+            let deadline = lease.deadline();
+            schedule.next_renew.map_or(deadline, |at| at.min(deadline))
+        })
     }
 
-    /// Sends one renewal and takes in its answer.
-    async fn renew(mut self, renewer: &Renewer, backend: &'static str) -> Step {
-        let lease = self.state.borrow().lease.clone();
-        let deadline = lease.deadline();
-        let Some(every) = self.every else {
-            return Step::Again(self);
-        };
-        let sent_at = Instant::now();
-        let span =
-            tracing::debug_span!("fencelock.renew", lock = %lease.name(), token = %lease.token());
-        let renewed = tokio::select! {
-            biased;
-            () = self.stop.cancelled() => return Step::Stopped,
-            r = timeout_at(deadline, renewer.renew(&lease, self.ttl)) => r,
-        };
-        let _entered = span.enter();
-        if self.stop.is_cancelled() {
+    /// Takes in the answer to a renewal of `lease` sent at `sent_at`.
+    fn answered(self, lease: &Lease, sent_at: Instant, renewed: Renewed, tally: &Renewals) -> Step {
+        if self.is_stopped() {
             // Released (or dropped) while the renewal was in flight: its answer is moot.
             return Step::Stopped;
         }
+        let deadline = lease.deadline();
         match renewed {
-            Err(_elapsed) => Step::Lost(LossReason::DeadlineReached),
-            Ok(Renewed::Failed(message)) => {
-                metrics::renewal(backend, "lost");
-                Step::Lost(LossReason::WatchdogFailed { message })
+            Renewed::TimedOut if Instant::now() >= deadline => {
+                Step::Lost(self, LossReason::DeadlineReached)
             }
-            Ok(Renewed::Answer(Ok(new))) => {
-                metrics::renewal(backend, "ok");
-                let left = deadline.saturating_duration_since(sent_at);
-                metrics::renew_lag(backend, left);
-                tracing::trace!(left_ms = left.as_millis() as u64, "renewed");
-                self.state.send_modify(|s| s.lease = new);
-                self.next_renew = sent_at.checked_add(every);
-                self.retry = FIRST_RETRY;
+            // Another lease of the batch reached its deadline first: this one retries.
+            Renewed::TimedOut => {
+                self.retry_after(tally, &"no answer before the batch's earliest deadline")
+            }
+            Renewed::Failed(message) => {
+                tally.lost();
+                Step::Lost(self, LossReason::WatchdogFailed { message })
+            }
+            Renewed::Answer(Ok(new)) => {
+                tally.ok(deadline.saturating_duration_since(sent_at));
+                self.shared.with(|lease, schedule| {
+                    *lease = new;
+                    schedule.next_renew =
+                        schedule.every.and_then(|every| sent_at.checked_add(every));
+                    schedule.retry = FIRST_RETRY;
+                });
                 Step::Again(self)
             }
-            Ok(Renewed::Answer(Err(error))) if error.is_transient() => {
-                metrics::renewal(backend, "retry");
-                tracing::warn!(%error, retry_ms = self.retry.as_millis() as u64, "renewal failed; retrying while the lease is locally valid");
-                self.next_renew = Instant::now().checked_add(self.retry);
-                self.retry = (self.retry * 2).min(every);
-                Step::Again(self)
-            }
-            Ok(Renewed::Answer(Err(error))) => {
-                metrics::renewal(backend, "lost");
-                Step::Lost(loss_reason(error))
+            Renewed::Answer(Err(error)) if error.is_transient() => self.retry_after(tally, &error),
+            Renewed::Answer(Err(error)) => {
+                tally.lost();
+                Step::Lost(self, loss_reason(error))
             }
         }
+    }
+
+    /// Tries again after the retry delay (doubling, up to the renew interval) while the lease
+    /// is locally valid.
+    fn retry_after(self, tally: &Renewals, error: &dyn fmt::Display) -> Step {
+        tally.retry();
+        let (name, retry) = self.shared.with(|lease, schedule| {
+            let retry = schedule.retry;
+            schedule.next_renew = Instant::now().checked_add(retry);
+            schedule.retry = schedule.every.map_or(retry, |every| (retry * 2).min(every));
+            (lease.name().clone(), retry)
+        });
+        tracing::warn!(lock = %name, %error, retry_ms = retry.as_millis() as u64, "renewal failed; retrying while the lease is locally valid");
+        Step::Again(self)
     }
 }
 
@@ -215,15 +220,16 @@ enum Step {
     /// The guard stopped it.
     Stopped,
     /// The lease is lost: report it.
-    Lost(LossReason),
+    Lost(Dog, LossReason),
 }
 
 /// The timer queue of one runtime, and what its driver and renewals need.
 struct TimerQueue {
     store: Arc<dyn LeaseStore>,
-    /// This runtime's renewal batcher: renewals of one runtime's guards are batched together,
-    /// and a runtime that shuts down takes no other runtime's renewals with it.
-    renewer: Renewer,
+    /// Whether renewals due together go out together (`renew_many`) or each alone (`renew`).
+    batching: bool,
+    /// Bounds the batches in flight; further ones wait for a slot.
+    slots: Semaphore,
     timers: Mutex<Timers>,
     /// Wakes the driver when a watchdog comes due before it planned to look again.
     wake: Notify,
@@ -238,7 +244,7 @@ struct Timers {
     looks_by: Option<Instant>,
     /// Entries at which to sweep out stopped watchdogs (0: the first sweep at [`MIN_SWEEP`]).
     sweep_at: usize,
-    /// Renewals spawned and not yet back.
+    /// Renewal tasks spawned and not yet back.
     in_flight: usize,
     /// The locker is gone: the driver ends when no watchdog is left.
     closed: bool,
@@ -249,8 +255,24 @@ struct Timers {
 impl Timers {
     /// Drops the watchdogs whose guards stopped them.
     fn drop_stopped(&mut self) {
-        self.heap
-            .retain(|Reverse(due)| !due.dog.stop.is_cancelled());
+        self.heap.retain(|Reverse(due)| !due.dog.is_stopped());
+    }
+
+    /// Puts `dog` in the heap; whether the driver must be woken (it is due before its next look).
+    fn push(&mut self, dog: Dog) -> bool {
+        let at = dog.due_at();
+        if self.heap.len() >= self.sweep_at.max(MIN_SWEEP) {
+            self.drop_stopped();
+            self.sweep_at = self.heap.len() * 2;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.heap.push(Reverse(Due { at, seq, dog }));
+        let wake = self.looks_by.is_none_or(|by| at < by);
+        if wake {
+            self.looks_by = Some(at);
+        }
+        wake
     }
 }
 
@@ -284,23 +306,19 @@ impl Ord for Due {
 impl TimerQueue {
     /// Puts `dog` in the queue, waking the driver only if it is due before the driver's next look.
     fn schedule(&self, dog: Dog) {
-        let at = dog.due_at();
+        self.schedule_all(std::iter::once(dog));
+    }
+
+    /// Puts every watchdog of `dogs` in the queue under one lock.
+    fn schedule_all(&self, dogs: impl IntoIterator<Item = Dog>) {
         let mut timers = lock(&self.timers);
         if timers.dead {
-            // The runtime is shutting down: dropping the watchdog closes the guard's state
-            // channel, which the guard reports as loss.
+            // The runtime is shutting down: each watchdog, dropped, records its guard's loss.
             return;
         }
-        if timers.heap.len() >= timers.sweep_at.max(MIN_SWEEP) {
-            timers.drop_stopped();
-            timers.sweep_at = timers.heap.len() * 2;
-        }
-        let seq = timers.next_seq;
-        timers.next_seq += 1;
-        timers.heap.push(Reverse(Due { at, seq, dog }));
-        let wake = timers.looks_by.is_none_or(|by| at < by);
-        if wake {
-            timers.looks_by = Some(at);
+        let mut wake = false;
+        for dog in dogs {
+            wake |= timers.push(dog);
         }
         drop(timers);
         if wake {
@@ -308,17 +326,22 @@ impl TimerQueue {
         }
     }
 
-    /// Takes out the live watchdogs due by `now` and says when to look again (`None`: when
-    /// woken); `None` when the driver should end.
-    fn take_due(&self, now: Instant) -> Option<(Vec<Dog>, Option<Instant>)> {
+    /// Takes out the live watchdogs due by `now` (batched: and those a renewal may take up to
+    /// [`MAX_LINGER`] early); `None` when the driver should end.
+    fn take_due(&self, now: Instant) -> Option<Vec<Dog>> {
+        let horizon = if self.batching {
+            now.checked_add(MAX_LINGER).unwrap_or(now)
+        } else {
+            now
+        };
         let mut timers = lock(&self.timers);
         let mut due = Vec::new();
         while let Some(top) = timers.heap.peek_mut() {
-            if top.0.at > now {
+            if top.0.at > horizon {
                 break;
             }
             let Reverse(Due { dog, .. }) = std::collections::binary_heap::PeekMut::pop(top);
-            if !dog.stop.is_cancelled() {
+            if !dog.is_stopped() {
                 due.push(dog);
             }
         }
@@ -328,30 +351,56 @@ impl TimerQueue {
                 return None;
             }
         }
-        timers.looks_by = timers.heap.peek().map(|Reverse(due)| due.at);
-        Some((due, timers.looks_by))
+        Some(due)
     }
 
-    /// Acts on a watchdog that came due: reports its deadline, or spawns its renewal.
-    fn fire(self: &Arc<Self>, dog: Dog) {
-        if dog.stop.is_cancelled() {
+    /// When the driver looks again: at the earliest watchdog due (`None`: when woken).
+    fn next_look(&self) -> Option<Instant> {
+        let mut timers = lock(&self.timers);
+        timers.looks_by = timers.heap.peek().map(|Reverse(due)| due.at);
+        timers.looks_by
+    }
+
+    /// Acts on the watchdogs taken out at `now`: reports those past their deadline, puts back
+    /// those not yet due, and sends the renewals of the rest, batched or one by one.
+    fn fire(self: &Arc<Self>, due: Vec<Dog>, now: Instant) {
+        let mut renew = Vec::new();
+        let mut later = Vec::new();
+        for dog in due {
+            let (deadline, next_renew) = dog
+                .shared
+                .with(|lease, schedule| (lease.deadline(), schedule.next_renew));
+            if now >= deadline {
+                report(
+                    self.store.backend(),
+                    &dog.shared,
+                    LossReason::DeadlineReached,
+                );
+            } else if next_renew.is_some_and(|at| renew_now(at, deadline, now, self.batching)) {
+                renew.push(dog);
+            } else {
+                later.push(dog);
+            }
+        }
+        if !later.is_empty() {
+            // Due strictly later than `now` (else they would have fired): the driver's next
+            // look, computed after this, sleeps until the earliest. No wake-up, so no spin.
+            let mut timers = lock(&self.timers);
+            for dog in later {
+                timers.push(dog);
+            }
+        }
+        if renew.is_empty() {
             return;
         }
-        let now = Instant::now();
-        if now >= dog.deadline() {
-            report(
-                self.store.backend(),
-                &dog.state,
-                &dog.ended,
-                LossReason::DeadlineReached,
-            );
-            return;
+        let size = if self.batching { MAX_BATCH } else { 1 };
+        while !renew.is_empty() {
+            let rest = renew.split_off(renew.len().min(size));
+            lock(&self.timers).in_flight += 1;
+            let span = tracing::debug_span!("fencelock.renew", leases = renew.len());
+            tokio::spawn(renewal(Arc::clone(self), renew).instrument(span));
+            renew = rest;
         }
-        if dog.next_renew.is_none_or(|at| at > now) {
-            return self.schedule(dog);
-        }
-        lock(&self.timers).in_flight += 1;
-        tokio::spawn(renewal(Arc::clone(self), dog));
     }
 }
 
@@ -359,13 +408,14 @@ impl TimerQueue {
 /// is due earlier) and fires every due one.
 async fn drive(queue: Arc<TimerQueue>, _alive: Alive) {
     loop {
-        let Some((due, looks_by)) = queue.take_due(Instant::now()) else {
+        let now = Instant::now();
+        let Some(due) = queue.take_due(now) else {
             return;
         };
-        for dog in due {
-            queue.fire(dog);
+        if !due.is_empty() {
+            queue.fire(due, now);
         }
-        match looks_by {
+        match queue.next_look() {
             Some(at) => tokio::select! {
                 () = sleep_until(at) => {}
                 () = queue.wake.notified() => {}
@@ -375,31 +425,51 @@ async fn drive(queue: Arc<TimerQueue>, _alive: Alive) {
     }
 }
 
-/// One renewal of one watchdog, a panic in it caught and reported.
-async fn renewal(queue: Arc<TimerQueue>, dog: Dog) {
+/// One renewal task: renews `dogs` (one TTL group after another, each one store call when
+/// batching) and puts each back in the queue or reports its loss. A watchdog dropped here
+/// unfinished (a panic, or the runtime shutting down) records its guard's loss.
+async fn renewal(queue: Arc<TimerQueue>, dogs: Vec<Dog>) {
     let _flight = InFlight(Arc::clone(&queue));
     let backend = queue.store.backend();
-    let (state, ended) = (dog.state.clone(), dog.ended.clone());
-    let step = AssertUnwindSafe(dog.renew(&queue.renewer, backend))
-        .catch_unwind()
+    let tally = Renewals::new(backend);
+    let mut due: Vec<(Duration, Lease, Dog)> = dogs
+        .into_iter()
+        .map(|dog| {
+            let (ttl, lease) = dog
+                .shared
+                .with(|lease, schedule| (schedule.ttl, lease.clone()));
+            (ttl, lease, dog)
+        })
+        .collect();
+    due.sort_by_key(|(ttl, ..)| *ttl);
+    while let Some(ttl) = due.first().map(|(ttl, ..)| *ttl) {
+        let rest = due.split_off(due.partition_point(|(t, ..)| *t == ttl));
+        let (leases, dogs): (Vec<Lease>, Vec<Dog>) =
+            due.into_iter().map(|(_, lease, dog)| (lease, dog)).unzip();
+        let sent_at = Instant::now();
+        let answers = renew_group(
+            queue.store.as_ref(),
+            &queue.slots,
+            &leases,
+            ttl,
+            queue.batching,
+        )
         .await;
-    match step {
-        Ok(Step::Again(dog)) => queue.schedule(dog),
-        Ok(Step::Stopped) => {}
-        Ok(Step::Lost(reason)) => report(backend, &state, &ended, reason),
-        Err(panic) => report(
-            backend,
-            &state,
-            &ended,
-            LossReason::WatchdogFailed {
-                message: panic_message(panic.as_ref()),
-            },
-        ),
+        let mut again = Vec::with_capacity(dogs.len());
+        for ((dog, answer), lease) in dogs.into_iter().zip(answers).zip(&leases) {
+            match dog.answered(lease, sent_at, answer, &tally) {
+                Step::Again(dog) => again.push(dog),
+                Step::Stopped => {}
+                Step::Lost(dog, reason) => report(backend, &dog.shared, reason),
+            }
+        }
+        queue.schedule_all(again);
+        due = rest;
     }
 }
 
-/// Counts a renewal in flight (so that a closed queue's driver waits for it), even if the
-/// renewal is dropped unfinished.
+/// Counts a renewal task in flight (so that a closed queue's driver waits for it), even if the
+/// task is dropped unfinished.
 struct InFlight(Arc<TimerQueue>);
 
 impl Drop for InFlight {
@@ -415,8 +485,8 @@ impl Drop for InFlight {
 }
 
 /// Lives as long as a driver: when the driver ends or is dropped (its runtime shut down), the
-/// queue leaves its locker, and the watchdogs still in it are dropped, closing their guards'
-/// state channels (which the guards report as loss).
+/// queue leaves its locker, and the watchdogs still in it are dropped, each recording its
+/// guard's loss.
 struct Alive {
     owner: Weak<Watchdogs>,
     runtime: runtime::Id,
@@ -443,22 +513,12 @@ impl Drop for Alive {
     }
 }
 
-/// Records a loss: metrics, a log line, the guard's state, its cancellation token.
-fn report(
-    backend: &'static str,
-    state: &watch::Sender<GuardState>,
-    ended: &CancellationToken,
-    reason: LossReason,
-) {
+/// Records a loss: metrics, a log line, the guard's state and its cancellation tokens.
+fn report(backend: &'static str, shared: &Shared, reason: LossReason) {
     metrics::lease_lost(backend, &reason);
-    let lease = state.borrow().lease.clone();
+    let lease = shared.lease();
     tracing::warn!(lock = %lease.name(), token = %lease.token(), %reason, "lease lost");
-    // Cancel while the state is locked for writing: whoever sees the loss (woken by the state
-    // change, or reading it) also sees the cancellation token fired.
-    state.send_modify(|s| {
-        s.lost = Some(reason);
-        ended.cancel();
-    });
+    shared.lose(reason);
 }
 
 fn loss_reason(error: Error) -> LossReason {
@@ -476,9 +536,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::{FencingToken, HolderId, Lease, LockName, MemoryLeaseStore};
+    use crate::{FencingToken, HolderId, LockName, MemoryLeaseStore};
 
-    fn dog(stop: &CancellationToken) -> Dog {
+    fn dog() -> (Dog, Arc<Shared>) {
         let ttl = Duration::from_secs(30);
         let lease = Lease::granted(
             LockName::new("n").unwrap(),
@@ -487,25 +547,24 @@ mod tests {
             ttl,
             Instant::now(),
         );
-        let (state, _) = watch::channel(GuardState { lease, lost: None });
-        let every = Some(ttl / 3);
-        Dog::new(state, ttl, every, stop.clone(), CancellationToken::new())
+        let shared = Shared::new(lease, Dog::schedule(ttl, Some(ttl / 3)));
+        (Dog::new(Arc::clone(&shared)), shared)
     }
 
     #[tokio::test(start_paused = true)]
     async fn released_watchdogs_are_swept_out_of_the_queue() {
         let watchdogs = Arc::new(Watchdogs::new(Arc::new(MemoryLeaseStore::new()), true));
-        let live: Vec<CancellationToken> = (0..100)
+        let live: Vec<Arc<Shared>> = (0..100)
             .map(|_| {
-                let stop = CancellationToken::new();
-                watchdogs.start(dog(&stop));
-                stop
+                let (dog, shared) = dog();
+                watchdogs.start(dog);
+                shared
             })
             .collect();
         for _ in 0..10_000 {
-            let stop = CancellationToken::new();
-            watchdogs.start(dog(&stop));
-            stop.cancel();
+            let (dog, shared) = dog();
+            watchdogs.start(dog);
+            shared.stop();
         }
         let queue = watchdogs.queue_on(&runtime::Handle::current());
         let len = lock(&queue.timers).heap.len();
@@ -514,5 +573,39 @@ mod tests {
             "{len} entries for {} live watchdogs",
             live.len()
         );
+    }
+}
+
+#[cfg(test)]
+mod dropped {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{FencingToken, HolderId, LockName};
+
+    #[test]
+    fn a_watchdog_dropped_while_its_guard_holds_records_the_loss() {
+        let ttl = Duration::from_secs(30);
+        let lease = Lease::granted(
+            LockName::new("n").unwrap(),
+            FencingToken::new(1),
+            HolderId::random(),
+            ttl,
+            Instant::now(),
+        );
+        let schedule = || Dog::schedule(ttl, Some(ttl / 3));
+        let held = Shared::new(lease.clone(), schedule());
+        drop(Dog::new(Arc::clone(&held)));
+        assert!(held.is_ended());
+        assert!(matches!(
+            held.recorded_loss(),
+            Some(LossReason::WatchdogFailed { .. })
+        ));
+
+        let released = Shared::new(lease, schedule());
+        released.stop();
+        drop(Dog::new(Arc::clone(&released)));
+        assert!(!released.is_ended(), "a stopped watchdog goes quietly");
+        assert_eq!(released.recorded_loss(), None);
     }
 }

@@ -46,9 +46,9 @@ async fn guards_share_one_driver_task_instead_of_one_task_each() {
     sleep(EVERY + EVERY / 2).await;
     assert!(held.iter().all(fencelock_core::LockGuard::is_valid));
     assert_eq!(
-        settle_to(2, Duration::from_millis(10)).await,
-        2,
-        "the driver and the renewal batcher, once renewals ran"
+        settle_to(1, Duration::from_millis(10)).await,
+        1,
+        "only the driver once the renewals ran (a renewal task per batch ends with its batch)"
     );
 }
 
@@ -65,7 +65,7 @@ async fn guards_outlive_their_locker_and_its_driver_ends_after_them() {
         "renewed every TTL/3"
     );
     guard.release().await.unwrap();
-    // The driver notices at the released watchdog's next due time; the batcher ends with it.
+    // The driver notices at the released watchdog's next due time and ends.
     assert_eq!(
         settle_to(0, EVERY + Duration::from_millis(10)).await,
         0,
@@ -74,7 +74,7 @@ async fn guards_outlive_their_locker_and_its_driver_ends_after_them() {
 }
 
 #[test]
-fn a_locker_outlives_the_runtime_its_batcher_started_on() {
+fn a_locker_outlives_the_runtime_its_renewals_started_on() {
     let (store, locker) = setup();
     for round in 0..2 {
         let runtime = tokio::runtime::Builder::new_current_thread()
