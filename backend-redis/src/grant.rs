@@ -8,6 +8,7 @@
 use fencelock_core::backend::stored_label;
 use fencelock_core::{FencingToken, HolderId, Lease, OwnerLabel};
 use redis::{RedisWrite, ToRedisArgs};
+use std::io::Write as _;
 
 /// One grant as stored in Redis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,30 +81,37 @@ pub(crate) fn label_of(value: &str) -> Option<OwnerLabel> {
 
 /// The acquire script's label argument: `":<label>"`, or empty for a grant without one (the
 /// script appends it to the value as is).
-pub(crate) fn label_suffix(label: Option<&OwnerLabel>) -> String {
-    label.map_or_else(String::new, |label| format!(":{label}"))
+pub(crate) fn label_suffix(label: Option<&OwnerLabel>) -> impl ToRedisArgs + '_ {
+    Stored { grant: None, label }
 }
 
 /// The value `lease`'s grant is stored as, label included, for the scripts that compare it.
-pub(crate) fn value_of(lease: &Lease) -> impl ToRedisArgs {
+pub(crate) fn value_of(lease: &Lease) -> impl ToRedisArgs + '_ {
     Stored {
-        grant: Grant::of(lease).encoded(),
-        label: lease.label().map(|label| format!(":{label}")),
+        grant: Some(Grant::of(lease).encoded()),
+        label: lease.label(),
     }
 }
 
-/// [`value_of`]: the fixed-size grant, then the label suffix if any, as one argument.
-struct Stored {
-    grant: Encoded,
-    label: Option<String>,
+/// [`value_of`] (the fixed-size grant, then `:` and the label if any) or [`label_suffix`] (no
+/// grant), written straight into the command as one argument: no string is built for it.
+struct Stored<'a> {
+    grant: Option<Encoded>,
+    label: Option<&'a OwnerLabel>,
 }
 
-impl ToRedisArgs for Stored {
+impl ToRedisArgs for Stored<'_> {
     fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        match &self.label {
-            None => out.write_arg(self.grant.as_bytes()),
-            Some(label) => out.write_arg(&[self.grant.as_bytes(), label.as_bytes()].concat()),
-        }
+        let grant = self.grant.as_ref().map_or(&[][..], Encoded::as_bytes);
+        let Some(label) = self.label else {
+            return out.write_arg(grant);
+        };
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = arg
+            .write_all(grant)
+            .and_then(|()| arg.write_all(b":"))
+            .and_then(|()| arg.write_all(label.as_str().as_bytes()));
     }
 }
 
