@@ -21,7 +21,7 @@ async fn failing_store_fires_lost_within_one_renew_interval() {
     let started = Instant::now();
     let reason = guard.lost().await;
     assert_eq!(reason, LossReason::NotHeld);
-    // The renewal waits at most 2 ms for others to join its batch.
+    // A batched renewal goes out up to 2 ms early, never late.
     assert!(
         started.elapsed() <= EVERY + Duration::from_millis(2),
         "lost after {:?}",
