@@ -19,7 +19,7 @@ use crate::error::{BenchError, Result};
 use crate::params::HoldArgs;
 
 /// How many acquires or releases are in flight at once.
-const IN_FLIGHT: usize = 64;
+pub(crate) const IN_FLIGHT: usize = 64;
 
 /// What the child reports.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -28,8 +28,14 @@ pub struct HoldReport {
     pub leases: usize,
     /// TTL of each, in seconds.
     pub ttl_secs: u64,
-    /// Seconds taken to acquire them all (64 in flight).
+    /// Seconds taken to acquire them all (`in_flight` at once).
     pub acquire_secs: f64,
+    /// Acquires (and releases) in flight at once.
+    #[serde(default = "default_in_flight")]
+    pub in_flight: usize,
+    /// Seconds taken to release them all at the end (`in_flight` at once).
+    #[serde(default)]
+    pub release_secs: f64,
     /// Seconds they were held (the measurement window).
     pub held_secs: f64,
     /// Whether the `Locker` batched renewals.
@@ -56,6 +62,11 @@ pub struct HoldReport {
     pub rss_held_kib: u64,
     /// Peak resident memory of the process (VmHWM, KiB).
     pub peak_rss_kib: u64,
+}
+
+/// Runs saved before `in_flight` was recorded had 64 in flight.
+fn default_in_flight() -> usize {
+    64
 }
 
 impl HoldReport {
@@ -134,18 +145,22 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
         .filter(|g| g.loss_reason().is_some() || !g.is_valid())
         .count();
 
+    let releasing = Instant::now();
     let release_failures = stream::iter(guards)
         .map(|guard| async move { guard.release().await.is_err() })
         .buffer_unordered(IN_FLIGHT)
         .filter(|failed| std::future::ready(*failed))
         .count()
         .await;
+    let release_secs = releasing.elapsed().as_secs_f64();
 
     let renews_per_sec = renewed as f64 / held_secs;
     Ok(HoldReport {
         leases: args.leases,
         ttl_secs: args.ttl_secs,
         acquire_secs,
+        in_flight: IN_FLIGHT,
+        release_secs,
         held_secs,
         batching: !args.no_batching,
         renews_per_sec,
