@@ -18,7 +18,7 @@ use crate::counting::CountingStore;
 use crate::error::{BenchError, Result};
 use crate::params::HoldArgs;
 
-/// How many acquires or releases are in flight at once.
+/// How many acquires or releases are in flight at once, unless `hold --in-flight` says.
 pub(crate) const IN_FLIGHT: usize = 64;
 
 /// What the child reports.
@@ -115,6 +115,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
     let rss_before_kib = status_kib("VmRSS")?;
     let prefix = format!("bench/hold/{}", std::process::id());
 
+    let in_flight = args.in_flight.max(1);
     let started = Instant::now();
     let guards: Vec<_> = stream::iter(0..args.leases)
         .map(|i| {
@@ -122,7 +123,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
             let options = options.clone();
             async move { locker.acquire(name.as_str(), options).await }
         })
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(in_flight)
         .try_collect()
         .await?;
     let acquire_secs = started.elapsed().as_secs_f64();
@@ -148,7 +149,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
     let releasing = Instant::now();
     let release_failures = stream::iter(guards)
         .map(|guard| async move { guard.release().await.is_err() })
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(in_flight)
         .filter(|failed| std::future::ready(*failed))
         .count()
         .await;
@@ -159,7 +160,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
         leases: args.leases,
         ttl_secs: args.ttl_secs,
         acquire_secs,
-        in_flight: IN_FLIGHT,
+        in_flight,
         release_secs,
         held_secs,
         batching: !args.no_batching,

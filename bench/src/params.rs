@@ -78,6 +78,9 @@ pub struct HoldArgs {
     /// Turn the `Locker`'s renewal batching off: every watchdog renews alone.
     #[arg(long)]
     pub no_batching: bool,
+    /// Acquires (and releases) in flight at once.
+    #[arg(long, default_value_t = crate::hold::IN_FLIGHT)]
+    pub in_flight: usize,
 }
 
 /// The benchmark's parameters. `--smoke` shrinks everything to a few seconds and skips peers.
