@@ -618,7 +618,7 @@ fn renewal(md: &mut String, report: &Report) {
     let _ = writeln!(md, "## 5. Renewal at scale\n");
     let _ = writeln!(
         md,
-        "One `Locker` in a child process acquires {} leases (TTL {} s, {} acquires in flight), holds them {} s while each guard's watchdog renews every TTL/3, then releases them; then a second child does the same {} with renewal batching off. Renewals and the store calls carrying them are counted by a wrapper around the store; CPU is the child's user + system time (getrusage) during the hold window. The \"leases\" column says how many each child held; compare the children by CPU per 1,000 renewals, not by share of a core.\n",
+        "One `Locker` in a child process acquires {} leases (TTL {} s, {} acquires in flight), holds them {} s while each guard's watchdog renews every TTL/3, then releases them; then a second child does the same with renewal batching off{}. Renewals and the store calls carrying them are counted by a wrapper around the store; CPU is the child's user + system time (getrusage) during the hold window. The \"leases\" column says how many each child held; compare the children by CPU per 1,000 renewals, not by share of a core.\n",
         num(p.leases as f64),
         p.renew_ttl_secs,
         report
@@ -627,10 +627,10 @@ fn renewal(md: &mut String, report: &Report) {
             .map_or(crate::hold::IN_FLIGHT, |b| b.hold.in_flight),
         p.hold_secs,
         if p.alone_leases == p.leases {
-            "with as many".to_owned()
+            String::new()
         } else {
             format!(
-                "with {} leases — fewer, because one store call per renewal at {} would be {} calls/s, more than PostgreSQL and etcd serve on 2 cores —",
+                ", on {} leases (one store call per renewal at {} would be {} calls/s, more than PostgreSQL and etcd serve on 2 cores)",
                 num(p.alone_leases as f64),
                 num(p.leases as f64),
                 num(p.leases as f64 * 3.0 / p.renew_ttl_secs.max(1) as f64)
@@ -703,4 +703,47 @@ fn renewal(md: &mut String, report: &Report) {
 /// "batched" or "alone".
 fn mode(h: &HoldReport) -> &'static str {
     if h.batching { "batched" } else { "alone" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(leases: usize, batching: bool) -> HoldReport {
+        HoldReport {
+            leases,
+            batching,
+            rss_before_kib: 10_000,
+            // 400 bytes per lease at 100,000.
+            rss_held_kib: 10_000 + 400 * leases as u64 / 1024,
+            cpu_share: 0.04,
+            ..HoldReport::default()
+        }
+    }
+
+    #[test]
+    fn held_counts_names_both_children_only_when_they_differ() {
+        assert_eq!(held_counts(&held(50, true), &held(50, false)), "50");
+        assert_eq!(
+            held_counts(&held(100_000, true), &held(10_000, false)),
+            "100,000 (batched) and 10,000 (alone)"
+        );
+    }
+
+    #[test]
+    fn held_lease_targets_are_marked_only_at_100_000() {
+        let at_scale = held_lease_targets(&held(100_000, true));
+        assert_eq!(at_scale[0].met, Some(true), "{:?}", at_scale[0]);
+        assert_eq!(at_scale[0].measured, "400 bytes at 100,000 leases");
+        assert_eq!(at_scale[1].met, Some(true));
+        let mut missed = held(100_000, true);
+        missed.cpu_share = 0.11;
+        missed.rss_held_kib = missed.rss_before_kib + 1_000 * 100_000 / 1024;
+        let missed = held_lease_targets(&missed);
+        assert_eq!(missed[0].met, Some(false));
+        assert_eq!(missed[1].met, Some(false));
+        let small = held_lease_targets(&held(10_000, true));
+        assert!(small.iter().all(|t| t.met.is_none()), "{small:?}");
+        assert!(small[0].measured.ends_with("(targets are for 100,000)"));
+    }
 }
