@@ -76,7 +76,7 @@ impl ForwardingStore for CountingStore {
         let results = self.inner().renew_many(leases, ttl).await;
         self.counts.calls.fetch_add(1, Ordering::Relaxed);
         for result in &results {
-            self.counts.count(&result);
+            self.counts.count(result);
         }
         results
     }
