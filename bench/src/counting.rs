@@ -1,9 +1,9 @@
 //! A `LeaseStore` wrapper that counts renewals and the store calls that carried them, so the
 //! renewal benchmark reports what the watchdogs really sent (and the first few failures'
-//! errors, on stderr).
+//! errors before the release phase, on stderr).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +19,9 @@ pub struct Counts {
     pub failed: AtomicU64,
     /// Store calls that carried renewals: each `renew`, and each `renew_many` batch.
     pub calls: AtomicU64,
+    /// Set once the leases are being released: a renewal already sent when its lease is
+    /// released fails as lost, as it should, and is counted but not printed.
+    pub releasing: AtomicBool,
 }
 
 /// Failed renewals whose error is printed to stderr (the run's log); the rest are only counted.
@@ -32,7 +35,7 @@ impl Counts {
             }
             Err(error) => {
                 let n = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
-                if n <= LOGGED_FAILURES {
+                if n <= LOGGED_FAILURES && !self.releasing.load(Ordering::Relaxed) {
                     eprintln!("renewal failure {n}: {error}");
                 }
             }

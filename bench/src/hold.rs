@@ -146,6 +146,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
         .filter(|g| g.loss_reason().is_some() || !g.is_valid())
         .count();
 
+    counts.releasing.store(true, Ordering::Relaxed);
     let releasing = Instant::now();
     let release_failures = stream::iter(guards)
         .map(|guard| async move { guard.release().await.is_err() })
