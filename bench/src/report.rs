@@ -641,36 +641,31 @@ fn renewal(md: &mut String, report: &Report) {
         md,
         "| backend | renewals | leases | renewals/s | expected (leases ÷ TTL/3) | store calls/s | leases per call | failed renew calls | leases lost | failed releases | client CPU (share of one core) | CPU per 1,000 renewals | time to acquire all | time to release all |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    for b in &report.backends {
-        for h in [&b.hold, &b.hold_unbatched] {
-            let per_call = if h.renew_calls_per_sec > 0.0 {
-                h.renews_per_sec / h.renew_calls_per_sec
+    for (head, h) in hold_rows(report) {
+        let per_call = if h.renew_calls_per_sec > 0.0 {
+            h.renews_per_sec / h.renew_calls_per_sec
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            md,
+            "{head} {} | {} | {} | {:.1} | {} | {} | {} | {:.1} % | {:.1} ms | {:.1} s | {} |",
+            num(h.renews_per_sec),
+            num(h.expected_renews_per_sec),
+            num(h.renew_calls_per_sec),
+            per_call,
+            h.renew_failures,
+            h.lost,
+            h.release_failures,
+            h.cpu_share * 100.0,
+            h.cpu_ms_per_1k_renews,
+            h.acquire_secs,
+            if h.release_secs > 0.0 {
+                format!("{:.1} s", h.release_secs)
             } else {
-                0.0
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {:.1} % | {:.1} ms | {:.1} s | {} |",
-                title(&b.key),
-                mode(h),
-                num(h.leases as f64),
-                num(h.renews_per_sec),
-                num(h.expected_renews_per_sec),
-                num(h.renew_calls_per_sec),
-                per_call,
-                h.renew_failures,
-                h.lost,
-                h.release_failures,
-                h.cpu_share * 100.0,
-                h.cpu_ms_per_1k_renews,
-                h.acquire_secs,
-                if h.release_secs > 0.0 {
-                    format!("{:.1} s", h.release_secs)
-                } else {
-                    "–".to_owned()
-                }
-            );
-        }
+                "–".to_owned()
+            }
+        );
     }
     let _ = writeln!(md, "\n{}\n", notes::renewal(report));
     let _ = writeln!(md, "## 6. Memory\n");
@@ -682,27 +677,29 @@ fn renewal(md: &mut String, report: &Report) {
         md,
         "| backend | renewals | leases | RSS connected | RSS holding | peak RSS (VmHWM) | per held lease |\n|---|---|---:|---:|---:|---:|---:|"
     );
-    for b in &report.backends {
-        for h in [&b.hold, &b.hold_unbatched] {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {} bytes |",
-                title(&b.key),
-                mode(h),
-                num(h.leases as f64),
-                h.rss_before_kib as f64 / 1024.0,
-                h.rss_held_kib as f64 / 1024.0,
-                h.peak_rss_kib as f64 / 1024.0,
-                num(h.bytes_per_lease())
-            );
-        }
+    for (head, h) in hold_rows(report) {
+        let _ = writeln!(
+            md,
+            "{head} {:.1} MiB | {:.1} MiB | {:.1} MiB | {} bytes |",
+            h.rss_before_kib as f64 / 1024.0,
+            h.rss_held_kib as f64 / 1024.0,
+            h.peak_rss_kib as f64 / 1024.0,
+            num(h.bytes_per_lease())
+        );
     }
     let _ = writeln!(md);
 }
 
-/// "batched" or "alone".
-fn mode(h: &HoldReport) -> &'static str {
-    if h.batching { "batched" } else { "alone" }
+/// Each renewal child of each backend (batched, then alone), with the start of its row in
+/// sections 5 and 6: `| backend | batched or alone | leases |`.
+fn hold_rows(report: &Report) -> impl Iterator<Item = (String, &HoldReport)> {
+    report.backends.iter().flat_map(|b| {
+        [&b.hold, &b.hold_unbatched].map(|h| {
+            let mode = if h.batching { "batched" } else { "alone" };
+            let head = format!("| {} | {mode} | {} |", title(&b.key), num(h.leases as f64));
+            (head, h)
+        })
+    })
 }
 
 #[cfg(test)]
