@@ -18,8 +18,8 @@ use crate::counting::CountingStore;
 use crate::error::{BenchError, Result};
 use crate::params::HoldArgs;
 
-/// How many acquires or releases are in flight at once.
-const IN_FLIGHT: usize = 64;
+/// How many acquires or releases are in flight at once, unless `hold --in-flight` says.
+pub(crate) const IN_FLIGHT: usize = 64;
 
 /// What the child reports.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -28,8 +28,14 @@ pub struct HoldReport {
     pub leases: usize,
     /// TTL of each, in seconds.
     pub ttl_secs: u64,
-    /// Seconds taken to acquire them all (64 in flight).
+    /// Seconds taken to acquire them all (`in_flight` at once).
     pub acquire_secs: f64,
+    /// Acquires (and releases) in flight at once.
+    #[serde(default = "default_in_flight")]
+    pub in_flight: usize,
+    /// Seconds taken to release them all at the end (`in_flight` at once).
+    #[serde(default)]
+    pub release_secs: f64,
     /// Seconds they were held (the measurement window).
     pub held_secs: f64,
     /// Whether the `Locker` batched renewals.
@@ -56,6 +62,11 @@ pub struct HoldReport {
     pub rss_held_kib: u64,
     /// Peak resident memory of the process (VmHWM, KiB).
     pub peak_rss_kib: u64,
+}
+
+/// Runs saved before `in_flight` was recorded had 64 in flight.
+fn default_in_flight() -> usize {
+    64
 }
 
 impl HoldReport {
@@ -104,6 +115,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
     let rss_before_kib = status_kib("VmRSS")?;
     let prefix = format!("bench/hold/{}", std::process::id());
 
+    let in_flight = args.in_flight.max(1);
     let started = Instant::now();
     let guards: Vec<_> = stream::iter(0..args.leases)
         .map(|i| {
@@ -111,7 +123,7 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
             let options = options.clone();
             async move { locker.acquire(name.as_str(), options).await }
         })
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(in_flight)
         .try_collect()
         .await?;
     let acquire_secs = started.elapsed().as_secs_f64();
@@ -134,18 +146,23 @@ pub async fn hold(args: &HoldArgs) -> Result<HoldReport> {
         .filter(|g| g.loss_reason().is_some() || !g.is_valid())
         .count();
 
+    counts.releasing.store(true, Ordering::Relaxed);
+    let releasing = Instant::now();
     let release_failures = stream::iter(guards)
         .map(|guard| async move { guard.release().await.is_err() })
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(in_flight)
         .filter(|failed| std::future::ready(*failed))
         .count()
         .await;
+    let release_secs = releasing.elapsed().as_secs_f64();
 
     let renews_per_sec = renewed as f64 / held_secs;
     Ok(HoldReport {
         leases: args.leases,
         ttl_secs: args.ttl_secs,
         acquire_secs,
+        in_flight,
+        release_secs,
         held_secs,
         batching: !args.no_batching,
         renews_per_sec,

@@ -267,7 +267,7 @@ async fn load(
     let hold_unbatched = hold::run_child(
         key,
         url,
-        params.leases,
+        params.alone_leases,
         params.hold_secs,
         params.renew_ttl_secs,
         false,

@@ -52,9 +52,10 @@ fn smoke_run_writes_every_section_with_targets_marked() {
             "| {backend}: leases lost while 50 are renewed | 0 | 0 batched, 0 alone | **met** |"
         );
         assert!(doc.contains(&lost), "missing `{lost}` in:\n{doc}");
+        // Each child's row in section 5 and in section 6 says how many leases it held.
         for mode in ["batched", "alone"] {
-            let row = format!("| {backend} | {mode} | ");
-            assert!(doc.contains(&row), "missing `{row}` in:\n{doc}");
+            let row = format!("| {backend} | {mode} | 50 | ");
+            assert_eq!(doc.matches(&row).count(), 2, "`{row}` twice in:\n{doc}");
         }
     }
     // PostgreSQL through pgbouncer: every route measured, and named statements through the
