@@ -1,6 +1,7 @@
 //! Cost per cycle: what one acquire + release costs the client process and the server, at
 //! 64 tasks on 64 names, for ours (through `Locker` and through the store alone), the raw floor
-//! and (on Redis) the rslock peer.
+//! and (on Redis) the rslock peer; on PostgreSQL also the store on named prepared statements,
+//! on etcd the store's two txns by hand, each to split the server's cost per cycle in two.
 //!
 //! Each mode runs alone — no other mode's tasks in flight — for a few seconds, and the modes
 //! are repeated in alternation (A B C D A B C D …) so that drift in the machine's load shows
