@@ -365,31 +365,49 @@ pub fn renewal(report: &Report) -> String {
     )
 }
 
-/// A figure of `cost`'s mode labelled `label` (NaN when the mode was not measured).
-fn cost_of(cost: &crate::cost::Cost, label: &str, metric: fn(&crate::cost::Mode) -> f64) -> f64 {
-    cost.modes
-        .iter()
-        .find(|m| m.label == label)
-        .map_or(f64::NAN, metric)
+/// Server CPU per cycle, in µs, of `cost`'s layers: `Locker`, the store, the raw floor and
+/// the mode that splits the store's cost (`extra`).
+struct Layers {
+    ours: f64,
+    store: f64,
+    raw: f64,
+    extra: f64,
+}
+
+impl Layers {
+    /// The layers of `cost`, with the mode labelled `extra`; `None` when it was not measured.
+    fn of(cost: &crate::cost::Cost, extra: &str) -> Option<Self> {
+        use crate::cost::Mode;
+        use crate::cycle::Role;
+        let server = |role| cost.mode(role).map_or(f64::NAN, Mode::server_us);
+        let extra = cost
+            .modes
+            .iter()
+            .find(|m| m.label == extra)
+            .map(Mode::server_us)
+            .filter(|v| v.is_finite())?;
+        Some(Self {
+            ours: server(Role::Ours),
+            store: server(Role::OursStore),
+            raw: server(Role::Raw),
+            extra,
+        })
+    }
 }
 
 /// Under the PostgreSQL cost table: where the server's CPU per cycle goes, from this run's
 /// figures and the measurements behind them. `None` without the prepared-statements row.
 pub fn cost_postgres(cost: &crate::cost::Cost) -> Option<String> {
-    use crate::cost::Mode;
-    use crate::cycle::Role;
-    let server = |role| cost.mode(role).map_or(f64::NAN, Mode::server_us);
-    let prepared = cost_of(cost, crate::cost::PG_PREPARED, Mode::server_us);
-    if !prepared.is_finite() {
-        return None;
-    }
-    let (store, raw, ours) = (
-        server(Role::OursStore),
-        server(Role::Raw),
-        server(Role::Ours),
-    );
-    let speed = cost_of(cost, crate::cost::PG_PREPARED, Mode::per_sec)
-        / cost.mode(Role::OursStore).map_or(f64::NAN, Mode::per_sec);
+    use crate::cost::{Mode, PG_PREPARED};
+    let Layers {
+        ours,
+        store,
+        raw,
+        extra: prepared,
+    } = Layers::of(cost, PG_PREPARED)?;
+    let per_sec = |mode: Option<&Mode>| mode.map_or(f64::NAN, Mode::per_sec);
+    let speed = per_sec(cost.modes.iter().find(|m| m.label == PG_PREPARED))
+        / per_sec(cost.mode(crate::cycle::Role::OursStore));
     Some(format!(
         "**Biggest cost: parsing and planning the statements.** The store sends each statement \
          inline by default (its values written into the SQL text, one simple-protocol message, \
@@ -420,18 +438,12 @@ pub fn cost_postgres(cost: &crate::cost::Cost) -> Option<String> {
 /// Under the etcd cost table: where the server's CPU per cycle goes, from this run's figures
 /// and the measurements behind them. `None` without the row of the store's txns by hand.
 pub fn cost_etcd(cost: &crate::cost::Cost) -> Option<String> {
-    use crate::cost::Mode;
-    use crate::cycle::Role;
-    let server = |role| cost.mode(role).map_or(f64::NAN, Mode::server_us);
-    let txns = cost_of(cost, crate::cost::ETCD_TXNS, Mode::server_us);
-    if !txns.is_finite() {
-        return None;
-    }
-    let (store, raw, ours) = (
-        server(Role::OursStore),
-        server(Role::Raw),
-        server(Role::Ours),
-    );
+    let Layers {
+        ours,
+        store,
+        raw,
+        extra: txns,
+    } = Layers::of(cost, crate::cost::ETCD_TXNS)?;
     Some(format!(
         "**Biggest cost: the release's compare.** Server CPU per cycle: the raw floor (a \
          put-if-absent txn and a plain delete) {raw:.0} µs, the store's own two txns by hand on \
