@@ -1,6 +1,7 @@
 //! Cost per cycle: what one acquire + release costs the client process and the server, at
 //! 64 tasks on 64 names, for ours (through `Locker` and through the store alone), the raw floor
-//! and (on Redis) the rslock peer.
+//! and (on Redis) the rslock peer; on PostgreSQL also the store on named prepared statements,
+//! on etcd the store's two txns by hand, each to split the server's cost per cycle in two.
 //!
 //! Each mode runs alone — no other mode's tasks in flight — for a few seconds, and the modes
 //! are repeated in alternation (A B C D A B C D …) so that drift in the machine's load shows
@@ -449,25 +450,49 @@ fn ours_store_raw(ours: Cycle, store: Cycle, raw: (&str, Cycle)) -> Vec<Candidat
     ]
 }
 
-/// The modes measured on PostgreSQL (the pooled store).
+/// Label of the PostgreSQL row of the store on named prepared statements.
+pub const PG_PREPARED: &str = "fencelock store, named prepared statements";
+
+/// The modes measured on PostgreSQL (the pooled store), and the store on named prepared
+/// statements when the bench has it (a direct connection): the difference from the store's
+/// row is what parsing and planning the inline statements costs the server.
 pub fn postgres_candidates(bench: &PgBench) -> Vec<Candidate> {
-    ours_store_raw(
+    let mut out = ours_store_raw(
         bench.ours("cost"),
         bench.ours_store("cost"),
         ("raw: the store's SQL by hand", bench.raw("cost")),
-    )
+    );
+    if let Some(prepared) = bench.ours_prepared("cost-prepared") {
+        out.push(Candidate::in_process(
+            PG_PREPARED,
+            Role::Reference,
+            prepared,
+        ));
+    }
+    out
 }
 
-/// The modes measured on etcd.
+/// Label of the etcd row of the store's two txns by hand.
+pub const ETCD_TXNS: &str = "the store's two txns by hand (pre-granted lease)";
+
+/// The modes measured on etcd, and the store's own two txns issued by hand on the raw floor's
+/// lease: between the raw floor and it is what the shape of the store's txns costs the
+/// server, between it and the store what the store does around them (its leases).
 pub fn etcd_candidates(bench: &EtcdBench) -> Vec<Candidate> {
-    ours_store_raw(
+    let mut out = ours_store_raw(
         bench.ours("cost"),
         bench.ours_store("cost"),
         (
             "raw: put-if-absent txn + delete (pre-granted lease)",
             bench.raw("cost"),
         ),
-    )
+    );
+    out.push(Candidate::in_process(
+        ETCD_TXNS,
+        Role::Reference,
+        bench.store_txns("cost"),
+    ));
+    out
 }
 
 /// What the server CPU covers, per backend.
@@ -632,8 +657,18 @@ pub fn redis_targets(cost: &Cost) -> Vec<CostTarget> {
     out
 }
 
-/// The section of one backend: the medians with their ranges, then every run in the order
-/// it ran.
+/// What costs the server most on the backend titled `title`, named from this run's figures
+/// (PostgreSQL and etcd; Redis has its targets' notes).
+fn biggest_cost(title: &str, cost: &Cost) -> Option<String> {
+    match title {
+        "PostgreSQL" => crate::notes::cost_postgres(cost),
+        "etcd" => crate::notes::cost_etcd(cost),
+        _ => None,
+    }
+}
+
+/// The section of one backend: the medians with their ranges, what costs most (PostgreSQL,
+/// etcd), then every run in the order it ran.
 pub fn render(md: &mut String, title: &str, server: &str, cost: &Cost) {
     let _ = writeln!(md, "### {title} ({server})\n");
     let _ = writeln!(
@@ -656,10 +691,11 @@ pub fn render(md: &mut String, title: &str, server: &str, cost: &Cost) {
             range(mode, Run::server_us, us_bare),
         );
     }
-    let _ = writeln!(
-        md,
-        "\n(CPU per cycle in µs.) Every run, in the order they ran:\n"
-    );
+    let _ = writeln!(md, "\n(CPU per cycle in µs.)");
+    if let Some(note) = biggest_cost(title, cost) {
+        let _ = writeln!(md, "\n{note}");
+    }
+    let _ = writeln!(md, "\nEvery run, in the order they ran:\n");
     let _ = writeln!(
         md,
         "| round | mode | cycles/s | client µs | server µs |\n|---:|---|---:|---:|---:|"
@@ -724,6 +760,48 @@ mod tests {
             },
         );
         assert!(md.contains("| 2 | m | 2,000 | 5.0 | – |"), "{md}");
+    }
+
+    #[test]
+    fn postgres_and_etcd_name_their_biggest_cost_from_the_run_and_only_with_its_row() {
+        let mode = |label: &str, role, server: f64| Mode {
+            label: label.into(),
+            role,
+            runs: vec![run(1_000, 0.05, Some(server))],
+        };
+        let cost = |extra: Option<Mode>| Cost {
+            tasks: 64,
+            secs: 1.0,
+            server_processes: "p".into(),
+            modes: [
+                Some(mode("ours", Role::Ours, 0.30)),
+                Some(mode("store", Role::OursStore, 0.28)),
+                Some(mode("raw", Role::Raw, 0.14)),
+                extra,
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        };
+        let pg = cost(Some(mode(PG_PREPARED, Role::Reference, 0.07)));
+        let note = biggest_cost("PostgreSQL", &pg).unwrap_or_default();
+        // 280 µs inline, 70 µs prepared: three quarters is parsing and planning.
+        assert!(
+            note.contains("70 µs per cycle instead of 280 µs: 75 %"),
+            "{note}"
+        );
+        let etcd = cost(Some(mode(ETCD_TXNS, Role::Reference, 0.25)));
+        let note = biggest_cost("etcd", &etcd).unwrap_or_default();
+        assert!(
+            note.contains("by hand on the same pre-granted lease 250 µs"),
+            "{note}"
+        );
+        let mut md = String::new();
+        render(&mut md, "etcd", "S", &etcd);
+        assert!(md.contains("**Biggest cost"), "{md}");
+        for title in ["PostgreSQL", "etcd", "Redis"] {
+            assert_eq!(biggest_cost(title, &cost(None)), None, "{title}");
+        }
     }
 
     #[test]
