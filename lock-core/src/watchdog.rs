@@ -574,37 +574,20 @@ mod tests {
             live.len()
         );
     }
-}
-
-#[cfg(test)]
-mod dropped {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use crate::{FencingToken, HolderId, LockName};
 
     #[test]
     fn a_watchdog_dropped_while_its_guard_holds_records_the_loss() {
-        let ttl = Duration::from_secs(30);
-        let lease = Lease::granted(
-            LockName::new("n").unwrap(),
-            FencingToken::new(1),
-            HolderId::random(),
-            ttl,
-            Instant::now(),
-        );
-        let schedule = || Dog::schedule(ttl, Some(ttl / 3));
-        let held = Shared::new(lease.clone(), schedule());
-        drop(Dog::new(Arc::clone(&held)));
+        let (held_dog, held) = dog();
+        drop(held_dog);
         assert!(held.is_ended());
         assert!(matches!(
             held.recorded_loss(),
             Some(LossReason::WatchdogFailed { .. })
         ));
 
-        let released = Shared::new(lease, schedule());
+        let (released_dog, released) = dog();
         released.stop();
-        drop(Dog::new(Arc::clone(&released)));
+        drop(released_dog);
         assert!(!released.is_ended(), "a stopped watchdog goes quietly");
         assert_eq!(released.recorded_loss(), None);
     }
