@@ -106,8 +106,12 @@ impl Shared {
     }
 
     /// Ends the lease without a loss (released or dropped), firing the cancellation tokens.
+    /// Once ended there is nothing left to do (no token is made after the end), so the drop
+    /// that follows every release takes no lock and wakes nobody.
     fn end(&self) {
-        self.finish(None);
+        if !self.is_ended() {
+            self.finish(None);
+        }
     }
 
     fn finish(&self, reason: Option<LossReason>) {
