@@ -23,9 +23,7 @@ pub fn load(before: &str, after: &str, nproc: usize) -> String {
 
 fn p50(report: &Report, backend: &str, needle: &str) -> f64 {
     report
-        .backends
-        .iter()
-        .find(|b| b.key == backend)
+        .backend(backend)
         .and_then(|b| b.row_like(needle))
         .map_or(f64::NAN, |r| r.latency.p50_us)
 }
@@ -184,7 +182,7 @@ pub fn missed(key: &str, report: &Report) -> String {
 
 /// Why etcd lost leases while holding many: what the run shows, and what would hold them.
 fn etcd_lost(report: &Report) -> String {
-    let held = report.backends.iter().find(|b| b.key == "etcd").map(|b| {
+    let held = report.backend("etcd").map(|b| {
         (
             b.hold.leases,
             b.hold.lost,
@@ -221,12 +219,7 @@ fn etcd_lost(report: &Report) -> String {
 /// Why a Redis held-lease target was missed: this run's figures for the batched child, then
 /// where the client's memory and CPU per held lease go.
 fn held_missed(key: &str, report: &Report) -> String {
-    let Some(h) = report
-        .backends
-        .iter()
-        .find(|b| b.key == "redis")
-        .map(|b| &b.hold)
-    else {
+    let Some(h) = report.backend("redis").map(|b| &b.hold) else {
         return "(Redis was not run)".to_owned();
     };
     let leases = crate::report::num(h.leases as f64);
@@ -274,11 +267,7 @@ fn held_missed(key: &str, report: &Report) -> String {
 /// Why a Redis cost target was missed, with the layers of this run's figures.
 fn cost_missed(key: &str, report: &Report) -> String {
     use crate::cycle::Role;
-    let cost = report
-        .backends
-        .iter()
-        .find(|b| b.key == "redis")
-        .and_then(|b| b.cost.as_ref());
+    let cost = report.backend("redis").and_then(|b| b.cost.as_ref());
     let figure = |role: Role, metric: fn(&crate::cost::Mode) -> f64| {
         cost.and_then(|c| c.mode(role)).map_or(f64::NAN, metric)
     };

@@ -141,7 +141,7 @@ fn read_rtt(b: &BackendResult) -> Summary {
 pub fn targets(report: &Report) -> Vec<Target> {
     let mut out = Vec::new();
     for (key, goal) in RATIO_TARGETS {
-        let Some(b) = report.backends.iter().find(|b| b.key == key) else {
+        let Some(b) = report.backend(key) else {
             continue;
         };
         let (Some(ours), Some(raw)) = (b.row(Role::Ours), b.row(Role::Raw)) else {
@@ -164,7 +164,7 @@ pub fn targets(report: &Report) -> Vec<Target> {
             met: Some(r <= goal),
         });
     }
-    let etcd = report.backends.iter().find(|b| b.key == "etcd");
+    let etcd = report.backend("etcd");
     let builtin = etcd.and_then(|b| {
         Some((
             b.row(Role::Ours)?,
@@ -198,7 +198,7 @@ pub fn targets(report: &Report) -> Vec<Target> {
                     ),
                     met: Some(peers.ours_uncontended.p50_us < p.uncontended.p50_us),
                 });
-                if let Some(redis) = report.backends.iter().find(|b| b.key == "redis") {
+                if let Some(redis) = report.backend("redis") {
                     out.push(Target {
                         key: format!("peer-handoff-{}", p.library),
                         what: format!("Redis hand-off: ours vs {} (p50)", p.library),
@@ -237,12 +237,7 @@ pub fn targets(report: &Report) -> Vec<Target> {
             met: Some(in_rtts <= HANDOFF_RTTS),
         });
     }
-    if let Some(cost) = report
-        .backends
-        .iter()
-        .find(|b| b.key == "redis")
-        .and_then(|b| b.cost.as_ref())
-    {
+    if let Some(cost) = report.backend("redis").and_then(|b| b.cost.as_ref()) {
         for (i, (what, goal, measured, met)) in
             crate::cost::redis_targets(cost).into_iter().enumerate()
         {
@@ -255,7 +250,7 @@ pub fn targets(report: &Report) -> Vec<Target> {
             });
         }
     }
-    if let Some(redis) = report.backends.iter().find(|b| b.key == "redis") {
+    if let Some(redis) = report.backend("redis") {
         out.extend(held_lease_targets(&redis.hold));
     }
     let overlaps: u64 = report.backends.iter().map(|b| b.handoff.overlaps).sum();
@@ -500,9 +495,7 @@ fn peers(md: &mut String, report: &Report) {
         report.params.peer_rounds
     );
     let redis_handoff = report
-        .backends
-        .iter()
-        .find(|b| b.key == "redis")
+        .backend("redis")
         .map(|b| b.handoff.clone())
         .unwrap_or_default();
     let _ = writeln!(

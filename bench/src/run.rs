@@ -108,6 +108,13 @@ pub struct Report {
     pub redis_cluster: Option<crate::redis_cluster::ClusterResult>,
 }
 
+impl Report {
+    /// The results of the backend keyed `key` (`redis`, `postgres`, `etcd`), if it ran.
+    pub fn backend(&self, key: &str) -> Option<&BackendResult> {
+        self.backends.iter().find(|b| b.key == key)
+    }
+}
+
 /// Runs everything `params` asks for.
 pub async fn run(params: &Params) -> Result<Report> {
     let started = Instant::now();
