@@ -40,9 +40,11 @@ impl<T> Replies<T> {
 /// `settled` says the outcome is known (or every server answered or timed out).
 ///
 /// Every request runs in a task of its own and to its end, also after this returns: a release
-/// that the quorum no longer waits for still happens (including its `NOSCRIPT` reload), and
-/// requests to one server stay in the order they were made. Each `call` carries its own time
-/// limit, so one silent server delays nothing past that limit.
+/// that the quorum no longer waits for still happens (including its `NOSCRIPT` reload). A later
+/// request to the same server may overtake it (the reload costs two round trips, and a task may
+/// be scheduled late), so the next acquire can find the old grant still there and be refused
+/// by that server; nothing depends on that order, since every script compares holder and token.
+/// Each `call` carries its own time limit, so one silent server delays nothing past that limit.
 pub(crate) async fn gather<T, F, Fut>(
     n: usize,
     call: F,
