@@ -136,17 +136,7 @@ impl Locker {
         options: AcquireOptions,
     ) -> Result<LockGuard, Error> {
         let name = name.into_lock_name()?;
-        let started = Instant::now();
-        match self
-            .take(&name, None, &options, options.wait(), started)
-            .await?
-        {
-            Some(guard) => Ok(guard),
-            None => Err(Error::Timeout {
-                name,
-                waited: started.elapsed(),
-            }),
-        }
+        self.take_or_timeout(&name, None, &options).await
     }
 
     /// Takes `name` if it is free right now, and starts its watchdog; never waits, whatever
@@ -163,6 +153,27 @@ impl Locker {
         let name = name.into_lock_name()?;
         self.take(&name, None, &options, Wait::No, Instant::now())
             .await
+    }
+
+    /// [`Locker::take`], waiting as `options` say; nothing granted in that time is
+    /// [`Error::Timeout`]. The waiting acquire of a lock and of a permit.
+    pub(crate) async fn take_or_timeout(
+        &self,
+        name: &LockName,
+        permits: Option<PermitLimit>,
+        options: &AcquireOptions,
+    ) -> Result<LockGuard, Error> {
+        let started = Instant::now();
+        match self
+            .take(name, permits, options, options.wait(), started)
+            .await?
+        {
+            Some(guard) => Ok(guard),
+            None => Err(Error::Timeout {
+                name: name.clone(),
+                waited: started.elapsed(),
+            }),
+        }
     }
 
     /// The one acquire path, of a lock or (with `permits`) of a semaphore's permit: the name is

@@ -94,7 +94,10 @@ impl Semaphores {
         let sem = self.semaphore(lease)?;
         let at = sem.find(lease, now)?;
         sem.held.remove(at);
-        sem.prune(now);
+        // `find` pruned already; the limit goes with the last permit.
+        if sem.held.is_empty() {
+            sem.limit = None;
+        }
         Ok(())
     }
 

@@ -151,24 +151,11 @@ impl Semaphore {
     ///   the TTL without renewing, never have more than `limit` permits valid at one moment, and
     ///   every grant has its own token.
     pub async fn acquire(&self, options: AcquireOptions) -> Result<PermitGuard, Error> {
-        let started = Instant::now();
-        match self
+        let guard = self
             .locker
-            .take(
-                &self.name,
-                Some(self.limit),
-                &options,
-                options.wait(),
-                started,
-            )
-            .await?
-        {
-            Some(guard) => Ok(PermitGuard { guard }),
-            None => Err(Error::Timeout {
-                name: self.name.clone(),
-                waited: started.elapsed(),
-            }),
-        }
+            .take_or_timeout(&self.name, Some(self.limit), &options)
+            .await?;
+        Ok(PermitGuard { guard })
     }
 
     /// Takes a permit if one is free right now; never waits. `Ok(None)` when all are taken.
