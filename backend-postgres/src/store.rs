@@ -15,7 +15,7 @@ use fencelock_core::backend::{
 };
 use fencelock_core::{
     Diagnosis, Error, FencingToken, HeldLock, HolderId, Lease, LeaseInfo, LeaseStore, ListQuery,
-    Listing, LockName, Operation, OwnerLabel, PermitLimit, Permits, TtlLimits,
+    Listing, LockName, Operation, OwnerLabel, PermitAttempt, PermitLimit, Permits, TtlLimits,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::time::Instant;
@@ -599,6 +599,21 @@ impl LeaseStore for PgLeaseStore {
         ttl: Duration,
         label: Option<&OwnerLabel>,
     ) -> Result<Option<Lease>, Error> {
+        Ok(self
+            .grant_permit(name, limit, ttl, label)
+            .await?
+            .into_granted())
+    }
+
+    /// The same transaction: a refusal answers the first live permit's time left, read by the
+    /// grant statement itself, so a waiter needs no second request.
+    async fn try_acquire_permit_or_next_expiry(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<PermitAttempt, Error> {
         self.grant_permit(name, limit, ttl, label).await
     }
 

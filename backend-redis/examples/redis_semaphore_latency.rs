@@ -2,6 +2,11 @@
 //! + release in the same run (interleaved), with the semaphore empty, nearly full at a limit
 //!   of 10, and nearly full at the largest limit (9,999 of 10,000 permits held by others).
 //!
+//! Then what a refused waiter costs on a full semaphore of 10,000 permits: the one script of
+//! `try_acquire_permit_or_next_expiry` (what the wait loop sends) against a refusal followed by
+//! `inspect_permits` for the soonest expiry (what it sent before), alternated in rounds; the
+//! server's CPU per attempt from `INFO cpu`.
+//!
 //! ```text
 //! FENCELOCK_REDIS_URL=redis://127.0.0.1:6379 cargo run --release -p fencelock-redis --example redis_semaphore_latency
 //! ```
@@ -66,7 +71,85 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             shown.holders.len(),
         );
     }
+    refused_waiter(&store, &url).await
+}
+
+/// A refused attempt on a full semaphore of `PermitLimit::MAX` permits, both ways, alternated.
+async fn refused_waiter(
+    store: &RedisLeaseStore,
+    url: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    const ATTEMPTS: u32 = 200;
+    let mut server = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let limit = PermitLimit::new(PermitLimit::MAX)?;
+    let name = LockName::new("bench/semaphore-refused")?;
+    let ttl = Duration::from_secs(120);
+    let mut held = Vec::new();
+    for _ in 0..limit.get() {
+        held.push(
+            store
+                .try_acquire_permit(&name, limit, ttl, None)
+                .await?
+                .ok_or("full")?,
+        );
+    }
+    for round in 1..=3 {
+        for hinted in [true, false] {
+            let cpu = server_cpu(&mut server).await?;
+            let started = Instant::now();
+            for _ in 0..ATTEMPTS {
+                if hinted {
+                    let attempt = store
+                        .try_acquire_permit_or_next_expiry(&name, limit, ttl, None)
+                        .await?;
+                    if attempt.into_granted().is_some() {
+                        return Err("granted a permit past the limit".into());
+                    }
+                } else {
+                    if store
+                        .try_acquire_permit(&name, limit, ttl, None)
+                        .await?
+                        .is_some()
+                    {
+                        return Err("granted a permit past the limit".into());
+                    }
+                    store.inspect_permits(&name).await?.next_expiry();
+                }
+            }
+            let took = started.elapsed() / ATTEMPTS;
+            let server_us = (server_cpu(&mut server).await? - cpu) * 1e6 / f64::from(ATTEMPTS);
+            println!(
+                "round {round}, refused on {} held, {:<38}: {took:>9.1?} per attempt, server CPU {server_us:>8.1} µs per attempt",
+                limit.get(),
+                if hinted {
+                    "try_acquire_permit_or_next_expiry"
+                } else {
+                    "try_acquire_permit + inspect_permits"
+                }
+            );
+        }
+    }
+    for lease in &held {
+        store.release(lease).await?;
+    }
     Ok(())
+}
+
+/// The server's user + system CPU seconds so far (`INFO cpu`).
+async fn server_cpu(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    Ok(info
+        .lines()
+        .filter_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            matches!(key, "used_cpu_sys" | "used_cpu_user")
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum())
 }
 
 fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use fencelock_core::backend::{granted_lease, labeled, limit_mismatch, permit, ttl_millis};
 use fencelock_core::{
-    Error, HolderId, Lease, LeaseInfo, LockName, Operation, OwnerLabel, PermitLimit, Permits,
+    Error, HolderId, Lease, LeaseInfo, LockName, Operation, OwnerLabel, PermitAttempt, PermitLimit,
+    Permits,
 };
 use redis::Value;
 use redis::aio::ConnectionLike;
@@ -62,17 +63,23 @@ pub(crate) fn release_call(shared: &Shared, lease: &Lease) -> Call {
 #[derive(Debug, PartialEq, Eq)]
 enum Acquired {
     Granted(Grant),
-    Full,
+    /// Every permit is taken; the first of them expires in this much time.
+    Full(Duration),
     /// The live permits hold under this limit.
     OtherLimit(PermitLimit),
 }
 
-/// `{1, member}`, `{0}` or `{2, limit}`.
+/// `{1, member}`, `{0, µs until the first permit expires}` or `{2, limit}`.
 fn acquired(value: Value) -> Result<Acquired, Error> {
     let op = Operation::Acquire;
     match items(op, value)?.as_slice() {
         [Value::Int(1), member] => Ok(Acquired::Granted(reply::grant(op, member)?)),
-        [Value::Int(0)] => Ok(Acquired::Full),
+        [Value::Int(0), left] => {
+            let micros = int(left)
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| unexpected_reply(op, format!("time left {left:?}")))?;
+            Ok(Acquired::Full(Duration::from_micros(micros)))
+        }
         [Value::Int(2), held] => Ok(Acquired::OtherLimit(limit_of(op, held)?)),
         other => Err(unexpected_reply(op, format!("{other:?}"))),
     }
@@ -123,14 +130,15 @@ impl<C> RedisLeaseStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    /// [`fencelock_core::LeaseStore::try_acquire_permit`]: one `permit_acquire.lua`.
+    /// [`fencelock_core::LeaseStore::try_acquire_permit_or_next_expiry`]: one
+    /// `permit_acquire.lua`, which answers a refusal with the first permit's time left.
     pub(crate) async fn acquire_permit(
         &self,
         name: &LockName,
         limit: PermitLimit,
         ttl: Duration,
         label: Option<&OwnerLabel>,
-    ) -> Result<Option<Lease>, Error> {
+    ) -> Result<PermitAttempt, Error> {
         let ttl = self.shared().limits.check(ttl)?;
         let ttl_ms = ttl_millis(ttl);
         let keys = self.shared().layout.permits(name);
@@ -145,7 +153,7 @@ where
         .arg(label_suffix(label));
         let sent_at = Instant::now();
         match acquired(self.run(Operation::Acquire, &call).await?)? {
-            Acquired::Full => Ok(None),
+            Acquired::Full(next_expiry) => Ok(PermitAttempt::Full { next_expiry }),
             Acquired::OtherLimit(held) => Err(limit_mismatch(name, held, limit)),
             Acquired::Granted(grant) if grant.holder == holder => {
                 let lease = granted_lease(
@@ -155,7 +163,7 @@ where
                     Duration::from_millis(ttl_ms),
                     sent_at,
                 );
-                Ok(Some(permit(labeled(lease, label), limit)))
+                Ok(PermitAttempt::Granted(permit(labeled(lease, label), limit)))
             }
             Acquired::Granted(other) => Err(unexpected_reply(
                 Operation::Acquire,
@@ -198,8 +206,8 @@ mod tests {
             Acquired::Granted(grant())
         );
         assert_eq!(
-            acquired(Value::Array(vec![Value::Int(0)])).unwrap(),
-            Acquired::Full
+            acquired(Value::Array(vec![Value::Int(0), Value::Int(1_500_000)])).unwrap(),
+            Acquired::Full(Duration::from_millis(1_500))
         );
         assert_eq!(
             acquired(Value::Array(vec![Value::Int(2), bulk("3")])).unwrap(),
@@ -211,6 +219,9 @@ mod tests {
             Value::Array(vec![Value::Int(2), bulk("10001")]),
             Value::Array(vec![Value::Int(1), bulk("not a permit")]),
             Value::Array(vec![Value::Int(3)]),
+            Value::Array(vec![Value::Int(0)]),
+            Value::Array(vec![Value::Int(0), Value::Int(-1)]),
+            Value::Array(vec![Value::Int(0), bulk("soon")]),
         ] {
             let err = acquired(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Backend, "{err}");

@@ -11,7 +11,7 @@ use fencelock_core::backend::{
 };
 use fencelock_core::{
     Diagnosis, Error, FencingToken, HolderId, Lease, LeaseInfo, LeaseStore, ListQuery, Listing,
-    LockName, Operation, OwnerLabel, PermitLimit, Permits, TtlLimits,
+    LockName, Operation, OwnerLabel, PermitAttempt, PermitLimit, Permits, TtlLimits,
 };
 use redis::Value;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -239,6 +239,21 @@ where
         ttl: Duration,
         label: Option<&OwnerLabel>,
     ) -> Result<Option<Lease>, Error> {
+        Ok(self
+            .acquire_permit(name, limit, ttl, label)
+            .await?
+            .into_granted())
+    }
+
+    /// The same script: a refusal answers the first permit's time left (the lowest score of
+    /// the semaphore's ZSET), so a waiter needs no second request.
+    async fn try_acquire_permit_or_next_expiry(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<PermitAttempt, Error> {
         self.acquire_permit(name, limit, ttl, label).await
     }
 

@@ -81,7 +81,9 @@ macro_rules! for_each_semaphore_case {
             permit_expiry_frees_a_place,
             permit_renew_and_release_touch_only_that_permit,
             inspect_permits_shows_each_holder,
+            permit_full_answers_the_next_expiry,
             permit_waiter_acquires_after_release,
+            permit_waiter_acquires_after_expiry,
             permit_guard_renews_and_reports_loss,
             permit_stress_never_more_than_limit,
         }

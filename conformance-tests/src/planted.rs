@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fencelock_core::backend::{ForwardingStore, WaitPolicy, renewed_lease, safety_margin};
-use fencelock_core::{Error, Lease, LeaseStore, LockName, OwnerLabel, PermitLimit, async_trait};
+use fencelock_core::{
+    Error, Lease, LeaseStore, LockName, OwnerLabel, PermitAttempt, PermitLimit, async_trait,
+};
 
 /// Reports every lease with a TTL 4/3 of the one the wrapped store granted, so the store ends
 /// each grant at ¾ of the TTL the lease reports: the holder's local deadline outlives the
@@ -14,7 +16,8 @@ use fencelock_core::{Error, Lease, LeaseStore, LockName, OwnerLabel, PermitLimit
 ///
 /// Every path that hands out a lease reports it stretched: `try_acquire`, `acquire_waiting`,
 /// `renew` and `renew_many` (the [`fencelock_core::Locker`]'s watchdog renews through it), and
-/// for permits `try_acquire_permit` and `acquire_permit_waiting`.
+/// for permits `try_acquire_permit`, `try_acquire_permit_or_next_expiry` and
+/// `acquire_permit_waiting`.
 ///
 /// The conformance case `exclusive_until_local_deadline` fails for it, and the history check
 /// ([`crate::history::check_store`]) reports I6 (in the torture suite's semaphore runs: I7, a
@@ -95,6 +98,25 @@ impl ForwardingStore for EarlyExpiry {
             self.inner()
                 .try_acquire_permit(name, limit, ttl, label)
                 .await,
+        )
+    }
+
+    async fn try_acquire_permit_or_next_expiry(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<PermitAttempt, Error> {
+        Ok(
+            match self
+                .inner()
+                .try_acquire_permit_or_next_expiry(name, limit, ttl, label)
+                .await?
+            {
+                PermitAttempt::Granted(real) => PermitAttempt::Granted(stretched(&real)),
+                full => full,
+            },
         )
     }
 

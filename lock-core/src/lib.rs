@@ -41,7 +41,7 @@ pub use locker::Locker;
 pub use memory::MemoryLeaseStore;
 pub use name::{IntoLockName, LockName};
 pub use options::{AcquireOptions, Renewal, Wait};
-pub use semaphore::{PermitGuard, PermitLimit, Permits, Semaphore};
+pub use semaphore::{PermitAttempt, PermitGuard, PermitLimit, Permits, Semaphore};
 pub use store::LeaseStore;
 pub use token::FencingToken;
 

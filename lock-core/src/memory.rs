@@ -12,7 +12,8 @@ use crate::lock;
 use crate::memory_permits::Semaphores;
 use crate::{
     Diagnosis, Error, FencingToken, Finding, HeldLock, HolderId, Lease, LeaseInfo, LeaseStore,
-    ListQuery, Listing, LockName, Operation, OwnerLabel, PermitLimit, Permits, TtlLimits,
+    ListQuery, Listing, LockName, Operation, OwnerLabel, PermitAttempt, PermitLimit, Permits,
+    TtlLimits,
 };
 
 /// An in-process [`LeaseStore`] with the same guarantees as the networked backends, within one
@@ -92,6 +93,27 @@ impl MemoryLeaseStore {
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<LockName, Slot>> {
         lock(&self.state)
+    }
+
+    /// One permit of `name` if fewer than `limit` hold, else when the first of them expires.
+    fn grant_permit(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<PermitAttempt, Error> {
+        let ttl = self.limits.check(ttl)?;
+        let now = Instant::now();
+        let expires_at = expiry(now, ttl)?;
+        let granted = lock(&self.semaphores).grant(name, limit, expires_at, label, now)?;
+        Ok(match granted {
+            Ok((token, holder)) => {
+                let lease = granted_lease(name.clone(), token, holder, ttl, now);
+                PermitAttempt::Granted(permit(lease.labeled(label.cloned()), limit))
+            }
+            Err(next_expiry) => PermitAttempt::Full { next_expiry },
+        })
     }
 }
 
@@ -243,14 +265,17 @@ impl LeaseStore for MemoryLeaseStore {
         ttl: Duration,
         label: Option<&OwnerLabel>,
     ) -> Result<Option<Lease>, Error> {
-        let ttl = self.limits.check(ttl)?;
-        let now = Instant::now();
-        let expires_at = expiry(now, ttl)?;
-        let granted = lock(&self.semaphores).grant(name, limit, expires_at, label, now)?;
-        Ok(granted.map(|(token, holder)| {
-            let lease = granted_lease(name.clone(), token, holder, ttl, now);
-            permit(lease.labeled(label.cloned()), limit)
-        }))
+        Ok(self.grant_permit(name, limit, ttl, label)?.into_granted())
+    }
+
+    async fn try_acquire_permit_or_next_expiry(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<PermitAttempt, Error> {
+        self.grant_permit(name, limit, ttl, label)
     }
 
     async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {

@@ -1,6 +1,7 @@
 //! The memory store's semaphores: per name, the live permits and the token counter.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -48,7 +49,8 @@ impl Semaphore {
 }
 
 impl Semaphores {
-    /// Grants a permit if fewer than `limit` hold: `(token, holder)`.
+    /// Grants a permit if fewer than `limit` hold: `Ok((token, holder))`; else `Err` with the
+    /// time left of the permit that expires first.
     pub(crate) fn grant(
         &mut self,
         name: &LockName,
@@ -56,14 +58,17 @@ impl Semaphores {
         expires_at: Instant,
         label: Option<&crate::OwnerLabel>,
         now: Instant,
-    ) -> Result<Option<(FencingToken, HolderId)>, Error> {
+    ) -> Result<Result<(FencingToken, HolderId), Duration>, Error> {
         let sem = self.by_name.entry(name.clone()).or_default();
         sem.prune(now);
         if let Some(held) = sem.limit.filter(|held| *held != limit) {
             return Err(limit_mismatch(name, held, limit));
         }
         if sem.held.len() >= limit.get() as usize {
-            return Ok(None);
+            let next_expiry = sem.held.iter().map(|p| p.expires_at).min();
+            return Ok(Err(
+                next_expiry.map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
+            ));
         }
         let token = FencingToken::new(crate::memory::next_token(sem.last_token, name)?);
         sem.last_token = token.get();
@@ -75,7 +80,7 @@ impl Semaphores {
             expires_at,
             label: label.cloned(),
         });
-        Ok(Some((token, holder)))
+        Ok(Ok((token, holder)))
     }
 
     pub(crate) fn renew(

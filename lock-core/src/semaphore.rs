@@ -4,10 +4,13 @@
 use std::fmt;
 use std::num::NonZeroU32;
 use std::ops::Deref;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{AcquireOptions, Error, IntoLockName, LeaseInfo, LockGuard, LockName, Locker, Wait};
+use crate::{
+    AcquireOptions, Error, IntoLockName, Lease, LeaseInfo, LockGuard, LockName, Locker, Wait,
+};
 
 /// How many permits of a semaphore may hold at once: 1 to [`PermitLimit::MAX`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,6 +65,39 @@ impl Permits {
         holders.sort_by_key(|h| h.token);
         let limit = limit.filter(|_| !holders.is_empty());
         Self { limit, holders }
+    }
+
+    /// The time left of the permit that expires first; zero when none holds.
+    pub fn next_expiry(&self) -> Duration {
+        self.holders
+            .iter()
+            .map(|h| h.remaining)
+            .min()
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+/// What [`crate::LeaseStore::try_acquire_permit_or_next_expiry`] answers.
+#[derive(Clone, Debug)]
+pub enum PermitAttempt {
+    /// A permit was granted.
+    Granted(Lease),
+    /// Every permit is taken. The soonest of them runs out in `next_expiry` by the server's
+    /// clock, unless its holder renews it first (zero when none holds any more: try again).
+    Full {
+        /// The time left of the permit that expires first.
+        next_expiry: Duration,
+    },
+}
+
+impl PermitAttempt {
+    /// The permit, if one was granted: what [`crate::LeaseStore::try_acquire_permit`]
+    /// answers.
+    pub fn into_granted(self) -> Option<Lease> {
+        match self {
+            Self::Granted(lease) => Some(lease),
+            Self::Full { .. } => None,
+        }
     }
 }
 

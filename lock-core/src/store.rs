@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::backend::{ReleaseWatch, WaitPolicy, acquire_permit_with_polling, acquire_with_polling};
 use crate::{
     Diagnosis, Error, FencingToken, Lease, LeaseInfo, ListQuery, Listing, LockName, Operation,
-    OwnerLabel, PermitLimit, Permits, TtlLimits,
+    OwnerLabel, PermitAttempt, PermitLimit, Permits, TtlLimits,
 };
 
 /// A store that grants leases with a TTL and issues fencing tokens.
@@ -230,6 +230,33 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
         ))
     }
 
+    /// [`LeaseStore::try_acquire_permit`], answering also, when every permit is taken, how long
+    /// until the soonest of them runs out by the server's clock: what a waiter needs to know
+    /// to sleep until it may try again (or until a release wakes it, or its poll interval).
+    ///
+    /// The default asks [`LeaseStore::inspect_permits`] after a refusal, which reads every live
+    /// permit; a store whose grant step already knows the soonest expiry answers from that one
+    /// request (Redis, PostgreSQL and the memory store do).
+    ///
+    /// # Behavior
+    /// - `permit_full_answers_the_next_expiry`: with every permit taken the answer is `Full`,
+    ///   with the time left of the permit that runs out first (not of a later one), and
+    ///   nothing is granted; with a place free it grants as `try_acquire_permit` does.
+    async fn try_acquire_permit_or_next_expiry(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<PermitAttempt, Error> {
+        match self.try_acquire_permit(name, limit, ttl, label).await? {
+            Some(lease) => Ok(PermitAttempt::Granted(lease)),
+            None => Ok(PermitAttempt::Full {
+                next_expiry: self.inspect_permits(name).await?.next_expiry(),
+            }),
+        }
+    }
+
     /// The permits of the semaphore `name` that hold now, by the server's clock, in token
     /// order, with the limit they were granted under. The default is `Unsupported`.
     ///
@@ -259,6 +286,9 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
     /// # Behavior
     /// - `permit_waiter_acquires_after_release`: a waiter learns of a released permit without
     ///   waiting out a holder's TTL or its poll interval.
+    /// - `permit_waiter_acquires_after_expiry`: a holder that stops renewing frees its place
+    ///   when its TTL runs out, and a waiter with a long poll interval takes it then, not at
+    ///   its next poll.
     async fn acquire_permit_waiting(
         &self,
         name: &LockName,

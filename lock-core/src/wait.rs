@@ -8,7 +8,7 @@ use tokio::time::{Instant, sleep_until};
 use std::future::Future;
 
 use crate::wake::ReleaseWatch;
-use crate::{Error, Lease, LeaseStore, LockName, OwnerLabel, PermitLimit};
+use crate::{Error, Lease, LeaseStore, LockName, OwnerLabel, PermitAttempt, PermitLimit};
 
 /// How a waiting acquire behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +56,12 @@ pub async fn acquire_with_polling<S: LeaseStore + ?Sized>(
         name,
         watch,
         policy,
-        || store.try_acquire_as(name, ttl, label),
+        || async {
+            Ok(match store.try_acquire_as(name, ttl, label).await? {
+                Some(lease) => Tried::Granted(lease),
+                None => Tried::Refused(None),
+            })
+        },
         || async {
             Ok(store
                 .inspect(name)
@@ -70,6 +75,8 @@ pub async fn acquire_with_polling<S: LeaseStore + ?Sized>(
 /// The generic waiting acquire of a semaphore's permit behind
 /// [`LeaseStore::acquire_permit_waiting`]: [`acquire_with_polling`]'s loop, subscribed with
 /// [`LeaseStore::watch_permits`], sleeping at most until the soonest holder's TTL runs out.
+/// Each attempt is one [`LeaseStore::try_acquire_permit_or_next_expiry`], which answers that
+/// time itself: a refusal costs no second request.
 pub async fn acquire_permit_with_polling<S: LeaseStore + ?Sized>(
     store: &S,
     name: &LockName,
@@ -83,18 +90,28 @@ pub async fn acquire_permit_with_polling<S: LeaseStore + ?Sized>(
         name,
         watch,
         policy,
-        || store.try_acquire_permit(name, limit, ttl, label),
         || async {
-            let permits = store.inspect_permits(name).await?;
-            Ok(permits
-                .holders
-                .iter()
-                .map(|h| h.remaining)
-                .min()
-                .unwrap_or(Duration::ZERO))
+            Ok(
+                match store
+                    .try_acquire_permit_or_next_expiry(name, limit, ttl, label)
+                    .await?
+                {
+                    PermitAttempt::Granted(lease) => Tried::Granted(lease),
+                    PermitAttempt::Full { next_expiry } => Tried::Refused(Some(next_expiry)),
+                },
+            )
         },
+        // Never asked: every refusal above says how long the soonest holder has left.
+        || async { Ok(Duration::ZERO) },
     )
     .await
+}
+
+/// One attempt of a waiter.
+enum Tried {
+    Granted(Lease),
+    /// Refused; with the holder's time left if the attempt learned it (else the loop asks).
+    Refused(Option<Duration>),
 }
 
 fn subscribe(name: &LockName, watch: Result<Option<ReleaseWatch>, Error>) -> Option<ReleaseWatch> {
@@ -104,8 +121,9 @@ fn subscribe(name: &LockName, watch: Result<Option<ReleaseWatch>, Error>) -> Opt
     })
 }
 
-/// Tries, and while refused sleeps until a notification, the time `holder_left` answers (plus
-/// jitter), the backoff or the deadline.
+/// Tries, and while refused sleeps until a notification, the holder's time left (plus
+/// jitter), the backoff or the deadline. The time left is the refusal's own, or else what
+/// `holder_left` answers.
 async fn wait_loop<A, AF, H, HF>(
     name: &LockName,
     mut watch: Option<ReleaseWatch>,
@@ -115,20 +133,24 @@ async fn wait_loop<A, AF, H, HF>(
 ) -> Result<Option<Lease>, Error>
 where
     A: FnMut() -> AF,
-    AF: Future<Output = Result<Option<Lease>, Error>>,
+    AF: Future<Output = Result<Tried, Error>>,
     H: FnMut() -> HF,
     HF: Future<Output = Result<Duration, Error>>,
 {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        if let Some(lease) = attempt().await? {
-            return Ok(Some(lease));
-        }
+        let known = match attempt().await? {
+            Tried::Granted(lease) => return Ok(Some(lease)),
+            Tried::Refused(known) => known,
+        };
         let now = Instant::now();
         if policy.until.is_some_and(|until| now >= until) {
             return Ok(None);
         }
-        let holder_left = holder_left().await?;
+        let holder_left = match known {
+            Some(left) => left,
+            None => holder_left().await?,
+        };
         let nap = if watch.is_some() {
             holder_left.min(policy.poll_interval)
         } else {

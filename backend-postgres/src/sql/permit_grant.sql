@@ -7,15 +7,23 @@
 -- by a concurrent statement just as it expired is not deleted (the DELETE waits for the
 -- renewal and re-checks the new row), so it still counts as live.
 -- The token is max(last + 1, clock in microseconds), as for locks, kept in the semaphore row.
--- Answers the token granted (NULL if none), the live permits, and the limit they hold under.
+-- Answers the token granted (NULL if none), the live permits, the limit they hold under, and
+-- the microseconds until the first live permit expires (for a refused waiter: how long it may
+-- sleep without reading the permits; NULL when none is live).
 WITH expired AS (
     DELETE FROM {permits}
      WHERE name = $1
        AND expires_at <= clock_timestamp()
     RETURNING token
+), seen AS (
+    -- One scan of the name's rows: how many, and when the first live one expires.
+    SELECT count(*) AS total,
+           min(expires_at) FILTER (WHERE expires_at > clock_timestamp()) AS first_expiry
+      FROM {permits}
+     WHERE name = $1
 ), live AS (
-    SELECT (SELECT count(*) FROM {permits} WHERE name = $1)
-         - (SELECT count(*) FROM expired) AS held
+    SELECT seen.total - (SELECT count(*) FROM expired) AS held
+      FROM seen
 ), granted AS (
     UPDATE {semaphores} AS semaphore
        SET last_token   = greatest(semaphore.last_token + 1,
@@ -38,4 +46,6 @@ WITH expired AS (
 )
 SELECT (SELECT token FROM inserted),
        (SELECT held FROM live),
-       (SELECT permit_limit FROM {semaphores} WHERE name = $1)
+       (SELECT permit_limit FROM {semaphores} WHERE name = $1),
+       (SELECT floor(extract(epoch FROM first_expiry - clock_timestamp()) * 1000000)::bigint
+          FROM seen)

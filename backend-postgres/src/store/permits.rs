@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use fencelock_core::backend::{ReleaseWatch, granted_lease, labeled, limit_mismatch, permit};
 use fencelock_core::{
-    Error, HolderId, Lease, LeaseInfo, LockName, Operation, OwnerLabel, PermitLimit, Permits,
+    Error, HolderId, LeaseInfo, LockName, Operation, OwnerLabel, PermitAttempt, PermitLimit,
+    Permits,
 };
 use tokio::time::Instant;
 
@@ -32,14 +33,14 @@ const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 type PermitRow = (i64, Option<String>, i64, Option<String>, Option<i32>);
 
 impl PgLeaseStore {
-    /// [`fencelock_core::LeaseStore::try_acquire_permit`].
+    /// [`fencelock_core::LeaseStore::try_acquire_permit_or_next_expiry`].
     pub(super) async fn grant_permit(
         &self,
         name: &LockName,
         limit: PermitLimit,
         ttl: Duration,
         label: Option<&OwnerLabel>,
-    ) -> Result<Option<Lease>, Error> {
+    ) -> Result<PermitAttempt, Error> {
         let (ttl_us, granted) = micros(self.inner.limits.check(ttl)?);
         let holder = HolderId::random();
         let holder_text = holder.to_string();
@@ -50,7 +51,7 @@ impl PgLeaseStore {
             sql.lock
                 .execute(vec![Arg::Text(name.as_str())], &mut *tx)
                 .await?;
-            let row: (Option<i64>, i64, Option<i32>) = sql
+            let row: (Option<i64>, i64, Option<i32>, Option<i64>) = sql
                 .grant
                 .fetch_one(
                     vec![
@@ -67,14 +68,14 @@ impl PgLeaseStore {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(row)
         };
-        let (token, held, held_limit) = self
+        let (token, held, held_limit, next_expiry_us) = self
             .timed(Operation::Acquire, grant)
             .await?
             .map_err(|e| grant_error(Operation::Acquire, name, e))?;
         if let Some(raw) = token {
             let token = super::token_from(Operation::Acquire, name, raw)?;
             let lease = granted_lease(name.clone(), token, holder, granted, sent_at);
-            return Ok(Some(permit(labeled(lease, label), limit)));
+            return Ok(PermitAttempt::Granted(permit(labeled(lease, label), limit)));
         }
         if held > 0
             && let Some(raw) = held_limit
@@ -84,7 +85,9 @@ impl PgLeaseStore {
                 return Err(limit_mismatch(name, held_limit, limit));
             }
         }
-        Ok(None)
+        // None when the last permit expired between the statement's reads: try again now.
+        let next_expiry = Duration::from_micros(next_expiry_us.map_or(0, |us| us.max(0) as u64));
+        Ok(PermitAttempt::Full { next_expiry })
     }
 
     /// [`fencelock_core::LeaseStore::inspect_permits`].

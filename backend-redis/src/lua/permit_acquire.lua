@@ -3,8 +3,9 @@
 -- KEYS[1] permits (ZSET), KEYS[2] the limit, KEYS[3] permit token counter (one slot)
 -- ARGV[1] holder id (hex), ARGV[2] TTL in milliseconds, ARGV[3] limit, ARGV[4] ":<owner label>"
 -- or empty
--- Returns {1, "<holder>:<token>[:<label>]"} when granted, {0} when every permit is taken,
--- {2, limit} when the live permits hold under another limit.
+-- Returns {1, "<holder>:<token>[:<label>]"} when granted, {0, microseconds until the first
+-- permit expires} when every permit is taken (a waiter sleeps that long at most, without reading
+-- the permits), {2, limit} when the live permits hold under another limit.
 local now = server_micros()
 drop_expired(KEYS[1], KEYS[2], now)
 local limit = tonumber(ARGV[3])
@@ -13,7 +14,8 @@ if held and tonumber(held) ~= limit then
   return {2, held}
 end
 if redis.call('ZCARD', KEYS[1]) >= limit then
-  return {0}
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, digits_of(tonumber(first[2]) - now)}
 end
 local token, failed = mint_token(KEYS[3], now)
 if not token then

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use fencelock_core::backend::granted_lease;
 use fencelock_core::{
-    AcquireOptions, ErrorKind, FencingToken, HolderId, Lease, LockName, OwnerLabel, PermitLimit,
-    Permits,
+    AcquireOptions, ErrorKind, FencingToken, HolderId, Lease, LockName, OwnerLabel, PermitAttempt,
+    PermitLimit, Permits,
 };
 use tokio::time::{Instant, timeout};
 
@@ -32,6 +32,16 @@ async fn try_permit(
     let what = format!("try_acquire_permit of `{name}` (limit {n}, TTL {ttl:?})");
     settle::definite(&what, || {
         cx.store().try_acquire_permit(name, limit(n), ttl, label)
+    })
+    .await
+}
+
+/// `try_acquire_permit_or_next_expiry` (TTL: the long one) that must answer.
+async fn attempt_permit(cx: &Ctx, name: &LockName, n: u32, state: &str) -> PermitAttempt {
+    let what = format!("try_acquire_permit_or_next_expiry of `{name}` (limit {n}) with {state}");
+    settle::definite(&what, || {
+        cx.store()
+            .try_acquire_permit_or_next_expiry(name, limit(n), cx.long_ttl(), None)
     })
     .await
 }
@@ -304,6 +314,83 @@ pub async fn inspect_permits_shows_each_holder(cx: &Ctx) {
     release(cx, &a, "permit a").await;
     release(cx, &b, "permit b").await;
     assert_eq!(holders(cx, &name).await, Permits::default(), "all gone");
+}
+
+/// With every permit taken, the answer is `Full` with the time left of the permit that runs out
+/// first (not of a later one), and nothing is granted; with a place free, a permit is granted.
+pub async fn permit_full_answers_the_next_expiry(cx: &Ctx) {
+    let name = cx.name("next-expiry");
+    let sooner_ttl = cx.long_ttl() / 4;
+    let later = permit(cx, &name, 2, cx.long_ttl()).await;
+    let sooner_asked = Instant::now();
+    let sooner = permit(cx, &name, 2, sooner_ttl).await;
+    let full = attempt_permit(cx, &name, 2, "a full semaphore").await;
+    let PermitAttempt::Full { next_expiry } = full else {
+        panic!("a third permit under a limit of 2: {full:?}");
+    };
+    // At most the sooner permit's TTL (the later one has four times as long), and no less than
+    // that TTL minus the time since it was asked for (a second for stores that count whole
+    // seconds).
+    let elapsed = sooner_asked.elapsed();
+    assert!(
+        next_expiry <= sooner_ttl && next_expiry + elapsed + Duration::from_secs(1) >= sooner_ttl,
+        "next expiry {next_expiry:?}: the sooner permit was granted a TTL of {sooner_ttl:?} \
+         {elapsed:?} ago"
+    );
+    assert_eq!(
+        tokens(&holders(cx, &name).await),
+        [later.token(), sooner.token()],
+        "the refusal granted nothing"
+    );
+    release(cx, &sooner, "the sooner permit").await;
+    let granted = attempt_permit(cx, &name, 2, "a place free").await;
+    let PermitAttempt::Granted(next) = granted else {
+        panic!("a place was free, yet: {granted:?}");
+    };
+    assert_eq!(next.permit_limit(), Some(limit(2)));
+    assert_rises(
+        next.token(),
+        sooner.token(),
+        "the permit granted after the refusal",
+    );
+    release(cx, &next, "the permit granted in the freed place").await;
+    release(cx, &later, "the later permit").await;
+}
+
+/// A holder that stops renewing frees its place when its TTL runs out, and a waiter whose poll
+/// interval is far longer takes it then: the store's refusal told it when to try again.
+pub async fn permit_waiter_acquires_after_expiry(cx: &Ctx) {
+    let name = cx.name("permit-expiry-wait");
+    // A bare lease: no watchdog renews it.
+    let abandoned = permit(cx, &name, 1, cx.short_ttl()).await;
+    let semaphore = cx.locker().semaphore(name.clone(), 1).expect("valid");
+    let within = cx.past_short_ttl() + PROMPTLY;
+    let waited = Instant::now();
+    let next = semaphore
+        .acquire(
+            AcquireOptions::new()
+                .with_ttl(cx.long_ttl())
+                .with_poll_interval(cx.long_ttl())
+                .with_timeout(within),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the waiter on `{name}` did not get the place of a permit with a TTL of {:?} \
+                 within {within:?} (its poll interval is {:?}): {e}",
+                cx.short_ttl(),
+                cx.long_ttl()
+            )
+        });
+    assert!(waited.elapsed() < within);
+    assert_rises(
+        next.token(),
+        abandoned.token(),
+        "the permit after the expiry",
+    );
+    next.release()
+        .await
+        .expect("release of the permit after the expiry");
 }
 
 /// A waiter learns of a released permit without waiting out a TTL or its poll interval.

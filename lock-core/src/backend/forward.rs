@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::backend::{ReleaseWatch, WaitPolicy};
 use crate::{
     Diagnosis, Error, FencingToken, Lease, LeaseInfo, LeaseStore, ListQuery, Listing, LockName,
-    OwnerLabel, PermitLimit, Permits, TtlLimits,
+    OwnerLabel, PermitAttempt, PermitLimit, Permits, TtlLimits,
 };
 
 /// A store that wraps another: every method forwards to [`ForwardingStore::inner`] unless the
@@ -151,6 +151,19 @@ pub trait ForwardingStore: Send + Sync + fmt::Debug {
             .await
     }
 
+    /// See [`LeaseStore::try_acquire_permit_or_next_expiry`].
+    async fn try_acquire_permit_or_next_expiry(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<PermitAttempt, Error> {
+        self.inner()
+            .try_acquire_permit_or_next_expiry(name, limit, ttl, label)
+            .await
+    }
+
     /// See [`LeaseStore::inspect_permits`].
     async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
         self.inner().inspect_permits(name).await
@@ -240,6 +253,15 @@ impl<W: ForwardingStore + ?Sized> LeaseStore for W {
         label: Option<&OwnerLabel>,
     ) -> Result<Option<Lease>, Error> {
         ForwardingStore::try_acquire_permit(self, name, limit, ttl, label).await
+    }
+    async fn try_acquire_permit_or_next_expiry(
+        &self,
+        name: &LockName,
+        limit: PermitLimit,
+        ttl: Duration,
+        label: Option<&OwnerLabel>,
+    ) -> Result<PermitAttempt, Error> {
+        ForwardingStore::try_acquire_permit_or_next_expiry(self, name, limit, ttl, label).await
     }
     async fn inspect_permits(&self, name: &LockName) -> Result<Permits, Error> {
         ForwardingStore::inspect_permits(self, name).await
