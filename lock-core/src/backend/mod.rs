@@ -37,7 +37,7 @@
 //! | item | for |
 //! | --- | --- |
 //! | [`granted_lease`], [`renewed_lease`], [`holder_id`], [`safety_margin`] | building the [`Lease`](crate::Lease) a grant or renewal returns |
-//! | [`permit`], [`limit_mismatch`], [`Permits::new`](crate::Permits::new), [`acquire_permit_with_polling`] | semaphores: a grant marked as a permit, the error for a limit other than the holders', the holders as `inspect_permits` answers them, the generic permit wait |
+//! | [`permit`], [`limit_mismatch`], [`Permits::new`](crate::Permits::new), [`PermitAttempt`](crate::PermitAttempt), [`acquire_permit_with_polling`] | semaphores: a grant marked as a permit, the error for a limit other than the holders', the holders as `inspect_permits` answers them, a refusal with the first permit's time left (answer it from the grant's own request in `try_acquire_permit_or_next_expiry` if the store can: the default reads every permit), the generic permit wait |
 //! | [`labeled`], [`stored_label`] | the owner label a grant was given; a label read back from the store (`None` for anything not a valid label) |
 //! | [`ListQuery::page`](crate::ListQuery::page), [`ListQuery::admits`](crate::ListQuery::admits) | one page of a listing from whatever a backend found under the prefix |
 //! | [`lost_or_superseded`], [`fail_each`] | the `LeaseLost` of a grant that is gone; one error for every lease of a failed batch |
