@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use fencelock_core::{LeaseStore, LockName, PermitLimit};
+use fencelock_core::{Lease, LeaseStore, LockName, PermitLimit};
 use fencelock_redis::RedisLeaseStore;
 
 const ROUNDS: usize = 3_000;
@@ -28,15 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (limit, others) in [(10, 0), (10, 9), (PermitLimit::MAX, PermitLimit::MAX - 1)] {
         let limit = PermitLimit::new(limit)?;
         let name = LockName::new(format!("bench/semaphore-latency-{limit}-{others}"))?;
-        let mut held = Vec::new();
-        for _ in 0..others {
-            held.push(
-                store
-                    .try_acquire_permit(&name, limit, ttl, None)
-                    .await?
-                    .ok_or("full")?,
-            );
-        }
+        let held = take_permits(&store, &name, limit, others, ttl).await?;
         let mut locks = Vec::with_capacity(ROUNDS);
         let mut permits = Vec::with_capacity(ROUNDS);
         for round in 0..ROUNDS + 200 {
@@ -74,6 +66,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     refused_waiter(&store, &url).await
 }
 
+/// `n` permits of `name`, each with `ttl`.
+async fn take_permits(
+    store: &RedisLeaseStore,
+    name: &LockName,
+    limit: PermitLimit,
+    n: u32,
+    ttl: Duration,
+) -> Result<Vec<Lease>, Box<dyn std::error::Error>> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(
+            store
+                .try_acquire_permit(name, limit, ttl, None)
+                .await?
+                .ok_or("full")?,
+        );
+    }
+    Ok(held)
+}
+
 /// A refused attempt on a full semaphore of `PermitLimit::MAX` permits, both ways, alternated.
 async fn refused_waiter(
     store: &RedisLeaseStore,
@@ -86,15 +98,7 @@ async fn refused_waiter(
     let limit = PermitLimit::new(PermitLimit::MAX)?;
     let name = LockName::new("bench/semaphore-refused")?;
     let ttl = Duration::from_secs(120);
-    let mut held = Vec::new();
-    for _ in 0..limit.get() {
-        held.push(
-            store
-                .try_acquire_permit(&name, limit, ttl, None)
-                .await?
-                .ok_or("full")?,
-        );
-    }
+    let held = take_permits(store, &name, limit, limit.get(), ttl).await?;
     for round in 1..=3 {
         for hinted in [true, false] {
             let cpu = server_cpu(&mut server).await?;
